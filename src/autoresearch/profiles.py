@@ -1,0 +1,99 @@
+"""Hardware profiles: the constants frozen into a workspace's prepare.py and train.py at init.
+
+Results compare only within a workspace, so a profile is chosen once, at `init`, and its
+values are written into the files; nothing reads this module at training time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoresearch.errors import AutoresearchError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    dataset: str  # default dataset
+    harness: dict[str, Any]  # constants written into prepare.py
+    train: dict[str, Any] = field(default_factory=dict)  # constants written into train.py
+    summary: str = ""
+
+    @property
+    def budget(self) -> int:
+        return int(self.harness["TIME_BUDGET"])
+
+
+PROFILES: dict[str, Profile] = {
+    # The reference shape: one H100-class GPU, 5 minutes.
+    "cuda-large": Profile(
+        name="cuda-large",
+        dataset="climbmix",
+        summary="NVIDIA GPU with >= 40 GB: depth 8, sequence 2048, batch 2^19 tokens, 300 s",
+        harness=dict(
+            MAX_SEQ_LEN=2048, TIME_BUDGET=300, EVAL_TOKENS=40 * 2**19, VOCAB_SIZE=8192,
+            NUM_TRAIN_SHARDS=10, MAX_TRAIN_CHARS=2_000_000_000, MAX_VAL_CHARS=200_000_000,
+            TOKENIZER_TRAIN_CHARS=1_000_000_000,
+        ),
+        train=dict(DEPTH=8, DEVICE_BATCH_SIZE=128, TOTAL_BATCH_SIZE=2**19, WINDOW_PATTERN="SSSL"),
+    ),
+    # Smaller NVIDIA cards: the same model, gradient accumulation over smaller device batches.
+    "cuda": Profile(
+        name="cuda",
+        dataset="climbmix",
+        summary="NVIDIA GPU < 40 GB: the reference model with device batch 32 and accumulation, 300 s",
+        harness=dict(
+            MAX_SEQ_LEN=2048, TIME_BUDGET=300, EVAL_TOKENS=10 * 2**19, VOCAB_SIZE=8192,
+            NUM_TRAIN_SHARDS=10, MAX_TRAIN_CHARS=2_000_000_000, MAX_VAL_CHARS=100_000_000,
+            TOKENIZER_TRAIN_CHARS=1_000_000_000,
+        ),
+        train=dict(DEPTH=8, DEVICE_BATCH_SIZE=32, TOTAL_BATCH_SIZE=2**19, WINDOW_PATTERN="SSSL"),
+    ),
+    # Apple GPUs: shrink the problem, not the loop (short sequences, fewer layers, full windows).
+    "mps": Profile(
+        name="mps",
+        dataset="tinystories",
+        summary="Apple GPU: depth 4, sequence 256, batch 2^14 tokens, window 'L', 300 s",
+        harness=dict(
+            MAX_SEQ_LEN=256, TIME_BUDGET=300, EVAL_TOKENS=2**21, VOCAB_SIZE=4096,
+            NUM_TRAIN_SHARDS=4, MAX_TRAIN_CHARS=400_000_000, MAX_VAL_CHARS=20_000_000,
+            TOKENIZER_TRAIN_CHARS=100_000_000,
+        ),
+        train=dict(DEPTH=4, DEVICE_BATCH_SIZE=64, TOTAL_BATCH_SIZE=2**14, WINDOW_PATTERN="L"),
+    ),
+    # Two CPU cores, one minute: sized by measurement (docs/benchmarks.md).
+    "cpu": Profile(
+        name="cpu",
+        dataset="pysource",
+        summary="CPU: depth 2, width 128, sequence 256, batch 2^13 tokens, 60 s",
+        harness=dict(
+            MAX_SEQ_LEN=256, TIME_BUDGET=60, EVAL_TOKENS=2**17, VOCAB_SIZE=2048,
+            NUM_TRAIN_SHARDS=1, MAX_TRAIN_CHARS=24_000_000, MAX_VAL_CHARS=2_000_000,
+            TOKENIZER_TRAIN_CHARS=8_000_000,
+        ),
+        train=dict(DEPTH=2, DEVICE_BATCH_SIZE=32, TOTAL_BATCH_SIZE=2**13, WINDOW_PATTERN="L"),
+    ),
+}
+
+
+def detect() -> str:
+    """The profile for this machine: CUDA >= 40 GB, other CUDA, Apple GPU, else CPU."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+    if torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(0).total_memory
+        return "cuda-large" if total >= 40 * 1024**3 else "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def get(name: str) -> Profile:
+    if name == "auto":
+        name = detect()
+    if name not in PROFILES:
+        raise AutoresearchError(f"unknown profile {name!r}; choose from auto, {', '.join(PROFILES)}")
+    return PROFILES[name]

@@ -1,0 +1,169 @@
+"""results.tsv: one row per experiment, the upstream five columns first, then ours.
+
+Upstream columns (in order): commit, <metric> (val_bpb), memory_gb, status, description.
+Ours after them: timestamp, seconds, training_seconds, steps, kind, reason, agent,
+tokens_in, tokens_out, cost_usd. A file written by the original project (five columns,
+no extras) reads fine; missing extras are empty.
+
+Statuses: keep, discard, crash, invalid, noop. Kinds: baseline (a run of the unchanged
+starting point), experiment, confirm (the re-run of a small win; its status is decided
+together with the run it confirms).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from autoresearch.errors import AutoresearchError
+
+UPSTREAM = ("commit", "val_bpb", "memory_gb", "status", "description")
+EXTRA = (
+    "timestamp", "seconds", "training_seconds", "steps", "kind", "reason",
+    "agent", "tokens_in", "tokens_out", "cost_usd",
+)
+STATUSES = ("keep", "discard", "crash", "invalid", "noop")
+
+
+@dataclass(frozen=True)
+class Row:
+    commit: str
+    value: float  # the metric; 0.0 for crashes, as upstream
+    memory_gb: float
+    status: str
+    description: str
+    timestamp: str = ""
+    seconds: float | None = None
+    training_seconds: float | None = None
+    steps: int | None = None
+    kind: str = "experiment"
+    reason: str = ""
+    agent: str = ""
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
+
+    def cells(self) -> list[str]:
+        def num(v, fmt):
+            return "" if v is None else format(v, fmt)
+
+        return [
+            self.commit[:7], f"{self.value:.6f}", f"{self.memory_gb:.1f}", self.status, clean(self.description),
+            self.timestamp, num(self.seconds, ".1f"), num(self.training_seconds, ".1f"), num(self.steps, "d"),
+            self.kind, clean(self.reason), clean(self.agent), num(self.tokens_in, "d"), num(self.tokens_out, "d"),
+            num(self.cost_usd, ".4f"),
+        ]
+
+
+def clean(text: str) -> str:
+    """One TSV cell: no tabs, no newlines."""
+    return " ".join(str(text).split())
+
+
+def header(metric: str = "val_bpb") -> str:
+    return "\t".join((UPSTREAM[0], metric, *UPSTREAM[2:], *EXTRA)) + "\n"
+
+
+def _float(cell: str, default: float | None = None) -> float | None:
+    if cell == "":
+        return default
+    value = float(cell)
+    return value
+
+
+def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
+    """(metric name, rows) from the text of a results file; raises AutoresearchError with the line."""
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise AutoresearchError(f"{source} is empty (no header line)")
+    head = lines[0].split("\t")
+    if len(head) < 5 or head[0] != "commit" or head[2:5] != list(UPSTREAM[2:]):
+        raise AutoresearchError(
+            f"{source}: line 1 is not a results header (expected commit, <metric>, memory_gb, status, description)"
+        )
+    metric = head[1]
+    index = {name: i for i, name in enumerate(head)}
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) < 5:
+            raise AutoresearchError(f"{source}: line {number} has {len(cells)} columns, expected at least 5")
+
+        def get(name: str) -> str:
+            i = index.get(name)
+            return cells[i] if i is not None and i < len(cells) else ""
+
+        try:
+            value = float(cells[1])
+            if math.isnan(value):
+                raise ValueError("nan")
+            row = Row(
+                commit=cells[0], value=value, memory_gb=float(cells[2] or 0), status=cells[3],
+                description=cells[4], timestamp=get("timestamp"), seconds=_float(get("seconds")),
+                training_seconds=_float(get("training_seconds")),
+                steps=int(get("steps")) if get("steps") else None,
+                kind=get("kind") or "experiment", reason=get("reason"), agent=get("agent"),
+                tokens_in=int(get("tokens_in")) if get("tokens_in") else None,
+                tokens_out=int(get("tokens_out")) if get("tokens_out") else None,
+                cost_usd=_float(get("cost_usd")),
+            )
+        except ValueError as exc:
+            raise AutoresearchError(f"{source}: line {number} is malformed ({exc})") from exc
+        if row.status not in STATUSES:
+            raise AutoresearchError(f"{source}: line {number} has unknown status {row.status!r}")
+        rows.append(row)
+    return metric, rows
+
+
+def read(path: Path) -> tuple[str, list[Row]]:
+    path = Path(path)
+    if not path.exists():
+        raise AutoresearchError(f"{path} does not exist yet: no experiments recorded")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AutoresearchError(f"cannot read {path}: {exc}") from exc
+    return parse(text, path.name)
+
+
+def append(path: Path, rows: list[Row] | Row, metric: str = "val_bpb") -> None:
+    """Append rows so that the file is always whole: write a full copy beside it, fsync, rename.
+
+    An existing file that does not parse is never overwritten (AutoresearchError). A full or
+    read-only disk raises AutoresearchError and leaves the old file as it was.
+    """
+    path = Path(path)
+    if isinstance(rows, Row):
+        rows = [rows]
+    if path.exists():
+        old = path.read_text()
+        parse(old, path.name)  # refuse to extend a corrupted file
+        if old and not old.endswith("\n"):
+            old += "\n"
+    else:
+        old = header(metric)
+    text = old + "".join("\t".join(r.cells()) + "\n" for r in rows)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise AutoresearchError(f"cannot record the result in {path}: {exc.strerror or exc}") from exc
+
+
+def as_dict(row: Row) -> dict:
+    return asdict(row)
+
+
+FIELDS = tuple(f.name for f in fields(Row))
