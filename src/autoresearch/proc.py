@@ -21,14 +21,18 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     input: str | None = None,
+    stream: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run `cmd`, capture its text output, raise AutoresearchError on failure when `check`."""
+    """Run `cmd`, capture its text output, raise AutoresearchError on failure when `check`.
+
+    With `stream`, output goes straight to our stdout/stderr (progress bars) and is not captured.
+    """
     try:
         result = subprocess.run(
             list(cmd),
             cwd=cwd,
             env=dict(env) if env is not None else None,
-            capture_output=True,
+            capture_output=not stream,
             text=True,
             timeout=timeout,
             input=input,
@@ -38,7 +42,7 @@ def run(
     except subprocess.TimeoutExpired as exc:
         raise AutoresearchError(f"{' '.join(cmd)} took longer than {timeout:g} s") from exc
     if check and result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
+        detail = (result.stderr or result.stdout or "").strip().splitlines()
         last = detail[-1] if detail else f"exit status {result.returncode}"
         raise AutoresearchError(f"{' '.join(cmd)} failed: {last}")
     return result

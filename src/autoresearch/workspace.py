@@ -273,6 +273,8 @@ def init_workspace(
         prof = profiles.get(profile)
         dataset = dataset or prof.dataset
         check_dataset_name(dataset)
+        if dataset.startswith("files:"):  # the harness runs from the workspace: make the path absolute
+            dataset = "files:" + str(Path(dataset[len("files:"):]).expanduser().resolve())
         files = render_llm(prof, dataset, budget)
         config = Config(
             template="llm", profile=prof.name, dataset=dataset,

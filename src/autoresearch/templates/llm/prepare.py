@@ -1,0 +1,620 @@
+"""
+The fixed harness of this research workspace. Nobody edits this file, ever: the engine
+checks its sha256 before and after every experiment.
+
+It holds the constants that make experiments comparable, the data, the tokenizer, the
+dataloader and the metric:
+
+    python prepare.py      # fetch or collect the documents, train the tokenizer, tokenize
+                           # (idempotent; resumes after an interruption)
+
+    from prepare import MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, make_dataloader, evaluate_bpb
+
+The metric is validation bits per byte: the model's summed cross-entropy over a fixed
+number of validation tokens, divided by the number of UTF-8 bytes those tokens stand for,
+in bits. It does not depend on the vocabulary, so tokenizer changes compare fairly.
+When the environment names a path in AUTORESEARCH_RESULT, `evaluate_bpb` also writes its
+result there as JSON; that record, not what train.py prints, is what the engine trusts.
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import pickle
+import random
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from bisect import bisect_right, insort
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# ---------------------------------------------------------------------------
+# Constants: frozen when the workspace was made (autoresearch init --profile ...)
+
+DATASET = "pysource"                   # climbmix | tinystories | pysource | files:PATH
+MAX_SEQ_LEN = 256                      # context length of training and evaluation
+TIME_BUDGET = 60                       # seconds of training per experiment
+EVAL_TOKENS = 2**17                    # validation tokens scored by evaluate_bpb
+VOCAB_SIZE = 2048                      # BPE vocabulary, special tokens included
+NUM_TRAIN_SHARDS = 1                   # hub datasets: training shards to download
+MAX_TRAIN_CHARS = 24_000_000           # cap on training text (characters)
+MAX_VAL_CHARS = 2_000_000              # cap on validation text (characters)
+TOKENIZER_TRAIN_CHARS = 8_000_000      # training text the tokenizer learns from
+
+VAL_PERCENT = 5                        # local datasets: share of documents held out
+SPECIAL_TOKENS = ["<|bos|>", "<|reserved_1|>", "<|reserved_2|>", "<|reserved_3|>"]
+# GPT-4 style pre-tokenizer split, but numbers in groups of 1-2 digits instead of 1-3
+SPLIT_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
+)
+
+CACHE_DIR = Path(os.environ.get("AUTORESEARCH_CACHE_DIR") or Path.home() / ".cache" / "autoresearch")
+HF_ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+CLIMBMIX_REPO = "karpathy/climbmix-400b-shuffle"
+CLIMBMIX_VAL_SHARD = 6542              # the last shard, pinned as validation
+TINYSTORIES_REPO = "roneneldan/TinyStories"
+MAX_FILE_CHARS = 1_000_000             # pysource/files: skip single documents larger than this
+
+
+class HarnessError(Exception):
+    """Bad input or a broken cache: one clear line, never a number."""
+
+
+def _settings_key():
+    """Names the prepared data: every constant that shapes it, plus the interpreter for pysource."""
+    parts = [DATASET, VOCAB_SIZE, NUM_TRAIN_SHARDS, MAX_TRAIN_CHARS, MAX_VAL_CHARS,
+             TOKENIZER_TRAIN_CHARS, VAL_PERCENT, SPLIT_PATTERN, SPECIAL_TOKENS, 1]
+    if DATASET == "pysource":
+        parts.append(sys.prefix)
+    digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+    name = DATASET.split(":")[0]
+    return f"{name}-{digest}"
+
+
+PREPARED_DIR = CACHE_DIR / "prepared" / _settings_key()
+TOKENIZER_DIR = PREPARED_DIR / "tokenizer"
+
+
+def _progress(label, done, total, unit=""):
+    if not sys.stderr.isatty():
+        return
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{unit}")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _stable_hash(text):
+    return int(hashlib.sha256(text.encode()).hexdigest()[:16], 16)
+
+
+# ---------------------------------------------------------------------------
+# Documents: each dataset becomes two lists of strings, train and val
+
+def _download(url, dest, retries=5):
+    """Fetch url to dest atomically (a .part file renamed into place), retrying with backoff."""
+    if dest.exists():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    headers = {"User-Agent": "autoresearch-prepare"}
+    if os.environ.get("HF_TOKEN"):
+        headers["Authorization"] = "Bearer " + os.environ["HF_TOKEN"]
+    for attempt in range(retries):
+        try:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=60) as response, open(part, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+            os.replace(part, dest)
+            return
+        except urllib.error.HTTPError as exc:
+            part.unlink(missing_ok=True)
+            if exc.code < 500 and exc.code != 429:
+                raise HarnessError(f"cannot download {url}: HTTP {exc.code}") from None
+            reason = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            part.unlink(missing_ok=True)
+            reason = str(getattr(exc, "reason", exc))
+        if attempt + 1 < retries:
+            time.sleep(min(0.5 * 2**attempt, 8.0))
+    raise HarnessError(f"cannot download {url}: {reason} (no network? set HF_ENDPOINT for a mirror, "
+                       f"or make a workspace with --dataset pysource)")
+
+
+def _download_all(jobs, label):
+    """Download [(url, dest)] with a few threads; a progress bar counts finished files."""
+    todo = [(u, d) for u, d in jobs if not d.exists()]
+    if not todo:
+        return
+    done = 0
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(_download, u, d) for u, d in todo]
+        for future in futures:
+            future.result()
+            done += 1
+            _progress(label, done, len(todo), " files")
+
+
+def _parquet_texts(path):
+    import pyarrow.parquet as pq
+    try:
+        table = pq.read_table(path, columns=["text"])
+    except Exception as exc:
+        raise HarnessError(f"cannot read {path}: {exc}") from None
+    return [t for t in table.column("text").to_pylist() if t]
+
+
+def _take(texts, max_chars):
+    out, total = [], 0
+    for t in texts:
+        if total >= max_chars:
+            break
+        t = t[: max_chars - total]
+        out.append(t)
+        total += len(t)
+    return out
+
+
+def hub_documents():
+    """climbmix and tinystories: parquet shards from the Hugging Face hub (HF_ENDPOINT honoured)."""
+    if DATASET == "climbmix":
+        base = f"{HF_ENDPOINT}/datasets/{CLIMBMIX_REPO}/resolve/main"
+        train = [f"{base}/shard_{i:05d}.parquet" for i in range(NUM_TRAIN_SHARDS)]
+        val = [f"{base}/shard_{CLIMBMIX_VAL_SHARD:05d}.parquet"]
+    else:
+        base = f"{HF_ENDPOINT}/api/datasets/{TINYSTORIES_REPO}/parquet/default"
+        train = [f"{base}/train/{i}.parquet" for i in range(NUM_TRAIN_SHARDS)]
+        val = [f"{base}/validation/0.parquet"]
+    folder = CACHE_DIR / "data" / DATASET
+    jobs = [(u, folder / "train" / f"{i:05d}.parquet") for i, u in enumerate(train)]
+    jobs.append((val[0], folder / "val" / "00000.parquet"))
+    _download_all(jobs, f"downloading {DATASET}")
+    train_docs = []
+    for _, dest in jobs[:-1]:
+        train_docs.extend(_parquet_texts(dest))
+    return _take(train_docs, MAX_TRAIN_CHARS), _take(_parquet_texts(jobs[-1][1]), MAX_VAL_CHARS)
+
+
+def _split_local(named_texts):
+    """[(name, text)] -> (train, val): held-out by a hash of the name, capped, deterministic."""
+    if len(named_texts) < 2:
+        raise HarnessError(f"too few documents for a validation split: found {len(named_texts)}, need at least 2")
+    ordered = sorted(named_texts, key=lambda nt: _stable_hash(nt[0]))
+    val = [t for n, t in ordered if _stable_hash("val:" + n) % 100 < VAL_PERCENT]
+    train = [t for n, t in ordered if _stable_hash("val:" + n) % 100 >= VAL_PERCENT]
+    if not val:  # tiny corpora: hold out one document rather than none
+        val, train = [ordered[0][1]], [t for _, t in ordered[1:]]
+    if not train:
+        raise HarnessError("too few documents for a validation split: nothing left to train on")
+    return _take(train, MAX_TRAIN_CHARS), _take(val, MAX_VAL_CHARS)
+
+
+def _read_text(path):
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def pysource_documents():
+    """The .py files of this interpreter's stdlib and site-packages, one document per file."""
+    roots = []
+    for key in ("stdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path and Path(path).is_dir() and Path(path).resolve() not in [r for _, r in roots]:
+            roots.append((key, Path(path).resolve()))
+    named, total = [], 0
+    budget = 2 * (MAX_TRAIN_CHARS + MAX_VAL_CHARS) * 100 // (100 - VAL_PERCENT)
+    candidates = []
+    for key, root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__"
+                                 and not (key == "stdlib" and d == "site-packages"))
+            for f in filenames:
+                if f.endswith(".py"):
+                    path = Path(dirpath) / f
+                    candidates.append((f"{key}/{path.relative_to(root).as_posix()}", path))
+    # read files in hash order and stop once there is comfortably enough text
+    candidates.sort(key=lambda c: _stable_hash(c[0]))
+    for name, path in candidates:
+        if total >= budget:
+            break
+        text = _read_text(path)
+        if text and text.strip() and len(text) <= MAX_FILE_CHARS:
+            named.append((name, text))
+            total += len(text)
+    return _split_local(named)
+
+
+def files_documents(folder):
+    """files:PATH — a folder of .txt, .md, .jsonl (a "text" field per line) and .parquet files."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise HarnessError(f"files:{folder} is not a readable folder")
+    named = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.suffix in (".txt", ".md"):
+            text = _read_text(path)
+            if text is None:
+                raise HarnessError(f"cannot read {path} as UTF-8 text")
+            if text.strip():
+                named.append((rel, text[:MAX_FILE_CHARS]))
+        elif path.suffix == ".jsonl":
+            text = _read_text(path)
+            if text is None:
+                raise HarnessError(f"cannot read {path} as UTF-8 text")
+            for i, line in enumerate(text.splitlines()):
+                if line.strip():
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        raise HarnessError(f"{path}:{i + 1} is not valid JSON") from None
+                    if isinstance(record, dict) and isinstance(record.get("text"), str) and record["text"].strip():
+                        named.append((f"{rel}:{i}", record["text"]))
+        elif path.suffix == ".parquet":
+            named.extend((f"{rel}:{i}", t) for i, t in enumerate(_parquet_texts(path)))
+    if not named:
+        raise HarnessError(f"files:{folder} holds no documents (.txt, .md, .jsonl or .parquet)")
+    return _split_local(named)
+
+
+def load_documents():
+    if DATASET in ("climbmix", "tinystories"):
+        return hub_documents()
+    if DATASET == "pysource":
+        return pysource_documents()
+    if DATASET.startswith("files:"):
+        return files_documents(DATASET[len("files:"):])
+    raise HarnessError(f"unknown dataset {DATASET!r}: use climbmix, tinystories, pysource or files:PATH")
+
+
+# ---------------------------------------------------------------------------
+# Tokenizer: BPE learned with rustbpe, applied with tiktoken
+
+class Tokenizer:
+    """Byte-level BPE; the first special token is the BOS that starts every row."""
+
+    def __init__(self, encoding):
+        self.enc = encoding
+        self.bos_token_id = encoding.encode_single_token(SPECIAL_TOKENS[0])
+
+    @classmethod
+    def from_directory(cls, tokenizer_dir=None):
+        path = Path(tokenizer_dir or TOKENIZER_DIR) / "tokenizer.pkl"
+        if not path.exists():
+            raise HarnessError(f"no tokenizer at {path}: run `python prepare.py` first")
+        with open(path, "rb") as fh:
+            return cls(pickle.load(fh))
+
+    def get_vocab_size(self):
+        return self.enc.n_vocab
+
+    def get_bos_token_id(self):
+        return self.bos_token_id
+
+    def encode(self, text, prepend=None, num_threads=8):
+        """A string -> list of ids; a list of strings -> list of lists. `prepend`: an id or special token."""
+        if isinstance(prepend, str):
+            prepend = self.enc.encode_single_token(prepend)
+        if isinstance(text, str):
+            ids = self.enc.encode_ordinary(text)
+            return ([prepend] + ids) if prepend is not None else ids
+        out = self.enc.encode_ordinary_batch(list(text), num_threads=num_threads)
+        if prepend is not None:
+            out = [[prepend] + ids for ids in out]
+        return out
+
+    def decode(self, ids):
+        return self.enc.decode(list(ids))
+
+
+def train_tokenizer(train_docs):
+    import rustbpe
+    import tiktoken
+
+    def texts():
+        seen = 0
+        for doc in train_docs:
+            if seen >= TOKENIZER_TRAIN_CHARS:
+                return
+            yield doc[: TOKENIZER_TRAIN_CHARS - seen]
+            seen += len(doc)
+
+    bpe = rustbpe.Tokenizer()
+    bpe.train_from_iterator(texts(), VOCAB_SIZE - len(SPECIAL_TOKENS), pattern=SPLIT_PATTERN)
+    ranks = {bytes(k): v for k, v in bpe.get_mergeable_ranks()}
+    specials = {name: len(ranks) + i for i, name in enumerate(SPECIAL_TOKENS)}
+    encoding = tiktoken.Encoding(name="autoresearch", pat_str=bpe.get_pattern(),
+                                 mergeable_ranks=ranks, special_tokens=specials)
+    # bytes per token for bits-per-byte; special tokens count zero bytes
+    token_bytes = [len(encoding.decode_single_token_bytes(i)) for i in range(len(ranks))] + [0] * len(specials)
+    tmp = TOKENIZER_DIR.with_name("tokenizer.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    with open(tmp / "tokenizer.pkl", "wb") as fh:
+        pickle.dump(encoding, fh)
+    torch.save(torch.tensor(token_bytes, dtype=torch.int32), tmp / "token_bytes.pt")
+    os.replace(tmp, TOKENIZER_DIR)
+
+
+def get_token_bytes(device="cpu"):
+    """Tensor [vocab] of each token's length in UTF-8 bytes (0 for special tokens)."""
+    path = TOKENIZER_DIR / "token_bytes.pt"
+    if not path.exists():
+        raise HarnessError(f"no token byte table at {path}: run `python prepare.py` first")
+    return torch.load(path, map_location="cpu").to(device)
+
+
+# ---------------------------------------------------------------------------
+# Tokenized data on disk: <split>.bin (uint16 ids, documents back to back, no BOS)
+# and <split>.idx.npy (document start offsets, one extra at the end)
+
+def _sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tokenize_split(tokenizer, docs, split, batch=256):
+    dtype = np.uint16 if VOCAB_SIZE <= 65536 else np.uint32
+    bin_tmp = PREPARED_DIR / f"{split}.bin.tmp"
+    offsets = [0]
+    with open(bin_tmp, "wb") as out:
+        for start in range(0, len(docs), batch):
+            for ids in tokenizer.encode(docs[start:start + batch], num_threads=os.cpu_count() or 1):
+                if ids:
+                    np.asarray(ids, dtype=dtype).tofile(out)
+                    offsets.append(offsets[-1] + len(ids))
+            _progress(f"tokenizing {split}", min(start + batch, len(docs)), len(docs), " docs")
+    np.save(PREPARED_DIR / f"{split}.idx.tmp.npy", np.asarray(offsets, dtype=np.int64))
+    os.replace(PREPARED_DIR / f"{split}.idx.tmp.npy", PREPARED_DIR / f"{split}.idx.npy")
+    os.replace(bin_tmp, PREPARED_DIR / f"{split}.bin")
+    return len(offsets) - 1, offsets[-1]
+
+
+def manifest():
+    """The prepared data's record (val split sha256 and sizes), or None if not prepared."""
+    path = PREPARED_DIR / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def prepare():
+    """Idempotent: each stage is skipped when its output exists; the manifest is written last."""
+    if manifest() is not None:
+        print(f"data ready: {PREPARED_DIR}")
+        return manifest()
+    t0 = time.time()
+    print(f"preparing {DATASET} into {PREPARED_DIR}", flush=True)
+    train_docs, val_docs = load_documents()
+    chars = sum(map(len, train_docs))
+    print(f"documents: {len(train_docs):,} train ({chars / 1e6:.1f}M chars), {len(val_docs):,} val", flush=True)
+    PREPARED_DIR.mkdir(parents=True, exist_ok=True)
+    if not (TOKENIZER_DIR / "tokenizer.pkl").exists():
+        t1 = time.time()
+        train_tokenizer(train_docs)
+        print(f"tokenizer: {VOCAB_SIZE} tokens trained in {time.time() - t1:.1f}s", flush=True)
+    tokenizer = Tokenizer.from_directory()
+    sizes = {}
+    for split, docs in (("train", train_docs), ("val", val_docs)):
+        if not (PREPARED_DIR / f"{split}.bin").exists():
+            sizes[split] = tokenize_split(tokenizer, docs, split)
+        else:
+            idx = np.load(PREPARED_DIR / f"{split}.idx.npy")
+            sizes[split] = (len(idx) - 1, int(idx[-1]))
+    record = {
+        "dataset": DATASET, "vocab_size": VOCAB_SIZE, "max_seq_len": MAX_SEQ_LEN,
+        "train_documents": sizes["train"][0], "train_tokens": sizes["train"][1],
+        "val_documents": sizes["val"][0], "val_tokens": sizes["val"][1],
+        "val_sha256": _sha256_file(PREPARED_DIR / "val.bin"),
+        "token_bytes_sha256": _sha256_file(TOKENIZER_DIR / "token_bytes.pt"),
+        "seconds": round(time.time() - t0, 1),
+    }
+    tmp = PREPARED_DIR / "manifest.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, PREPARED_DIR / "manifest.json")
+    print(f"tokens: {record['train_tokens']:,} train, {record['val_tokens']:,} val "
+          f"in {record['seconds']}s", flush=True)
+    print(f"val_sha256: {record['val_sha256']}")
+    return record
+
+
+def _ready_manifest():
+    record = manifest()
+    if record is None:
+        raise HarnessError(f"data not prepared for this workspace: run `python prepare.py` first")
+    return record
+
+
+# ---------------------------------------------------------------------------
+# Dataloader: rows of MAX_SEQ_LEN + 1 tokens, each starting with BOS, packed best-fit
+
+def _device_default():
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class _Packer:
+    """Fills rows from a pool of document pieces with no padding.
+
+    For each row: take the longest piece that still fits (with its BOS); when none fits,
+    crop a random piece to fill the row exactly and return its rest to the pool, so no
+    token is thrown away and long documents spread over many batches instead of filling
+    one. Every piece starts with BOS, so every row does too.
+    """
+
+    def __init__(self, tokens, offsets, shuffle, seed=1337, pool_size=1000):
+        self.tokens, self.offsets = tokens, offsets
+        self.shuffle, self.rng = shuffle, random.Random(seed)
+        self.pool_size = pool_size
+        self.order, self.next_doc, self.epoch = [], 0, 0
+        self.lengths, self.pieces = [], []  # sorted lengths; pieces[i] = (start, end) for lengths[i]
+
+    def _refill(self):
+        while len(self.lengths) < self.pool_size:
+            if self.next_doc >= len(self.order):
+                self.order = list(range(len(self.offsets) - 1))
+                if self.shuffle:
+                    self.rng.shuffle(self.order)
+                self.next_doc = 0
+                self.epoch += 1
+            d = self.order[self.next_doc]
+            self.next_doc += 1
+            self._add(int(self.offsets[d]), int(self.offsets[d + 1]))
+
+    def _add(self, start, end):
+        length = end - start + 1  # + BOS
+        i = bisect_right(self.lengths, length)
+        self.lengths.insert(i, length)
+        self.pieces.insert(i, (start, end))
+
+    def fill(self, row, bos):
+        need, pos = len(row), 0
+        while pos < need:
+            self._refill()
+            room = need - pos
+            i = bisect_right(self.lengths, room) - 1
+            if i >= 0:  # the longest piece that fits whole
+                start, end = self.pieces.pop(i)
+                self.lengths.pop(i)
+            else:  # nothing fits: crop a random piece, keep its rest for later rows
+                i = self.rng.randrange(len(self.lengths))
+                start, end = self.pieces.pop(i)
+                self.lengths.pop(i)
+                cut = start + room - 1
+                self._add(cut, end)
+                end = cut
+            row[pos] = bos
+            row[pos + 1:pos + 1 + end - start] = self.tokens[start:end]
+            pos += 1 + end - start
+
+
+def _open_split(split):
+    if split not in ("train", "val"):
+        raise HarnessError(f"split must be 'train' or 'val', not {split!r}")
+    dtype = np.uint16 if VOCAB_SIZE <= 65536 else np.uint32
+    tokens = np.memmap(PREPARED_DIR / f"{split}.bin", dtype=dtype, mode="r")
+    offsets = np.load(PREPARED_DIR / f"{split}.idx.npy")
+    if len(offsets) < 2:
+        raise HarnessError(f"the {split} split is empty")
+    return tokens, offsets
+
+
+def make_dataloader(tokenizer, B, T, split, device=None):
+    """Yields (inputs, targets, epoch) forever: int64 [B, T] tensors on the device.
+
+    Training documents are shuffled each epoch with a fixed seed; validation documents come
+    in a fixed order, so every evaluation sees the same tokens.
+    """
+    _ready_manifest()
+    tokens, offsets = _open_split(split)
+    packer = _Packer(tokens, offsets, shuffle=(split == "train"))
+    bos = tokenizer.get_bos_token_id()
+    device = torch.device(device or _device_default())
+    use_cuda = device.type == "cuda"
+    host = torch.empty((B, T + 1), dtype=torch.int64, pin_memory=use_cuda)
+    rows = host.numpy()
+    while True:
+        for b in range(B):
+            packer.fill(rows[b], bos)
+        if use_cuda:  # asynchronous copy from pinned memory; fresh buffer so the copy never races
+            gpu = host.to(device, non_blocking=True)
+            host = torch.empty((B, T + 1), dtype=torch.int64, pin_memory=True)
+            rows = host.numpy()
+        else:
+            gpu = host.to(device, copy=True)
+        yield gpu[:, :-1], gpu[:, 1:], packer.epoch
+
+
+# ---------------------------------------------------------------------------
+# Metric: validation bits per byte
+
+def _harness_sha256():
+    return _sha256_file(Path(__file__).resolve())
+
+
+def check_val_split():
+    """The val split must be the one recorded at prepare time: a mismatch is an error, never a number."""
+    record = _ready_manifest()
+    actual = _sha256_file(PREPARED_DIR / "val.bin")
+    if actual != record["val_sha256"]:
+        raise HarnessError(f"the validation split changed since prepare (sha256 {actual[:12]} != "
+                           f"{record['val_sha256'][:12]}); refusing to evaluate")
+    if _sha256_file(TOKENIZER_DIR / "token_bytes.pt") != record["token_bytes_sha256"]:
+        raise HarnessError("the token byte table changed since prepare; refusing to evaluate")
+    return record["val_sha256"]
+
+
+@torch.no_grad()
+def evaluate_bpb(model, tokenizer, batch_size):
+    """Bits per byte over EVAL_TOKENS validation tokens at MAX_SEQ_LEN.
+
+    model(x, y, reduction='none') must return per-token losses in nats. Sum of losses over
+    the sum of the target tokens' byte lengths, in bits; special tokens (BOS) count in
+    neither sum.
+    """
+    t0 = time.time()
+    val_sha = check_val_split()
+    device = next(model.parameters()).device
+    token_bytes = get_token_bytes(device)
+    steps = max(1, EVAL_TOKENS // (batch_size * MAX_SEQ_LEN))
+    loader = make_dataloader(tokenizer, batch_size, MAX_SEQ_LEN, "val", device=device)
+    total_nats = torch.zeros((), dtype=torch.float64, device=device)
+    total_bytes = torch.zeros((), dtype=torch.int64, device=device)
+    total_tokens = 0
+    for _ in range(steps):
+        x, y, _ = next(loader)
+        loss = model(x, y, reduction="none").reshape(-1).double()
+        nbytes = token_bytes[y.reshape(-1)]
+        counted = nbytes > 0
+        total_nats += torch.where(counted, loss, torch.zeros_like(loss)).sum()
+        total_bytes += nbytes.sum()
+        total_tokens += int(counted.sum().item())
+    nats, nbytes = total_nats.item(), total_bytes.item()
+    bpb = nats / (math.log(2) * nbytes)
+    path = os.environ.get("AUTORESEARCH_RESULT")
+    if path:
+        record = {"val_bpb": bpb, "tokens": total_tokens, "bytes": nbytes, "val_sha256": val_sha,
+                  "harness_sha256": _harness_sha256(), "eval_seconds": round(time.time() - t0, 3)}
+        tmp = path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(record, fh)
+        os.replace(tmp, path)
+    return bpb
+
+
+# ---------------------------------------------------------------------------
+
+def main():
+    parser = argparse.ArgumentParser(description="Prepare this workspace's data and tokenizer (idempotent).")
+    parser.add_argument("--json", action="store_true", help="print the manifest as JSON at the end")
+    args = parser.parse_args()
+    try:
+        record = prepare()
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: run `python prepare.py` again to resume", file=sys.stderr)
+        sys.exit(130)
+    if args.json:
+        print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()

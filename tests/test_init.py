@@ -1,0 +1,92 @@
+"""`autoresearch init`: a workspace is a git repository with the harness, the baseline and a config."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+from autoresearch import constants
+from autoresearch.errors import AutoresearchError
+from autoresearch.workspace import Config, Workspace, init_workspace
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def git(ws, *args):
+    return subprocess.run(["git", *args], cwd=ws, capture_output=True, text=True, check=True).stdout
+
+
+def test_init_makes_a_workspace_with_a_first_commit_on_main(tmp_path):
+    result = cli("init", str(tmp_path / "ws"), "--profile", "cpu", "--budget", "7")
+    assert result.returncode == 0, result.stderr
+    ws = tmp_path / "ws"
+    assert git(ws, "branch", "--show-current").strip() == "main"
+    tracked = set(git(ws, "ls-files").split())
+    assert {"prepare.py", "train.py", "program.md", ".gitignore", "autoresearch.toml"} <= tracked
+    assert git(ws, "status", "--porcelain") == ""
+    config = Workspace.load(ws).config
+    assert (config.profile, config.dataset, config.budget) == ("cpu", "pysource", 7.0)
+    assert config.editable == ("train.py",) and (config.metric, config.direction) == ("val_bpb", "lower")
+    assert config.harness_sha256 == hashlib.sha256((ws / "prepare.py").read_bytes()).hexdigest()
+    harness = constants.read_constants((ws / "prepare.py").read_text())
+    assert harness["TIME_BUDGET"].value == 7 and harness["DATASET"].value == "pysource"
+    for ignored in ("results.tsv", "run.log", ".autoresearch/"):
+        assert ignored in (ws / ".gitignore").read_text()
+
+
+def test_profiles_freeze_their_constants_into_the_files(tmp_path):
+    ws = init_workspace(tmp_path / "big", profile="cuda-large", dataset="pysource")
+    harness = constants.read_constants((ws.root / "prepare.py").read_text())
+    train = constants.read_constants((ws.root / "train.py").read_text())
+    assert harness["MAX_SEQ_LEN"].value == 2048 and harness["VOCAB_SIZE"].value == 8192
+    assert harness["TIME_BUDGET"].value == 300 and harness["EVAL_TOKENS"].value == 40 * 2**19
+    assert train["DEPTH"].value == 8 and train["TOTAL_BATCH_SIZE"].value == 2**19
+    assert train["WINDOW_PATTERN"].value == "SSSL"
+
+
+def test_a_non_empty_folder_that_is_not_a_workspace_is_refused_untouched(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = cli("init", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "not empty" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_init_twice_says_it_is_already_a_workspace(tmp_path):
+    init_workspace(tmp_path / "ws", profile="cpu")
+    with pytest.raises(AutoresearchError, match="already"):
+        init_workspace(tmp_path / "ws", profile="cpu")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "imagenet"], "unknown dataset"),
+    (["--budget", "-3"], "positive"),
+    (["--template", "blank"], "--command"),
+])
+def test_bad_options_are_one_line_and_leave_no_folder(tmp_path, args, message):
+    result = cli("init", str(tmp_path / "ws"), "--profile", "cpu", *args)
+    assert result.returncode != 0 and message in result.stderr
+    assert not (tmp_path / "ws").exists()
+
+
+def test_files_dataset_path_is_stored_absolute(tmp_path, monkeypatch):
+    (tmp_path / "docs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    ws = init_workspace(tmp_path / "ws", profile="cpu", dataset="files:docs")
+    assert ws.config.dataset == f"files:{tmp_path / 'docs'}"
+    assert constants.read_constants((ws.root / "prepare.py").read_text())["DATASET"].value == ws.config.dataset
+
+
+def test_config_round_trips_through_toml():
+    config = Config(budget=12.5, editable=("a.py", "b.py"), direction="higher", harness_sha256="ab")
+    assert Config.from_toml(config.to_toml()) == config
+
+
+def test_help_explains_the_commands():
+    result = cli("--help")
+    assert result.returncode == 0 and "init" in result.stdout and "prepare" in result.stdout
