@@ -29,8 +29,8 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
-from bisect import bisect_right, insort
 from pathlib import Path
 
 import numpy as np
@@ -245,25 +245,19 @@ def files_documents(folder):
     named = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if path.suffix in (".txt", ".md"):
-            text = _read_text(path)
-            if text is None:
-                raise HarnessError(f"cannot read {path} as UTF-8 text")
-            if text.strip():
-                named.append((rel, text[:MAX_FILE_CHARS]))
-        elif path.suffix == ".jsonl":
-            text = _read_text(path)
-            if text is None:
-                raise HarnessError(f"cannot read {path} as UTF-8 text")
-            for i, line in enumerate(text.splitlines()):
-                if line.strip():
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        raise HarnessError(f"{path}:{i + 1} is not valid JSON") from None
-                    if isinstance(record, dict) and isinstance(record.get("text"), str) and record["text"].strip():
-                        named.append((f"{rel}:{i}", record["text"]))
-        elif path.suffix == ".parquet":
+        text = _read_text(path) if path.suffix in (".txt", ".md", ".jsonl") else ""
+        if text is None:
+            raise HarnessError(f"cannot read {path} as UTF-8 text")
+        if path.suffix in (".txt", ".md") and text.strip():
+            named.append((rel, text[:MAX_FILE_CHARS]))
+        for i, line in enumerate(text.splitlines() if path.suffix == ".jsonl" else []):
+            try:
+                record = json.loads(line) if line.strip() else {}
+            except json.JSONDecodeError:
+                raise HarnessError(f"{path}:{i + 1} is not valid JSON") from None
+            if isinstance(record, dict) and isinstance(record.get("text"), str) and record["text"].strip():
+                named.append((f"{rel}:{i}", record["text"]))
+        if path.suffix == ".parquet":
             named.extend((f"{rel}:{i}", t) for i, t in enumerate(_parquet_texts(path)))
     if not named:
         raise HarnessError(f"files:{folder} holds no documents (.txt, .md, .jsonl or .parquet)")
