@@ -75,5 +75,129 @@ def prepare(where):
     preparing.prepare(ws)
 
 
+@main.command()
+@click.option("-C", "--workspace", "where", default=".", type=click.Path(), help="Workspace folder.")
+@click.option("--results", "results", default=None, type=click.Path(), help="A results.tsv to read instead of the workspace's.")
+@click.option("--branch", default=None, help="Research branch whose experiments to count (default: the checked-out one).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@clean_errors
+def status(where, results, branch, as_json):
+    """Where the research stands: frontier, counts, pace, noise, the running experiment."""
+    from autoresearch import status as status_mod
+
+    status_mod.status(where, results, as_json=as_json, branch=branch)
+
+
+@main.command()
+@click.option("-C", "--workspace", "where", default=".", type=click.Path(), help="Workspace folder.")
+@click.option("--results", "results", default=None, type=click.Path(), help="A results.tsv to read (works without a workspace).")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="Folder for progress.png and report.md (default: beside results.tsv).")
+@click.option("--direction", default=None, type=click.Choice(["lower", "higher"]), help="Which way is better (default: the workspace's, else lower).")
+@click.option("--branch", default=None, help="Research branch to report on (default: the checked-out one).")
+@clean_errors
+def report(where, results, out, direction, branch):
+    """Write progress.png and report.md from results.tsv."""
+    from autoresearch import report as report_mod
+
+    png, md = report_mod.report(where, results, out, direction, branch)
+    click.echo(f"wrote {png}")
+    click.echo(f"wrote {md}")
+
+
+@main.command()
+@click.argument("workspaces", nargs=-1, type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless told otherwise).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
+@clean_errors
+def dashboard(workspaces, host, port):
+    """A live, read-only web page over WORKSPACES (default: the one you are in)."""
+    from autoresearch.dashboard import serve
+
+    serve(workspaces, host=host, port=port)
+
+
+@main.command("agents")
+@click.option("--model", default=None, help="Model to check the agents with.")
+@click.option("--base-url", default=None, help="Base URL for the API agents (e.g. a local OpenAI-compatible server).")
+@click.option("--agent-command", default=None, help="Command for the `command` agent.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per agent, one per line.")
+@clean_errors
+def agents_cmd(model, base_url, agent_command, as_json):
+    """List the installed researcher agents and whether each is ready (calls none of them)."""
+    import json
+
+    from autoresearch import agents
+
+    found = agents.statuses(model=model, base_url=base_url, agent_command=agent_command)
+    if not found:
+        click.echo("no agents installed")
+        return
+    width = max(len(s.name) for s in found)
+    for s in found:
+        if as_json:
+            click.echo(json.dumps({"name": s.name, "package": s.package, "ready": s.ready,
+                                   "problem": s.problem, "description": s.description}))
+            continue
+        state = "ready" if s.ready else f"not ready: {s.problem}"
+        origin = "" if s.package in ("", "autoresearch") else f" [{s.package}]"
+        click.echo(f"{s.name:<{width}}  {state}")
+        if s.description:
+            click.echo(f"{'':<{width}}  {s.description}{origin}")
+
+
+@main.command()
+@click.option("-d", "--description", required=True, help="What you changed, in one line.")
+@click.option("-C", "--workspace", "where", default=".", type=click.Path(file_okay=False), help="Workspace folder.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the few lines.")
+@clean_errors
+def experiment(description, where, as_json):
+    """Guard, commit, run, measure, record, keep or reset: one experiment with the current edits."""
+    import json
+
+    from autoresearch.engine import Engine, locked, sigterm_as_interrupt
+    from autoresearch.workspace import Workspace
+
+    ws = Workspace.find(where)
+    quiet = (lambda line: click.echo(line, err=True)) if as_json else None
+    with sigterm_as_interrupt():
+        try:
+            with locked(ws, "autoresearch experiment"):
+                outcome = Engine(ws, out=quiet, live=False if as_json else None).experiment(description)
+        except KeyboardInterrupt:
+            click.echo("interrupted: recorded as a crash, the tree is back at the frontier", err=True)
+            sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(outcome.to_json()))
+
+
+@main.command()
+@click.option("-C", "--workspace", "where", default=".", type=click.Path(file_okay=False),
+              help="Where to run: a workspace, or a folder where ./research is created.")
+@click.option("--tag", default=None, help="Research branch autoresearch/TAG (default: resume the current one, else the date).")
+@click.option("--agent", default="builtin", show_default=True, help="Who proposes changes (`autoresearch agents` lists them).")
+@click.option("--max-experiments", type=int, default=None, help="Stop after this many experiments.")
+@click.option("--hours", type=float, default=None, help="Stop starting experiments after this many hours.")
+@click.option("--max-cost", type=float, default=None, help="Stop when the agent's reported cost reaches this many USD.")
+@click.option("--model", default=None, help="Model for the agent.")
+@click.option("--base-url", default=None, help="Base URL for API agents (e.g. a local OpenAI-compatible server).")
+@click.option("--agent-command", default=None, help="Command for the `command` agent.")
+@click.option("--agent-timeout", type=float, default=None, help="Seconds the agent may take per proposal.")
+@clean_errors
+def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, agent_command, agent_timeout):
+    """The unattended loop: baseline, then propose, experiment, keep or reset, until stopped.
+
+    Ctrl-C stops it cleanly (the running experiment is killed and recorded); `run` again resumes.
+    """
+    from autoresearch import loop
+
+    summary = loop.run(
+        where, agent=agent, tag=tag, max_experiments=max_experiments, hours=hours, max_cost=max_cost,
+        agent_options={"model": model, "base_url": base_url, "agent_command": agent_command,
+                       "agent_timeout": agent_timeout},
+    )
+    if summary.interrupted:
+        sys.exit(130)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

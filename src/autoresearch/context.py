@@ -1,50 +1,285 @@
 """What an agent sees before each experiment: built fresh every time, bounded in size.
 
-First version: the brief, the editable files, the notes and the last rows of results.
-The prompt never grows with the length of the run: every part is cut to its share.
+The prompt has, in order: the task and its rules; the research brief (program.md); the
+editable files as they are now; a summary of where the research stands; the last rows of
+results with their deltas to the frontier they were measured against; the descriptions of
+older attempts that were not kept (so nothing is tried twice); the diffs of recent kept
+changes and of the last few discards; the tail of the last crash's log; the agent's own
+notes. Every part has a share of `max_chars`; when the parts together are too long, the
+least useful are cut first (older attempts, then diffs, then the brief, then the notes), so
+the prompt never grows with the length of the run.
+
+Diffs come from git: a discarded change's commit is reset away but still reachable by its
+hash, and each diff is saved under the workspace's state folder the first time it is read,
+so it survives git's garbage collection. Not covered: rows from another branch (the loop
+passes the rows of its own branch) and binary editable files (read as text, replaced where
+they do not decode).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents.base import Context
+from autoresearch.proc import run
 from autoresearch.workspace import Workspace
 
-MAX_CHARS = 40_000
+MAX_CHARS = 64_000
+HISTORY_ROWS = 25
+KEPT_DIFFS = 3
+DISCARDED_DIFFS = 3
+DIFF_CHARS = 2_500
+CRASH_LINES = 40
+RAN = ("keep", "discard", "crash")
+
+TASK = """\
+You are an autonomous researcher. Each time you are called you make ONE focused change that
+you expect to improve {metric} ({direction} is better). The engine then commits your change,
+runs `{command}` for a fixed time budget, and keeps the change only if it beats the best
+result so far by more than the run-to-run noise; otherwise the change is reset. You are called
+again with the outcome in the history below.
+
+Rules:
+- Change only {editable}. Everything else (the harness, the config, the data) is fixed; a
+  change to any other file is reverted and recorded as invalid.
+- You may add to {notes}, your notebook: it is kept across experiments (also when a change is
+  reset) and shown to you every time. Write what you learned and what to try next.
+- Do not add dependencies. Do not run the experiment yourself. Do not ask questions: nobody
+  will answer. Prefer simple changes; a change that makes the code simpler at equal {metric}
+  is a win.
+- Do not repeat an experiment listed below as discarded or crashed unless you change the idea.
+- End with one line: DESCRIPTION: <what you changed, under 80 characters>
+"""
 
 
-def _tail(text: str, limit: int) -> str:
-    return text if len(text) <= limit else "…(cut)…\n" + text[-limit:]
+@dataclass
+class _Part:
+    key: str
+    title: str
+    body: str
+    share: float  # of max_chars, before the final fit
+    keep_end: bool  # cut from the front (keep the latest text) rather than from the back
+    rank: int  # cut order when everything does not fit: lowest first
 
 
-def history_text(rows, metric: str, limit: int = 4000) -> str:
-    lines = [f"# last experiments (commit, {metric}, status, description)"]
-    for r in rows[-30:]:
-        lines.append(f"{r.commit[:7]}  {r.value:.6f}  {r.status:<8} {r.description}")
-    return _tail("\n".join(lines), limit)
+def _cut(text: str, limit: int, keep_end: bool) -> str:
+    if len(text) <= limit:
+        return text
+    if limit <= 20:
+        return ""
+    marker = "\n…(cut)…\n"
+    room = limit - len(marker)
+    return marker.lstrip("\n") + text[-room:] if keep_end else text[:room] + marker.rstrip("\n")
+
+
+def _cut_middle(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    marker = "\n…({} characters cut)…\n"
+    room = limit - len(marker) - 8
+    if room <= 40:
+        return text[:limit]
+    head = room * 2 // 3
+    return text[:head] + marker.format(len(text) - room) + text[len(text) - (room - head):]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6f}"
+
+
+def history_text(rows, metric: str, direction: str = "lower", limit_rows: int = HISTORY_ROWS) -> str:
+    """The last rows as a small table: number, commit, value, delta to the frontier, status, description."""
+    if not rows:
+        return "No experiments yet: the next run is the first."
+    lines = [f"#    commit   {metric:<10} delta      status   kind        description"]
+    best = None
+    numbered = []
+    for number, r in enumerate(rows, start=1):
+        delta = ""
+        if r.status in ("keep", "discard") and best is not None:
+            delta = f"{r.value - best:+.6f}"
+        value = _fmt(r.value) if r.status in ("keep", "discard") else "-"
+        reason = f" [{r.reason}]" if r.reason else ""
+        numbered.append(
+            f"{number:<4} {r.commit[:7]:<8} {value:<10} {delta:<10} {r.status:<8} {r.kind:<11} {r.description}{reason}"
+        )
+        if r.status == "keep":
+            best = r.value
+    if len(numbered) > limit_rows:
+        lines.append(f"(first {len(numbered) - limit_rows} rows not shown)")
+    lines += numbered[-limit_rows:]
+    lines.append(f"(delta: against the frontier, the last kept value before that row; {direction} is better)")
+    return "\n".join(lines)
+
+
+def summary_text(rows, metric: str, direction: str) -> str:
+    if not rows:
+        return "Nothing has run yet."
+    counts = {}
+    for r in rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    kept = [r for r in rows if r.status == "keep"]
+    parts = [f"{len(rows)} runs so far: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+    baseline = [r for r in rows if r.kind == "baseline" and r.status in ("keep", "discard")]
+    if baseline:
+        values = [r.value for r in baseline]
+        spread = f" (spread {max(values) - min(values):.6f} over {len(values)} runs)" if len(values) > 1 else ""
+        parts.append(f"baseline {metric} {_fmt(values[0])}{spread}")
+    if kept:
+        frontier = kept[-1]
+        parts.append(f"frontier (best so far) {metric} {_fmt(frontier.value)} at commit {frontier.commit[:7]} "
+                     f"({frontier.description})")
+    streak = 0
+    for r in reversed(rows):
+        if r.status == "keep":
+            break
+        streak += 1
+    if streak >= 3:
+        parts.append(f"the last {streak} runs were not kept: consider a different direction")
+    return "\n".join(parts)
+
+
+def earlier_attempts(rows, shown: int) -> str:
+    """Descriptions of older attempts that were not kept (the table shows only the last rows)."""
+    older = [r for r in rows[:-shown] if r.status in ("discard", "crash", "invalid") and r.kind == "experiment"] if len(rows) > shown else []
+    seen = set()
+    lines = []
+    for r in reversed(older):  # newest first, so a cut drops the oldest
+        text = " ".join(r.description.split())[:120]
+        if text.lower() in seen:
+            continue
+        seen.add(text.lower())
+        lines.append(f"- {r.status}: {text}" + (f" [{r.reason}]" if r.reason else ""))
+    return "\n".join(lines)
+
+
+_HASH = re.compile(r"^[0-9a-f]{7,40}$")
+
+
+def commit_diff(ws: Workspace, commit: str) -> str:
+    """The change a commit made to the editable files; cached in the state folder. "" if unknown."""
+    if not _HASH.match(commit or "") or set(commit) == {"0"}:
+        return ""
+    cache = ws.state_dir / "diffs" / f"{commit}.diff"
+    if cache.is_file():
+        return cache.read_text(errors="replace")
+    result = run(
+        ["git", "show", "--no-color", "--no-ext-diff", "--format=", "--unified=2", commit, "--", *ws.config.editable],
+        cwd=ws.root, check=False,
+    )
+    if result.returncode != 0:
+        return ""
+    text = result.stdout
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(text)
+    except OSError:
+        pass  # a read-only state folder only costs a git call next time
+    return text
+
+
+def diffs_text(ws: Workspace, rows, statuses: tuple[str, ...], count: int, per_diff: int = DIFF_CHARS) -> str:
+    picked = [r for r in rows if r.status in statuses and r.kind == "experiment"][-count:]
+    chunks = []
+    for r in reversed(picked):  # newest first
+        diff = commit_diff(ws, r.commit)
+        if not diff.strip():
+            continue
+        value = f"{r.value:.6f}" if r.status in ("keep", "discard") else r.status
+        chunks.append(f"--- {r.commit[:7]} ({r.status}, {value}): {r.description}\n{_cut_middle(diff.strip(), per_diff)}")
+    return "\n\n".join(chunks)
+
+
+def crash_text(ws: Workspace, rows, lines: int = CRASH_LINES) -> str:
+    """The tail of run.log when the last run crashed (run.log holds the last run's output)."""
+    last = next((r for r in reversed(rows) if r.status in RAN), None)
+    if last is None or last.status != "crash" or not ws.log_path.is_file():
+        return ""
+    try:
+        text = ws.log_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    # A progress line rewritten in place (\r) only needs its last state.
+    tail = [line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:]]
+    head = f"{last.commit[:7]} crashed" + (f" ({last.reason})" if last.reason else "") + f": {last.description}"
+    return head + "\n" + "\n".join(tail)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace") if path.is_file() else ""
+    except OSError:
+        return ""
+
+
+def _fence(name: str, text: str) -> str:
+    lang = "python" if name.endswith(".py") else ""
+    fence = "````" if "```" in text else "```"
+    body = text if text.endswith("\n") or not text else text + "\n"
+    return f"### {name}\n{fence}{lang}\n{body}{fence}"
+
+
+def _extra_text(extra: dict) -> str:
+    lines = []
+    for key, value in extra.items():
+        if isinstance(value, (str, int, float, bool)) and not key.startswith("_"):
+            lines.append(f"{key}: {' '.join(str(value).split())[:300]}")
+    return "\n".join(lines)
+
+
+def _fit(parts: list[_Part], max_chars: int, fixed: int) -> None:
+    """Cut the parts in place so that their rendered length plus `fixed` is at most max_chars."""
+    for p in parts:
+        p.body = _cut(p.body, int(max_chars * p.share), p.keep_end)
+
+    def total() -> int:
+        return fixed + sum(len(p.title) + len(p.body) + 3 for p in parts if p.body)
+
+    for p in sorted(parts, key=lambda p: p.rank):
+        excess = total() - max_chars
+        if excess <= 0:
+            break
+        room = len(p.body) - excess
+        p.body = _cut(p.body, room, p.keep_end) if room >= 200 else ""
 
 
 def build(ws: Workspace, rows, *, max_chars: int = MAX_CHARS, extra: dict | None = None) -> Context:
+    """The context for the next experiment; `prompt` is at most `max_chars` characters long."""
     cfg = ws.config
-    files = {}
-    for name in cfg.editable:
-        path = ws.root / name
-        files[name] = path.read_text() if path.exists() else ""
-    program_path = ws.root / "program.md"
-    program = program_path.read_text() if program_path.exists() else ""
-    notes_path = ws.root / cfg.notes
-    notes = notes_path.read_text() if notes_path.exists() else ""
-    history = history_text(rows, cfg.metric)
-    prompt_parts = [
-        _tail(program, max_chars // 4),
-        *(f"===== {name} =====\n{text}" for name, text in files.items()),
-        history,
-        "===== notes.md =====\n" + _tail(notes, max_chars // 10),
+    rows = list(rows)
+    files = {name: _read(ws.root / name) for name in cfg.editable}
+    program = _read(ws.root / "program.md")
+    notes = _read(ws.root / cfg.notes)
+    extra = dict(extra or {})
+
+    history = history_text(rows, cfg.metric, cfg.direction)
+    task = TASK.format(
+        metric=cfg.metric, direction=cfg.direction, command=cfg.command,
+        editable=", ".join(f"`{e}`" for e in cfg.editable), notes=f"`{cfg.notes}`",
+    )
+    files_text = "\n\n".join(_fence(name, text) for name, text in files.items())
+    parts = [
+        _Part("program", "## The research brief (program.md)", program.strip(), 0.15, False, 3),
+        _Part("files", "## The editable files as they are now", files_text, 0.70, False, 9),
+        _Part("engine", "## From the engine", _extra_text(extra), 0.03, False, 7),
+        _Part("summary", "## Where the research stands", summary_text(rows, cfg.metric, cfg.direction), 0.03, False, 8),
+        _Part("history", "## Recent experiments (oldest first)", history, 0.12, True, 6),
+        _Part("earlier", "## Older attempts that were not kept (newest first)", earlier_attempts(rows, HISTORY_ROWS), 0.05, False, 0),
+        _Part("kept", "## Diffs of recent kept changes (newest first)", diffs_text(ws, rows, ("keep",), KEPT_DIFFS), 0.08, False, 2),
+        _Part("discarded", "## Diffs of the last changes that were not kept (newest first)",
+              diffs_text(ws, rows, ("discard", "crash"), DISCARDED_DIFFS), 0.08, False, 1),
+        _Part("crash", "## The last run crashed: the end of its log", crash_text(ws, rows), 0.05, True, 5),
+        _Part("notes", f"## Your notes ({cfg.notes})", notes.strip() or "(empty: start your notebook)", 0.08, True, 4),
     ]
-    prompt = _tail("\n\n".join(prompt_parts), max_chars)
+    closing = "Now make your one change."
+    _fit(parts, max_chars, len(task) + len(closing) + 4)
+    prompt = "\n\n".join([task.rstrip(), *(f"{p.title}\n{p.body}" for p in parts if p.body), closing])
+    if len(prompt) > max_chars:  # only when max_chars is smaller than the fixed text
+        prompt = prompt[:max_chars]
     return Context(
         root=ws.root, state_dir=ws.state_dir, editable=cfg.editable, metric=cfg.metric,
         direction=cfg.direction, program=program, files=files, notes=notes, history=history,
-        rows=tuple(rows), prompt=prompt, extra=dict(extra or {}),
+        rows=tuple(rows), prompt=prompt, notes_file=cfg.notes, extra=extra,
     )

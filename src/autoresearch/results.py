@@ -2,8 +2,8 @@
 
 Upstream columns (in order): commit, <metric> (val_bpb), memory_gb, status, description.
 Ours after them: timestamp, seconds, training_seconds, steps, kind, reason, agent,
-tokens_in, tokens_out, cost_usd. A file written by the original project (five columns,
-no extras) reads fine; missing extras are empty.
+tokens_in, tokens_out, cost_usd, branch (the research branch of the row). A file written by
+the original project (five columns, no extras) reads fine; missing extras are empty.
 
 Statuses: keep, discard, crash, invalid, noop. Kinds: baseline (a run of the unchanged
 starting point), experiment, confirm (the re-run of a small win; its status is decided
@@ -22,7 +22,7 @@ from autoresearch.errors import AutoresearchError
 UPSTREAM = ("commit", "val_bpb", "memory_gb", "status", "description")
 EXTRA = (
     "timestamp", "seconds", "training_seconds", "steps", "kind", "reason",
-    "agent", "tokens_in", "tokens_out", "cost_usd",
+    "agent", "tokens_in", "tokens_out", "cost_usd", "branch",
 )
 STATUSES = ("keep", "discard", "crash", "invalid", "noop")
 
@@ -44,6 +44,7 @@ class Row:
     tokens_in: int | None = None
     tokens_out: int | None = None
     cost_usd: float | None = None
+    branch: str = ""  # e.g. autoresearch/nov22; "" in files written before the column existed
 
     def cells(self) -> list[str]:
         def num(v, fmt):
@@ -53,7 +54,7 @@ class Row:
             self.commit[:7], f"{self.value:.6f}", f"{self.memory_gb:.1f}", self.status, clean(self.description),
             self.timestamp, num(self.seconds, ".1f"), num(self.training_seconds, ".1f"), num(self.steps, "d"),
             self.kind, clean(self.reason), clean(self.agent), num(self.tokens_in, "d"), num(self.tokens_out, "d"),
-            num(self.cost_usd, ".4f"),
+            num(self.cost_usd, ".4f"), clean(self.branch),
         ]
 
 
@@ -109,7 +110,7 @@ def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
                 kind=get("kind") or "experiment", reason=get("reason"), agent=get("agent"),
                 tokens_in=int(get("tokens_in")) if get("tokens_in") else None,
                 tokens_out=int(get("tokens_out")) if get("tokens_out") else None,
-                cost_usd=_float(get("cost_usd")),
+                cost_usd=_float(get("cost_usd")), branch=get("branch"),
             )
         except ValueError as exc:
             raise AutoresearchError(f"{source}: line {number} is malformed ({exc})") from exc

@@ -240,6 +240,15 @@ def render_llm(profile: profiles.Profile, dataset: str, budget: float | None) ->
     }
 
 
+def render_blank(command: str, metric: str, direction: str, editable: tuple[str, ...]) -> str:
+    """The blank template's program.md with this workspace's command, metric and files."""
+    text = template_text("blank", "program.md")
+    for key, value in (("command", command), ("metric", metric), ("direction", direction),
+                       ("editable", ", ".join(f"`{e}`" for e in editable))):
+        text = text.replace("{{" + key + "}}", value)
+    return text
+
+
 def init_workspace(
     directory: str | Path,
     *,
@@ -291,7 +300,7 @@ def init_workspace(
             raise AutoresearchError("--template blank needs --metric (the NAME of the printed line to optimise)")
         if not editable:
             raise AutoresearchError("--template blank needs at least one --editable file")
-        files = {"program.md": template_text("blank", "program.md")}
+        files = {"program.md": render_blank(command, metric, direction or "lower", tuple(editable))}
         config = Config(
             template="blank", profile="none", dataset="none", budget=float(budget or 60),
             command=command, editable=tuple(editable), metric=metric,

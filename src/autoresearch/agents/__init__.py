@@ -6,6 +6,7 @@ registers its own, so `available()` treats them alike.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -14,7 +15,7 @@ from autoresearch.errors import AutoresearchError
 
 GROUP = "autoresearch.agents"
 
-__all__ = ["Agent", "Context", "Proposal", "Usage", "available", "load"]
+__all__ = ["Agent", "Context", "Proposal", "Usage", "Status", "available", "load", "statuses"]
 
 
 def available() -> dict[str, Any]:
@@ -33,3 +34,33 @@ def load(name: str, **options: Any) -> Agent:
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise AutoresearchError(f"agent {name!r} is not an autoresearch.agents.Agent subclass")
     return cls(**options)
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    package: str  # the distribution that registers it ("autoresearch" for the built-ins)
+    description: str
+    problem: str | None  # None: ready; else one line saying what is missing
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None
+
+
+def statuses(**options: Any) -> list[Status]:
+    """Every installed agent and whether it is ready, from `check()` alone: nothing is called."""
+    out = []
+    for name, ep in available().items():
+        package = getattr(getattr(ep, "dist", None), "name", "") or ""
+        try:
+            agent = load(name, **options)
+        except AutoresearchError as exc:
+            out.append(Status(name, package, "", str(exc)))
+            continue
+        try:
+            problem = agent.check()
+        except Exception as exc:  # a plugin's check must not break the listing
+            problem = f"check failed: {exc}"
+        out.append(Status(name, package, agent.description or type(agent).__doc__ or "", problem))
+    return out

@@ -39,6 +39,7 @@ class Context:
     history: str  # compact, bounded history text for language models
     rows: tuple[Any, ...] = ()  # results.Row of this branch, oldest first
     prompt: str = ""  # the whole bounded prompt, ready for a language model
+    notes_file: str = "notes.md"  # where `notes` lives, relative to root
     extra: dict[str, Any] = field(default_factory=dict)
 
 

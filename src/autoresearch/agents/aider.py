@@ -1,0 +1,86 @@
+"""`aider`: aider in non-interactive mode on the editable files and the notes.
+
+The prompt goes in a file (`--message-file`); aider answers once, applies its own edits to
+the files named on its command line, and exits. It runs without git (`--no-git`: the engine
+owns commits, and aider must not commit, add to .gitignore or commit a dirty tree), with its
+history files in the engine's state folder so nothing new appears in the workspace. Token
+counts and cost come from aider's `Tokens: … Cost: …` lines. Needs the `aider` program
+(PyPI: aider-chat) and the key its model needs; `--model` picks the model, `--base-url`
+becomes `--openai-api-base`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+from autoresearch.agents import external
+from autoresearch.agents.base import Agent, Context, Proposal, Usage
+
+TAIL = """
+Edit the files in the chat ({editable}) to make the change; you may append to {notes}.
+Finish your answer with the DESCRIPTION line.
+"""
+
+_TOKENS = re.compile(r"Tokens:\s*(?P<sent>[\d.,]+)\s*(?P<ks>[kKmM]?)\s+sent.*?(?P<recv>[\d.,]+)\s*(?P<kr>[kKmM]?)\s+received", re.I)
+_COST = re.compile(r"Cost:\s*\$(?P<cost>[\d.,]+)\s+message", re.I)
+
+
+def _number(value: str, suffix: str) -> int:
+    scale = {"": 1, "k": 1_000, "m": 1_000_000}[suffix.lower()]
+    return int(round(float(value.replace(",", "")) * scale))
+
+
+def usage_from(output: str) -> Usage:
+    """Sum of aider's per-message token and cost reports in `output`."""
+    tokens_in = tokens_out = 0
+    cost = None
+    for line in output.splitlines():
+        found = _TOKENS.search(line)
+        if found:
+            tokens_in += _number(found["sent"], found["ks"])
+            tokens_out += _number(found["recv"], found["kr"])
+        paid = _COST.search(line)
+        if paid:
+            cost = (cost or 0.0) + float(paid["cost"].replace(",", ""))
+    return Usage(tokens_in, tokens_out, cost)
+
+
+class AiderAgent(Agent):
+    name = "aider"
+    description = "aider, non-interactive (--message-file) on the editable files"
+
+    def check(self) -> str | None:
+        if not shutil.which("aider"):
+            return "aider not found on PATH (python -m pip install aider-install && aider-install)"
+        return None
+
+    def command(self, context: Context, message_file) -> list[str]:
+        state = context.state_dir
+        cmd = [
+            "aider", "--yes-always", "--no-auto-commits", "--no-dirty-commits", "--no-git", "--no-gitignore",
+            "--no-stream", "--no-pretty", "--no-check-update", "--no-show-model-warnings",
+            "--no-analytics", "--map-tokens", "0",
+            "--input-history-file", str(state / "aider.input.history"),
+            "--chat-history-file", str(state / "aider.chat.history.md"),
+            "--message-file", str(message_file),
+        ]
+        if self.options.get("model"):
+            cmd += ["--model", str(self.options["model"])]
+        if self.options.get("base_url"):
+            cmd += ["--openai-api-base", str(self.options["base_url"])]
+        return cmd + [*context.editable, context.notes_file]
+
+    def propose(self, context: Context) -> Proposal:
+        prompt = context.prompt + TAIL.format(editable=", ".join(context.editable), notes=context.notes_file)
+        message_file = external.prompt_file(context, prompt, "aider-message.md")
+        cmd = self.command(context, message_file)
+        timeout = external.timeout_of(self.options)
+        outcome = external.call(cmd, cwd=context.root, timeout=timeout)
+        external.keep_transcript(context, self.name, cmd, outcome, len(prompt))
+        usage = usage_from(outcome.stdout + "\n" + outcome.stderr)
+        if outcome.timed_out:
+            return external.timed_out(context, self.name, timeout, usage)
+        if outcome.returncode != 0:
+            raise external.failed(self.name, outcome)
+        return Proposal(external.description_from(outcome.stdout, "aider change"), usage)

@@ -1,0 +1,580 @@
+"""The built-in proposer: hyperparameter search over train.py's ALL_CAPS constants. Offline.
+
+It reads the hyperparameter block of the first editable Python file (the ALL_CAPS literal
+constants above the first function or class), derives a search range for each from its
+value at the start of the branch, and writes new values back in place with the file's
+formatting and comments untouched. It never changes code, only values, so it is the
+AutoML baseline the language-model agents have to beat.
+
+The search has two phases:
+
+1. Coordinate steps from the frontier, most promising knobs first (learning rates, the
+   warmdown, batch sizes, depth, ...): one parameter moved one step (x2 or /2 for rates and
+   batch sizes, +-1 for small integers, +-0.2 for fractions, the next choice for a pattern);
+   a kept step is followed by another in the same direction, a failed one by the opposite
+   direction, then the next parameter.
+2. Optuna's TPE (multivariate), fitted on every result so far (a crash counts as the worst
+   value seen), proposes a full configuration; the proposal applies the one to three
+   parameters where TPE departs most from the frontier, so that each experiment stays a
+   small, readable change from the best code.
+
+Nothing already run is proposed again. Shape invariants are kept: a device batch larger
+than the total batch (in tokens, at the harness's MAX_SEQ_LEN) is halved until it fits.
+The search state (the ranges, every trial and its result, the phase) lives in the
+workspace's state folder, one file per branch, so a resumed loop goes on where it stopped.
+
+Not covered: constants computed from others (only literals are found), and knobs whose
+name gives no hint and whose value is a plain string (left alone).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import random
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoresearch import constants
+from autoresearch.agents.base import Agent, Context, Proposal
+from autoresearch.errors import AutoresearchError
+
+STATE_VERSION = 1
+SKIP = re.compile(r"(^|_)SEED($|_)|^COMPILE$|^DEVICE$|^DTYPE$")
+PATTERN = re.compile(r"^[SL]+$")
+PRIORITY = [
+    "MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "WARMDOWN_RATIO", "TOTAL_BATCH_SIZE", "DEPTH",
+    "SCALAR_LR", "WEIGHT_DECAY", "DEVICE_BATCH_SIZE", "ASPECT_RATIO", "MUON_MOMENTUM_STEPS",
+    "WINDOW_PATTERN", "WARMUP_RATIO", "FINAL_LR_FRAC", "MLP_RATIO", "HEAD_DIM",
+]
+PATTERNS = ["L", "SL", "SSL", "SSSL"]
+TPE_STARTUP = 4
+
+
+@dataclass
+class Param:
+    """One searchable knob: `name` (NAME or NAME[i] for a tuple element) and its range.
+
+    kind: log (float, log scale), float (linear), one_minus (a beta/momentum close to 1,
+    searched as 1 - value on a log scale), int, int_log, pow2 (searched as the exponent),
+    cat (choices), bool.
+    """
+
+    name: str
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    choices: list = field(default_factory=list)
+    start: Any = None  # the value at the start of the branch
+
+    @property
+    def constant(self) -> str:
+        return self.name.split("[", 1)[0]
+
+    @property
+    def index(self) -> int | None:
+        m = re.search(r"\[(\d+)\]$", self.name)
+        return int(m.group(1)) if m else None
+
+    # The search space as optuna sees it ("internal") and the file's values.
+    def distribution(self):
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.kind in ("log", "one_minus"):
+            return FloatDistribution(self.low, self.high, log=True)
+        if self.kind == "float":
+            return FloatDistribution(self.low, self.high)
+        if self.kind in ("int", "pow2"):
+            return IntDistribution(int(self.low), int(self.high))
+        if self.kind == "int_log":
+            return IntDistribution(int(self.low), int(self.high), log=True)
+        return CategoricalDistribution(self.choices)
+
+    def to_internal(self, value: Any) -> Any:
+        if self.kind in ("cat", "bool"):
+            return value if value in self.choices else self.choices[0]
+        if self.kind == "one_minus":
+            x = 1.0 - float(value)
+        elif self.kind == "pow2":
+            x = math.log2(value) if value > 0 else self.low
+        else:
+            x = float(value)
+        x = min(max(x, self.low), self.high)
+        return int(round(x)) if self.kind in ("int", "int_log", "pow2") else x
+
+    def from_internal(self, x: Any) -> Any:
+        if self.kind in ("cat", "bool"):
+            return x
+        if self.kind == "one_minus":
+            return round_sig(1.0 - float(x), 3, towards_one=True)
+        if self.kind == "pow2":
+            return 2 ** int(round(x))
+        if self.kind in ("int", "int_log"):
+            return int(round(x))
+        return round_sig(float(x), 3)
+
+    def span(self) -> float:
+        if self.kind in ("cat", "bool"):
+            return 1.0
+        if self.kind in ("log", "one_minus") and self.low > 0:
+            return math.log(self.high / self.low) or 1.0
+        if self.kind == "int_log" and self.low > 0:
+            return math.log(self.high / self.low) or 1.0
+        return (self.high - self.low) or 1.0
+
+    def distance(self, a: Any, b: Any) -> float:
+        """How far apart two file values are, as a share of the range."""
+        if self.kind in ("cat", "bool"):
+            return 0.0 if a == b else 1.0
+        x, y = self.to_internal(a), self.to_internal(b)
+        if self.kind in ("log", "one_minus", "int_log") and x > 0 and y > 0:
+            return abs(math.log(x / y)) / self.span()
+        return abs(x - y) / self.span()
+
+    def step(self, value: Any, direction: int) -> Any | None:
+        """The value one step from `value` (direction +1 or -1); None when at the edge."""
+        if self.kind == "bool":
+            return (not value) if direction > 0 else None
+        if self.kind == "cat":
+            others = [c for c in self.choices if c != value]
+            if not others:
+                return None
+            i = self.choices.index(value) if value in self.choices else -1
+            j = i + direction
+            return self.choices[j] if 0 <= j < len(self.choices) else None
+        x = self.to_internal(value)
+        if self.kind == "log":
+            new = x * (2.0 if direction > 0 else 0.5)
+        elif self.kind == "one_minus":
+            new = x * (0.5 if direction > 0 else 2.0)  # +1: closer to 1
+        elif self.kind == "float":
+            new = x + direction * (self.high - self.low) / 3
+        elif self.kind == "int_log":
+            new = x * 2 if direction > 0 else x / 2
+        else:  # int, pow2 (exponent)
+            new = x + direction
+        if new < self.low - 1e-12 or new > self.high + 1e-12:
+            clipped = min(max(new, self.low), self.high)
+            if abs(clipped - x) < 1e-12:
+                return None
+            new = clipped
+        out = self.from_internal(new)
+        return None if out == value else out
+
+
+def round_sig(x: float, digits: int = 3, towards_one: bool = False) -> float:
+    """x with `digits` significant digits (of 1 - x when `towards_one`, e.g. 0.9875 stays apart from 0.99)."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    if towards_one and 0 < x < 1:
+        return 1.0 - round_sig(1.0 - x, digits)
+    return round(x, -int(math.floor(math.log10(abs(x)))) + digits - 1)
+
+
+def derive(name: str, value: Any) -> list[Param]:
+    """Search ranges for one constant from its current value (empty: not searched)."""
+    if SKIP.search(name):
+        return []
+    if isinstance(value, bool):
+        return [Param(name, "bool", choices=[True, False], start=value)]
+    if isinstance(value, str):
+        if PATTERN.match(value) and len(value) <= 8:
+            choices = list(PATTERNS) + ([value] if value not in PATTERNS else [])
+            return [Param(name, "cat", choices=choices, start=value)]
+        return []
+    if isinstance(value, (tuple, list)):
+        out = []
+        if len(value) <= 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            for i, v in enumerate(value):
+                out += derive(f"{name}[{i}]", float(v) if isinstance(v, float) else v)
+        return out
+    upper = name.upper()
+    if isinstance(value, int):
+        if value < 0:
+            return []
+        if value == 0:
+            return [Param(name, "int", 0, 8, start=0)]
+        if "BATCH" in upper and value & (value - 1) == 0:
+            e = int(math.log2(value))
+            return [Param(name, "pow2", max(0, e - 2), e + 2, start=value)]
+        if value >= 8 and value & (value - 1) == 0:
+            e = int(math.log2(value))
+            return [Param(name, "pow2", max(0, e - 1), e + 1, start=value)]
+        if value <= 16:
+            return [Param(name, "int", max(1, value - 2), value + 2, start=value)]
+        return [Param(name, "int_log", max(1, value // 4), value * 4, start=value)]
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0:
+            return []
+        if any(k in upper for k in ("BETA", "MOMENTUM")) and 0.5 <= value < 1:
+            u = 1.0 - value
+            return [Param(name, "one_minus", u / 3, min(0.5, u * 3), start=value)]
+        if any(k in upper for k in ("LR", "LEARNING_RATE", "EPS", "DECAY")):
+            if value == 0:
+                return [Param(name, "float", 0.0, 0.2, start=value)]
+            high = value * 4 if "DECAY" not in upper else min(1.0, value * 4)
+            return [Param(name, "log", value / 4, max(high, value), start=value)]
+        if any(k in upper for k in ("RATIO", "FRAC", "DROPOUT")) or 0 <= value <= 1:
+            return [Param(name, "float", max(0.0, value - 0.3), min(1.0, value + 0.3), start=value)]
+        if value > 1:
+            return [Param(name, "log", value / 4, value * 4, start=value)]
+    return []
+
+
+def hyperparameters(text: str) -> dict[str, constants.Constant]:
+    """The ALL_CAPS literals above the first function or class (all of them if there is none)."""
+    found = constants.read_constants(text)
+    tree = ast.parse(text)
+    first = next((n.lineno for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))), None)
+    block = {k: c for k, c in found.items() if first is None or c.line < first}
+    return block or found
+
+
+def values_of(params: list[Param], consts: dict[str, constants.Constant]) -> dict[str, Any]:
+    out = {}
+    for p in params:
+        c = consts.get(p.constant)
+        if c is None:
+            continue
+        v = c.value
+        if p.index is not None:
+            if not isinstance(v, (tuple, list)) or p.index >= len(v):
+                continue
+            v = v[p.index]
+        out[p.name] = v
+    return out
+
+
+def vector_key(values: dict[str, Any]) -> str:
+    def norm(v):
+        return round_sig(v, 6) if isinstance(v, float) else v
+
+    return json.dumps({k: norm(v) for k, v in sorted(values.items())}, sort_keys=True, default=str)
+
+
+class BuiltinAgent(Agent):
+    name = "builtin"
+    description = "Offline hyperparameter search (coordinate steps, then Optuna TPE) over train.py's ALL_CAPS constants"
+
+    def check(self) -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec("optuna") is None:
+            return "optuna is not installed (pip install optuna)"
+        return None
+
+    # -- state ---------------------------------------------------------------
+
+    def _state_path(self, ctx: Context) -> Path:
+        branch = str(ctx.extra.get("branch") or "")
+        if not branch:
+            from autoresearch import gitrepo
+
+            branch = gitrepo.current_branch(Path(ctx.root)) or "detached"
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", branch)
+        return Path(ctx.state_dir) / "builtin" / f"{safe}.json"
+
+    @staticmethod
+    def _load(path: Path) -> dict | None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("version") == STATE_VERSION else None
+
+    @staticmethod
+    def _save(path: Path, state: dict) -> None:
+        from autoresearch.workspace import atomic_write
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(state, indent=1, default=_jsonable) + "\n")
+
+    # -- the proposal ----------------------------------------------------------
+
+    def propose(self, context: Context) -> Proposal:
+        target, text = self._target(context)
+        consts = hyperparameters(text)
+        path = self._state_path(context)
+        state = self._load(path)
+        if state is None or state.get("target") != target:
+            params = [p for name, c in consts.items() for p in derive(name, c.value)]
+            if not params:
+                raise AutoresearchError(f"no hyperparameters to search in {target} (no ALL_CAPS literal constants)")
+            # coordinate steps over the knobs that usually matter most; TPE searches them all
+            order = sorted(range(len(params)), key=lambda i: _priority(params[i].constant, i))
+            if sum(params[i].constant in PRIORITY for i in order) >= 5:  # a train.py like ours
+                order = [i for i in order if params[i].constant in PRIORITY]
+            state = {"version": STATE_VERSION, "target": target, "params": [asdict(p) for p in params],
+                     "order": [params[i].name for i in order], "trials": [], "pending": None,
+                     "coord": {"i": 0, "dir": 0, "flipped": False}}
+        params = [Param(**p) for p in state["params"]]
+        params = [p for p in params if p.constant in consts]
+        if not params:
+            raise AutoresearchError(f"the hyperparameters the search started with are gone from {target}")
+        self._settle(state, context)
+        frontier = values_of(params, consts)
+        self._note_frontier(state, frontier, context)
+        seq_len = self._seq_len(context)
+        tried = {t["key"] for t in state["trials"]}
+        tried.add(vector_key(frontier))
+
+        change = self._coordinate(state, params, frontier, tried, seq_len)
+        how = "step"
+        if change is None:
+            change = self._tpe(state, params, frontier, tried, context, seq_len)
+            how = "tpe"
+        if change is None:
+            change = self._random(state, params, frontier, tried, seq_len)
+            how = "random"
+        if change is None:
+            raise AutoresearchError("the search space is exhausted: every nearby configuration already ran")
+
+        new_values = dict(frontier, **change)
+        self._write(context, target, text, consts, params, new_values)
+        changed = {k: v for k, v in new_values.items() if v != frontier.get(k)}
+        description = self._describe(consts, params, frontier, new_values)
+        state["pending"] = {"values": new_values, "key": vector_key(new_values), "rows_before": len(context.rows),
+                            "how": how, "changed": sorted(changed), "description": description}
+        self._save(path, state)
+        return Proposal(description)
+
+    def _target(self, ctx: Context) -> tuple[str, str]:
+        for name in ctx.editable:
+            if not name.endswith(".py"):
+                continue
+            text = ctx.files.get(name)
+            if text is None:
+                p = Path(ctx.root) / name
+                text = p.read_text() if p.is_file() else ""
+            try:
+                consts = hyperparameters(text)
+            except (AutoresearchError, SyntaxError):
+                continue
+            if any(derive(n, c.value) for n, c in consts.items()):
+                return name, text
+        raise AutoresearchError("the built-in agent found no Python file with ALL_CAPS hyperparameters among the editable files")
+
+    @staticmethod
+    def _seq_len(ctx: Context) -> int | None:
+        harness = Path(ctx.root) / "prepare.py"
+        try:
+            value = constants.read_constants(harness.read_text()).get("MAX_SEQ_LEN")
+        except (OSError, AutoresearchError):
+            return None
+        return int(value.value) if value is not None and isinstance(value.value, int) else None
+
+    # -- results -----------------------------------------------------------------
+
+    @staticmethod
+    def _settle(state: dict, ctx: Context) -> None:
+        """Attach the outcome of the last proposal (from the rows the engine wrote)."""
+        pending = state.get("pending")
+        state["pending"] = None
+        if not pending:
+            return
+        rows = list(ctx.rows)
+        start = int(pending.get("rows_before", len(rows)))
+        if start > len(rows):
+            return
+        mine = [r for r in rows[start:] if r.kind in ("experiment", "confirm")]
+        if not mine:
+            return  # never ran (the loop stopped before the experiment)
+        first = mine[0]
+        if first.status == "crash" and first.reason.startswith("interrupted"):
+            return  # may be proposed again
+        measured = [r.value for r in mine if r.status in ("keep", "discard") and math.isfinite(r.value)]
+        trial = {"values": pending["values"], "key": pending["key"], "status": first.status,
+                 "value": sum(measured) / len(measured) if measured else None,
+                 "how": pending.get("how"), "changed": pending.get("changed", []),
+                 "description": pending.get("description", "")}
+        state["trials"].append(trial)
+        coord = state.get("coord")
+        if pending.get("how") == "step" and coord is not None:
+            kept = first.status == "keep"
+            if not kept:
+                if not coord.get("flipped"):
+                    coord["dir"], coord["flipped"] = -coord.get("dir", 1), True
+                else:
+                    coord.update(i=coord["i"] + 1, dir=0, flipped=False)
+            # kept: keep going in the same direction on the same parameter
+
+    @staticmethod
+    def _frontier_value(rows) -> float | None:
+        kept = [r for r in rows if r.status == "keep" and math.isfinite(r.value)]
+        if not kept:
+            return None
+        commit = kept[-1].commit[:7]
+        values = [r.value for r in kept if r.commit[:7] == commit]
+        return sum(values) / len(values)
+
+    def _note_frontier(self, state: dict, frontier: dict, ctx: Context) -> None:
+        """The frontier is a trial too (the baseline, or code some other agent or a human wrote)."""
+        key = vector_key(frontier)
+        if any(t["key"] == key for t in state["trials"]):
+            return
+        value = self._frontier_value(ctx.rows)
+        if value is not None:
+            state["trials"].append({"values": frontier, "key": key, "status": "keep", "value": value,
+                                    "how": "frontier", "changed": [], "description": "frontier"})
+
+    # -- phase 1: coordinate steps -------------------------------------------------
+
+    def _coordinate(self, state, params, frontier, tried, seq_len) -> dict | None:
+        coord = state.get("coord")
+        if coord is None:
+            return None
+        by_name = {p.name: p for p in params}
+        order = [n for n in state["order"] if n in by_name and n in frontier]
+        guard = 0
+        while coord["i"] < len(order) and guard < 4 * len(order) + 4:
+            guard += 1
+            p = by_name[order[coord["i"]]]
+            if coord.get("dir", 0) == 0:
+                coord["dir"] = -1 if "BATCH" in p.constant else 1
+            new = p.step(frontier[p.name], coord["dir"])
+            if new is not None:
+                change = self._fix_shapes(params, frontier, {p.name: new}, seq_len)
+                if change and vector_key(dict(frontier, **change)) not in tried:
+                    return change
+            if not coord.get("flipped"):
+                coord["dir"], coord["flipped"] = -coord["dir"], True
+            else:
+                coord.update(i=coord["i"] + 1, dir=0, flipped=False)
+        state["coord"] = None  # done: TPE from here on
+        return None
+
+    # -- phase 2: TPE --------------------------------------------------------------
+
+    def _tpe(self, state, params, frontier, tried, ctx: Context, seq_len) -> dict | None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        done = [t for t in state["trials"] if t.get("status") in ("keep", "discard", "crash")]
+        if len(done) < 2:
+            return None
+        higher = ctx.direction == "higher"
+        values = [t["value"] for t in done if t.get("value") is not None]
+        if not values:
+            return None
+        worst = (min(values) - abs(min(values)) * 0.05 - 1e-9) if higher else (max(values) + abs(max(values)) * 0.05 + 1e-9)
+        dists = {p.name: p.distribution() for p in params}
+        seed = int(hashlib.sha256(f"{state['target']}:{len(state['trials'])}".encode()).hexdigest()[:8], 16)
+        rng = random.Random(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=TPE_STARTUP,
+                                                 warn_independent_sampling=False)
+            study = optuna.create_study(direction="maximize" if higher else "minimize", sampler=sampler)
+            for t in done:
+                vals = t["values"]
+                internal = {p.name: p.to_internal(vals.get(p.name, frontier.get(p.name, p.start))) for p in params}
+                study.add_trial(optuna.trial.create_trial(
+                    params=internal, distributions=dists,
+                    value=t["value"] if t.get("value") is not None else worst,
+                ))
+            for _ in range(24):
+                trial = study.ask(dists)
+                suggestion = {p.name: p.from_internal(trial.params[p.name]) for p in params}
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)  # only a draw: not a result
+                ranked = sorted(
+                    (p for p in params if suggestion[p.name] != frontier.get(p.name)),
+                    key=lambda p: -p.distance(suggestion[p.name], frontier.get(p.name)),
+                )
+                if not ranked:
+                    continue
+                k = rng.choice((1, 1, 2, 2, 3))
+                change = {p.name: suggestion[p.name] for p in ranked[:k]}
+                change = self._fix_shapes(params, frontier, change, seq_len)
+                if change and vector_key(dict(frontier, **change)) not in tried:
+                    return change
+        return None
+
+    def _random(self, state, params, frontier, tried, seq_len) -> dict | None:
+        rng = random.Random(len(state["trials"]) * 7919 + 1)
+        for _ in range(200):
+            p = rng.choice(params)
+            new = p.step(frontier[p.name], rng.choice((-1, 1))) if p.name in frontier else None
+            if new is None:
+                continue
+            change = self._fix_shapes(params, frontier, {p.name: new}, seq_len)
+            if change and vector_key(dict(frontier, **change)) not in tried:
+                return change
+        return None
+
+    # -- writing -----------------------------------------------------------------
+
+    @staticmethod
+    def _fix_shapes(params, frontier, change, seq_len) -> dict:
+        """Keep TOTAL_BATCH_SIZE a multiple of DEVICE_BATCH_SIZE * MAX_SEQ_LEN (halve the device batch)."""
+        values = dict(frontier, **change)
+        total, device = values.get("TOTAL_BATCH_SIZE"), values.get("DEVICE_BATCH_SIZE")
+        if seq_len and isinstance(total, int) and isinstance(device, int) and device > 0:
+            while device > 1 and (device * seq_len > total or total % (device * seq_len)):
+                device //= 2
+            if device != values["DEVICE_BATCH_SIZE"]:
+                change = dict(change, DEVICE_BATCH_SIZE=device)
+        return {k: v for k, v in change.items() if v != frontier.get(k)}
+
+    @staticmethod
+    def _write(ctx: Context, target: str, text: str, consts, params, values: dict) -> None:
+        updates: dict[str, Any] = {}
+        for p in params:
+            if p.name not in values:
+                continue
+            if p.index is None:
+                updates[p.constant] = values[p.name]
+            else:
+                current = list(updates.get(p.constant, consts[p.constant].value))
+                current[p.index] = values[p.name]
+                updates[p.constant] = tuple(current) if isinstance(consts[p.constant].value, tuple) else current
+        unchanged = {k: v for k, v in updates.items() if v == consts[k].value}
+        for k in unchanged:
+            updates.pop(k)
+        new_text = constants.write_constants(text, updates)
+        (Path(ctx.root) / target).write_text(new_text)
+
+    @staticmethod
+    def _describe(consts, params, before: dict, after: dict) -> str:
+        parts = []
+        seen = set()
+        for p in params:
+            if p.name not in after or after[p.name] == before.get(p.name) or p.constant in seen:
+                continue
+            seen.add(p.constant)
+            c = consts[p.constant]
+            if p.index is None:
+                old, new = c.value, after[p.name]
+            else:
+                old = c.value
+                new = list(old)
+                for q in params:
+                    if q.constant == p.constant and q.index is not None and q.name in after:
+                        new[q.index] = after[q.name]
+                new = tuple(new) if isinstance(old, tuple) else new
+            parts.append(f"{p.constant} {_show(old, c.source)} -> {_show(new, c.source)}")
+        return ", ".join(parts) if len(parts) <= 4 else ", ".join(parts[:4]) + f" (+{len(parts) - 4} more)"
+
+
+def _show(value: Any, like: str) -> str:
+    try:
+        return constants.format_value(value, like)
+    except AutoresearchError:
+        return repr(value)
+
+
+def _priority(name: str, index: int) -> tuple[int, int]:
+    try:
+        return (PRIORITY.index(name), index)
+    except ValueError:
+        return (len(PRIORITY), index)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)

@@ -1,0 +1,325 @@
+"""`autoresearch run`: the unattended loop. Setup without questions, then experiment forever.
+
+1. Find the workspace, or create `./research` (profile auto) when there is none.
+2. Take the workspace lock; finish an experiment a crash or `kill -9` interrupted.
+3. Refuse a dirty tree (one line, nothing touched).
+4. Resume the research branch (the one checked out, or `autoresearch/<tag>`), or create
+   `autoresearch/<tag>` from main; the tag defaults to the date (`nov22`, then `nov22-2`, …).
+5. Prepare the data if it is missing; load and check the agent; run the baseline.
+6. Loop until `--max-experiments`, `--hours`, `--max-cost` or Ctrl-C: build the agent's
+   context, let it edit, run `Engine.experiment`. An agent that raises is logged in one
+   line and asked again; several failures in a row stop the loop.
+
+Ctrl-C (or SIGTERM) kills the running experiment's process group, records it as an
+interrupted crash, leaves the tree clean at the frontier, and prints a one-line summary.
+
+Not covered: two loops on one workspace (the lock refuses the second; use one workspace
+per machine or GPU).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from autoresearch import context as context_mod
+from autoresearch import gitrepo, keeprule
+from autoresearch.engine import Engine, locked, read_json, read_rows, shielded, sigterm_as_interrupt, write_json
+from autoresearch.errors import AutoresearchError
+from autoresearch.workspace import CONFIG_NAME, Workspace, init_workspace
+
+MAX_AGENT_FAILURES = 3  # consecutive agent errors before the loop stops
+DEFAULT_FOLDER = "research"
+LOOP_FILE = "loop.json"
+
+
+@dataclass
+class Summary:
+    branch: str = ""
+    experiments: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    start_value: float | None = None
+    end_value: float | None = None
+    frontier: str = ""
+    stopped: str = ""  # why the loop ended
+    interrupted: bool = False
+    metric: str = "val_bpb"
+
+    def line(self) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())) or "nothing run"
+        text = f"{self.stopped}: {self.experiments} experiment{'s' if self.experiments != 1 else ''} on {self.branch} ({counts})"
+        if self.start_value is not None and self.end_value is not None:
+            text += f"; {self.metric} {self.start_value:.6f} -> {self.end_value:.6f} at {self.frontier}"
+        if self.cost_usd:
+            text += f"; agent cost ${self.cost_usd:.2f}"
+        return text
+
+
+def date_tag(now: datetime | None = None) -> str:
+    now = now or datetime.now()
+    return f"{now.strftime('%b').lower()}{now.day}"
+
+
+def check_tag(tag: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", tag) or ".." in tag or tag.endswith((".", ".lock")):
+        raise AutoresearchError(f"--tag {tag!r}: use letters, digits, '.', '_' and '-' (e.g. nov22)")
+    return tag
+
+
+def open_or_create(start: Path, out: Callable[[str], None]) -> Workspace:
+    """The workspace holding `start`; else `start/research`, created (profile auto) if needed."""
+    try:
+        return Workspace.find(start)
+    except AutoresearchError:
+        pass
+    folder = Path(start) / DEFAULT_FOLDER
+    if (folder / CONFIG_NAME).is_file():
+        out(f"using the workspace {folder}")
+        return Workspace.load(folder)
+    ws = init_workspace(folder, profile="auto")
+    c = ws.config
+    out(f"created the workspace {folder} (profile {c.profile}, dataset {c.dataset}, budget {c.budget:g} s)")
+    return ws
+
+
+def setup_branch(ws: Workspace, tag: str | None, out: Callable[[str], None]) -> str:
+    root = ws.root
+    current = gitrepo.current_branch(root)
+    if tag is None and current and current.startswith(gitrepo.PREFIX):
+        out(f"resuming {current}")
+        return current
+    if tag is not None:
+        name = gitrepo.PREFIX + check_tag(tag)
+        if gitrepo.branch_exists(root, name):
+            if current != name:
+                gitrepo.switch(root, name)
+            out(f"resuming {name}")
+            return name
+    else:
+        base = date_tag()
+        name, n = gitrepo.PREFIX + base, 2
+        while gitrepo.branch_exists(root, name):
+            name, n = f"{gitrepo.PREFIX}{base}-{n}", n + 1
+    start = "main" if gitrepo.branch_exists(root, "main") else "HEAD"
+    gitrepo.create_branch(root, name, start)
+    out(f"created {name} from {start}")
+    return name
+
+
+class Loop:
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        agent: str = "builtin",
+        agent_options: dict[str, Any] | None = None,
+        tag: str | None = None,
+        max_experiments: int | None = None,
+        hours: float | None = None,
+        max_cost: float | None = None,
+        out: Callable[[str], None] | None = None,
+        stream: TextIO | None = None,
+    ):
+        self.ws = ws
+        self.agent_name = agent
+        self.agent_options = {k: v for k, v in (agent_options or {}).items() if v is not None}
+        self.tag = tag
+        self.max_experiments = max_experiments
+        self.hours = hours
+        self.max_cost = max_cost
+        self.stream = stream or sys.stdout
+        self.out = out or (lambda line: print(line, file=self.stream, flush=True))
+        self.summary = Summary(metric=ws.config.metric)
+        self.started = time.time()
+        self.branch = ""
+
+    # -- loop.json -----------------------------------------------------------
+
+    def state(self, state: str, **extra) -> None:
+        path = self.ws.state_dir / LOOP_FILE
+        data = {"pid": os.getpid(), "tag": self.branch.removeprefix(gitrepo.PREFIX), "branch": self.branch,
+                "agent": self.agent_name, "started_at": self.started, "updated_at": time.time(), "state": state,
+                "experiments": self.summary.experiments, "cost_usd": round(self.summary.cost_usd, 4), **extra}
+        try:
+            write_json(path, data)
+        except OSError:
+            pass  # the loop.json is for watchers; never worth stopping the research for
+
+    # -- the loop ----------------------------------------------------------------
+
+    def run(self) -> Summary:
+        from autoresearch import agents
+
+        ws = self.ws
+        engine = Engine(ws, out=self.out, stream=self.stream)
+        note = engine.recover()
+        if note:
+            self.out(note)
+        read_rows(ws)  # a malformed results.tsv stops us here, before anything changes
+        dirty = engine.dirty()
+        if dirty:
+            shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
+            raise AutoresearchError(f"the workspace has uncommitted changes ({shown}); commit or discard them first (nothing was touched)")
+        if ws.config.harness_files and not ws.harness_ok():
+            raise AutoresearchError(
+                f"{', '.join(ws.config.harness_files)} does not match the workspace fingerprint; "
+                "results would not compare: restore it with `git checkout main -- prepare.py`"
+            )
+        self.branch = setup_branch(ws, self.tag, self.out)
+        self.summary.branch = self.branch
+        self.state("starting")
+        self._prepare()
+        agent = agents.load(self.agent_name, **self.agent_options)
+        problem = agent.check()
+        if problem:
+            raise AutoresearchError(f"agent {self.agent_name!r} is not ready: {problem}")
+        try:
+            self.state("baseline")
+            engine.ensure_baseline(self.branch)
+            rows = engine.rows(self.branch)
+            self.summary.start_value = keeprule.baseline_value(rows)
+            self._loop(engine, agent)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+            self.summary.stopped = "interrupted"
+            with shielded():
+                if engine.journal() is None and engine.dirty():
+                    engine.reset(gitrepo.head(ws.root))  # an agent's half-made edit
+        finally:
+            self._finish(engine)
+        return self.summary
+
+    def _prepare(self) -> None:
+        if self.ws.config.template != "llm":
+            return
+        from autoresearch import preparing
+
+        if preparing.is_prepared(self.ws):
+            return
+        self.out("preparing the data (once per dataset and profile) ...")
+        self.state("preparing")
+        preparing.prepare(self.ws)
+
+    def _loop(self, engine: Engine, agent) -> None:
+        failures = 0
+        deadline = self.started + self.hours * 3600 if self.hours else None
+        while True:
+            if self.max_experiments is not None and self.summary.experiments >= self.max_experiments:
+                self.summary.stopped = "reached --max-experiments"
+                return
+            if deadline is not None and time.time() >= deadline:
+                self.summary.stopped = f"reached --hours {self.hours:g}"
+                return
+            if self.max_cost is not None and self.summary.cost_usd >= self.max_cost:
+                self.summary.stopped = f"reached --max-cost {self.max_cost:g}"
+                return
+            rows = engine.rows(self.branch)
+            ctx = context_mod.build(self.ws, rows, extra=self._extra(engine, rows))
+            number = self.summary.experiments + 1
+            self.state("proposing", experiment=number)
+            try:
+                proposal = agent.propose(ctx)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # any agent error: log, clean up, ask again
+                failures += 1
+                message = " ".join(str(exc).split())[:300] or type(exc).__name__
+                self.out(f"agent {self.agent_name} failed ({failures} in a row): {message}")
+                with shielded():
+                    if engine.dirty():
+                        engine.reset(gitrepo.head(self.ws.root))
+                if failures >= MAX_AGENT_FAILURES:
+                    self.summary.stopped = "stopped"
+                    raise AutoresearchError(
+                        f"the agent {self.agent_name!r} failed {failures} times in a row (last: {message}); stopping"
+                    ) from exc
+                time.sleep(min(10.0, float(failures)))
+                continue
+            failures = 0
+            self.summary.experiments = number
+            usage = getattr(proposal, "usage", None)
+            cost = getattr(usage, "cost_usd", None) if usage is not None else None
+            if cost:
+                self.summary.cost_usd += float(cost)
+            self.out(f"[{number}] {proposal.description}")
+            self.state("running", experiment=number, description=proposal.description)
+            outcome = engine.experiment(proposal.description, agent=self.agent_name, usage=usage)
+            self.summary.counts[outcome.status] = self.summary.counts.get(outcome.status, 0) + 1
+
+    def _extra(self, engine: Engine, rows) -> dict:
+        cfg = self.ws.config
+        frontier = engine.frontier(rows)
+        value = engine._frontier_value(rows, frontier)
+        noise = keeprule.noise(rows)
+        extra: dict[str, Any] = {
+            "branch": self.branch,
+            "experiment": self.summary.experiments + 1,
+            "frontier": frontier[:7],
+            "keep_bar": f"a change is kept only if it beats the frontier by more than "
+                        f"{keeprule.bar(cfg.keep.min_delta, cfg.keep.z, noise.sigma):.6f} ({noise.describe()})",
+        }
+        if value is not None:
+            extra["frontier_value"] = f"{value:.6f}"
+        if self.max_experiments is not None:
+            extra["experiments_left"] = self.max_experiments - self.summary.experiments
+        return extra
+
+    def _finish(self, engine: Engine) -> None:
+        try:
+            rows = engine.rows(self.branch) if self.branch else []
+        except AutoresearchError:
+            rows = []
+        if rows:
+            frontier = engine.frontier(rows)
+            self.summary.frontier = frontier[:7]
+            self.summary.end_value = engine._frontier_value(rows, frontier)
+            if self.summary.start_value is None:
+                self.summary.start_value = keeprule.baseline_value(rows)
+        if not self.summary.stopped:
+            self.summary.stopped = "stopped"
+        self.state("stopped", reason=self.summary.stopped)
+        self.out(self.summary.line())
+
+
+def run(
+    start: str | Path = ".",
+    *,
+    agent: str = "builtin",
+    agent_options: dict[str, Any] | None = None,
+    tag: str | None = None,
+    max_experiments: int | None = None,
+    hours: float | None = None,
+    max_cost: float | None = None,
+    out: Callable[[str], None] | None = None,
+    stream: TextIO | None = None,
+) -> Summary:
+    """Open (or create) the workspace, hold its lock, and run the loop. Ctrl-C ends it cleanly."""
+    if max_experiments is not None and max_experiments < 0:
+        raise AutoresearchError("--max-experiments must be 0 or more")
+    if hours is not None and hours <= 0:
+        raise AutoresearchError("--hours must be a positive number")
+    if max_cost is not None and max_cost < 0:
+        raise AutoresearchError("--max-cost must be 0 or more")
+    if tag is not None:
+        check_tag(tag)
+    say = out or (lambda line: print(line, file=stream or sys.stdout, flush=True))
+    with sigterm_as_interrupt():
+        try:
+            ws = open_or_create(Path(start), say)
+            with locked(ws, "autoresearch run"):
+                loop = Loop(ws, agent=agent, agent_options=agent_options, tag=tag, max_experiments=max_experiments,
+                            hours=hours, max_cost=max_cost, out=say, stream=stream)
+                return loop.run()
+        except KeyboardInterrupt:  # before the loop started: nothing to clean
+            say("interrupted")
+            return Summary(stopped="interrupted", interrupted=True)
+
+
+__all__ = ["Loop", "Summary", "run", "date_tag", "setup_branch", "open_or_create", "read_json"]

@@ -1,0 +1,305 @@
+"""The morning report: `progress.png` and `report.md` from a results.tsv.
+
+The plot puts every experiment at its index: discards as faint dots, crashes (and invalid
+or no-op attempts, which have no measurement) as marks along the worse edge, kept changes
+bold and labeled with their description; the frontier as a step line; the baseline as a
+dashed line; and the noise band (the keep rule's bar around the frontier) shaded.
+Values far worse than the research ever got are drawn clipped at the edge so one blow-up
+does not flatten the rest. The markdown lists the kept changes in order with their deltas
+and commits.
+
+Works from the results file alone, including one written by the original project (five
+columns: no kinds, no timestamps; its first row is the baseline).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoresearch import results as results_mod
+from autoresearch.errors import AutoresearchError
+from autoresearch.status import (
+    Source, branch_rows, duration, frontier_series, git_head, measured, open_source, pick_branch, summarize,
+)
+from autoresearch.workspace import atomic_write
+
+WIDTH, HEIGHT, DPI = 12, 6, 100  # progress.png is 1200 x 600 pixels
+KEEP_COLOR = "#1a9850"
+DISCARD_COLOR = "#8c96a0"
+CRASH_COLOR = "#d62728"
+OTHER_COLOR = "#ff8c00"  # invalid / noop
+FRONTIER_COLOR = "#2b5bd7"
+BASELINE_COLOR = "#555555"
+LABEL_CHARS = 48
+
+
+def _short(text: str, limit: int = LABEL_CHARS) -> str:
+    """One line of plot text; `$` escaped so matplotlib never reads a description as math."""
+    text = " ".join(text.split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
+def kept_changes(rows) -> list[dict]:
+    """Each kept commit once, in order: its value (mean of its kept runs), runs, delta, row."""
+    order: list[str] = []
+    runs: dict[str, list] = {}
+    for i, r in enumerate(rows):
+        if r.status == "keep" and measured(r):
+            if r.commit not in runs:
+                order.append(r.commit)
+                runs[r.commit] = []
+            runs[r.commit].append((i, r))
+    out = []
+    previous = None
+    for commit in order:
+        group = runs[commit]
+        first_index, first = group[0]
+        value = sum(r.value for _, r in group) / len(group)
+        out.append({
+            "index": first_index,
+            "commit": commit,
+            "value": value,
+            "runs": len(group),
+            "delta": None if previous is None else value - previous,
+            "baseline": first.kind == "baseline",
+            "description": first.description,
+            "reason": next((r.reason for _, r in group if r.reason), ""),
+            "agent": first.agent,
+        })
+        previous = value
+    return out
+
+
+def plot(rows, path: Path, *, metric: str = "val_bpb", direction: str = "lower", title: str = "",
+         keep_rule=None, judged: bool = False) -> Path:
+    """Draw progress.png (WIDTH x HEIGHT inches at DPI) and return its path."""
+    # a Figure on its own Agg canvas, no pyplot: no global backend switch, no GUI, thread-safe
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    rows = list(rows)
+    s = summarize(rows, metric, direction, keep_rule, judged=judged)
+    series = frontier_series(rows)
+    fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.set_xlabel("experiment #")
+    shown_metric = metric.replace("$", r"\$")
+    ax.set_ylabel(f"{shown_metric} ({direction} is better)")
+    ax.grid(True, color="#e5e5e5", linewidth=0.8)
+    ax.set_axisbelow(True)
+    n = len(rows)
+    ax.set_xlim(0.0, max(n, 1) + 1.0)
+    xs = [i + 1 for i in range(n)]
+    values = [r.value for r in rows if measured(r)]
+    if not values:
+        ax.text(0.5, 0.5, "no measured experiments yet" if n else "no experiments yet",
+                transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#777777")
+        ax.set_yticks([])
+    else:
+        lo, hi = _limits(rows, s, direction)
+        ax.set_ylim(lo, hi)
+        sign = 1 if direction == "lower" else -1
+
+        # the noise band: the margin a change must beat the frontier by
+        bar = s["keep_bar"] if s["sigma"] is not None else None
+        fx = [x for x, v in zip(xs, series) if v is not None]
+        fy = [v for v in series if v is not None]
+        if fx:
+            fx_full = fx + [n + 1]
+            fy_full = fy + [fy[-1]]
+            if bar:
+                lower_band = [v - bar for v in fy_full]
+                upper_band = [v + bar for v in fy_full]
+                ax.fill_between(fx_full, lower_band, upper_band, step="post", color=FRONTIER_COLOR,
+                                alpha=0.12, linewidth=0, zorder=1)
+            ax.step(fx_full, fy_full, where="post", color=FRONTIER_COLOR, linewidth=2.0, zorder=3)
+        if s["baseline"] is not None:
+            ax.axhline(s["baseline"], color=BASELINE_COLOR, linestyle="--", linewidth=1.2, zorder=2)
+
+        # discards: faint; those off the chart sit on the worse edge as small triangles
+        edge_y = 0.97 if direction == "lower" else 0.03
+        discards = [(x, r.value) for x, r in zip(xs, rows) if r.status == "discard" and measured(r)]
+        inside = [(x, v) for x, v in discards if lo <= v <= hi]
+        if inside:
+            ax.scatter(*zip(*inside), s=22, color=DISCARD_COLOR, alpha=0.45, linewidths=0, zorder=4)
+        for off, y, marker in (([x for x, v in discards if v > hi]), 0.92, "^"), (([x for x, v in discards if v < lo]), 0.08, "v"):
+            if off:
+                ax.scatter(off, [y] * len(off), transform=ax.get_xaxis_transform(), s=30, color=DISCARD_COLOR,
+                           alpha=0.6, marker=marker, linewidths=0, zorder=4)
+        # failures: no measurement; marked along the worse edge
+        crashes = [x for x, r in zip(xs, rows) if r.status == "crash"]
+        others = [x for x, r in zip(xs, rows) if r.status in ("invalid", "noop")]
+        if crashes:
+            ax.scatter(crashes, [edge_y] * len(crashes), transform=ax.get_xaxis_transform(), marker="x",
+                       s=40, color=CRASH_COLOR, linewidths=1.8, zorder=5, clip_on=False)
+        if others:
+            ax.scatter(others, [edge_y] * len(others), transform=ax.get_xaxis_transform(), marker="|",
+                       s=60, color=OTHER_COLOR, linewidths=1.5, zorder=5, clip_on=False)
+        # kept: bold, labeled (repeats of a kept commit are drawn, labeled once)
+        kept = [(x, r) for x, r in zip(xs, rows) if r.status == "keep" and measured(r)]
+        if kept:
+            ax.scatter([x for x, _ in kept], [r.value for _, r in kept], s=70, color=KEEP_COLOR,
+                       edgecolors="#0b3d1f", linewidths=1.0, zorder=6)
+        for j, change in enumerate(kept_changes(rows)):
+            label = "baseline" if change["baseline"] else _short(change["description"])
+            x = change["index"] + 1
+            right = x > 0.7 * (n + 1)  # labels near the right edge grow leftwards, inside the axes
+            ax.annotate(label, (x, change["value"]), xytext=(-6 if right else 6, -10 * sign if j % 2 else 8 * sign),
+                        textcoords="offset points", fontsize=7.5, color="#0b3d1f",
+                        rotation=(-20 if right else 20) * sign, rotation_mode="anchor",
+                        ha="right" if right else "left", va="center", zorder=7)
+    if values:  # a legend only where there is something to explain
+        handles = [
+            Line2D([], [], marker="o", linestyle="", color=KEEP_COLOR, markeredgecolor="#0b3d1f", markersize=8, label="kept"),
+            Line2D([], [], marker="o", linestyle="", color=DISCARD_COLOR, alpha=0.6, markersize=5, label="discarded"),
+            Line2D([], [], marker="x", linestyle="", color=CRASH_COLOR, markersize=7, label="crashed"),
+            Line2D([], [], color=FRONTIER_COLOR, linewidth=2, label="frontier (best kept)"),
+            Line2D([], [], color=BASELINE_COLOR, linestyle="--", label="baseline"),
+        ]
+        if s["sigma"] is not None:
+            handles.append(Patch(color=FRONTIER_COLOR, alpha=0.15, label=f"noise band (±{s['keep_bar']:.4f})"))
+        if any(r.status in ("invalid", "noop") for r in rows):
+            handles.insert(3, Line2D([], [], marker="|", linestyle="", color=OTHER_COLOR, markersize=8, label="invalid / no-op"))
+        ax.legend(handles=handles, loc="lower left" if direction == "lower" else "upper left", fontsize=8,
+                  framealpha=0.9)
+    if not title:
+        title = f"{len(rows)} experiments, {s['counts']['keep']} kept"
+        if s["baseline"] is not None and s["frontier"] is not None:
+            title += f" — {shown_metric} {s['baseline']:.6f} → {s['frontier']:.6f}"
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=DPI)
+    tmp.replace(path)
+    return path
+
+
+def _limits(rows, s, direction: str) -> tuple[float, float]:
+    """Y limits: all kept values and the baseline, plus room for the discards nearby."""
+    anchor = [r.value for r in rows if r.status == "keep" and measured(r)]
+    if s["baseline"] is not None:
+        anchor.append(s["baseline"])
+    values = [r.value for r in rows if measured(r)]
+    if not anchor:
+        anchor = values
+    lo, hi = min(anchor), max(anchor)
+    span = hi - lo
+    floor = max(abs(hi) * 2e-3, 1e-6)
+    if s["sigma"]:
+        floor = max(floor, 4 * s["keep_bar"])
+    span = max(span, floor)
+    # discards within a few spans of the anchors widen the view; further ones are clipped
+    reach = 3.0 * span
+    if direction == "lower":
+        worse = [v for v in values if hi < v <= hi + reach]
+        hi = max([hi, *worse])
+        better_ = [v for v in values if lo - reach <= v < lo]
+        lo = min([lo, *better_])
+        return lo - 0.12 * span, hi + 0.25 * span
+    worse = [v for v in values if lo - reach <= v < lo]
+    lo = min([lo, *worse])
+    better_ = [v for v in values if hi < v <= hi + reach]
+    hi = max([hi, *better_])
+    return lo - 0.25 * span, hi + 0.12 * span
+
+
+def _md(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def markdown(rows, *, metric: str = "val_bpb", direction: str = "lower", name: str = "", results_name: str = "results.tsv",
+             keep_rule=None, judged: bool = False, image: str = "progress.png") -> str:
+    rows = list(rows)
+    s = summarize(rows, metric, direction, keep_rule, judged=judged)
+    out = [f"# Research report{': ' + name if name else ''}", ""]
+    counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items() if n) or "none"
+    out.append(f"- results: `{results_name}`, {len(rows)} experiments ({counts})")
+    out.append(f"- metric: `{metric}`, {direction} is better")
+    if s["baseline"] is not None:
+        runs = f" (mean of {s['baseline_runs']} runs)" if s["baseline_runs"] > 1 else ""
+        out.append(f"- baseline: {s['baseline']:.6f}{runs}")
+    if s["frontier"] is not None:
+        commit = f" at commit `{s['frontier_commit'][:7]}`" if s["frontier_commit"] else ""
+        out.append(f"- frontier: {s['frontier']:.6f}{commit}")
+    if s["improvement"] is not None:
+        pct = f" ({s['improvement_pct']:+.2f} %)" if s["improvement_pct"] is not None else ""
+        out.append(f"- improvement: {s['improvement']:+.6f}{pct}")
+    if s["sigma"] is not None:
+        out.append(f"- noise: {s['sigma_text'].replace('sigma', 'σ =', 1)}; "
+                   f"a change must win by more than {s['keep_bar']:.6f}")
+    if s["experiments_per_hour"] is not None:
+        out.append(f"- pace: {s['experiments_per_hour']:.1f} experiments per hour over {duration(s['elapsed_seconds'])}")
+    if s["training_share"] is not None:
+        out.append(f"- time spent training: {100 * s['training_share']:.0f} % of wall-clock")
+    if s["tokens_in"] is not None or s["cost_usd"] is not None:
+        usage = f"{s['tokens_in'] or 0:,} tokens in, {s['tokens_out'] or 0:,} out"
+        if s["cost_usd"] is not None:
+            usage += f", ${s['cost_usd']:.2f}"
+        out.append(f"- agent usage: {usage}")
+    out += ["", f"![progress]({image})", "", "## Kept changes, in order", ""]
+    changes = kept_changes(rows)
+    if not changes:
+        out.append("Nothing was kept.")
+    else:
+        out.append(f"| # | commit | {metric} | Δ previous | Δ baseline | description |")
+        out.append("|---:|---|---:|---:|---:|---|")
+        for c in changes:
+            delta = "" if c["delta"] is None else f"{c['delta']:+.6f}"
+            vs_base = "" if s["baseline"] is None or c["baseline"] else f"{c['value'] - s['baseline']:+.6f}"
+            desc = "baseline" if c["baseline"] else _md(c["description"])
+            notes = []
+            if c["runs"] > 1:
+                notes.append(f"mean of {c['runs']} runs")
+            if c["reason"]:
+                notes.append(_md(c["reason"]))
+            if notes and not c["baseline"]:
+                desc += f" ({'; '.join(notes)})"
+            elif c["baseline"] and c["runs"] > 1:
+                desc += f" ({c['runs']} runs)"
+            out.append(f"| {c['index'] + 1} | `{c['commit'][:7]}` | {c['value']:.6f} | {delta} | {vs_base} | {desc} |")
+    crashes = [(i, r) for i, r in enumerate(rows) if r.status == "crash"]
+    if crashes:
+        out += ["", "## Crashes", ""]
+        for i, r in crashes:
+            why = f": {_md(r.reason)}" if r.reason else ""
+            out.append(f"- #{i + 1} `{r.commit[:7]}` {_md(r.description)}{why}")
+    return "\n".join(out) + "\n"
+
+
+def report(where: str | Path = ".", results: str | Path | None = None, out: str | Path | None = None,
+           direction: str | None = None, branch: str | None = None) -> tuple[Path, Path]:
+    """`autoresearch report`: write progress.png and report.md; return their paths.
+
+    The rows are those of one research branch (status.pick_branch): `branch`, else the
+    checked-out one, else the latest row's.
+    """
+    source: Source = open_source(where, results)
+    metric, all_rows = results_mod.read(source.results_path)  # AutoresearchError when missing or malformed
+    shown = pick_branch(all_rows, git_head(source)["branch"], branch)
+    rows = branch_rows(all_rows, shown)
+    if branch and not rows:
+        raise AutoresearchError(f"{source.results_path.name} has no experiments on branch {branch}")
+    cfg = source.config
+    direction = direction or (cfg.direction if cfg else "lower")
+    keep_rule = cfg.keep if cfg else None
+    folder = Path(out).resolve() if out is not None else source.results_path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AutoresearchError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+    png = folder / "progress.png"
+    md = folder / "report.md"
+    try:
+        judged = cfg is not None  # our keep rule decided these rows: its noise estimate applies
+        plot(rows, png, metric=metric, direction=direction, keep_rule=keep_rule, judged=judged)
+        name = source.name + (f" · {shown}" if shown else "")
+        atomic_write(md, markdown(rows, metric=metric, direction=direction, name=name,
+                                  results_name=source.results_path.name, keep_rule=keep_rule, judged=judged))
+    except OSError as exc:
+        raise AutoresearchError(f"cannot write the report into {folder}: {exc.strerror or exc}") from exc
+    return png, md

@@ -1,0 +1,1 @@
+"""Fakes for the language models our agents talk to: they speak the real protocols."""

@@ -1,0 +1,261 @@
+"""`autoresearch dashboard`: a real server process, real HTTP on loopback, a real headless Chromium."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STATIC = Path(__file__).parent.parent / "src" / "autoresearch" / "dashboard" / "static"
+_spec = importlib.util.spec_from_file_location("research_fixture", FIXTURES / "research.py")
+research = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(research)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+STARTUP_SECONDS = 60  # a generous ceiling for a loaded 2-core machine, not a performance check
+WAIT_MS = 30_000
+
+
+@contextmanager
+def dashboard(*paths: Path, cwd: Path | None = None):
+    """Run `python -m autoresearch dashboard --port 0 PATHS…` and yield its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "dashboard", "--port", "0", *map(str, paths)],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], STARTUP_SECONDS)
+        line = proc.stdout.readline() if ready else ""
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        if not match:
+            proc.kill()
+            raise AssertionError(f"the dashboard did not start: {line!r} {proc.stderr.read()!r}")
+        yield f"http://127.0.0.1:{match.group(1)}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def get(url: str, host: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    return research.make_workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def sleeper():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def browser_or_skip():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright; no browser download needed)")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    return sync_playwright
+
+
+# ---------------------------------------------------------------- in a real browser
+
+
+def test_dashboard_in_chromium_live_rows_chart_diff_and_log(workspace, tmp_path, sleeper):
+    sync_playwright = browser_or_skip()
+    root = workspace["root"]
+    broken = research.init(tmp_path / "broken")
+    (broken / "results.tsv").write_text("commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\t1.0\n")
+    with dashboard(root, broken) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            # the page's own CSP forbids eval, which playwright's wait_for_function needs; with the
+            # CSP bypassed the request log below (not the CSP) proves that nothing comes from elsewhere
+            page = browser.new_page(viewport={"width": 1300, "height": 1000}, bypass_csp=True)
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            external = []
+            page.on("request", lambda req: None if req.url.startswith(url) or req.url.startswith("data:") else external.append(req.url))
+            page.goto(url + "/")
+
+            # rows and chart
+            page.wait_for_function("document.querySelectorAll('#rows tr').length === 6", timeout=WAIT_MS)
+            assert page.inner_text("#card-frontier") .split("\n")[1] == "1.800000"
+            assert "autoresearch/test" in page.inner_text("#meta")
+            chart = page.eval_on_selector("#chart", """c => {
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let green = 0;
+                for (let i = 0; i < d.length; i += 4)
+                    if (Math.abs(d[i] - 0x1a) < 12 && Math.abs(d[i + 1] - 0x98) < 12 && Math.abs(d[i + 2] - 0x50) < 12) green++;
+                return {points: c.dataset.points, kept: c.dataset.kept, green};
+            }""")
+            assert chart["points"] == "6" and chart["kept"] == "4"
+            assert chart["green"] > 200  # the kept markers are drawn on the canvas
+
+            # sortable: by the metric, best first
+            page.evaluate("window.__same_page = true")
+            page.click("th[data-key='value']")
+            first = page.eval_on_selector("#rows tr", "tr => tr.dataset.row")
+            assert first == "5"  # the frontier, 1.8
+
+            # a new row appears without a reload
+            commit = research.commit_change(root, "# scale by 0.85\nprint('score: 1.7')\n", "scale by 0.85")
+            research.append_row(root, research.row(commit, 1.7, "keep", "scale by 0.85", "experiment", "", 6))
+            page.wait_for_function("document.querySelectorAll('#rows tr').length === 7", timeout=WAIT_MS)
+            page.wait_for_function("document.querySelector('#card-frontier .value').textContent === '1.700000'", timeout=WAIT_MS)
+            assert page.evaluate("window.__same_page") is True
+            assert page.eval_on_selector("#chart", "c => c.dataset.points") == "7"
+
+            # a discarded experiment opens its diff against its parent; its log is gone
+            page.click("#rows tr[data-row='3']")
+            page.wait_for_selector("#diff .add", timeout=WAIT_MS)
+            diff = page.inner_text("#diff")
+            assert "+# add an offset of 0.05" in diff and "-# scale by 0.95" in diff
+            assert "run.log belongs to experiment #7" in page.inner_text("#log-note")
+            # the latest experiment shows the run log's tail
+            page.click("#rows tr[data-row='6']")
+            page.wait_for_function("document.querySelector('#log').textContent.includes('score: 1.800000')", timeout=WAIT_MS)
+
+            # an experiment in flight: live progress, updated as run.log grows
+            state = root / ".autoresearch"
+            state.mkdir(exist_ok=True)
+            (state / "current.json").write_text(json.dumps({
+                "commit": commit, "description": "try a bigger step", "kind": "experiment",
+                "started_at": time.time() - 5, "budget": 60, "pid": sleeper, "agent": "openai",
+            }))
+            with open(root / "run.log", "w") as log:
+                log.write("step 00007 | progress 11.0% | loss 2.500000 | remaining 53s\n")
+            page.wait_for_function("document.querySelector('#running-text').textContent.includes('step 7')", timeout=WAIT_MS)
+            assert "try a bigger step" in page.inner_text("#running-title")
+            assert page.eval_on_selector("#rows tr", "tr => tr.dataset.row") == "running"
+            with open(root / "run.log", "a") as log:
+                log.write("step 00012 | progress 20.0% | loss 2.250000 | remaining 48s\n")
+            page.wait_for_function("document.querySelector('#running-text').textContent.includes('step 12')", timeout=WAIT_MS)
+            assert "48 s remaining" in page.inner_text("#running-text")
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+            # the second workspace's results.tsv is malformed: a clear line on the page
+            page.click("#workspaces button:nth-child(2)")
+            page.wait_for_function("!document.querySelector('#error').hidden", timeout=WAIT_MS)
+            assert "line 2 has 2 columns, expected at least 5" in page.inner_text("#error")
+            assert page.evaluate("document.querySelectorAll('#rows tr').length") == 0
+
+            assert errors == [] and external == []
+        finally:
+            browser.close()
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- over plain HTTP
+
+
+def test_missing_results_and_unknown_commits_are_answers_not_errors(tmp_path):
+    root = research.init(tmp_path / "fresh")
+    with dashboard(cwd=root) as url:  # no argument: the workspace you are in
+        status, body = get(url + "/api/state")
+        assert status == 200
+        snap = json.loads(body)["snapshot"]
+        assert snap["name"] == "fresh" and "does not exist yet" in snap["error"] and snap["rows"] == []
+        status, page = get(url + "/")
+        assert status == 200 and "/static/app.js" in page
+        # results appear later: the page's next poll sees them
+        research.write_results(root, [research.row("deadbee", 1.0, "keep", "baseline", "baseline", "", 0)])
+        snap = json.loads(get(url + "/api/state")[1])["snapshot"]
+        assert snap["error"] is None and len(snap["rows"]) == 1
+        status, body = get(url + "/api/detail?row=0")
+        detail = json.loads(body)
+        assert status == 200 and not detail["diff"]["ok"] and "no longer in the repository" in detail["diff"]["message"]
+        assert get(url + "/api/detail?row=99")[0] == 404
+        assert get(url + "/api/state?w=5")[0] == 404
+
+
+def test_polling_sends_rows_only_when_they_change(workspace):
+    root = workspace["root"]
+    with dashboard(root) as url:
+        first = json.loads(get(url + "/api/state?w=0")[1])
+        assert len(first["snapshot"]["rows"]) == 6
+        sig = first["sig"]
+        assert json.loads(get(url + f"/api/state?w=0&since={sig}")[1]) == {
+            "sig": sig, "workspaces": ["ws"], "w": 0, "unchanged": True}
+        with open(root / "run.log", "a") as log:  # training output moves: the rows stay home
+            log.write("step 00004 | progress 4.0% | loss 2.920000 | remaining 96s\n")
+        live = json.loads(get(url + f"/api/state?w=0&since={sig}")[1])
+        assert live["rows_unchanged"] is True and "rows" not in live["snapshot"] and live["sig"] != sig
+        research.append_row(root, research.row("abcdef0", 1.9, "discard", "more", "experiment", "", 6))
+        grown = json.loads(get(url + f"/api/state?w=0&since={live['sig']}")[1])
+        assert len(grown["snapshot"]["rows"]) == 7
+        # a diverged run recorded as inf is shown without a value, not a server error
+        research.append_row(root, research.row("abcdef1", float("inf"), "discard", "diverged", "experiment", "", 7))
+        status, body = get(url + "/api/state?w=0")
+        assert status == 200 and json.loads(body)["snapshot"]["rows"][-1]["value"] is None
+
+
+def test_only_loopback_host_names_are_answered(workspace):
+    with dashboard(workspace["root"]) as url:
+        assert get(url + "/api/state")[0] == 200
+        assert get(url + "/api/state", host="localhost:8765")[0] == 200
+        status, body = get(url + "/api/state", host="attacker.example:8765")
+        assert status == 421 and "loopback" in body
+
+
+def test_port_in_use_is_one_clear_line(workspace):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        done = subprocess.run([sys.executable, "-m", "autoresearch", "dashboard", "--port", str(port), str(workspace["root"])],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        holder.close()
+    assert done.returncode == 1
+    assert done.stderr == f"error: port {port} is in use on 127.0.0.1; stop what holds it or choose another with --port\n"
+    assert done.stdout == ""
+
+
+def test_a_folder_that_is_not_a_workspace_is_refused(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "autoresearch", "dashboard", "--port", "0", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and "not inside an autoresearch workspace" in done.stderr
+
+
+def test_the_page_ships_everything_it_needs():
+    """Works offline: no script, style or font from anywhere but the package itself."""
+    names = sorted(p.name for p in STATIC.iterdir())
+    assert names == ["app.js", "index.html", "style.css"]
+    for path in STATIC.iterdir():
+        text = path.read_text()
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), path.name

@@ -1,0 +1,479 @@
+"""`autoresearch experiment`: one experiment end to end, in real git repositories, with real
+subprocesses. Fake train.py scripts produce the faults; each test ends with the frontier
+intact, a clean tree and exactly one row per experiment."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine_support import (
+    VAL_SHA, assert_intact, blank, clean, experiment, experiment_json, git, head, llm_like, pid_alive, rows, train_text,
+    wait_for,
+)
+
+
+@pytest.fixture
+def ws(tmp_path) -> Path:
+    """A fake-LLM workspace on autoresearch/test with its baseline measured (val_bpb 1.0, twice)."""
+    root = tmp_path / "ws"
+    llm_like(root)
+    r = experiment(root, "baseline")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return root
+
+
+def change(root: Path, **kw) -> None:
+    (root / "train.py").write_text(train_text(**kw))
+
+
+def run_fault(root: Path, body: str, *, value: float = 0.5):
+    frontier = head(root)
+    before = len(rows(root))
+    change(root, value=value, body=body)
+    r = experiment(root, "a faulty change")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_intact(root, frontier, before + 1)
+    last = rows(root)[-1]
+    assert last.status == "crash" and last.value == 0.0 and last.memory_gb == 0.0
+    return r, last
+
+
+# -- the baseline and the ratchet ------------------------------------------------
+
+
+def test_first_experiment_is_the_baseline_run_twice(ws):
+    baseline = rows(ws)
+    assert [(r.kind, r.status, r.value) for r in baseline] == [("baseline", "keep", 1.0)] * 2
+    assert {r.branch for r in baseline} == {"autoresearch/test"}
+    assert baseline[0].commit == head(ws)[:7]
+    assert clean(ws)
+
+
+def test_a_clear_win_is_confirmed_early_then_kept_and_becomes_the_frontier(ws):
+    change(ws, value=0.5)
+    out = experiment_json(ws, "VALUE 1.0 -> 0.5")
+    assert out["status"] == "keep" and out["value"] == 0.5 and out["frontier_value"] == 1.0
+    assert out["delta"] == pytest.approx(-0.5)
+    r = rows(ws)
+    assert [(x.kind, x.status) for x in r[2:]] == [("experiment", "keep"), ("confirm", "keep")]
+    assert head(ws)[:7] == r[-1].commit == out["frontier"]
+    assert git(ws, "log", "-1", "--format=%s") == "VALUE 1.0 -> 0.5"
+    assert clean(ws)
+    # the next change is measured against the new frontier
+    change(ws, value=0.6)
+    out = experiment_json(ws, "worse")
+    assert out["status"] == "discard" and out["frontier_value"] == 0.5
+    assert head(ws)[:7] == r[-1].commit
+
+
+def test_a_win_within_the_noise_is_confirmed_and_discarded_as_a_pair(ws):
+    frontier = head(ws)
+    change(ws, value=0.9995)
+    r = experiment(ws, "tiny")
+    assert "run again to confirm" in r.stdout
+    pair = rows(ws)[-2:]
+    assert [(x.kind, x.status) for x in pair] == [("experiment", "discard"), ("confirm", "discard")]
+    assert pair[0].commit == pair[1].commit and pair[0].reason.startswith("not confirmed")
+    assert head(ws) == frontier and clean(ws)
+
+
+def test_no_change_is_a_noop_row(ws):
+    frontier = head(ws)
+    out = experiment_json(ws, "nothing")
+    assert out["status"] == "noop"
+    assert_intact(ws, frontier, 3)
+
+
+def test_code_that_already_ran_is_not_run_again(ws):
+    frontier = head(ws)
+    change(ws, value=2.0)
+    assert experiment_json(ws, "worse")["status"] == "discard"
+    first = rows(ws)[-1]
+    change(ws, value=2.0)
+    out = experiment_json(ws, "worse again")
+    assert out["status"] == "noop"
+    assert f"same code as {first.commit}, which already ran (discard 2.000000)" in out["reason"]
+    assert_intact(ws, frontier, 4)
+
+
+def test_an_agent_that_committed_its_change_itself_is_handled(ws):
+    change(ws, value=0.5)
+    git(ws, "commit", "-qam", "agent commit")
+    out = experiment_json(ws, "VALUE -> 0.5")
+    assert out["status"] == "keep"
+    assert git(ws, "log", "-1", "--format=%s") == "VALUE -> 0.5"
+    assert git(ws, "rev-list", "--count", "HEAD") == "3"  # init, workspace, the kept change: squashed
+
+
+def test_experiment_refuses_to_run_off_a_research_branch(tmp_path):
+    root = tmp_path / "ws"
+    llm_like(root, branch="")
+    r = experiment(root, "x")
+    assert r.returncode == 1 and "research branch" in r.stderr and not (root / "results.tsv").exists()
+
+
+def test_output_is_a_few_lines_and_json_is_one_object(ws):
+    change(ws, value=2.0)
+    r = experiment(ws, "worse")
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) <= 3 and lines[0].startswith("discard") and "val_bpb 2.000000" in lines[0]
+    assert "+1.000000 vs 1.000000" in lines[0] and "memory 0.5 GB" in lines[0]
+    change(ws, value=3.0)
+    out = experiment_json(ws, "worse still")
+    assert {"status", "value", "delta", "memory_gb", "seconds", "commit", "frontier", "reason", "rows"} <= set(out)
+
+
+# -- the guard --------------------------------------------------------------------
+
+
+def test_an_edit_to_prepare_py_is_refused_and_reverted(ws):
+    frontier = head(ws)
+    original = (ws / "prepare.py").read_text()
+    (ws / "prepare.py").write_text(original + "\nTIME_BUDGET = 100\n")
+    change(ws, value=0.1)
+    out = experiment_json(ws, "sneaky")
+    assert out["status"] == "invalid" and "prepare.py" in out["reason"]
+    assert (ws / "prepare.py").read_text() == original
+    assert (ws / "train.py").read_text() == git(ws, "show", f"{frontier}:train.py") + "\n"
+    assert_intact(ws, frontier, 3)
+
+
+def test_a_new_file_outside_the_editable_set_is_refused(ws):
+    frontier = head(ws)
+    (ws / "helper.py").write_text("X = 1\n")
+    out = experiment_json(ws, "new file")
+    assert out["status"] == "invalid" and "helper.py" in out["reason"]
+    assert not (ws / "helper.py").exists()
+    assert_intact(ws, frontier, 3)
+
+
+def test_the_notes_file_may_change_and_survives_a_discard(ws):
+    frontier = head(ws)
+    (ws / "notes.md").write_text("tried a worse value\n")
+    change(ws, value=2.0)
+    assert experiment_json(ws, "worse")["status"] == "discard"
+    assert (ws / "notes.md").read_text() == "tried a worse value\n"
+    assert head(ws) == frontier
+    assert git(ws, "status", "--porcelain") == "?? notes.md"
+
+
+# -- faults -----------------------------------------------------------------------
+
+
+def test_syntax_error_is_a_crash_with_the_traceback_printed(ws):
+    r, last = run_fault(ws, "def broken(:\n    pass")
+    assert "SyntaxError" in last.reason
+    assert "SyntaxError" in r.stdout and "end of run.log" in r.stdout
+
+
+def test_import_error_is_a_crash(ws):
+    r, last = run_fault(ws, "import no_such_module_anywhere")
+    assert "ModuleNotFoundError" in last.reason and "no_such_module_anywhere" in r.stdout
+
+
+def test_exception_mid_training_is_a_crash_with_at_most_50_traceback_lines(ws):
+    body = ("import sys\nsys.setrecursionlimit(200)\n"
+            "def dive(n):\n    return dive(n + 1) if n < 150 else 1 / 0\n"
+            "print('step 00002 | loss 2.5', flush=True)\ndive(0)")
+    r, last = run_fault(ws, body)
+    assert "ZeroDivisionError" in last.reason
+    tail = r.stdout.split("end of run.log", 1)[1].splitlines()[1:]
+    assert 0 < len(tail) <= 50 and tail[-1].startswith("ZeroDivisionError")
+
+
+def test_nan_from_the_harness_is_a_crash(ws):
+    _, last = run_fault(ws, "VALUE = float('nan')")
+    assert "not finite" in last.reason
+
+
+def test_a_diverged_run_that_prints_fail_is_a_crash(ws):
+    _, last = run_fault(ws, "import sys\nprint('FAIL', flush=True)\nsys.exit(1)")
+    assert last.reason == "diverged (printed FAIL)"
+
+
+def test_memory_error_is_a_crash(ws):
+    _, last = run_fault(ws, "hog = bytearray(2**62)")
+    assert last.reason.startswith("out of memory") and "MemoryError" in last.reason
+
+
+def test_a_hang_with_no_output_is_killed_at_the_hard_limit(tmp_path):
+    root = tmp_path / "ws"
+    llm_like(root, hard_limit=2)
+    assert experiment(root, "baseline").returncode == 0
+    pidfile = tmp_path / "pid"
+    frontier = head(root)
+    change(root, body=f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)")
+    t0 = time.monotonic()
+    r = experiment(root, "hang")
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 60
+    assert_intact(root, frontier, 3)
+    last = rows(root)[-1]
+    assert last.status == "crash" and last.reason.startswith("timeout: killed after 2 s")
+    assert not pid_alive(int(pidfile.read_text()))
+
+
+def test_a_background_child_left_running_is_killed_with_the_group(ws, tmp_path):
+    pidfile = tmp_path / "child"
+    body = ("import subprocess, sys\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+            f"open({str(pidfile)!r}, 'w').write(str(child.pid))")
+    change(ws, value=2.0, body=body)
+    out = experiment_json(ws, "leaves a child")
+    assert out["status"] == "discard"
+    assert wait_for(lambda: not pid_alive(int(pidfile.read_text())), timeout=15)
+
+
+def test_a_printed_val_bpb_without_the_harness_record_is_not_kept(ws):
+    body = "print('---')\nprint('val_bpb:          0.001000')\nimport sys\nsys.exit(0)"
+    r, last = run_fault(ws, body)
+    assert last.reason.startswith("no harness record")
+
+
+def test_a_printed_value_that_disagrees_with_the_record_is_a_crash(ws):
+    body = "evaluate_bpb(VALUE)\nprint('---')\nprint('val_bpb:          0.001000')\nimport sys\nsys.exit(0)"
+    _, last = run_fault(ws, body)
+    assert "does not match the harness record" in last.reason
+
+
+def test_prepare_py_modified_while_running_is_detected_and_restored(ws):
+    original = (ws / "prepare.py").read_text()
+    body = "with open('prepare.py', 'a') as fh:\n    fh.write('# tampered\\n')"
+    _, last = run_fault(ws, body)
+    assert "prepare.py changed during the run" in last.reason
+    assert (ws / "prepare.py").read_text() == original
+
+
+def test_results_tsv_written_by_the_script_is_restored_and_flagged(ws):
+    before = (ws / "results.tsv").read_text()
+    body = "with open('results.tsv', 'a') as fh:\n    fh.write('fake\\t0.1\\t0.0\\tkeep\\tforged\\n')"
+    _, last = run_fault(ws, body)
+    assert "wrote to results.tsv" in last.reason
+    text = (ws / "results.tsv").read_text()
+    assert "forged" not in text and text.startswith(before)
+
+
+def test_exit_zero_without_a_summary_is_a_crash(ws):
+    body = "evaluate_bpb(VALUE)\nimport sys\nsys.exit(0)"
+    _, last = run_fault(ws, body)
+    assert "no summary" in last.reason
+
+
+def test_training_past_the_budget_is_flagged(ws):
+    change(ws, value=0.5)
+    text = (ws / "train.py").read_text().replace('print("training_seconds: 0.1")', 'print("training_seconds: 30.0")')
+    (ws / "train.py").write_text(text)
+    frontier = head(ws)
+    out = experiment_json(ws, "trains too long")
+    assert out["status"] == "crash" and out["reason"].startswith("over budget: trained 30.0 s, budget 2 s")
+    assert_intact(ws, frontier, 3)
+
+
+def test_a_run_that_lies_about_its_training_time_is_caught_by_the_wall_clock(tmp_path):
+    root = tmp_path / "ws"
+    llm_like(root, budget=1, extra_toml="allowance = 1", hard_limit=30)
+    assert experiment(root, "baseline").returncode == 0
+    frontier = head(root)
+    change(root, value=0.5, body="import time\ntime.sleep(4)")
+    out = experiment_json(root, "slow but claims 0.1 s")
+    assert out["status"] == "crash" and out["reason"].startswith("over budget: ran")
+    assert_intact(root, frontier, 3)
+
+
+def test_a_command_that_cannot_start_is_a_crashed_baseline(tmp_path):
+    from autoresearch.workspace import init_workspace
+
+    root = tmp_path / "ws"
+    init_workspace(root, template="blank", command="no-such-program-anywhere --flag", metric="score",
+                   editable=("score.py",))
+    git(root, "switch", "-qc", "autoresearch/test")
+    r = experiment(root, "baseline")
+    assert r.returncode == 1
+    assert "the baseline crashed (cannot start no-such-program-anywhere" in r.stderr
+    assert [(x.status, x.kind) for x in rows(root)] == [("crash", "baseline")]
+    assert clean(root)
+
+
+# -- the environment of the run -----------------------------------------------------
+
+
+def test_secrets_never_reach_the_training_process_and_caches_stay_in_the_workspace(ws, tmp_path):
+    dump = tmp_path / "env.json"
+    change(ws, value=2.0, body=f"import json, os\njson.dump(dict(os.environ), open({str(dump)!r}, 'w'))")
+    env = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "x", "HF_TOKEN": "hf", "AWS_SECRET_ACCESS_KEY": "a",
+           "DB_PASSWORD": "p", "TOKENIZERS_PARALLELISM": "false", "MY_SETTING": "kept"}
+    from engine_support import cli
+
+    r = cli("experiment", "-d", "dump env", cwd=ws, env=env)
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(dump.read_text())
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"):
+        assert name not in seen
+    assert seen["TOKENIZERS_PARALLELISM"] == "false" and seen["MY_SETTING"] == "kept"
+    state = str(ws / ".autoresearch")
+    assert seen["AUTORESEARCH_RESULT"].startswith(state)
+    assert seen["TORCHINDUCTOR_CACHE_DIR"].startswith(state) and seen["TRITON_CACHE_DIR"].startswith(state)
+    assert "sk-test" not in (ws / "run.log").read_text()
+
+
+def test_the_running_experiment_is_visible_in_current_json(ws, tmp_path):
+    import subprocess
+
+    change(ws, value=2.0, body="import time\ntime.sleep(3)")
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "experiment", "-d", "slow"], cwd=ws,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    current = ws / ".autoresearch" / "current.json"
+    assert wait_for(lambda: current.exists() and json.loads(current.read_text()).get("pid"), timeout=30)
+    data = json.loads(current.read_text())
+    assert data["description"] == "slow" and data["kind"] == "experiment" and data["budget"] == 2
+    assert {"commit", "started_at", "agent"} <= set(data)
+    proc.communicate(timeout=60)
+    assert not current.exists()
+
+
+def test_a_second_engine_on_the_same_workspace_is_refused(ws):
+    from autoresearch.engine import locked
+    from autoresearch.workspace import Workspace
+
+    with locked(Workspace.load(ws), "test holder"):
+        r = experiment(ws, "x")
+    assert r.returncode == 1 and "another autoresearch process" in r.stderr and "test holder" in r.stderr
+
+
+# -- results.tsv problems -------------------------------------------------------------
+
+
+def test_a_corrupted_results_tsv_is_a_clear_error_and_is_not_overwritten(ws):
+    bad = (ws / "results.tsv").read_text() + "garbage line without tabs\n"
+    (ws / "results.tsv").write_text(bad)
+    frontier = head(ws)
+    change(ws, value=0.5)
+    r = experiment(ws, "x")
+    assert r.returncode == 1
+    assert "results.tsv: line 4" in r.stderr and "nothing was changed" in r.stderr
+    assert (ws / "results.tsv").read_text() == bad
+    assert head(ws) == frontier
+
+
+def test_a_full_disk_while_recording_leaves_the_frontier_intact_and_is_recorded_later(ws):
+    from autoresearch.engine import Engine, locked
+    from autoresearch.errors import AutoresearchError
+    from autoresearch.workspace import Workspace
+
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    frontier = head(ws)
+    before = (ws / "results.tsv").read_text()
+    change(ws, value=0.5)
+    trap = ws / f".results.tsv.{os.getpid()}.tmp"
+    trap.symlink_to("/dev/full")
+    with open(ws / ".git" / "info" / "exclude", "a") as fh:  # not the agent's file: the disk's
+        fh.write(trap.name + "\n")
+    lines = []
+    try:
+        with locked(Workspace.load(ws), "test"):
+            with pytest.raises(AutoresearchError) as err:
+                Engine(Workspace.load(ws), out=lines.append, live=False).experiment("full disk")
+    finally:
+        trap.unlink(missing_ok=True)
+    assert "cannot record the result" in str(err.value) and "frontier is still" in str(err.value)
+    assert (ws / "results.tsv").read_text() == before
+    assert head(ws) == frontier and clean(ws)
+    # with room again, the next start records what happened, and research goes on
+    change(ws, value=2.0)
+    out = experiment_json(ws, "next")
+    recovered = rows(ws)[-2]
+    assert recovered.status == "crash" and recovered.reason.startswith("not recorded")
+    assert out["status"] == "discard" and len(rows(ws)) == 4
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_workspace_is_a_clear_error(ws):
+    frontier = head(ws)
+    before = (ws / "results.tsv").read_text()
+    change(ws, value=0.5)
+    os.chmod(ws / "results.tsv", 0o444)
+    os.chmod(ws, 0o555)
+    try:
+        r = experiment(ws, "x")
+    finally:
+        os.chmod(ws, 0o755)
+        os.chmod(ws / "results.tsv", 0o644)
+    assert r.returncode == 1 and "error:" in r.stderr
+    assert (ws / "results.tsv").read_text() == before
+    assert head(ws) == frontier
+
+
+# -- the blank template: any command, any direction -----------------------------------
+
+
+SCORE = """\
+# A non-ML example: tune a polynomial's coefficients to maximise a score.
+A = {a}   # coefficient
+B = 1.0   # offset
+score = 10 - (A - 3.0) ** 2 - (B - 0.5) ** 2
+print(f"score: {{score:.6f}}")
+"""
+
+
+def test_blank_template_reads_the_printed_metric_higher_is_better(tmp_path):
+    root = tmp_path / "ws"
+    blank(root, SCORE.format(a=1.0))
+    r = experiment(root, "baseline")
+    assert r.returncode == 0 and "no harness record" in r.stdout
+    assert [x.value for x in rows(root)] == [5.75, 5.75]
+    (root / "score.py").write_text(SCORE.format(a=2.0))
+    out = experiment_json(root, "A 1 -> 2")
+    assert out["status"] == "keep" and out["value"] == pytest.approx(8.75) and out["source"] == "printed line"
+    assert "printed metric" in rows(root)[-1].reason
+    (root / "score.py").write_text(SCORE.format(a=0.0))
+    assert experiment_json(root, "A 2 -> 0")["status"] == "discard"
+    missing = "print('nothing to see')\n"
+    (root / "score.py").write_text(missing)
+    out = experiment_json(root, "no metric")
+    assert out["status"] == "crash" and "no `score: <number>` line" in out["reason"]
+    assert clean(root)
+
+
+def test_results_header_uses_the_metric_name(tmp_path):
+    root = tmp_path / "ws"
+    blank(root, SCORE.format(a=1.0))
+    experiment(root, "baseline")
+    assert (root / "results.tsv").read_text().split("\n", 1)[0].split("\t")[:5] == [
+        "commit", "score", "memory_gb", "status", "description"]
+
+
+def test_val_split_mismatch_is_a_crash(ws):
+    (ws / ".autoresearch" / "val_sha256").write_text("cd" * 32 + "\n")
+    frontier = head(ws)
+    change(ws, value=0.5)
+    out = experiment_json(ws, "other data")
+    assert out["status"] == "crash" and "different validation split" in out["reason"]
+    assert_intact(ws, frontier, 3)
+    assert VAL_SHA != "cd" * 32
+
+
+def test_the_live_line_is_one_line_rewritten_in_place(tmp_path):
+    import io
+
+    from autoresearch.engine import LiveLine
+
+    log = tmp_path / "run.log"
+    stream = io.StringIO()
+    line = LiveLine(stream, log, "experiment abc1234")
+    with open(log, "w") as fh:
+        for step in range(1, 200):
+            fh.write(f"step {step:05d} | progress 10.0% | loss {3 - step / 100:.6f} | lrm 1.00 | dt 10ms | remaining {200 - step}s\n")
+        fh.write("step 00200 | progress 99.0% | loss 1.000123 | remaining 1")  # half-written
+    line(12.0)
+    line.clear()
+    text = stream.getvalue()
+    assert "\n" not in text
+    assert "experiment abc1234 |   12 s | step 199 | loss 1.0100 | 1 s left" in text
+    assert text.endswith("\r\x1b[K")

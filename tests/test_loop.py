@@ -1,0 +1,261 @@
+"""`autoresearch run`: the unattended loop, driven by a scripted agent (the `command` agent
+running a small script) in real workspaces, as a real subprocess: noop / invalid / agent
+errors, cost limits, kill -9 and resume, Ctrl-C, refusals at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine_support import clean, cli, git, head, llm_like, pid_alive, rows, train_text, wait_for
+
+AGENT = r'''
+import json, os, re, sys
+from pathlib import Path
+
+steps = json.loads(Path(os.environ["STEPS"]).read_text())
+counter = Path(os.environ["STEPS"] + ".n")
+n = int(counter.read_text()) if counter.exists() else 0
+counter.write_text(str(n + 1))
+step = steps[n] if n < len(steps) else {"desc": "nothing left"}
+if "usage" in step:
+    Path(os.environ["AUTORESEARCH_USAGE_FILE"]).write_text(json.dumps(step["usage"]))
+if "fail" in step:
+    print(step["fail"], file=sys.stderr)
+    sys.exit(1)
+if "value" in step:
+    text = Path("train.py").read_text()
+    text = re.sub(r"^VALUE = .*$", f"VALUE = {step['value']!r}", text, flags=re.M)
+    if "body" in step:
+        text = text.replace("# body\n", step["body"] + "\n")
+    Path("train.py").write_text(text)
+for name, content in step.get("write", {}).items():
+    Path(name).write_text(content)
+for name, content in step.get("append", {}).items():
+    with open(name, "a") as fh:
+        fh.write(content)
+print("DESCRIPTION: " + step.get("desc", "a change"))
+'''
+
+
+@pytest.fixture
+def agent(tmp_path):
+    script = tmp_path / "agent.py"
+    script.write_text(AGENT)
+    steps = tmp_path / "steps.json"
+
+    def configure(step_list) -> dict:
+        steps.write_text(json.dumps(step_list))
+        return {"STEPS": str(steps)}
+
+    configure.command = f"{sys.executable} {script}"
+    return configure
+
+
+def loop(root: Path, agent, *args: str, env=None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return cli("run", "--agent", "command", "--agent-command", agent.command, *args, cwd=root, env=env, timeout=timeout)
+
+
+def start_loop(root: Path, agent, *args: str, env=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "run", "--agent", "command", "--agent-command", agent.command, *args],
+        cwd=root, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def current(root: Path) -> dict | None:
+    path = root / ".autoresearch" / "current.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if data.get("pid") and data.get("kind") == "experiment" else None
+
+
+def test_the_loop_records_every_kind_of_proposal(tmp_path, agent):
+    root = tmp_path / "ws"
+    llm_like(root, branch="")
+    env = agent([
+        {"value": 0.5, "desc": "VALUE 1.0 -> 0.5", "usage": {"tokens_in": 1200, "tokens_out": 80, "cost_usd": 0.01}},
+        {"desc": "thinking only", "append": {"notes.md": "idea: try 0.4\n"}},
+        {"write": {"prepare.py": "TIME_BUDGET = 999\n"}, "desc": "edit the harness"},
+        {"fail": "rate limited"},
+        {"value": 0.7, "desc": "VALUE 0.5 -> 0.7"},
+    ])
+    r = loop(root, agent, "--tag", "t1", "--max-experiments", "4", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "created autoresearch/t1 from main" in r.stdout
+    assert "agent command failed (1 in a row): command failed (exit status 1): rate limited" in r.stdout
+    got = [(x.kind, x.status, x.description) for x in rows(root)]
+    assert got == [
+        ("baseline", "keep", "baseline"), ("baseline", "keep", "baseline"),
+        ("experiment", "keep", "VALUE 1.0 -> 0.5"), ("confirm", "keep", "VALUE 1.0 -> 0.5"),
+        ("experiment", "noop", "thinking only"),
+        ("experiment", "invalid", "edit the harness"),
+        ("experiment", "discard", "VALUE 0.5 -> 0.7"),
+    ]
+    kept = rows(root)[2]
+    assert (kept.agent, kept.tokens_in, kept.tokens_out, kept.cost_usd) == ("command", 1200, 80, 0.01)
+    assert head(root)[:7] == kept.commit and git(root, "branch", "--show-current") == "autoresearch/t1"
+    assert (root / "notes.md").read_text() == "idea: try 0.4\n"
+    assert "TIME_BUDGET = 999" not in (root / "prepare.py").read_text()
+    assert git(root, "status", "--porcelain") == "?? notes.md"
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("reached --max-experiments: 4 experiments on autoresearch/t1")
+    assert "val_bpb 1.000000 -> 0.500000" in last
+    state = json.loads((root / ".autoresearch" / "loop.json").read_text())
+    assert state["state"] == "stopped" and state["branch"] == "autoresearch/t1" and state["agent"] == "command"
+
+
+def test_max_cost_stops_the_loop_cleanly(tmp_path, agent):
+    root = tmp_path / "ws"
+    llm_like(root)
+    usage = {"tokens_in": 10, "tokens_out": 1, "cost_usd": 0.4}
+    env = agent([{"value": 1.0 + i, "desc": f"try {i}", "usage": usage} for i in range(1, 10)])
+    r = loop(root, agent, "--max-cost", "1", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "resuming autoresearch/test" in r.stdout
+    experiments = [x for x in rows(root) if x.kind == "experiment"]
+    assert len(experiments) == 3 and sum(x.cost_usd for x in experiments) == pytest.approx(1.2)
+    assert r.stdout.strip().splitlines()[-1].startswith("reached --max-cost 1")
+    assert clean(root)
+
+
+def test_an_agent_that_keeps_failing_stops_the_loop_with_a_clear_message(tmp_path, agent):
+    root = tmp_path / "ws"
+    llm_like(root)
+    env = agent([{"fail": "invalid api key"}] * 5)
+    r = loop(root, agent, "--max-experiments", "5", env=env)
+    assert r.returncode == 1
+    assert "failed 3 times in a row (last: command failed (exit status 1): invalid api key); stopping" in r.stderr
+    assert [x.kind for x in rows(root)] == ["baseline", "baseline"]
+    assert clean(root)
+
+
+def test_kill_9_of_the_loop_mid_run_then_resume(tmp_path, agent):
+    root = tmp_path / "ws"
+    llm_like(root, branch="")
+    pidfile = tmp_path / "train.pid"
+    body = f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)"
+    env = agent([{"value": 0.5, "body": body, "desc": "slow change"}, {"value": 2.0, "desc": "after the crash"}])
+    proc = start_loop(root, agent, "--tag", "k9", env=env)
+    try:
+        assert wait_for(lambda: current(root) is not None and pidfile.exists(), timeout=60), proc.stderr
+        frontier = rows(root)[0].commit
+        train_pid = int(pidfile.read_text())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert pid_alive(train_pid)  # orphaned: its own process group outlives the loop
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    r = loop(root, agent, "--tag", "k9", "--max-experiments", "1", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "recovered an interrupted experiment" in r.stdout and "stopped its leftover processes" in r.stdout
+    assert wait_for(lambda: not pid_alive(train_pid), timeout=15)
+    got = [(x.status, x.reason, x.description) for x in rows(root)][2:]
+    assert got[0] == ("crash", "interrupted", "slow change")
+    assert got[1][0] == "discard" and got[1][2] == "after the crash"
+    assert head(root)[:7] == frontier and clean(root)
+    assert not (root / ".autoresearch" / "journal.json").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_kills_the_run_records_it_and_leaves_the_frontier(tmp_path, agent, sig):
+    root = tmp_path / "ws"
+    llm_like(root)
+    pidfile = tmp_path / "train.pid"
+    body = f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)"
+    env = agent([{"value": 0.5, "body": body, "desc": "slow change"}])
+    proc = start_loop(root, agent, env=env)
+    try:
+        assert wait_for(lambda: current(root) is not None and pidfile.exists(), timeout=60)
+        frontier = rows(root)[0].commit
+        train_pid = int(pidfile.read_text())
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert out.strip().splitlines()[-1].startswith("interrupted: 1 experiment on autoresearch/test")
+    assert not pid_alive(train_pid)
+    last = rows(root)[-1]
+    assert (last.status, last.reason, last.description) == ("crash", "interrupted", "slow change")
+    assert len(rows(root)) == 3
+    assert head(root)[:7] == frontier and clean(root)
+    assert not (root / ".autoresearch" / "journal.json").exists()
+
+
+def test_a_dirty_tree_at_start_is_one_clear_line_and_nothing_is_touched(tmp_path, agent):
+    root = tmp_path / "ws"
+    llm_like(root, branch="")
+    (root / "train.py").write_text(train_text(0.3))
+    r = loop(root, agent, env=agent([]))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "error: the workspace has uncommitted changes (train.py); commit or discard them first (nothing was touched)"]
+    assert git(root, "branch", "--show-current") == "main"
+    assert (root / "train.py").read_text() == train_text(0.3)
+    assert not (root / "results.tsv").exists()
+
+
+def test_a_corrupted_results_tsv_stops_the_loop_before_anything_changes(tmp_path, agent):
+    root = tmp_path / "ws"
+    llm_like(root)
+    (root / "results.tsv").write_text("this is not a results file\n")
+    r = loop(root, agent, env=agent([]))
+    assert r.returncode == 1 and "not a results header" in r.stderr
+    assert (root / "results.tsv").read_text() == "this is not a results file\n"
+
+
+def test_branches_default_to_the_date_resume_and_get_a_suffix(tmp_path, agent):
+    from autoresearch.loop import date_tag
+
+    root = tmp_path / "ws"
+    llm_like(root, branch="")
+    env = agent([])
+    tag = date_tag()
+    r = loop(root, agent, "--max-experiments", "0", env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"created autoresearch/{tag} from main" in r.stdout
+    r = loop(root, agent, "--max-experiments", "0", env=env)
+    assert f"resuming autoresearch/{tag}" in r.stdout
+    assert [x.kind for x in rows(root)] == ["baseline", "baseline"]  # the baseline is not run again
+    git(root, "switch", "-q", "main")
+    r = loop(root, agent, "--max-experiments", "0", env=env)
+    assert f"created autoresearch/{tag}-2 from main" in r.stdout
+    assert [x.branch for x in rows(root)] == [f"autoresearch/{tag}"] * 2 + [f"autoresearch/{tag}-2"] * 2
+
+
+def test_a_bad_tag_is_refused(tmp_path, agent):
+    root = tmp_path / "ws"
+    llm_like(root, branch="")
+    r = loop(root, agent, "--tag", "no spaces/allowed", env=agent([]))
+    assert r.returncode == 1 and "--tag" in r.stderr
+
+
+def test_run_outside_a_workspace_creates_research(tmp_path):
+    from autoresearch.loop import open_or_create
+
+    lines = []
+    ws = open_or_create(tmp_path, lines.append)
+    assert ws.root == (tmp_path / "research").resolve()
+    assert ws.config.template == "llm" and (ws.root / "train.py").is_file()
+    assert lines[0].startswith(f"created the workspace {tmp_path / 'research'} (profile ")
+    again = open_or_create(tmp_path, lines.append)
+    assert again.root == ws.root and lines[-1].startswith("using the workspace")
+
+
+def test_an_agent_that_is_not_ready_is_refused_before_the_baseline(tmp_path):
+    root = tmp_path / "ws"
+    llm_like(root)
+    r = cli("run", "--agent", "command", cwd=root)
+    assert r.returncode == 1 and "agent 'command' is not ready" in r.stderr
+    assert not (root / "results.tsv").exists()

@@ -1,0 +1,107 @@
+"""The engine with the real harness and the real CPU train.py, budgets of seconds (slow).
+
+- The null test: 20 experiments whose change does nothing (a comment). The keep rule keeps at
+  most one; a plain "lower wins" rule, replayed on the same first runs, keeps several.
+- The loop test: `autoresearch run --agent builtin --max-experiments 6` on a CPU workspace.
+
+To keep each experiment to seconds on two CPU cores, the workspace evaluates 2^14 tokens
+instead of the profile's 2^17 (EVAL_TOKENS, frozen before the research starts, like any
+profile constant) and trains a smaller batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from autoresearch import constants
+from autoresearch.workspace import Workspace, fingerprint
+
+from engine_support import cli, clean, git, head, rows
+
+pytestmark = pytest.mark.slow
+
+BUDGET = "3"
+FAST_TRAIN = dict(TOTAL_BATCH_SIZE=2**11, DEVICE_BATCH_SIZE=8)
+
+
+def real_workspace(root: Path) -> Path:
+    r = cli("init", str(root), "--profile", "cpu", "--budget", BUDGET, cwd=root.parent)
+    assert r.returncode == 0, r.stderr
+    prepare = root / "prepare.py"
+    prepare.write_text(constants.write_constants(prepare.read_text(), {"EVAL_TOKENS": 2**14}))
+    train = root / "train.py"
+    train.write_text(constants.write_constants(train.read_text(), FAST_TRAIN))
+    ws = Workspace.load(root)
+    ws.save(type(ws.config)(**{**ws.config.__dict__, "harness_sha256": fingerprint(root, ws.config.harness_files)}))
+    git(root, "commit", "-qam", "smaller evaluation and batch, for a test of seconds")
+    r = cli("prepare", cwd=root, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return root
+
+
+def lower_wins(values_in_order: list[float], start: float) -> int:
+    """How many a plain 'lower wins' rule would keep: each value below the best so far."""
+    best, kept = start, 0
+    for v in values_in_order:
+        if v < best:
+            best, kept = v, kept + 1
+    return kept
+
+
+def test_null_changes_are_not_kept(tmp_path, data_cache):
+    root = real_workspace(tmp_path / "null")
+    git(root, "switch", "-qc", "autoresearch/null")
+    r = cli("experiment", "-d", "baseline", cwd=root, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for i in range(1, 21):
+        with open(root / "train.py", "a") as fh:
+            fh.write(f"# note {i}: this comment changes nothing\n")
+        r = cli("experiment", "-d", f"comment {i}", "--json", cwd=root, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+    got = rows(root)
+    experiments = [x for x in got if x.kind == "experiment"]
+    assert len(experiments) == 20
+    measured = [x for x in experiments if x.status in ("keep", "discard")]
+    assert len(measured) >= 15, [(x.status, x.reason) for x in experiments]
+    ours = sum(1 for x in experiments if x.status == "keep")
+    plain = lower_wins([x.value for x in measured], got[0].value)
+    confirms = sum(1 for x in got if x.kind == "confirm")
+    values = [x.value for x in got if x.status in ("keep", "discard")]
+    report = (f"null test: keep rule kept {ours} of 20, plain 'lower wins' would keep {plain}; "
+              f"{confirms} confirm runs; val_bpb from {min(values):.4f} to {max(values):.4f}")
+    print(report)
+    assert ours <= 1, report
+    assert clean(root)
+
+
+def test_loop_with_the_builtin_agent(tmp_path, data_cache):
+    root = real_workspace(tmp_path / "loop")
+    r = cli("run", "--agent", "builtin", "--max-experiments", "6", "--tag", "cpu", cwd=root, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    got = rows(root)
+    assert len(got) >= 8  # two baseline runs and six experiments, plus confirm runs
+    experiments = [x for x in got if x.kind == "experiment"]
+    assert len(experiments) == 6 and all(x.agent == "builtin" for x in experiments)
+    # the branch tip is the last kept commit
+    kept = [x for x in got if x.status == "keep"]
+    assert head(root)[:7] == kept[-1].commit
+    # kept values (the mean of each kept commit's runs) strictly improve
+    by_commit = defaultdict(list)
+    order = []
+    for x in kept:
+        if x.commit not in by_commit:
+            order.append(x.commit)
+        by_commit[x.commit].append(x.value)
+    means = [sum(by_commit[c]) / len(by_commit[c]) for c in order]
+    assert all(b < a for a, b in zip(means, means[1:])), means
+    # every discard was reverted: only kept commits are on the branch
+    on_branch = set(git(root, "log", "--format=%h", "--abbrev=7", "main..HEAD").split())
+    assert on_branch == set(order[1:])
+    for x in got:
+        if x.status in ("discard", "crash"):
+            assert x.commit not in on_branch
+    assert clean(root)
+    assert r.stdout.strip().splitlines()[-1].startswith("reached --max-experiments: 6 experiments on autoresearch/cpu")

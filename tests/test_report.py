@@ -1,0 +1,152 @@
+"""`autoresearch report`: progress.png and report.md from a results.tsv alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autoresearch import report as report_mod
+from autoresearch.errors import AutoresearchError
+from autoresearch.results import parse
+
+FIXTURES = Path(__file__).parent / "fixtures"
+OURS = FIXTURES / "results_ours.tsv"
+UPSTREAM = FIXTURES / "results_upstream.tsv"
+SIZE = (report_mod.WIDTH * report_mod.DPI, report_mod.HEIGHT * report_mod.DPI)
+
+
+def pixels(path: Path, color: str, tol: int = 10) -> int:
+    """How many pixels of the image are within `tol` of `color` on every channel."""
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(image - rgb).max(axis=2) <= tol).sum())
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_report_from_our_results_draws_kept_crashed_and_lists_changes(tmp_path):
+    png, md = report_mod.report(results=OURS, out=tmp_path)
+    assert (png, md) == (tmp_path / "progress.png", tmp_path / "report.md")
+    assert Image.open(png).size == SIZE
+    assert pixels(png, report_mod.KEEP_COLOR) > 300
+    assert pixels(png, report_mod.CRASH_COLOR) > 20
+    assert pixels(png, report_mod.FRONTIER_COLOR) > 300  # the step line
+
+    text = md.read_text()
+    kept = [line for line in text.splitlines() if line.startswith("| ") and "`" in line]
+    # the baseline and five kept changes, in order, each with its commit
+    assert [line.split("`")[1] for line in kept] == ["c0a1b2c", "d1e2f30", "b5c6d74", "f9a0b18", "1b2c3da", "3d4e5fc"]
+    assert "baseline: 1.483230 (mean of 2 runs)" in text
+    assert "frontier: 1.440250 at commit `3d4e5fc`" in text
+    assert "| -0.012210 |" in kept[1]  # delta to the frontier before it
+    assert "mean of 2 runs; confirmed by re-run" in kept[2]  # a confirmed win: both runs count
+    assert "simplification" in kept[4] and "+0.000300" in kept[4]
+    assert "σ = 0.004363 from 4 repeated runs" in text  # the keep rule's estimate
+    assert "NameError" in text  # the crash is listed with its reason
+
+
+def test_kept_markers_are_what_carries_the_kept_colour(tmp_path):
+    """Turning the kept experiments into discards removes their green markers from the plot."""
+    text = OURS.read_text()
+    lines = text.splitlines(keepends=True)
+    demoted = lines[0] + "".join(
+        line if "\tbaseline\t" in line else line.replace("\tkeep\t", "\tdiscard\t") for line in lines[1:]
+    )
+    metric, rows = parse(text)
+    _, fewer = parse(demoted)
+    report_mod.plot(rows, tmp_path / "all.png", metric=metric)
+    report_mod.plot(fewer, tmp_path / "fewer.png", metric=metric)
+    removed = 6  # kept rows that are not baseline runs
+    assert pixels(tmp_path / "all.png", report_mod.KEEP_COLOR) - pixels(tmp_path / "fewer.png", report_mod.KEEP_COLOR) > removed * 40
+
+
+def test_report_from_the_original_five_column_format(tmp_path):
+    png, md = report_mod.report(results=UPSTREAM, out=tmp_path)
+    assert Image.open(png).size == SIZE
+    assert pixels(png, report_mod.KEEP_COLOR) > 200
+    assert pixels(png, report_mod.CRASH_COLOR) > 10
+    text = md.read_text()
+    # no kind column: the first row is the baseline, as in the original
+    assert "baseline: 0.998100" in text and "frontier: 0.987700 at commit `5c6d7e8`" in text
+    kept = [line for line in text.splitlines() if line.startswith("| ") and "`" in line]
+    assert [line.split("`")[1] for line in kept] == ["4f1e2d3", "7a8b9c0", "0d1e2f3", "2f3a4b5", "5c6d7e8"]
+    assert "noise:" not in text  # nothing was run twice: no estimate, no band
+    assert "pace:" not in text  # no timestamps in the original's format
+
+
+def test_empty_results_give_an_empty_plot_without_markers(tmp_path):
+    results = tmp_path / "results.tsv"
+    results.write_text(UPSTREAM.read_text().splitlines()[0] + "\n")
+    png, md = report_mod.report(results=results)
+    assert png.parent == tmp_path  # default: beside the results file
+    assert Image.open(png).size == SIZE
+    assert pixels(png, report_mod.KEEP_COLOR) == 0
+    assert "Nothing was kept." in md.read_text()
+
+
+def test_higher_is_better_direction(tmp_path):
+    results = tmp_path / "results.tsv"
+    results.write_text(
+        "commit\taccuracy\tmemory_gb\tstatus\tdescription\n"
+        "aaaaaaa\t0.800000\t0.0\tkeep\tbaseline\n"
+        "bbbbbbb\t0.750000\t0.0\tdiscard\tworse\n"
+        "ccccccc\t0.850000\t0.0\tkeep\tbetter\n"
+    )
+    png, md = report_mod.report(results=results, direction="higher")
+    text = md.read_text()
+    assert "`accuracy`, higher is better" in text
+    assert "improvement: +0.050000" in text
+    assert pixels(png, report_mod.KEEP_COLOR) > 100
+
+
+def test_cli_report_in_a_workspace_and_with_results(tmp_path):
+    out = tmp_path / "out"
+    done = cli("report", "--results", str(UPSTREAM), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert (out / "progress.png").is_file() and (out / "report.md").is_file()
+    assert f"wrote {out / 'progress.png'}" in done.stdout
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist yet"),
+    ("commit\tval_bpb\tmemory_gb\tstatus\tdescription\nabc\tnot-a-number\t1.0\tkeep\tx\n", "line 2 is malformed"),
+    ("this is not a results file\n", "line 1 is not a results header"),
+    ("commit\tval_bpb\tmemory_gb\tstatus\tdescription\nabc\t1.0\t1.0\tmaybe\tx\n", "unknown status 'maybe'"),
+])
+def test_cli_report_bad_results_is_one_clear_line(tmp_path, content, message):
+    results = tmp_path / "results.tsv"
+    if content is not None:
+        results.write_text(content)
+    done = cli("report", "--results", str(results))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and message in done.stderr
+    assert not (tmp_path / "progress.png").exists()
+
+
+def test_report_outside_a_workspace_without_results_is_refused(tmp_path):
+    with pytest.raises(AutoresearchError, match="not inside an autoresearch workspace"):
+        report_mod.report(tmp_path)
+
+
+def test_descriptions_are_text_not_math_or_markup(tmp_path):
+    """A description is drawn as written: `$` never starts matplotlib math, `[` never rich markup."""
+    results = tmp_path / "results.tsv"
+    hostile = r"cut cost $\frac{1}{ by [red]half[/blue]"
+    results.write_text(
+        "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
+        "aaaaaaa\t1.000000\t1.0\tkeep\tbaseline\n"
+        f"bbbbbbb\t0.900000\t1.0\tkeep\t{hostile}\n"
+    )
+    png, md = report_mod.report(results=results)
+    assert Image.open(png).size == SIZE
+    assert hostile.replace("|", "\\|") in md.read_text()
+    done = cli("status", "--results", str(results))
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,238 @@
+"""`autoresearch status`: the numbers, the running experiment, the table and --json."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autoresearch import keeprule
+from autoresearch import status as st
+from autoresearch.results import read
+
+FIXTURES = Path(__file__).parent / "fixtures"
+_spec = importlib.util.spec_from_file_location("research_fixture", FIXTURES / "research.py")
+research = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(research)
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="160")
+    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return research.make_workspace(tmp_path_factory.mktemp("status") / "ws")
+
+
+@pytest.fixture
+def sleeper():
+    """A live process whose pid stands in for a running experiment or loop."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_summary_of_our_results():
+    metric, rows = read(FIXTURES / "results_ours.tsv")
+    s = st.summarize(rows, metric, "lower")
+    assert s["counts"] == {"keep": 8, "discard": 5, "crash": 1, "invalid": 1, "noop": 1}
+    assert s["baseline"] == pytest.approx((1.482310 + 1.484150) / 2) and s["baseline_runs"] == 2
+    assert s["frontier"] == pytest.approx(1.440250) and s["frontier_commit"] == "3d4e5fc"
+    assert s["improvement"] == pytest.approx(s["baseline"] - 1.440250)
+    # the keep rule's estimate: pooled over two repeated pairs (the baseline runs and the
+    # confirmed change), shrunk towards its prior by one degree of freedom
+    ss = (1.484150 - 1.482310) ** 2 / 2 + (1.467040 - 1.466120) ** 2 / 2
+    prior = keeprule.PRIOR_REL * s["baseline"]
+    pooled = math.sqrt((keeprule.PRIOR_DOF * prior**2 + ss) / (keeprule.PRIOR_DOF + 2))
+    # widened by Student's t for its few degrees of freedom (prior's included)
+    expected = pooled * keeprule.t975(2 + keeprule.PRIOR_DOF) / 1.96
+    assert s["sigma"] == pytest.approx(expected) and s["sigma_runs"] == 4 and s["sigma_dof"] == 2
+    assert s["keep_bar"] == pytest.approx(max(0.001, 2 * expected))
+    # rows are stamped 80 s apart when recorded; the first took 74.2 s
+    elapsed = 15 * 80 + 74.2
+    assert s["elapsed_seconds"] == pytest.approx(elapsed)
+    assert s["experiments_per_hour"] == pytest.approx(16 / (elapsed / 3600))
+    assert s["training_share"] == pytest.approx(13 * 60.1 / elapsed)
+    assert s["tokens_in"] == sum(r.tokens_in for r in rows if r.tokens_in) and s["cost_usd"] == pytest.approx(0.3544)
+
+
+def test_frontier_follows_the_last_kept_commit():
+    _, rows = read(FIXTURES / "results_ours.tsv")
+    series = st.frontier_series(rows)
+    assert series[0] == pytest.approx(1.482310)
+    assert series[1] == pytest.approx(1.483230)  # both baseline runs
+    assert series[7] == pytest.approx((1.466120 + 1.467040) / 2)  # a confirmed change counts both runs
+    assert series[13] == pytest.approx(1.453100)  # a simplification kept within the noise
+    assert series[-1] == pytest.approx(1.440250)
+    dicts = st.row_dicts(rows)
+    assert dicts[2]["delta"] == pytest.approx(1.471020 - 1.483230)
+    assert dicts[4]["measured"] is False and dicts[4]["delta"] is None
+
+
+def test_summary_of_the_original_format_has_no_pace_and_no_noise():
+    metric, rows = read(FIXTURES / "results_upstream.tsv")
+    s = st.summarize(rows, metric, judged=False)
+    assert s["baseline"] == 0.9981 and s["baseline_runs"] == 1  # the first row, as upstream
+    assert s["frontier"] == 0.9877
+    assert s["sigma"] is None and s["experiments_per_hour"] is None and s["training_share"] is None
+    # in a workspace the keep rule judges with its prior until something was run twice
+    judged = st.summarize(rows, metric, judged=True)
+    assert judged["sigma"] == pytest.approx(keeprule.noise(rows).sigma) and "prior only" in judged["sigma_text"]
+
+
+def test_parse_progress_takes_the_last_progress_line():
+    log = (
+        "compiling...\n"
+        "step 00041 | progress 12.0% | loss 3.500000 | remaining 46s\n"
+        "\x1b[2Kstep 00042 | progress 12.3% | loss 3.456789 | lrm 1.00 | dt 123ms | tok/s 12,345 | mfu 12.3% "
+        "| epoch 1 | remaining 45s\rstep 00043 | progress 12.6% | loss 3.400000 | remaining 44s\n"
+        "a warning printed by a library\n"
+    )
+    p = st.parse_progress(log)
+    assert p == {"step": 43, "progress": 12.6, "loss": 3.4, "remaining": 44.0}
+    full = st.parse_progress("step 00042 | progress 12.3% | loss 3.456789 | lrm 1.00 | dt 123ms | tok/s 12,345 "
+                             "| mfu 12.3% | epoch 1 | remaining 45s")
+    assert full["dt"] == 123.0 and full["tok_s"] == 12345.0 and full["mfu"] == 12.3 and full["epoch"] == 1.0
+    assert st.parse_progress("no progress here\n---\nval_bpb: 1.0\n") is None
+
+
+def test_status_json_of_a_workspace_with_a_running_experiment(workspace, sleeper):
+    root = workspace["root"]
+    state = root / ".autoresearch"
+    state.mkdir(exist_ok=True)
+    (state / "current.json").write_text(json.dumps({
+        "commit": "0123456789ab", "description": "try a [bold]larger[/] step", "kind": "experiment",
+        "started_at": time.time() - 20, "budget": 60, "pid": sleeper, "agent": "openai",
+    }))
+    (state / "loop.json").write_text(json.dumps({
+        "pid": sleeper, "tag": "test", "branch": "autoresearch/test", "agent": "openai",
+        "started_at": time.time() - 600, "updated_at": time.time(), "state": "running",
+    }))
+    try:
+        done = cli("status", "--json", cwd=root)
+        assert done.returncode == 0, done.stderr
+        snap = json.loads(done.stdout)
+        assert snap["branch"] == "autoresearch/test" and snap["head"] == workspace["commits"][-1]
+        assert snap["agent"] == "openai" and snap["loop"]["alive"] is True
+        s = snap["summary"]
+        assert s["experiments"] == 6 and s["counts"]["keep"] == 4 and s["counts"]["crash"] == 1
+        assert s["baseline"] == pytest.approx(2.002) and s["frontier"] == pytest.approx(1.8)
+        running = snap["running"]
+        assert running["alive"] is True and running["description"] == "try a [bold]larger[/] step"
+        assert running["progress"] == {"step": 3, "progress": 3.0, "loss": pytest.approx(2.94), "remaining": 97.0}
+
+        table = cli("status", cwd=root)
+        assert table.returncode == 0, table.stderr
+        out = table.stdout
+        for expected in ("autoresearch/test", "2.002000", "1.800000", "+0.202000", "4 keep, 1 discard, 1 crash",
+                         "per hour", "% of wall-clock", "noise σ", "step 3", "97 s remaining", "loop running",
+                         "no harness record", "'try a [bold]larger[/] step'"):
+            assert expected in out, (expected, out)
+    finally:
+        (state / "current.json").unlink()
+        (state / "loop.json").unlink()
+
+
+def test_an_experiment_whose_process_is_gone_is_reported_as_interrupted(workspace):
+    root = workspace["root"]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    state = root / ".autoresearch"
+    state.mkdir(exist_ok=True)
+    (state / "current.json").write_text(json.dumps({"commit": "abc1234", "description": "x", "kind": "experiment",
+                                                    "started_at": time.time(), "pid": dead.pid}))
+    try:
+        snap = st.snapshot(st.open_source(root))
+        assert snap["running"]["alive"] is False
+        assert "interrupted" in st.progress_text(snap["running"])
+    finally:
+        (state / "current.json").unlink()
+
+
+def test_status_reads_without_writing(workspace):
+    root = workspace["root"]
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    assert cli("status", "--json", cwd=root).returncode == 0
+    after = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_status_of_the_original_results_file_without_a_workspace(tmp_path):
+    results = tmp_path / "results.tsv"
+    results.write_text((FIXTURES / "results_upstream.tsv").read_text())
+    done = cli("status", cwd=tmp_path)  # a folder with only a results.tsv, like the original's checkout
+    assert done.returncode == 0, done.stderr
+    assert "no workspace config" in done.stdout and "0.987700" in done.stdout and "no timestamps" in done.stdout
+    done = cli("status", "--json", "--results", str(FIXTURES / "results_upstream.tsv"))
+    assert json.loads(done.stdout)["summary"]["counts"]["keep"] == 5
+
+
+def test_status_with_missing_results_says_so(tmp_path):
+    root = research.init(tmp_path / "fresh")
+    done = cli("status", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "does not exist yet" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_status_with_malformed_results_is_a_clear_error(tmp_path):
+    root = research.init(tmp_path / "broken")
+    (root / "results.tsv").write_text("commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\toops\t0.0\tkeep\tx\n")
+    done = cli("status", cwd=root)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == "error: results.tsv: line 2 is malformed (could not convert string to float: 'oops')"
+    assert "line 2 is malformed" in done.stdout  # the rest of the table is still shown
+    done = cli("status", "--json", cwd=root)
+    assert done.returncode == 1 and "line 2 is malformed" in json.loads(done.stdout)["error"]
+
+
+def test_status_outside_a_workspace_is_one_line(tmp_path):
+    done = cli("status", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and "autoresearch init" in done.stderr
+
+
+def test_commit_diff_of_kept_discarded_unknown_and_hostile_ids(workspace):
+    source = st.open_source(workspace["root"])
+    discarded = workspace["commits"][3]  # reset away, still reachable through the reflog
+    diff = st.commit_diff(source, discarded)
+    assert diff["ok"] and "+# add an offset of 0.05" in diff["text"] and "-# scale by 0.95" in diff["text"]
+    gone = st.commit_diff(source, "deadbee")
+    assert not gone["ok"] and "no longer in the repository" in gone["message"]
+    hostile = st.commit_diff(source, "--output=/tmp/x")
+    assert not hostile["ok"] and "is not a commit id" in hostile["message"]
+
+
+def test_rows_of_the_checked_out_research_branch_are_counted(tmp_path):
+    """results.tsv outlives a session: another branch's rows are not this branch's frontier."""
+    from dataclasses import replace
+
+    made = research.make_workspace(tmp_path / "two")
+    root = made["root"]
+    ours = [replace(r, branch="autoresearch/test") for r in made["rows"]]
+    old = [replace(r, branch="autoresearch/old", value=r.value - 1.0 if r.value else 0.0) for r in made["rows"][:3]]
+    research.write_results(root, old + ours)
+
+    snap = json.loads(cli("status", "--json", cwd=root).stdout)
+    assert snap["rows_branch"] == "autoresearch/test" and snap["rows_total"] == 9
+    assert snap["summary"]["experiments"] == 6 and snap["summary"]["frontier"] == pytest.approx(1.8)
+    assert snap["branches"] == ["autoresearch/old", "autoresearch/test"]
+    assert "also in results.tsv: autoresearch/old" in cli("status", cwd=root).stdout
+
+    other = json.loads(cli("status", "--json", "--branch", "autoresearch/old", cwd=root).stdout)
+    assert other["summary"]["experiments"] == 3 and other["summary"]["frontier"] == pytest.approx(0.9)
+    done = cli("report", "--branch", "autoresearch/old", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "frontier: 0.900000" in (root / "report.md").read_text()
+    missing = cli("report", "--branch", "autoresearch/nope", cwd=root)
+    assert missing.returncode == 1 and "no experiments on branch autoresearch/nope" in missing.stderr
