@@ -81,7 +81,8 @@ def test_ranges_come_from_the_current_values(folder):
     assert "VE_GATE_CHANNELS" not in consts  # below the first class: not a hyperparameter
     spec = {p.name: p for name, c in consts.items() for p in derive(name, c.value)}
     assert (spec["MATRIX_LR"].kind, spec["MATRIX_LR"].low, spec["MATRIX_LR"].high) == ("log", 0.01, 0.16)
-    assert spec["TOTAL_BATCH_SIZE"].kind == "pow2" and (spec["TOTAL_BATCH_SIZE"].low, spec["TOTAL_BATCH_SIZE"].high) == (11, 15)
+    exp = consts["TOTAL_BATCH_SIZE"].value.bit_length() - 1  # powers of two around the current value
+    assert spec["TOTAL_BATCH_SIZE"].kind == "pow2" and (spec["TOTAL_BATCH_SIZE"].low, spec["TOTAL_BATCH_SIZE"].high) == (exp - 2, exp + 2)
     assert spec["DEPTH"].kind == "int" and (spec["DEPTH"].low, spec["DEPTH"].high) == (1, 4)
     assert spec["WINDOW_PATTERN"].kind == "cat" and "SSSL" in spec["WINDOW_PATTERN"].choices
     assert spec["ADAM_BETAS[1]"].kind == "one_minus"

@@ -12,7 +12,8 @@ from PIL import Image
 
 from autoresearch import report as report_mod
 from autoresearch.errors import AutoresearchError
-from autoresearch.results import parse
+from autoresearch import keeprule
+from autoresearch.results import parse, read
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OURS = FIXTURES / "results_ours.tsv"
@@ -48,7 +49,8 @@ def test_report_from_our_results_draws_kept_crashed_and_lists_changes(tmp_path):
     assert "| -0.012210 |" in kept[1]  # delta to the frontier before it
     assert "mean of 2 runs; confirmed by re-run" in kept[2]  # a confirmed win: both runs count
     assert "simplification" in kept[4] and "+0.000300" in kept[4]
-    assert "σ = 0.004363 from 4 repeated runs" in text  # the keep rule's estimate
+    sigma = keeprule.noise(read(FIXTURES / "results_ours.tsv")[1]).sigma
+    assert f"σ = {sigma:.6f}" in text and "from 4 repeated runs" in text  # the keep rule's estimate
     assert "NameError" in text  # the crash is listed with its reason
 
 
