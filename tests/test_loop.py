@@ -95,12 +95,13 @@ def test_the_loop_records_every_kind_of_proposal(tmp_path, agent):
     got = [(x.kind, x.status, x.description) for x in rows(root)]
     assert got == [
         ("baseline", "keep", "baseline"), ("baseline", "keep", "baseline"),
+        ("confirm", "keep", "re-run of the frontier beside: VALUE 1.0 -> 0.5"),
         ("experiment", "keep", "VALUE 1.0 -> 0.5"), ("confirm", "keep", "VALUE 1.0 -> 0.5"),
         ("experiment", "noop", "thinking only"),
         ("experiment", "invalid", "edit the harness"),
         ("experiment", "discard", "VALUE 0.5 -> 0.7"),
     ]
-    kept = rows(root)[2]
+    kept = rows(root)[3]
     assert (kept.agent, kept.tokens_in, kept.tokens_out, kept.cost_usd) == ("command", 1200, 80, 0.01)
     assert head(root)[:7] == kept.commit and git(root, "branch", "--show-current") == "autoresearch/t1"
     assert (root / "notes.md").read_text() == "idea: try 0.4\n"

@@ -73,6 +73,7 @@ def test_null_changes_are_not_kept(tmp_path, data_cache):
     report = (f"null test: keep rule kept {ours} of 20, plain 'lower wins' would keep {plain}; "
               f"{confirms} confirm runs; val_bpb from {min(values):.4f} to {max(values):.4f}")
     print(report)
+    print((root / "results.tsv").read_text())
     assert ours <= 1, report
     assert clean(root)
 

@@ -1033,6 +1033,7 @@ class Engine:
         noise = keeprule.noise(rows)
         smaller = self._smaller(frontier, candidate)
         measurements: list[Measurement] = []
+        extra_rows: list[Row] = []
         try:
             m = self.run_once(candidate, kind="experiment", description=description, agent=agent, journal=journal)
             measurements.append(m)
@@ -1042,11 +1043,24 @@ class Engine:
                 if decision.action == "confirm":
                     self.out(f"confirm  {cfg.metric} {m.value:.6f} ({m.value - fv:+.6f} vs {fv:.6f}, bar {decision.bar:.6f}): "
                              f"{decision.reason}")
+                    reference = self._rerun_frontier(frontier, candidate, branch, description, agent, journal)
+                    if reference is not None:  # drift in machine speed now counts as noise, and moves the frontier
+                        extra_rows.append(reference)
+                        rows = rows + [reference]
+                        fv, noise = self._frontier_value(rows, frontier), keeprule.noise(rows)
                     m2 = self.run_once(candidate, kind="confirm", description=description, agent=agent,
                                        journal=dict(journal, kind="confirm"))
                     measurements.append(m2)
                     if m2.value is not None:
                         decision = self._decide([m.value, m2.value], fv, noise, smaller)
+                        beside = reference.value if reference is not None else None
+                        both = keeprule.mean([m.value, m2.value])  # runs before and after the re-run: drift cancels
+                        if (decision.action == "keep" and not decision.simplification and beside is not None
+                                and keeprule.improvement(beside, both, cfg.direction) <= 0):
+                            decision = keeprule.Decision(
+                                "discard", decision.improvement, decision.bar,
+                                f"not confirmed: the frontier, re-run between its two runs, scored {beside:.6f} "
+                                f"(their mean {both:.6f})")
                     else:
                         decision = keeprule.Decision("discard", decision.improvement, decision.bar,
                                                      f"not confirmed: the confirm run crashed ({m2.reason})")
@@ -1054,7 +1068,35 @@ class Engine:
             with shielded():
                 self._interrupted(journal, candidate, frontier, _why(exc))
             raise
-        return self._conclude(description, branch, frontier, candidate, fv, noise, measurements, decision, agent, usage, key, journal)
+        return self._conclude(description, branch, frontier, candidate, fv, noise, measurements, decision, agent, usage, key,
+                              journal, extra_rows)
+
+    def _rerun_frontier(self, frontier, candidate, branch, description, agent, journal) -> Row | None:
+        """Run the frontier once more, between a candidate's two runs, and record it.
+
+        A wall-clock budget ties the metric to the machine's speed: when the machine gets faster
+        (another job ends), every change looks like a win. A fresh run of the frontier beside the
+        confirm run measures that drift: it joins the frontier's runs (moving its value and the
+        noise estimate) and the confirm run must beat it too. Its row is a `confirm` of the
+        frontier's commit, kept, written with the candidate's rows in one append. None when it
+        crashed (then the old frontier value stands).
+        """
+        gitrepo.reset_hard(self.root, frontier, keep=self.protected())
+        try:
+            m = self.run_once(frontier, kind="confirm", description=f"re-run of the frontier beside: {description}",
+                              agent=agent, journal=dict(journal, kind="confirm"))
+        finally:
+            gitrepo.reset_hard(self.root, candidate, keep=self.protected())
+        if m.value is None:
+            self.out(f"frontier re-run crashed ({m.reason}); comparing with its earlier runs")
+            return None
+        row = Row(commit=frontier[:7], value=m.value, memory_gb=m.memory_gb, status="keep",
+                  description=f"re-run of the frontier beside: {description}", timestamp=utc_now(),
+                  seconds=round(m.seconds, 1), training_seconds=m.training_seconds, steps=m.steps, kind="confirm",
+                  reason="frontier re-run beside a confirm run, to measure drift"
+                  + (PRINTED_NOTE if m.source == "printed line" else ""), agent=agent, branch=branch)
+        self.out(f"frontier re-run {self.cfg.metric} {m.value:.6f}")
+        return row
 
     def _smaller(self, frontier: str, candidate: str) -> bool:
         before = after = 0
@@ -1066,7 +1108,8 @@ class Engine:
     def _decide(self, values, fv, noise, smaller) -> keeprule.Decision:
         k = self.cfg.keep
         return keeprule.decide(values, fv, direction=self.cfg.direction, min_delta=k.min_delta, z=k.z,
-                               sigma=noise.sigma, confirm=k.confirm, smaller=smaller, early=noise.early)
+                               sigma=noise.sigma, confirm=k.confirm, smaller=smaller,
+                               early=noise.early or k.confirm_all)
 
     def _interrupted(self, journal, candidate, frontier, reason: str) -> None:
         """Ctrl-C (or SIGTERM, or an error of the engine's own) mid-experiment: record it as a
@@ -1082,7 +1125,8 @@ class Engine:
         self.reset(frontier)
         self.clear_state()
 
-    def _conclude(self, description, branch, frontier, candidate, fv, noise, measurements, decision, agent, usage, key, journal) -> Outcome:
+    def _conclude(self, description, branch, frontier, candidate, fv, noise, measurements, decision, agent, usage, key,
+                  journal, extra_rows=()) -> Outcome:
         cfg = self.cfg
         first = measurements[0]
         if first.value is None:
@@ -1106,7 +1150,7 @@ class Engine:
             ))
         keep = status == "keep"
         try:
-            results.append(self.ws.results_path, rows, cfg.metric)
+            results.append(self.ws.results_path, [*extra_rows, *rows], cfg.metric)
         except AutoresearchError as exc:
             with shielded():
                 with contextlib.suppress(Exception):

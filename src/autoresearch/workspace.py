@@ -48,6 +48,7 @@ class KeepRule:
     z: float = 2.0
     min_delta: float = 0.001
     confirm: bool = True
+    confirm_all: bool = True  # confirm every win, large ones too (a wall-clock budget drifts with the machine)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Config:
             f"z = {self.keep.z:g}               # a win must exceed max(min_delta, z * sigma)\n"
             f"min_delta = {self.keep.min_delta:g}\n"
             f"confirm = {str(self.keep.confirm).lower()}        # re-run a small win once before keeping it\n"
+            f"confirm_all = {str(self.keep.confirm_all).lower()}    # ... and every other win, beside a re-run of the frontier\n"
         )
 
     @classmethod
@@ -129,6 +131,7 @@ class Config:
                     z=float(keep.get("z", 2.0)),
                     min_delta=float(keep.get("min_delta", 0.001)),
                     confirm=bool(keep.get("confirm", True)),
+                    confirm_all=bool(keep.get("confirm_all", True)),
                 ),
             )
         except (TypeError, ValueError) as exc:
