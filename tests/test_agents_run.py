@@ -5,6 +5,7 @@ tiny script stands in for training, so each experiment takes a fraction of a sec
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,7 +121,11 @@ def test_reported_cost_is_recorded_and_max_cost_stops_the_loop(tmp_path):
 
 def test_a_missing_program_or_key_is_one_line_before_anything_runs(tmp_path):
     ws = blank(tmp_path)
-    path = os.path.dirname(sys.executable) + os.pathsep + "/usr/bin" + os.pathsep + "/bin"
+    # a PATH with python and git only, whatever else this machine has installed
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "git").symlink_to(shutil.which("git"))
+    path = os.path.dirname(sys.executable) + os.pathsep + str(tools)
     for args, expected in ((["--agent", "claude"], "claude not found on PATH"),
                            (["--agent", "openai"], "OPENAI_API_KEY is not set")):
         done = autoresearch(ws, "run", *args, "--max-experiments", "1", "--tag", "x" + args[1],
