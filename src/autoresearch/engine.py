@@ -51,7 +51,7 @@ from typing import Any, Callable, TextIO
 from autoresearch import gitrepo, keeprule, results
 from autoresearch.errors import AutoresearchError
 from autoresearch.results import Row
-from autoresearch.workspace import Workspace, atomic_write
+from autoresearch.workspace import Workspace, atomic_write, read_tail
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -308,15 +308,7 @@ class LiveLine:
 
 
 def read_log(path: Path, limit: int = LOG_READ_BYTES) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            data = fh.read()
-    except OSError:
-        return ""
-    text = data.decode(errors="replace")
+    text = read_tail(path, limit) or ""
     # a line rewritten in place with \r: keep its last state
     return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
 

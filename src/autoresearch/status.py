@@ -29,7 +29,7 @@ from autoresearch import keeprule
 from autoresearch import results as results_mod
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import run
-from autoresearch.workspace import STATE_DIR, Config, KeepRule, Workspace
+from autoresearch.workspace import STATE_DIR, Config, KeepRule, Workspace, read_tail
 
 LOG_TAIL_BYTES = 64 * 1024
 DIFF_LIMIT = 200_000  # characters of a diff shown at most
@@ -280,18 +280,7 @@ def row_dicts(rows, direction: str = "lower") -> list[dict]:
 
 def tail_text(path: Path, limit: int = LOG_TAIL_BYTES) -> str | None:
     """The last `limit` bytes of a file as text, None when it does not exist."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            data = fh.read()
-    except OSError:
-        return None
-    text = data.decode("utf-8", errors="replace")
-    if size > limit:  # drop the partial first line
-        text = text.split("\n", 1)[-1]
-    return text
+    return read_tail(path, limit)
 
 
 def clean_log(text: str) -> list[str]:

@@ -219,6 +219,20 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def read_tail(path: Path, limit: int) -> str | None:
+    """The last `limit` bytes of a file as text, a cut first line dropped; None when unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            data = fh.read()
+    except OSError:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    return text.split("\n", 1)[-1] if size > limit else text
+
+
 def template_text(template: str, name: str) -> str:
     return resources.files("autoresearch").joinpath("templates", template, name).read_text()
 
