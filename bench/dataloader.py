@@ -21,13 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch import constants, profiles
+from autoresearch import capsliterals, profiles
 from autoresearch.workspace import template_text
 
 
 def harness(folder: Path, values: dict) -> Path:
     folder.mkdir(parents=True)
-    (folder / "prepare.py").write_text(constants.write_constants(template_text("llm", "prepare.py"), values))
+    (folder / "prepare.py").write_text(capsliterals.write_constants(template_text("llm", "prepare.py"), values))
     return folder
 
 

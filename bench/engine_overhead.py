@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch.engine import Engine, locked
+from autoresearch.engine import Engine
 from autoresearch.workspace import Workspace, init_workspace
 
 
@@ -54,7 +54,7 @@ def main() -> None:
         ws = make(Path(tmp) / "ws")
         engine = Engine(ws, out=lambda line: None, live=False)
         in_process = []
-        with locked(ws, "bench"):
+        with ws.state.locked("bench"):
             engine.experiment("baseline")
             for i in range(1, args.experiments + 1):
                 (ws.root / "knob.py").write_text(f"X = {i}\n")

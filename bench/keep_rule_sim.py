@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import random
 
-from autoresearch import keeprule
+from autoresearch.research import keeprule
 
 Z, MIN_DELTA = 2.0, 0.001
 

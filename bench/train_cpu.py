@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch import constants
+from autoresearch import capsliterals
 
 
 def parse_assignments(items):
@@ -38,7 +38,7 @@ def parse_assignments(items):
 
 def rewrite(path: Path, values: dict) -> None:
     if values:
-        path.write_text(constants.write_constants(path.read_text(), values))
+        path.write_text(capsliterals.write_constants(path.read_text(), values))
 
 
 def run_train(ws: Path, script: str) -> tuple[float, dict, str]:

@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from autoresearch import results
+from autoresearch import resultsfile as results
 from autoresearch.workspace import Workspace, fingerprint, init_workspace
 
 VAL_SHA = "ab" * 32
@@ -74,21 +74,16 @@ def git(root: Path, *args: str, check: bool = True) -> str:
     return r.stdout.strip()
 
 
-def llm_like(folder: Path, *, value: float = 1.0, budget: float = 2, extra_toml: str = "", branch: str = "autoresearch/test",
-             baseline_runs: int = 2, hard_limit: float = 0) -> Workspace:
+def llm_like(folder: Path, *, value: float = 1.0, budget: float = 2, branch: str = "autoresearch/test",
+             baseline_runs: int = 2, hard_limit: float = 0, allowance: float = 0) -> Workspace:
     ws = init_workspace(folder, template="blank", command="python train.py", metric="val_bpb",
                         editable=("train.py",), budget=budget)
     (folder / "prepare.py").write_text(FAKE_PREPARE)
     (folder / "train.py").write_text(train_text(value))
     cfg = replace(ws.config, template="llm", harness_record=True, harness_files=("prepare.py",),
-                  harness_sha256=fingerprint(folder, ("prepare.py",)), hard_limit=hard_limit,
+                  harness_sha256=fingerprint(folder, ("prepare.py",)), hard_limit=hard_limit, allowance=allowance,
                   keep=replace(ws.config.keep, baseline_runs=baseline_runs))
     ws = ws.save(cfg)
-    if extra_toml:
-        with open(ws.config_path, "r+") as fh:
-            text = fh.read()
-            fh.seek(0)
-            fh.write(extra_toml.rstrip() + "\n" + text)
     git(folder, "add", "-A")
     git(folder, "commit", "-qm", "fake llm workspace")
     (folder / ".autoresearch").mkdir(exist_ok=True)
@@ -125,7 +120,7 @@ def experiment_json(ws: Path, description: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def rows(ws: Path) -> list[results.Row]:
+def rows(ws: Path) -> list:
     return results.read(Path(ws) / "results.tsv")[1]
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from autoresearch import constants
+from autoresearch import capsliterals
 from autoresearch.workspace import template_text
 
 _counter = itertools.count()
@@ -19,7 +19,7 @@ def write_harness(folder: Path, **values) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     text = template_text("llm", "prepare.py")
     if values:
-        text = constants.write_constants(text, values)
+        text = capsliterals.write_constants(text, values)
     path = folder / "prepare.py"
     path.write_text(text)
     return path

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from autoresearch import agents, context
+from autoresearch import agents
+from autoresearch.agents import context
 from autoresearch.errors import AutoresearchError
 from fakes.llm_server import Answer, Error, FakeLLM, search_replace
 from fakes.ws import blank, commit, dirty

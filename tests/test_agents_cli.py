@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import agents, context
+from autoresearch import agents
+from autoresearch.agents import context
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import run
 from fakes.ws import blank, dirty

@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 
-from autoresearch import agents, context
+from autoresearch import agents
+from autoresearch.agents import context
 from fakes.plugin import install
 from fakes.ws import blank, dirty
 

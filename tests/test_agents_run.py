@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autoresearch import context, results
+from autoresearch import resultsfile as results
+from autoresearch.agents import context
 from autoresearch.proc import run
 from fakes.llm_server import FakeLLM, search_replace
 from fakes.plugin import install

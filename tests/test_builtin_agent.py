@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import constants, profiles
+from autoresearch import capsliterals, profiles
 from autoresearch.agents import load
 from autoresearch.agents.base import Context
 from autoresearch.agents.builtin import BuiltinAgent, derive, hyperparameters
-from autoresearch.results import Row
+from autoresearch.research.results import Row
 from autoresearch.workspace import template_text
 
 from engine_support import blank, cli, clean, git, head, rows
@@ -21,9 +21,9 @@ from engine_support import blank, cli, clean, git, head, rows
 
 @pytest.fixture
 def folder(tmp_path) -> Path:
-    text = constants.write_constants(template_text("llm", "train.py"), profiles.PROFILES["cpu"].train)
+    text = capsliterals.write_constants(template_text("llm", "train.py"), profiles.PROFILES["cpu"].train)
     (tmp_path / "train.py").write_text(text)
-    (tmp_path / "prepare.py").write_text(constants.write_constants(template_text("llm", "prepare.py"), {}))
+    (tmp_path / "prepare.py").write_text(capsliterals.write_constants(template_text("llm", "prepare.py"), {}))
     return tmp_path
 
 

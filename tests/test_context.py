@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from autoresearch import context
+from autoresearch.agents import context
 from autoresearch.proc import run
-from autoresearch.results import Row
+from autoresearch.research.results import Row
 from fakes.ws import blank, commit
 
 

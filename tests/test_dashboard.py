@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-STATIC = Path(__file__).parent.parent / "src" / "autoresearch" / "dashboard" / "static"
+STATIC = Path(__file__).parent.parent / "src" / "autoresearch" / "views" / "dashboard" / "static"
 _spec = importlib.util.spec_from_file_location("research_fixture", FIXTURES / "research.py")
 research = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(research)

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from autoresearch import constants
+from autoresearch import capsliterals
 from autoresearch.errors import AutoresearchError
-from autoresearch.workspace import Config, Workspace, init_workspace
+from autoresearch.config import Config
+from autoresearch.workspace import Workspace, init_workspace
 
 
 def cli(*args, cwd=None):
@@ -33,7 +34,7 @@ def test_init_makes_a_workspace_with_a_first_commit_on_main(tmp_path):
     assert (config.profile, config.dataset, config.budget) == ("cpu", "pysource", 7.0)
     assert config.editable == ("train.py",) and (config.metric, config.direction) == ("val_bpb", "lower")
     assert config.harness_sha256 == hashlib.sha256((ws / "prepare.py").read_bytes()).hexdigest()
-    harness = constants.read_constants((ws / "prepare.py").read_text())
+    harness = capsliterals.read_constants((ws / "prepare.py").read_text())
     assert harness["TIME_BUDGET"].value == 7 and harness["DATASET"].value == "pysource"
     for ignored in ("results.tsv", "run.log", ".autoresearch/"):
         assert ignored in (ws / ".gitignore").read_text()
@@ -41,8 +42,8 @@ def test_init_makes_a_workspace_with_a_first_commit_on_main(tmp_path):
 
 def test_profiles_freeze_their_constants_into_the_files(tmp_path):
     ws = init_workspace(tmp_path / "big", profile="cuda-large", dataset="pysource")
-    harness = constants.read_constants((ws.root / "prepare.py").read_text())
-    train = constants.read_constants((ws.root / "train.py").read_text())
+    harness = capsliterals.read_constants((ws.root / "prepare.py").read_text())
+    train = capsliterals.read_constants((ws.root / "train.py").read_text())
     assert harness["MAX_SEQ_LEN"].value == 2048 and harness["VOCAB_SIZE"].value == 8192
     assert harness["TIME_BUDGET"].value == 300 and harness["EVAL_TOKENS"].value == 40 * 2**19
     assert train["DEPTH"].value == 8 and train["TOTAL_BATCH_SIZE"].value == 2**19
@@ -79,7 +80,7 @@ def test_files_dataset_path_is_stored_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ws = init_workspace(tmp_path / "ws", profile="cpu", dataset="files:docs")
     assert ws.config.dataset == f"files:{tmp_path / 'docs'}"
-    assert constants.read_constants((ws.root / "prepare.py").read_text())["DATASET"].value == ws.config.dataset
+    assert capsliterals.read_constants((ws.root / "prepare.py").read_text())["DATASET"].value == ws.config.dataset
 
 
 def test_config_round_trips_through_toml():

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from autoresearch import keeprule
-from autoresearch.results import Row
+from autoresearch.research import keeprule
+from autoresearch.research.results import Row
 
 
 def decide(values, frontier, *, sigma=0.01, direction="lower", smaller=False, early=False, confirm=True, min_delta=0.001, z=2.0):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import constants
+from autoresearch import capsliterals
 from autoresearch.workspace import Workspace, fingerprint
 
 from engine_support import cli, clean, git, head, rows
@@ -31,9 +31,9 @@ def real_workspace(root: Path) -> Path:
     r = cli("init", str(root), "--profile", "cpu", "--budget", BUDGET, cwd=root.parent)
     assert r.returncode == 0, r.stderr
     prepare = root / "prepare.py"
-    prepare.write_text(constants.write_constants(prepare.read_text(), {"EVAL_TOKENS": 2**14}))
+    prepare.write_text(capsliterals.write_constants(prepare.read_text(), {"EVAL_TOKENS": 2**14}))
     train = root / "train.py"
-    train.write_text(constants.write_constants(train.read_text(), FAST_TRAIN))
+    train.write_text(capsliterals.write_constants(train.read_text(), FAST_TRAIN))
     ws = Workspace.load(root)
     ws.save(type(ws.config)(**{**ws.config.__dict__, "harness_sha256": fingerprint(root, ws.config.harness_files)}))
     git(root, "commit", "-qam", "smaller evaluation and batch, for a test of seconds")

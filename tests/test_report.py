@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from autoresearch import report as report_mod
 from autoresearch.errors import AutoresearchError
-from autoresearch import keeprule
-from autoresearch.results import parse, read
+from autoresearch.research import keeprule
+from autoresearch.research.history import History
+from autoresearch.research.results import parse
+from autoresearch.resultsfile import read
+from autoresearch.views import report as report_mod
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OURS = FIXTURES / "results_ours.tsv"
@@ -63,8 +65,8 @@ def test_kept_markers_are_what_carries_the_kept_colour(tmp_path):
     )
     metric, rows = parse(text)
     _, fewer = parse(demoted)
-    report_mod.plot(rows, tmp_path / "all.png", metric=metric)
-    report_mod.plot(fewer, tmp_path / "fewer.png", metric=metric)
+    report_mod.plot(History(rows), tmp_path / "all.png", metric=metric)
+    report_mod.plot(History(fewer), tmp_path / "fewer.png", metric=metric)
     removed = 6  # kept rows that are not baseline runs
     assert pixels(tmp_path / "all.png", report_mod.KEEP_COLOR) - pixels(tmp_path / "fewer.png", report_mod.KEEP_COLOR) > removed * 40
 

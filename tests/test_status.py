@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import keeprule
-from autoresearch import status as st
-from autoresearch.results import read
+from autoresearch.research import keeprule
+from autoresearch.research.history import History
+from autoresearch.resultsfile import read
+from autoresearch.views import snapshot as st
+from autoresearch.views import terminal
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _spec = importlib.util.spec_from_file_location("research_fixture", FIXTURES / "research.py")
@@ -44,50 +46,50 @@ def sleeper():
 
 def test_summary_of_our_results():
     metric, rows = read(FIXTURES / "results_ours.tsv")
-    s = st.summarize(rows, metric, "lower")
-    assert s["counts"] == {"keep": 8, "discard": 5, "crash": 1, "invalid": 1, "noop": 1}
-    assert s["baseline"] == pytest.approx((1.482310 + 1.484150) / 2) and s["baseline_runs"] == 2
-    assert s["frontier"] == pytest.approx(1.440250) and s["frontier_commit"] == "3d4e5fc"
-    assert s["improvement"] == pytest.approx(s["baseline"] - 1.440250)
+    s = st.summarize(History(rows), metric)
+    assert s.counts == {"keep": 8, "discard": 5, "crash": 1, "invalid": 1, "noop": 1}
+    assert s.baseline == pytest.approx((1.482310 + 1.484150) / 2) and s.baseline_runs == 2
+    assert s.frontier == pytest.approx(1.440250) and s.frontier_commit == "3d4e5fc"
+    assert s.improvement == pytest.approx(s.baseline - 1.440250)
     # the keep rule's estimate: pooled over two repeated pairs (the baseline runs and the
     # confirmed change), shrunk towards its prior by one degree of freedom
     ss = (1.484150 - 1.482310) ** 2 / 2 + (1.467040 - 1.466120) ** 2 / 2
-    prior = keeprule.PRIOR_REL * s["baseline"]
+    prior = keeprule.PRIOR_REL * s.baseline
     pooled = math.sqrt((keeprule.PRIOR_DOF * prior**2 + ss) / (keeprule.PRIOR_DOF + 2))
     # widened by Student's t for its few degrees of freedom (prior's included)
     expected = pooled * keeprule.t975(2 + keeprule.PRIOR_DOF) / 1.96
-    assert s["sigma"] == pytest.approx(expected) and s["sigma_runs"] == 4 and s["sigma_dof"] == 2
-    assert s["keep_bar"] == pytest.approx(max(0.001, 2 * expected))
+    assert s.sigma == pytest.approx(expected) and s.sigma_runs == 4 and s.sigma_dof == 2
+    assert s.keep_bar == pytest.approx(max(0.001, 2 * expected))
     # rows are stamped 80 s apart when recorded; the first took 74.2 s
     elapsed = 15 * 80 + 74.2
-    assert s["elapsed_seconds"] == pytest.approx(elapsed)
-    assert s["experiments_per_hour"] == pytest.approx(16 / (elapsed / 3600))
-    assert s["training_share"] == pytest.approx(13 * 60.1 / elapsed)
-    assert s["tokens_in"] == sum(r.tokens_in for r in rows if r.tokens_in) and s["cost_usd"] == pytest.approx(0.3544)
+    assert s.elapsed_seconds == pytest.approx(elapsed)
+    assert s.experiments_per_hour == pytest.approx(16 / (elapsed / 3600))
+    assert s.training_share == pytest.approx(13 * 60.1 / elapsed)
+    assert s.tokens_in == sum(r.tokens_in for r in rows if r.tokens_in) and s.cost_usd == pytest.approx(0.3544)
 
 
 def test_frontier_follows_the_last_kept_commit():
     _, rows = read(FIXTURES / "results_ours.tsv")
-    series = st.frontier_series(rows)
+    series = History(rows).series
     assert series[0] == pytest.approx(1.482310)
     assert series[1] == pytest.approx(1.483230)  # both baseline runs
     assert series[7] == pytest.approx((1.466120 + 1.467040) / 2)  # a confirmed change counts both runs
     assert series[13] == pytest.approx(1.453100)  # a simplification kept within the noise
     assert series[-1] == pytest.approx(1.440250)
-    dicts = st.row_dicts(rows)
+    dicts = st.row_dicts(History(rows))
     assert dicts[2]["delta"] == pytest.approx(1.471020 - 1.483230)
     assert dicts[4]["measured"] is False and dicts[4]["delta"] is None
 
 
 def test_summary_of_the_original_format_has_no_pace_and_no_noise():
     metric, rows = read(FIXTURES / "results_upstream.tsv")
-    s = st.summarize(rows, metric, judged=False)
-    assert s["baseline"] == 0.9981 and s["baseline_runs"] == 1  # the first row, as upstream
-    assert s["frontier"] == 0.9877
-    assert s["sigma"] is None and s["experiments_per_hour"] is None and s["training_share"] is None
+    s = st.summarize(History(rows), metric, judged=False)
+    assert s.baseline == 0.9981 and s.baseline_runs == 1  # the first row, as upstream
+    assert s.frontier == 0.9877
+    assert s.sigma is None and s.experiments_per_hour is None and s.training_share is None
     # in a workspace the keep rule judges with its prior until something was run twice
-    judged = st.summarize(rows, metric, judged=True)
-    assert judged["sigma"] == pytest.approx(keeprule.noise(rows).sigma) and "prior only" in judged["sigma_text"]
+    judged = st.summarize(History(rows), metric, judged=True)
+    assert judged.sigma == pytest.approx(keeprule.noise(rows).sigma) and "prior only" in judged.sigma_text
 
 
 def test_parse_progress_takes_the_last_progress_line():
@@ -153,8 +155,8 @@ def test_an_experiment_whose_process_is_gone_is_reported_as_interrupted(workspac
                                                     "started_at": time.time(), "pid": dead.pid}))
     try:
         snap = st.snapshot(st.open_source(root))
-        assert snap["running"]["alive"] is False
-        assert "interrupted" in st.progress_text(snap["running"])
+        assert snap.running["alive"] is False
+        assert "interrupted" in terminal.progress_text(snap.running)
     finally:
         (state / "current.json").unlink()
 

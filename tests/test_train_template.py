@@ -15,7 +15,7 @@ import types
 import pytest
 import torch
 
-from autoresearch import constants, profiles
+from autoresearch import capsliterals, profiles
 from autoresearch.workspace import template_text
 
 PREPARE_IMPORT = "from prepare import MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, evaluate_bpb, make_dataloader\n"
@@ -58,7 +58,7 @@ def randomize_projections(model):
 
 def test_hyperparameters_are_rewritable_literals_including_every_profile_name():
     text = template_text("llm", "train.py")
-    found = constants.read_constants(text)
+    found = capsliterals.read_constants(text)
     for name in ("DEPTH", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE", "WINDOW_PATTERN", "ASPECT_RATIO",
                  "HEAD_DIM", "MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "SCALAR_LR",
                  "WEIGHT_DECAY", "ADAM_BETAS", "WARMDOWN_RATIO", "SEED"):
@@ -70,7 +70,7 @@ def test_hyperparameters_are_rewritable_literals_including_every_profile_name():
     end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("# ----"))
     assert all(start < c.line - 1 < end for c in found.values())
     for profile in profiles.PROFILES.values():
-        rewritten = constants.read_constants(constants.write_constants(text, profile.train))
+        rewritten = capsliterals.read_constants(capsliterals.write_constants(text, profile.train))
         assert {k: rewritten[k].value for k in profile.train} == profile.train
 
 
@@ -270,7 +270,7 @@ def workspace(tmp_path_factory, data_cache):
 @pytest.mark.slow
 def test_a_diverging_loss_fails_fast_with_FAIL(workspace):
     path = workspace / "train.py"
-    text = constants.write_constants(path.read_text(), {"DEVICE_BATCH_SIZE": 4, "TOTAL_BATCH_SIZE": 2**10})
+    text = capsliterals.write_constants(path.read_text(), {"DEVICE_BATCH_SIZE": 4, "TOTAL_BATCH_SIZE": 2**10})
     # an infinite embedding learning rate turns the weights to inf/NaN after the first step
     text, n = re.subn(r"^EMBEDDING_LR = [^ ]+", "EMBEDDING_LR = 1e999", text, flags=re.M)
     assert n == 1

@@ -6,9 +6,7 @@ Every AutoresearchError becomes one line on stderr and exit status 1.
 from __future__ import annotations
 
 import functools
-import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -83,9 +81,9 @@ def prepare(where):
 @clean_errors
 def status(where, results, branch, as_json):
     """Where the research stands: frontier, counts, pace, noise, the running experiment."""
-    from autoresearch import status as status_mod
+    from autoresearch.views import terminal
 
-    status_mod.status(where, results, as_json=as_json, branch=branch)
+    terminal.status(where, results, as_json=as_json, branch=branch)
 
 
 @main.command()
@@ -97,7 +95,7 @@ def status(where, results, branch, as_json):
 @clean_errors
 def report(where, results, out, direction, branch):
     """Write progress.png and report.md from results.tsv."""
-    from autoresearch import report as report_mod
+    from autoresearch.views import report as report_mod
 
     png, md = report_mod.report(where, results, out, direction, branch)
     click.echo(f"wrote {png}")
@@ -111,7 +109,7 @@ def report(where, results, out, direction, branch):
 @clean_errors
 def dashboard(workspaces, host, port):
     """A live, read-only web page over WORKSPACES (default: the one you are in)."""
-    from autoresearch.dashboard import serve
+    from autoresearch.views.dashboard import serve
 
     serve(workspaces, host=host, port=port)
 
@@ -154,14 +152,15 @@ def experiment(description, where, as_json):
     """Guard, commit, run, measure, record, keep or reset: one experiment with the current edits."""
     import json
 
-    from autoresearch.engine import Engine, locked, sigterm_as_interrupt
+    from autoresearch.engine import Engine
+    from autoresearch.proc import sigterm_as_interrupt
     from autoresearch.workspace import Workspace
 
     ws = Workspace.find(where)
     quiet = (lambda line: click.echo(line, err=True)) if as_json else None
     with sigterm_as_interrupt():
         try:
-            with locked(ws, "autoresearch experiment"):
+            with ws.state.locked("autoresearch experiment"):
                 outcome = Engine(ws, out=quiet, live=False if as_json else None).experiment(description)
         except KeyboardInterrupt:
             click.echo("interrupted: recorded as a crash, the tree is back at the frontier", err=True)

@@ -1,4 +1,4 @@
-"""Git, as the engine needs it: every call goes through `proc.run`.
+"""Git: every git call of the package goes through this module (and so through `proc.run`).
 
 A research workspace is a git repository; a line of research is a branch
 `autoresearch/<tag>` whose tip is the best code so far (the frontier). The engine commits
@@ -15,15 +15,45 @@ import subprocess
 from pathlib import Path
 from typing import Iterable
 
-from autoresearch.errors import AutoresearchError
 from autoresearch.proc import run
-from autoresearch.workspace import git_identity_args
 
 PREFIX = "autoresearch/"
 
 
 def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return run(["git", *args], cwd=root, check=check)
+
+
+def identity_args(root: Path) -> list[str]:
+    """`-c user.name=… -c user.email=…` when git has no identity configured, so commits never fail."""
+    args = []
+    for key, default in (("user.name", "autoresearch"), ("user.email", "autoresearch@localhost")):
+        if git(root, "config", key, check=False).returncode != 0:
+            args += ["-c", f"{key}={default}"]
+    return args
+
+
+def init(root: Path, message: str) -> None:
+    """A new repository on `main` with everything in `root` as its first commit."""
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, *identity_args(root), "commit", "-q", "-m", message)
+
+
+def is_repo(root: Path) -> bool:
+    return (Path(root) / ".git").exists()
+
+
+def short_head(root: Path) -> str | None:
+    """The short sha of HEAD; None without one."""
+    result = git(root, "rev-parse", "--short", "HEAD", check=False)
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def branch_label(root: Path) -> str | None:
+    """The checked-out branch's name, "HEAD" when detached; None where git cannot say."""
+    result = git(root, "rev-parse", "--abbrev-ref", "HEAD", check=False)
+    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def head(root: Path) -> str:
@@ -45,11 +75,6 @@ def current_branch(root: Path) -> str | None:
 
 def branch_exists(root: Path, name: str) -> bool:
     return git(root, "show-ref", "--verify", "--quiet", f"refs/heads/{name}", check=False).returncode == 0
-
-
-def branches(root: Path, prefix: str = PREFIX) -> list[str]:
-    out = git(root, "for-each-ref", "--format=%(refname:short)", f"refs/heads/{prefix}").stdout
-    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def create_branch(root: Path, name: str, start: str) -> None:
@@ -105,7 +130,7 @@ def commit_all(root: Path, message: str, exclude: Iterable[str] = ()) -> str:
     """Stage every change except `exclude` (paths), commit, and return the new sha."""
     pathspec = ["--", ".", *(f":(exclude,literal){p}" for p in exclude)]
     git(root, "add", "-A", *pathspec)
-    git(root, *git_identity_args(root), "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+    git(root, *identity_args(root), "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
     return head(root)
 
 
@@ -135,10 +160,40 @@ def show(root: Path, commit: str, path: str) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
-def short(root: Path, commit: str) -> str:
-    return git(root, "rev-parse", "--short=7", commit).stdout.strip()
+def move_branch(root: Path, commit: str, *, keep_tree: bool = False) -> None:
+    """Point the branch at `commit`, leaving the working tree alone: with `keep_tree` the index
+    follows (`--mixed`, the tree's edits show as changes), else it stays (`--soft`, they stay staged)."""
+    git(root, "reset", "-q", "--mixed" if keep_tree else "--soft", commit)
 
 
-def require_repo(root: Path) -> None:
-    if git(root, "rev-parse", "--is-inside-work-tree", check=False).returncode != 0:
-        raise AutoresearchError(f"{root} is not a git repository")
+def tracked(root: Path) -> list[str]:
+    """Every tracked path."""
+    return [p for p in git(root, "ls-files", "-z").stdout.split("\0") if p]
+
+
+def tree_listing(root: Path, commit: str, paths: Iterable[str]) -> str:
+    """`git ls-tree -r` of `paths` at `commit`: modes, blob ids and names, one a line."""
+    return git(root, "ls-tree", "-r", commit, "--", *paths).stdout
+
+
+def is_ignored(root: Path, path: str) -> bool:
+    return git(root, "check-ignore", "-q", "--", path, check=False).returncode == 0
+
+
+def has_commit(root: Path, commit: str) -> bool:
+    return git(root, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode == 0
+
+
+def commit_patch(root: Path, commit: str) -> subprocess.CompletedProcess:
+    """What a commit changed, as `git show` prints it for people: stat, then the patch."""
+    return git(
+        root, "-c", "core.quotepath=off", "show", "--no-color", "--no-ext-diff", "--no-textconv", "--stat", "--patch",
+        "--format=commit %H%nDate:   %ad%n%n    %s%n", commit, "--", check=False,
+    )
+
+
+def commit_diff(root: Path, commit: str, paths: Iterable[str], context: int = 2) -> str | None:
+    """The diff a commit made to `paths` (no header); None when git does not know it."""
+    result = git(root, "show", "--no-color", "--no-ext-diff", "--format=", f"--unified={context}", commit, "--",
+                 *paths, check=False)
+    return result.stdout if result.returncode == 0 else None

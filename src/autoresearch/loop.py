@@ -28,15 +28,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from autoresearch import context as context_mod
-from autoresearch import gitrepo, keeprule
-from autoresearch.engine import Engine, locked, read_json, read_rows, shielded, sigterm_as_interrupt, write_json
+from autoresearch import gitrepo
+from autoresearch.agents import context as context_mod
+from autoresearch.config import CONFIG_NAME
+from autoresearch.engine import Engine
 from autoresearch.errors import AutoresearchError
-from autoresearch.workspace import CONFIG_NAME, Workspace, init_workspace
+from autoresearch.proc import shielded, sigterm_as_interrupt
+from autoresearch.research.history import History
+from autoresearch.state import LoopState
+from autoresearch.workspace import Workspace, init_workspace
 
 MAX_AGENT_FAILURES = 3  # consecutive agent errors before the loop stops
 DEFAULT_FOLDER = "research"
-LOOP_FILE = "loop.json"
 
 
 @dataclass
@@ -142,13 +145,14 @@ class Loop:
 
     # -- loop.json -----------------------------------------------------------
 
-    def state(self, state: str, **extra) -> None:
-        path = self.ws.state_dir / LOOP_FILE
-        data = {"pid": os.getpid(), "tag": self.branch.removeprefix(gitrepo.PREFIX), "branch": self.branch,
-                "agent": self.agent_name, "started_at": self.started, "updated_at": time.time(), "state": state,
-                "experiments": self.summary.experiments, "cost_usd": round(self.summary.cost_usd, 4), **extra}
+    def state(self, state: str, *, experiment: int | None = None, description: str = "", reason: str = "") -> None:
+        record = LoopState(
+            pid=os.getpid(), tag=self.branch.removeprefix(gitrepo.PREFIX), branch=self.branch, agent=self.agent_name,
+            started_at=self.started, updated_at=time.time(), state=state, experiments=self.summary.experiments,
+            cost_usd=round(self.summary.cost_usd, 4), experiment=experiment, description=description, reason=reason,
+        )
         try:
-            write_json(path, data)
+            self.ws.state.write_loop(record)
         except OSError:
             pass  # the loop.json is for watchers; never worth stopping the research for
 
@@ -162,8 +166,8 @@ class Loop:
         note = engine.recover()
         if note:
             self.out(note)
-        read_rows(ws)  # a malformed results.tsv stops us here, before anything changes
-        dirty = engine.dirty()
+        engine.history("")  # a malformed results.tsv stops us here, before anything changes
+        dirty = engine.guard.dirty()
         if dirty:
             shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
             raise AutoresearchError(f"the workspace has uncommitted changes ({shown}); commit or discard them first (nothing was touched)")
@@ -183,15 +187,14 @@ class Loop:
         try:
             self.state("baseline")
             engine.ensure_baseline(self.branch)
-            rows = engine.rows(self.branch)
-            self.summary.start_value = keeprule.baseline_value(rows)
+            self.summary.start_value = engine.history(self.branch).baseline
             self._loop(engine, agent)
         except KeyboardInterrupt:
             self.summary.interrupted = True
             self.summary.stopped = "interrupted"
             with shielded():
-                if engine.journal() is None and engine.dirty():
-                    engine.reset(gitrepo.head(ws.root))  # an agent's half-made edit
+                if not engine.in_progress() and engine.guard.dirty():
+                    engine.guard.reset(gitrepo.head(ws.root))  # an agent's half-made edit
         finally:
             self._finish(engine)
         return self.summary
@@ -220,8 +223,8 @@ class Loop:
             if self.max_cost is not None and self.summary.cost_usd >= self.max_cost:
                 self.summary.stopped = f"reached --max-cost {self.max_cost:g}"
                 return
-            rows = engine.rows(self.branch)
-            ctx = context_mod.build(self.ws, rows, extra=self._extra(engine, rows))
+            history = engine.history(self.branch)
+            ctx = context_mod.build(self.ws, history, extra=self._extra(engine, history))
             number = self.summary.experiments + 1
             self.state("proposing", experiment=number)
             try:
@@ -233,8 +236,8 @@ class Loop:
                 message = " ".join(str(exc).split())[:300] or type(exc).__name__
                 self.out(f"agent {self.agent_name} failed ({failures} in a row): {message}")
                 with shielded():
-                    if engine.dirty():
-                        engine.reset(gitrepo.head(self.ws.root))
+                    if engine.guard.dirty():
+                        engine.guard.reset(gitrepo.head(self.ws.root))
                 if failures >= MAX_AGENT_FAILURES:
                     self.summary.stopped = "stopped"
                     raise AutoresearchError(
@@ -253,17 +256,16 @@ class Loop:
             outcome = engine.experiment(proposal.description, agent=self.agent_name, usage=usage)
             self.summary.counts[outcome.status] = self.summary.counts.get(outcome.status, 0) + 1
 
-    def _extra(self, engine: Engine, rows) -> dict:
-        cfg = self.ws.config
-        frontier = engine.frontier(rows)
-        value = engine._frontier_value(rows, frontier)
-        noise = keeprule.noise(rows)
+    def _extra(self, engine: Engine, history: History) -> dict:
+        keep = self.ws.config.keep
+        frontier = engine.frontier(history)
+        value = history.value_of(frontier)
         extra: dict[str, Any] = {
             "branch": self.branch,
             "experiment": self.summary.experiments + 1,
             "frontier": frontier[:7],
             "keep_bar": f"a change is kept only if it beats the frontier by more than "
-                        f"{keeprule.bar(cfg.keep.min_delta, cfg.keep.z, noise.sigma):.6f} ({noise.describe()})",
+                        f"{history.bar(keep.min_delta, keep.z):.6f} ({history.noise.describe()})",
         }
         if value is not None:
             extra["frontier_value"] = f"{value:.6f}"
@@ -273,15 +275,15 @@ class Loop:
 
     def _finish(self, engine: Engine) -> None:
         try:
-            rows = engine.rows(self.branch) if self.branch else []
+            history = engine.history(self.branch) if self.branch else None
         except AutoresearchError:
-            rows = []
-        if rows:
-            frontier = engine.frontier(rows)
+            history = None
+        if history:
+            frontier = engine.frontier(history)
             self.summary.frontier = frontier[:7]
-            self.summary.end_value = engine._frontier_value(rows, frontier)
+            self.summary.end_value = history.value_of(frontier)
             if self.summary.start_value is None:
-                self.summary.start_value = keeprule.baseline_value(rows)
+                self.summary.start_value = history.baseline
         if not self.summary.stopped:
             self.summary.stopped = "stopped"
         self.state("stopped", reason=self.summary.stopped)
@@ -313,7 +315,7 @@ def run(
     with sigterm_as_interrupt():
         try:
             ws = open_or_create(Path(start), say)
-            with locked(ws, "autoresearch run"):
+            with ws.state.locked("autoresearch run"):
                 loop = Loop(ws, agent=agent, agent_options=agent_options, tag=tag, max_experiments=max_experiments,
                             hours=hours, max_cost=max_cost, out=say, stream=stream)
                 return loop.run()
@@ -322,4 +324,4 @@ def run(
             return Summary(stopped="interrupted", interrupted=True)
 
 
-__all__ = ["Loop", "Summary", "run", "date_tag", "setup_branch", "open_or_create", "read_json"]
+__all__ = ["Loop", "Summary", "run", "date_tag", "setup_branch", "open_or_create"]

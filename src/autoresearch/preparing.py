@@ -12,9 +12,7 @@ import sys
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import run
-from autoresearch.workspace import Workspace, atomic_write
-
-PIN = "val_sha256"
+from autoresearch.workspace import Workspace
 
 
 def manifest(ws: Workspace) -> dict | None:
@@ -43,20 +41,13 @@ def prepare(ws: Workspace) -> dict | None:
     record = manifest(ws)
     if record is None:
         raise AutoresearchError("prepare.py finished but left no manifest")
-    pin = ws.state_dir / PIN
-    if pin.exists():
-        pinned = pin.read_text().strip()
+    pinned = ws.state.pinned_val()
+    if pinned is not None:
         if pinned != record["val_sha256"]:
             raise AutoresearchError(
                 f"the validation split changed (sha256 {record['val_sha256'][:12]}, pinned {pinned[:12]}): "
                 "results would not compare; make a new workspace"
             )
     else:
-        ws.state_dir.mkdir(exist_ok=True)
-        atomic_write(pin, record["val_sha256"] + "\n")
+        ws.state.pin_val(record["val_sha256"])
     return record
-
-
-def pinned_val_sha256(ws: Workspace) -> str | None:
-    pin = ws.state_dir / PIN
-    return pin.read_text().strip() if pin.exists() else None

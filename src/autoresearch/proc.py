@@ -1,16 +1,76 @@
-"""Every short subprocess the package starts goes through `run`.
+"""Every process the package starts, and the one rule for what counts as a secret.
 
-The supervised training process (own process group, hard limit, log file) lives in
-the engine; it is the one place that needs more than `run` offers.
+- `run`: a short command (git, the harness's manifest), output captured.
+- `supervise`: the training run, in a session (process group) of its own, output to a
+  file, killed with everything it started at a hard wall-clock limit, on Ctrl-C, and after
+  it exits (so background children never outlive it).
+- `call`: an agent program (claude, codex, aider, a user's command), in a group of its own,
+  stopped with everything it started at its time limit or on Ctrl-C.
+- `is_secret` / `scrubbed` / `redact`: environment variables that look like credentials are
+  removed from the environment of training runs and blanked out of agent transcripts, by
+  the same rule.
+- `shielded` / `sigterm_as_interrupt`: signal handling around clean-ups.
+
+Not covered: a process that leaves its group on purpose (setsid of its own) is not
+followed by the kill.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
 import subprocess
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from autoresearch.errors import AutoresearchError
+
+GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+# ---------------------------------------------------------------------------
+# Secrets
+
+_SECRET_WORDS = {
+    "TOKEN", "TOKENS", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASSPHRASE", "PWD_HASH",
+    "CREDENTIAL", "CREDENTIALS", "KEY", "KEYS", "APIKEY", "AUTH", "COOKIE", "PRIVATE",
+}
+SECRET_MIN_CHARS = 8  # shorter values are not blanked out of text: they would hit ordinary words
+
+
+def is_secret(name: str) -> bool:
+    """True for environment variables that look like credentials (API keys, tokens, passwords)."""
+    upper = name.upper()
+    if "API_KEY" in upper or "APIKEY" in upper or "ACCESS_KEY" in upper:
+        return True
+    return any(part in _SECRET_WORDS for part in re.split(r"[^A-Z0-9]+", upper))
+
+
+def scrubbed(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment without its secrets."""
+    return {k: v for k, v in environ.items() if not is_secret(k)}
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """Values of secret variables long enough to be worth hiding, longest first."""
+    env = os.environ if env is None else env
+    found = {v for k, v in env.items() if is_secret(k) and len(v) >= SECRET_MIN_CHARS}
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    """`text` with every secret value of the environment replaced by ***."""
+    for value in secret_values(env):
+        text = text.replace(value, "***")
+    return text
+
+
+# ---------------------------------------------------------------------------
+# Short commands
 
 
 def run(
@@ -29,13 +89,8 @@ def run(
     """
     try:
         result = subprocess.run(
-            list(cmd),
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            capture_output=not stream,
-            text=True,
-            timeout=timeout,
-            input=input,
+            list(cmd), cwd=cwd, env=dict(env) if env is not None else None, capture_output=not stream,
+            text=True, timeout=timeout, input=input,
         )
     except FileNotFoundError as exc:
         raise AutoresearchError(f"command not found: {cmd[0]}") from exc
@@ -46,3 +101,221 @@ def run(
         last = detail[-1] if detail else f"exit status {result.returncode}"
         raise AutoresearchError(f"{' '.join(cmd)} failed: {last}")
     return result
+
+
+# ---------------------------------------------------------------------------
+# Process groups
+
+
+def _group_members(pgid: int):
+    """(pid folder, state) of each process in the group, from /proc (Linux)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid):
+            yield entry, fields[0]
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any non-zombie process is left in the group."""
+    if Path("/proc").is_dir():
+        return any(state != "Z" for _, state in _group_members(pgid))
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def group_has_marker(pgid: int, marker: str) -> bool:
+    """Whether a live process of the group has `marker` (NAME=value) in its environment, so a
+    group id left in a journal is only killed while it is still ours. Without /proc: whether
+    the group exists at all."""
+    if not Path("/proc").is_dir():
+        return group_alive(pgid)
+    if not marker:
+        return False
+    needle = marker.encode()
+    for entry, state in _group_members(pgid):
+        if state == "Z":
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = GRACE) -> None:
+    """SIGTERM the whole group, wait up to `grace` seconds, then SIGKILL what is left."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        if proc is not None:
+            proc.wait()
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc is not None:
+            proc.poll()
+        if not group_alive(pgid):
+            break
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    if proc is not None:
+        proc.wait()
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a supervised run ended."""
+
+    returncode: int | None
+    seconds: float  # wall clock from start to exit (or to the kill)
+    timed_out: bool = False
+    error: str = ""  # the command could not start
+
+
+def supervise(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    limit: float,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_tick: Callable[[float], None] | None = None,
+    tick: float = 0.5,
+) -> RunOutcome:
+    """Run `argv` in a new session (its own process group), output to `log_path`.
+
+    After `limit` seconds the group gets SIGTERM, then SIGKILL. After a normal exit the group
+    is killed too, so background children never outlive the run. On KeyboardInterrupt the
+    group is killed and the interrupt goes on.
+    """
+    start = time.monotonic()
+    with open(log_path, "wb") as log:
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            why = f"cannot start {argv[0]}: {exc.strerror or exc}"
+            log.write(f"{why}\n".encode())
+            return RunOutcome(None, time.monotonic() - start, error=why)
+    pgid = proc.pid
+    timed_out = False
+    try:
+        if on_start is not None:
+            on_start(pgid)
+        while True:
+            elapsed = time.monotonic() - start
+            if elapsed >= limit:
+                timed_out = True
+                break
+            try:
+                proc.wait(timeout=min(tick, limit - elapsed))
+                break
+            except subprocess.TimeoutExpired:
+                if on_tick is not None:
+                    on_tick(time.monotonic() - start)
+    except BaseException:
+        with shielded():
+            kill_group(pgid, proc)
+        raise
+    seconds = time.monotonic() - start
+    kill_group(pgid, proc)
+    return RunOutcome(None if timed_out else proc.returncode, seconds, timed_out)
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """How an agent program's call ended, with what it printed."""
+
+    returncode: int | None  # None: stopped at the time limit
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+
+def call(
+    cmd: Sequence[str] | str,
+    *,
+    cwd: Path,
+    timeout: float,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+    shell: bool = False,
+) -> CallOutcome:
+    """Run an agent program in a process group of its own; stop the whole group at `timeout`
+    or on Ctrl-C. A program that is not there is an AutoresearchError."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            cmd if shell else list(cmd), cwd=cwd, shell=shell, text=True,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        name = cmd.split()[0] if isinstance(cmd, str) else cmd[0]
+        raise AutoresearchError(f"agent program not found: {name}") from exc
+    try:
+        out, err = proc.communicate(input=input, timeout=timeout)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid, proc)
+        out, err = proc.communicate()
+        code = None
+    except BaseException:  # Ctrl-C: the agent's whole group goes with us
+        with shielded():
+            kill_group(proc.pid, proc)
+        raise
+    return CallOutcome(code, out or "", err or "", time.monotonic() - started)
+
+
+# ---------------------------------------------------------------------------
+# Signals
+
+
+@contextlib.contextmanager
+def shielded():
+    """Ignore Ctrl-C and SIGTERM while cleaning up (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt, so `kill PID` cleans up like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

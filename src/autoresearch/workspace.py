@@ -1,32 +1,25 @@
 """A research workspace: a git repository holding one line of research, and its config.
 
 `init_workspace` creates one from a template; `Workspace.find` opens the one that holds a
-folder. The config (autoresearch.toml) is written once by `init` and read by the engine;
-the engine's private state lives in the ignored folder `.autoresearch/`.
+folder. The config (autoresearch.toml, autoresearch.config) is written once by `init` and
+read by the engine; the engine's private state lives in the ignored folder `.autoresearch/`
+(autoresearch.state).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import sys
-import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
-from autoresearch import constants, profiles
+from autoresearch import capsliterals, gitrepo, profiles
+from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import AutoresearchError
-from autoresearch.proc import run
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-CONFIG_NAME = "autoresearch.toml"
-STATE_DIR = ".autoresearch"
+from autoresearch.files import atomic_write
+from autoresearch.state import STATE_DIR, StateFolder
 GITIGNORE = """\
 # written by the engine, never committed
 results.tsv
@@ -38,107 +31,6 @@ __pycache__/
 *.pyc
 """
 TEMPLATES = ("llm", "blank")
-
-
-@dataclass(frozen=True)
-class KeepRule:
-    """Settings of the noise-aware keep rule (see the engine)."""
-
-    baseline_runs: int = 2
-    z: float = 2.0
-    min_delta: float = 0.001
-    confirm: bool = True
-    confirm_all: bool = True  # confirm every win, large ones too (a wall-clock budget drifts with the machine)
-
-
-@dataclass(frozen=True)
-class Config:
-    template: str = "llm"
-    profile: str = "cpu"
-    dataset: str = "pysource"
-    budget: float = 60.0
-    command: str = "python train.py"
-    editable: tuple[str, ...] = ("train.py",)
-    notes: str = "notes.md"
-    hard_limit: float = 0.0  # 0: 2 x budget + allowance
-    metric: str = "val_bpb"
-    direction: str = "lower"
-    harness_record: bool = True  # the run writes a JSON record to $AUTORESEARCH_RESULT
-    harness_files: tuple[str, ...] = ("prepare.py",)
-    harness_sha256: str = ""
-    val_sha256: str = ""  # pinned by the first `prepare`
-    keep: KeepRule = field(default_factory=KeepRule)
-
-    def to_toml(self) -> str:
-        def q(s: str) -> str:
-            return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-        def arr(items) -> str:
-            return "[" + ", ".join(q(i) for i in items) + "]"
-
-        return (
-            "# An autoresearch workspace. Written by `autoresearch init`; read by the engine.\n"
-            "# Results compare only within one workspace: do not edit these by hand mid-research.\n"
-            f"template = {q(self.template)}\n"
-            f"profile = {q(self.profile)}\n"
-            f"dataset = {q(self.dataset)}\n"
-            f"budget = {self.budget:g}              # seconds of training per experiment\n"
-            f"command = {q(self.command)}\n"
-            f"editable = {arr(self.editable)}   # the only files an experiment may change\n"
-            f"notes = {q(self.notes)}          # the agent's notebook; may change, never scored\n"
-            f"hard_limit = {self.hard_limit:g}            # seconds; 0 means 2 x budget + allowance\n"
-            "\n[metric]\n"
-            f"name = {q(self.metric)}\n"
-            f"direction = {q(self.direction)}     # lower or higher is better\n"
-            f"harness_record = {str(self.harness_record).lower()}\n"
-            "\n[harness]\n"
-            f"files = {arr(self.harness_files)}\n"
-            f"sha256 = {q(self.harness_sha256)}\n"
-            f"val_sha256 = {q(self.val_sha256)}\n"
-            "\n[keep]\n"
-            f"baseline_runs = {self.keep.baseline_runs}   # runs of the unchanged baseline, to estimate noise\n"
-            f"z = {self.keep.z:g}               # a win must exceed max(min_delta, z * sigma)\n"
-            f"min_delta = {self.keep.min_delta:g}\n"
-            f"confirm = {str(self.keep.confirm).lower()}        # re-run a small win once before keeping it\n"
-            f"confirm_all = {str(self.keep.confirm_all).lower()}    # ... and every other win, beside a re-run of the frontier\n"
-        )
-
-    @classmethod
-    def from_toml(cls, text: str) -> "Config":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise AutoresearchError(f"{CONFIG_NAME} is not valid TOML: {exc}") from exc
-        metric, harness, keep = data.get("metric", {}), data.get("harness", {}), data.get("keep", {})
-        try:
-            cfg = cls(
-                template=str(data.get("template", "llm")),
-                profile=str(data.get("profile", "cpu")),
-                dataset=str(data.get("dataset", "")),
-                budget=float(data.get("budget", 60)),
-                command=str(data.get("command", "python train.py")),
-                editable=tuple(str(x) for x in data.get("editable", ["train.py"])),
-                notes=str(data.get("notes", "notes.md")),
-                hard_limit=float(data.get("hard_limit", 0)),
-                metric=str(metric.get("name", "val_bpb")),
-                direction=str(metric.get("direction", "lower")),
-                harness_record=bool(metric.get("harness_record", True)),
-                harness_files=tuple(str(x) for x in harness.get("files", [])),
-                harness_sha256=str(harness.get("sha256", "")),
-                val_sha256=str(harness.get("val_sha256", "")),
-                keep=KeepRule(
-                    baseline_runs=int(keep.get("baseline_runs", 2)),
-                    z=float(keep.get("z", 2.0)),
-                    min_delta=float(keep.get("min_delta", 0.001)),
-                    confirm=bool(keep.get("confirm", True)),
-                    confirm_all=bool(keep.get("confirm_all", True)),
-                ),
-            )
-        except (TypeError, ValueError) as exc:
-            raise AutoresearchError(f"{CONFIG_NAME}: {exc}") from exc
-        if cfg.direction not in ("lower", "higher"):
-            raise AutoresearchError(f"{CONFIG_NAME}: metric direction must be 'lower' or 'higher', not {cfg.direction!r}")
-        return cfg
 
 
 def fingerprint(root: Path, files) -> str:
@@ -169,6 +61,10 @@ class Workspace:
     @property
     def state_dir(self) -> Path:
         return self.root / STATE_DIR
+
+    @cached_property
+    def state(self) -> StateFolder:
+        return StateFolder(self.root)
 
     @property
     def results_path(self) -> Path:
@@ -204,46 +100,8 @@ class Workspace:
         raise AutoresearchError(f"{here} is not inside an autoresearch workspace; run `autoresearch init` first")
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a reader sees the old or the new file, never a torn one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_tail(path: Path, limit: int) -> str | None:
-    """The last `limit` bytes of a file as text, a cut first line dropped; None when unreadable."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            data = fh.read()
-    except OSError:
-        return None
-    text = data.decode("utf-8", errors="replace")
-    return text.split("\n", 1)[-1] if size > limit else text
-
-
 def template_text(template: str, name: str) -> str:
     return resources.files("autoresearch").joinpath("templates", template, name).read_text()
-
-
-def git_identity_args(root: Path) -> list[str]:
-    """`-c user.name=… -c user.email=…` when git has no identity configured, so commits never fail."""
-    args = []
-    for key, default in (("user.name", "autoresearch"), ("user.email", "autoresearch@localhost")):
-        if run(["git", "config", key], cwd=root, check=False).returncode != 0:
-            args += ["-c", f"{key}={default}"]
-    return args
 
 
 def render_llm(profile: profiles.Profile, dataset: str, budget: float | None) -> dict[str, str]:
@@ -251,8 +109,8 @@ def render_llm(profile: profiles.Profile, dataset: str, budget: float | None) ->
     if budget is not None:
         harness["TIME_BUDGET"] = budget if budget != int(budget) else int(budget)
     return {
-        "prepare.py": constants.write_constants(template_text("llm", "prepare.py"), harness),
-        "train.py": constants.write_constants(template_text("llm", "train.py"), profile.train),
+        "prepare.py": capsliterals.write_constants(template_text("llm", "prepare.py"), harness),
+        "train.py": capsliterals.write_constants(template_text("llm", "train.py"), profile.train),
         "program.md": template_text("llm", "program.md"),
     }
 
@@ -337,9 +195,7 @@ def init_workspace(
         (target / ".gitignore").write_text(GITIGNORE)
         config = replace(config, harness_sha256=fingerprint(target, config.harness_files))
         (target / CONFIG_NAME).write_text(config.to_toml())
-        run(["git", "init", "-q", "-b", "main"], cwd=target)
-        run(["git", "add", "-A"], cwd=target)
-        run(["git", *git_identity_args(target), "commit", "-q", "-m", f"autoresearch init ({config.template}, {config.profile})"], cwd=target)
+        gitrepo.init(target, f"autoresearch init ({config.template}, {config.profile})")
     except BaseException:
         if created:
             shutil.rmtree(target, ignore_errors=True)

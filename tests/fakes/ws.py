@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoresearch.proc import run
-from autoresearch.workspace import Workspace, git_identity_args, init_workspace
+from autoresearch.gitrepo import identity_args
+from autoresearch.workspace import Workspace, init_workspace
 
 SCORE = """\
 # A tiny experiment: the score is how far LR is from 0.1 (lower is better).
@@ -33,7 +34,7 @@ def blank(tmp: Path, *, editable=("score.py",), text: str = SCORE, direction: st
 
 def commit(ws: Workspace, message: str) -> str:
     run(["git", "add", "-A"], cwd=ws.root)
-    run(["git", *git_identity_args(ws.root), "commit", "-q", "-m", message], cwd=ws.root)
+    run(["git", *identity_args(ws.root), "commit", "-q", "-m", message], cwd=ws.root)
     return run(["git", "rev-parse", "HEAD"], cwd=ws.root).stdout.strip()
 
 

@@ -15,7 +15,8 @@ import re
 import shutil
 
 from autoresearch.agents import external
-from autoresearch.agents.base import Agent, Context, Proposal, Usage
+from autoresearch.agents.base import Context, Proposal, Usage
+from autoresearch.proc import CallOutcome
 
 TAIL = """
 Edit the files in the chat ({editable}) to make the change; you may append to {notes}.
@@ -46,9 +47,10 @@ def usage_from(output: str) -> Usage:
     return Usage(tokens_in, tokens_out, cost)
 
 
-class AiderAgent(Agent):
+class AiderAgent(external.ProgramAgent):
     name = "aider"
     description = "aider, non-interactive (--message-file) on the editable files"
+    tail = TAIL
 
     def check(self) -> str | None:
         if not shutil.which("aider"):
@@ -65,22 +67,20 @@ class AiderAgent(Agent):
             "--chat-history-file", str(state / "aider.chat.history.md"),
             "--message-file", str(message_file),
         ]
-        if self.options.get("model"):
-            cmd += ["--model", str(self.options["model"])]
-        if self.options.get("base_url"):
-            cmd += ["--openai-api-base", str(self.options["base_url"])]
+        if self.settings.model:
+            cmd += ["--model", self.settings.model]
+        if self.settings.base_url:
+            cmd += ["--openai-api-base", self.settings.base_url]
         return cmd + [*context.editable, context.notes_file]
 
-    def propose(self, context: Context) -> Proposal:
-        prompt = context.prompt + TAIL.format(editable=", ".join(context.editable), notes=context.notes_file)
+    def invocation(self, context: Context, prompt: str) -> external.Invocation:
         message_file = external.prompt_file(context, prompt, "aider-message.md")
-        cmd = self.command(context, message_file)
-        timeout = external.timeout_of(self.options)
-        outcome = external.call(cmd, cwd=context.root, timeout=timeout)
-        external.keep_transcript(context, self.name, cmd, outcome, len(prompt))
-        usage = usage_from(outcome.stdout + "\n" + outcome.stderr)
-        if outcome.timed_out:
-            return external.timed_out(context, self.name, timeout, usage)
+        return external.Invocation(self.command(context, message_file))
+
+    def usage_of(self, outcome: CallOutcome) -> Usage:
+        return usage_from(outcome.stdout + "\n" + outcome.stderr)
+
+    def answer(self, context: Context, outcome: CallOutcome, call: external.Invocation, usage) -> Proposal:
         if outcome.returncode != 0:
             raise external.failed(self.name, outcome)
         return Proposal(external.description_from(outcome.stdout, "aider change"), usage)

@@ -33,7 +33,7 @@ class AnthropicAgent(ApiAgent):
         if problem:
             raise AutoresearchError(f"anthropic: {problem}")
         client = anthropic.Anthropic(
-            base_url=self.options.get("base_url") or None,
+            base_url=self.settings.base_url or None,
             timeout=self.timeout, max_retries=self.max_retries,
         )
         try:

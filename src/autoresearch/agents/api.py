@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 from autoresearch.agents import editing, external
 from autoresearch.agents.base import Agent, Context, Proposal, Usage
 from autoresearch.errors import AutoresearchError
-from autoresearch.workspace import atomic_write
+from autoresearch.files import atomic_write
+from autoresearch.proc import redact
 
-DEFAULT_TIMEOUT = 600.0
 DEFAULT_RETRIES = 5
 
 SYSTEM = (
@@ -97,20 +97,15 @@ class ApiAgent(Agent):
     """Base of the API agents: subclasses implement `complete` (one call, no retry logic of ours)."""
 
     default_model: ClassVar[str] = ""
+    default_timeout: ClassVar[float] = 600.0
 
     @property
     def model(self) -> str:
-        return self.options.get("model") or self.default_model
-
-    @property
-    def timeout(self) -> float:
-        value = self.options.get("agent_timeout") or self.options.get("timeout")
-        return float(value) if value else DEFAULT_TIMEOUT
+        return self.settings.model or self.default_model
 
     @property
     def max_retries(self) -> int:
-        value = self.options.get("max_retries")
-        return DEFAULT_RETRIES if value is None else int(value)
+        return DEFAULT_RETRIES if self.settings.max_retries is None else self.settings.max_retries
 
     def complete(self, system: str, messages: list[dict[str, str]]) -> tuple[str, Usage]:
         raise NotImplementedError  # pragma: no cover - interface
@@ -148,7 +143,7 @@ class ApiAgent(Agent):
         text = f"agent: {self.name} ({self.model})\nprompt: {len(context.prompt)} characters\n\n" + "\n\n---\n\n".join(answers)
         try:
             context.state_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(context.state_dir / "agent.log", external.redact(text))
+            atomic_write(context.state_dir / "agent.log", redact(text))
         except OSError:
             pass
 
@@ -157,4 +152,4 @@ class ApiAgent(Agent):
         status = getattr(exc, "status_code", None)
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         head = f"{name} API error" + (f" {status}" if status else "")
-        return AutoresearchError(f"{head}: {external.redact(' '.join(str(message).split()))[:300]}")
+        return AutoresearchError(f"{head}: {redact(' '.join(str(message).split()))[:300]}")

@@ -8,9 +8,12 @@ touches results: the engine does all of that, and reverts anything outside the r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
+
+from autoresearch.errors import AutoresearchError
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,54 @@ class Context:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Options:
+    """The options `run` gives every agent, typed and checked once.
+
+    The raw keyword arguments stay in `Agent.options` for plugins with options of their own.
+    """
+
+    model: str | None = None
+    base_url: str | None = None
+    agent_command: str | None = None
+    timeout: float | None = None  # seconds for one proposal; None: the agent's default
+    max_retries: int | None = None  # the API agents' retries; None: their default
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> "Options":
+        timeout = options.get("agent_timeout") or options.get("timeout")
+        if timeout is not None:
+            try:
+                timeout = float(timeout)
+            except (TypeError, ValueError):
+                raise AutoresearchError(f"agent timeout must be a number of seconds, not {timeout!r}") from None
+            if not math.isfinite(timeout) or timeout <= 0:
+                raise AutoresearchError(f"agent timeout must be a positive number of seconds, not {timeout:g}")
+        retries = options.get("max_retries")
+        if retries is not None:
+            try:
+                retries = int(retries)
+            except (TypeError, ValueError):
+                raise AutoresearchError(f"max_retries must be a whole number, not {retries!r}") from None
+        text = {k: (str(options[k]) if options.get(k) else None) for k in ("model", "base_url")}
+        command = options.get("agent_command") or options.get("command")
+        return cls(text["model"], text["base_url"], str(command).strip() if command else None, timeout, retries)
+
+
 class Agent:
     """Base class. Subclasses set `name` and implement `propose`; `check` is optional."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    default_timeout: ClassVar[float] = 1800.0  # seconds for one proposal
 
     def __init__(self, **options: Any) -> None:
         self.options = options
+        self.settings = Options.parse(options)
+
+    @property
+    def timeout(self) -> float:
+        return self.settings.timeout or self.default_timeout
 
     def check(self) -> str | None:
         """None when ready to run; otherwise one line saying what is missing. Never calls out."""

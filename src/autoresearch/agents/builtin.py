@@ -40,9 +40,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoresearch import constants
+from autoresearch import capsliterals, gitrepo
 from autoresearch.agents.base import Agent, Context, Proposal
 from autoresearch.errors import AutoresearchError
+from autoresearch.files import atomic_write
+from autoresearch.research.history import History
 
 STATE_VERSION = 1
 SKIP = re.compile(r"(^|_)SEED($|_)|^COMPILE$|^DEVICE$|^DTYPE$")
@@ -226,16 +228,16 @@ def derive(name: str, value: Any) -> list[Param]:
     return []
 
 
-def hyperparameters(text: str) -> dict[str, constants.Constant]:
+def hyperparameters(text: str) -> dict[str, capsliterals.Constant]:
     """The ALL_CAPS literals above the first function or class (all of them if there is none)."""
-    found = constants.read_constants(text)
+    found = capsliterals.read_constants(text)
     tree = ast.parse(text)
     first = next((n.lineno for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))), None)
     block = {k: c for k, c in found.items() if first is None or c.line < first}
     return block or found
 
 
-def values_of(params: list[Param], consts: dict[str, constants.Constant]) -> dict[str, Any]:
+def values_of(params: list[Param], consts: dict[str, capsliterals.Constant]) -> dict[str, Any]:
     out = {}
     for p in params:
         c = consts.get(p.constant)
@@ -273,8 +275,6 @@ class BuiltinAgent(Agent):
     def _state_path(self, ctx: Context) -> Path:
         branch = str(ctx.extra.get("branch") or "")
         if not branch:
-            from autoresearch import gitrepo
-
             branch = gitrepo.current_branch(Path(ctx.root)) or "detached"
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", branch)
         return Path(ctx.state_dir) / "builtin" / f"{safe}.json"
@@ -289,8 +289,6 @@ class BuiltinAgent(Agent):
 
     @staticmethod
     def _save(path: Path, state: dict) -> None:
-        from autoresearch.workspace import atomic_write
-
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(state, indent=1, default=_jsonable) + "\n")
 
@@ -363,7 +361,7 @@ class BuiltinAgent(Agent):
     def _seq_len(ctx: Context) -> int | None:
         harness = Path(ctx.root) / "prepare.py"
         try:
-            value = constants.read_constants(harness.read_text()).get("MAX_SEQ_LEN")
+            value = capsliterals.read_constants(harness.read_text()).get("MAX_SEQ_LEN")
         except (OSError, AutoresearchError):
             return None
         return int(value.value) if value is not None and isinstance(value.value, int) else None
@@ -403,21 +401,12 @@ class BuiltinAgent(Agent):
                     coord.update(i=coord["i"] + 1, dir=0, flipped=False)
             # kept: keep going in the same direction on the same parameter
 
-    @staticmethod
-    def _frontier_value(rows) -> float | None:
-        kept = [r for r in rows if r.status == "keep" and math.isfinite(r.value)]
-        if not kept:
-            return None
-        commit = kept[-1].commit[:7]
-        values = [r.value for r in kept if r.commit[:7] == commit]
-        return sum(values) / len(values)
-
     def _note_frontier(self, state: dict, frontier: dict, ctx: Context) -> None:
         """The frontier is a trial too (the baseline, or code some other agent or a human wrote)."""
         key = vector_key(frontier)
         if any(t["key"] == key for t in state["trials"]):
             return
-        value = self._frontier_value(ctx.rows)
+        value = History(ctx.rows).frontier_value
         if value is not None:
             state["trials"].append({"values": frontier, "key": key, "status": "keep", "value": value,
                                     "how": "frontier", "changed": [], "description": "frontier"})
@@ -535,7 +524,7 @@ class BuiltinAgent(Agent):
         unchanged = {k: v for k, v in updates.items() if v == consts[k].value}
         for k in unchanged:
             updates.pop(k)
-        new_text = constants.write_constants(text, updates)
+        new_text = capsliterals.write_constants(text, updates)
         (Path(ctx.root) / target).write_text(new_text)
 
     @staticmethod
@@ -562,7 +551,7 @@ class BuiltinAgent(Agent):
 
 def _show(value: Any, like: str) -> str:
     try:
-        return constants.format_value(value, like)
+        return capsliterals.format_value(value, like)
     except AutoresearchError:
         return repr(value)
 

@@ -14,8 +14,9 @@ import json
 import shutil
 
 from autoresearch.agents import external
-from autoresearch.agents.base import Agent, Context, Proposal, Usage
+from autoresearch.agents.base import Context, Proposal, Usage
 from autoresearch.errors import AutoresearchError
+from autoresearch.proc import CallOutcome, redact
 
 READ_TOOLS = ("Read", "Grep", "Glob")
 DENIED_TOOLS = ("Bash", "WebFetch", "WebSearch", "NotebookEdit", "Task", "Agent")
@@ -34,9 +35,10 @@ def allowed_tools(context: Context, notes: str) -> list[str]:
     return rules
 
 
-class ClaudeAgent(Agent):
+class ClaudeAgent(external.ProgramAgent):
     name = "claude"
     description = "Claude Code CLI, headless (claude -p); edits the files itself"
+    tail = TAIL
 
     def check(self) -> str | None:
         if not shutil.which("claude"):
@@ -49,33 +51,28 @@ class ClaudeAgent(Agent):
             "--allowedTools", ",".join(allowed_tools(context, notes)),
             "--disallowedTools", ",".join(DENIED_TOOLS),
         ]
-        if self.options.get("model"):
-            cmd += ["--model", str(self.options["model"])]
+        if self.settings.model:
+            cmd += ["--model", self.settings.model]
         return cmd
 
-    def propose(self, context: Context) -> Proposal:
-        notes = context.notes_file
-        prompt = context.prompt + TAIL.format(editable=", ".join(context.editable), notes=notes)
-        cmd = self.command(context, notes)
-        timeout = external.timeout_of(self.options)
-        outcome = external.call(cmd, cwd=context.root, timeout=timeout, input=prompt)
-        external.keep_transcript(context, self.name, cmd, outcome, len(prompt))
-        if outcome.timed_out:
-            return external.timed_out(context, self.name, timeout)
+    def invocation(self, context: Context, prompt: str) -> external.Invocation:
+        return external.Invocation(self.command(context, context.notes_file), input=prompt)
+
+    def answer(self, context: Context, outcome: CallOutcome, call: external.Invocation, usage) -> Proposal:
         result = _last_json(outcome.stdout)
         if outcome.returncode != 0 or result is None:
             if result and result.get("result"):
-                raise AutoresearchError(f"claude failed: {external.redact(str(result['result']))[:300]}")
+                raise AutoresearchError(f"claude failed: {redact(str(result['result']))[:300]}")
             raise external.failed(self.name, outcome)
-        usage = result.get("usage") or {}
-        tokens_in = sum(int(usage.get(k) or 0) for k in (
+        used = result.get("usage") or {}
+        tokens_in = sum(int(used.get(k) or 0) for k in (
             "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
         cost = result.get("total_cost_usd", result.get("cost_usd"))
-        used = Usage(tokens_in, int(usage.get("output_tokens") or 0), float(cost) if cost is not None else None)
+        usage = Usage(tokens_in, int(used.get("output_tokens") or 0), float(cost) if cost is not None else None)
         if result.get("is_error"):
-            raise AutoresearchError(f"claude reported an error: {external.redact(str(result.get('result')))[:300]}")
+            raise AutoresearchError(f"claude reported an error: {redact(str(result.get('result')))[:300]}")
         text = str(result.get("result") or "")
-        return Proposal(external.description_from(text, _first_line(text) or "claude change"), used)
+        return Proposal(external.description_from(text, _first_line(text) or "claude change"), usage)
 
 
 def _first_line(text: str) -> str:

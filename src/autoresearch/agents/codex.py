@@ -17,8 +17,9 @@ import os
 import shutil
 
 from autoresearch.agents import external
-from autoresearch.agents.base import Agent, Context, Proposal, Usage
+from autoresearch.agents.base import Context, Proposal, Usage
 from autoresearch.errors import AutoresearchError
+from autoresearch.proc import CallOutcome, redact
 
 TAIL = """
 You are working in the workspace folder itself. Edit {editable} in place; you may append to
@@ -27,9 +28,10 @@ experiment after you finish. Finish with the DESCRIPTION line.
 """
 
 
-class CodexAgent(Agent):
+class CodexAgent(external.ProgramAgent):
     name = "codex"
     description = "OpenAI Codex CLI, non-interactive (codex exec); edits the files itself"
+    tail = TAIL
 
     def check(self) -> str | None:
         if not shutil.which("codex"):
@@ -41,32 +43,32 @@ class CodexAgent(Agent):
             "codex", "exec", "--sandbox", "workspace-write", "-c", 'approval_policy="never"',
             "--skip-git-repo-check", "--json", "-o", str(last_message), "-C", str(context.root),
         ]
-        if self.options.get("model"):
-            cmd += ["-m", str(self.options["model"])]
-        if self.options.get("base_url"):  # current versions read the config key, older ones the variable
-            cmd += ["-c", f"openai_base_url={json.dumps(str(self.options['base_url']))}"]
+        if self.settings.model:
+            cmd += ["-m", self.settings.model]
+        if self.settings.base_url:  # current versions read the config key, older ones the variable
+            cmd += ["-c", f"openai_base_url={json.dumps(self.settings.base_url)}"]
         return cmd + ["-"]
 
-    def propose(self, context: Context) -> Proposal:
-        prompt = context.prompt + TAIL.format(editable=", ".join(context.editable), notes=context.notes_file)
+    def invocation(self, context: Context, prompt: str) -> external.Invocation:
         last_message = context.state_dir / "codex-last-message.txt"
         context.state_dir.mkdir(parents=True, exist_ok=True)
         last_message.unlink(missing_ok=True)
-        cmd = self.command(context, last_message)
         env = dict(os.environ)
-        if self.options.get("base_url"):
-            env["OPENAI_BASE_URL"] = str(self.options["base_url"])
-        timeout = external.timeout_of(self.options)
-        outcome = external.call(cmd, cwd=context.root, timeout=timeout, input=prompt, env=env)
-        external.keep_transcript(context, self.name, cmd, outcome, len(prompt))
-        usage, messages, error = _events(outcome.stdout)
-        if outcome.timed_out:
-            return external.timed_out(context, self.name, timeout, usage)
+        if self.settings.base_url:
+            env["OPENAI_BASE_URL"] = self.settings.base_url
+        return external.Invocation(self.command(context, last_message), input=prompt, env=env, output=last_message)
+
+    def usage_of(self, outcome: CallOutcome) -> Usage:
+        return _events(outcome.stdout)[0]
+
+    def answer(self, context: Context, outcome: CallOutcome, call: external.Invocation, usage) -> Proposal:
+        _, messages, error = _events(outcome.stdout)
         if outcome.returncode != 0:
             if error:
-                raise AutoresearchError(f"codex failed: {external.redact(error)[:300]}")
+                raise AutoresearchError(f"codex failed: {redact(error)[:300]}")
             raise external.failed(self.name, outcome)
-        final = last_message.read_text(errors="replace") if last_message.is_file() else (messages[-1] if messages else "")
+        last = call.output
+        final = last.read_text(errors="replace") if last and last.is_file() else (messages[-1] if messages else "")
         first = next((line.strip() for line in final.splitlines() if line.strip()), "codex change")
         return Proposal(external.description_from(final, first), usage)
 

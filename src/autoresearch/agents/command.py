@@ -14,52 +14,58 @@ import json
 import os
 
 from autoresearch.agents import external
-from autoresearch.agents.base import Agent, Context, Proposal, Usage
+from autoresearch.agents.base import Context, Proposal, Usage
 from autoresearch.errors import AutoresearchError
+from autoresearch.proc import CallOutcome
 
 
-class CommandAgent(Agent):
+class CommandAgent(external.ProgramAgent):
     name = "command"
     description = "any shell command (--agent-command); prompt in $AUTORESEARCH_PROMPT_FILE"
 
     @property
     def command(self) -> str:
-        return str(self.options.get("agent_command") or self.options.get("command") or "").strip()
+        return self.settings.agent_command or ""
 
     def check(self) -> str | None:
         if not self.command:
             return "needs --agent-command \"…\" (a shell command that edits the files)"
         return None
 
-    def propose(self, context: Context) -> Proposal:
+    def invocation(self, context: Context, prompt: str) -> external.Invocation:
         if not self.command:
             raise AutoresearchError("agent 'command' needs --agent-command")
-        prompt = external.prompt_file(context, context.prompt, "prompt.md")
-        description_file = context.state_dir / "description.txt"
-        usage_file = context.state_dir / "usage.json"
-        for stale in (description_file, usage_file):
+        prompt_path = external.prompt_file(context, prompt, "prompt.md")
+        for stale in (self._description_file(context), self._usage_file(context)):
             stale.unlink(missing_ok=True)
         env = dict(os.environ)
         env.update(
-            AUTORESEARCH_PROMPT_FILE=str(prompt),
-            AUTORESEARCH_DESCRIPTION_FILE=str(description_file),
-            AUTORESEARCH_USAGE_FILE=str(usage_file),
+            AUTORESEARCH_PROMPT_FILE=str(prompt_path),
+            AUTORESEARCH_DESCRIPTION_FILE=str(self._description_file(context)),
+            AUTORESEARCH_USAGE_FILE=str(self._usage_file(context)),
             AUTORESEARCH_WORKSPACE=str(context.root),
         )
-        timeout = external.timeout_of(self.options)
-        outcome = external.call(self.command, cwd=context.root, timeout=timeout, env=env, shell=True)
-        external.keep_transcript(context, self.name, self.command, outcome, len(context.prompt))
-        if outcome.timed_out:
-            return external.timed_out(context, self.name, timeout)
+        return external.Invocation(self.command, env=env, shell=True)
+
+    def answer(self, context: Context, outcome: CallOutcome, call: external.Invocation, usage) -> Proposal:
         if outcome.returncode != 0:
             raise external.failed(self.name, outcome)
         lines = [line.strip() for line in outcome.stdout.splitlines() if line.strip()]
-        written = description_file.read_text(errors="replace").strip() if description_file.is_file() else ""
+        path = self._description_file(context)
+        written = path.read_text(errors="replace").strip() if path.is_file() else ""
         if written:
             description = external.description_from(written, written.splitlines()[0])
         else:
             description = external.description_from(outcome.stdout, lines[-1] if lines else "command change")
-        return Proposal(description, _usage(usage_file))
+        return Proposal(description, _usage(self._usage_file(context)))
+
+    @staticmethod
+    def _description_file(context: Context):
+        return context.state_dir / "description.txt"
+
+    @staticmethod
+    def _usage_file(context: Context):
+        return context.state_dir / "usage.json"
 
 
 def _usage(path) -> Usage | None:

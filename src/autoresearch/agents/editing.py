@@ -36,9 +36,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from autoresearch import gitrepo
 from autoresearch.errors import AutoresearchError
-from autoresearch.proc import run
-from autoresearch.workspace import STATE_DIR, atomic_write
+from autoresearch.files import atomic_write
+from autoresearch.state import STATE_DIR
 
 FORMAT = """\
 Answer with exactly this shape:
@@ -174,8 +175,7 @@ def check_path(root: Path, name: str) -> Path:
     real = path.resolve()
     if real != root.resolve() / pure and root.resolve() not in real.parents:
         raise EditError(f"{name}: leads outside the workspace")
-    ignored = run(["git", "check-ignore", "-q", "--", pure.as_posix()], cwd=root, check=False)
-    if ignored.returncode == 0:
+    if gitrepo.is_ignored(root, pure.as_posix()):
         raise EditError(f"{name}: the engine owns that file; only the editable files and the notes may change")
     return path
 

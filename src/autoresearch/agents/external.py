@@ -1,4 +1,8 @@
-"""What the agents that run another program share: the call, its time limit, its transcript.
+"""What the agents that run another program share: `ProgramAgent`, one `propose` for all.
+
+A subclass says how to call its program (`invocation`), what the call used (`usage_of`)
+and what its answer means (`answer`); the base makes the call, keeps the transcript and
+handles the time limit.
 
 An agent program (claude, codex, aider, a user's command) runs in its own process group
 in the workspace, so that a timeout or Ctrl-C stops it and everything it started. Its
@@ -14,34 +18,18 @@ which asking again would not fix.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
-from autoresearch.agents.base import Context, Proposal, Usage
+from autoresearch import proc
+from autoresearch.agents.base import Agent, Context, Proposal, Usage
 from autoresearch.errors import AutoresearchError
-from autoresearch.workspace import atomic_write
+from autoresearch.files import atomic_write
+from autoresearch.proc import CallOutcome, redact
 
-DEFAULT_TIMEOUT = 1800.0  # seconds for one call; long edits by a CLI agent take minutes
-SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE)
 _DESCRIPTION = re.compile(r"^\W*description\W*:\s*(.+?)\s*\**\s*$", re.IGNORECASE | re.MULTILINE)
-
-
-def secrets(env: Mapping[str, str] | None = None) -> list[str]:
-    """Values of the environment that look like credentials (long enough to be worth hiding)."""
-    env = os.environ if env is None else env
-    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 8}, key=len, reverse=True)
-
-
-def redact(text: str, env: Mapping[str, str] | None = None) -> str:
-    for value in secrets(env):
-        text = text.replace(value, "***")
-    return text
 
 
 def description_from(text: str, fallback: str) -> str:
@@ -52,74 +40,51 @@ def description_from(text: str, fallback: str) -> str:
     return line[:199] + "…" if len(line) > 200 else line
 
 
-def timeout_of(options: Mapping) -> float:
-    value = options.get("agent_timeout") or options.get("timeout")
-    try:
-        return float(value) if value else DEFAULT_TIMEOUT
-    except (TypeError, ValueError) as exc:
-        raise AutoresearchError(f"agent timeout must be a number of seconds, not {value!r}") from exc
-
-
 @dataclass(frozen=True)
-class Outcome:
-    returncode: int | None  # None: stopped at the time limit
-    stdout: str
-    stderr: str
-    seconds: float
+class Invocation:
+    """How to call an agent program once."""
 
-    @property
-    def timed_out(self) -> bool:
-        return self.returncode is None
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    cmd: Sequence[str] | str
+    input: str | None = None  # the prompt on stdin, if it goes there
+    env: Mapping[str, str] | None = None
+    shell: bool = False
+    output: Path | None = None  # a file the program writes its answer to
 
 
-def call(
-    cmd: Sequence[str] | str,
-    *,
-    cwd: Path,
-    timeout: float,
-    input: str | None = None,
-    env: Mapping[str, str] | None = None,
-    shell: bool = False,
-) -> Outcome:
-    """Run an agent program in a process group of its own; stop the whole group at `timeout`."""
-    started = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            cmd if shell else list(cmd), cwd=cwd, shell=shell, text=True,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        )
-    except FileNotFoundError as exc:
-        name = cmd.split()[0] if isinstance(cmd, str) else cmd[0]
-        raise AutoresearchError(f"agent program not found: {name}") from exc
-    try:
-        out, err = proc.communicate(input=input, timeout=timeout)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        _stop(proc)
-        out, err = proc.communicate()
-        code = None
-    except BaseException:  # Ctrl-C: the agent's whole group goes with us
-        _stop(proc)
-        raise
-    return Outcome(code, out or "", err or "", time.monotonic() - started)
+class ProgramAgent(Agent):
+    """Base of the agents that run a program of their own in the workspace."""
+
+    tail: ClassVar[str] = ""  # added to the prompt: how this program is to work
+
+    def prompt_for(self, context: Context) -> str:
+        if not self.tail:
+            return context.prompt
+        return context.prompt + self.tail.format(editable=", ".join(context.editable), notes=context.notes_file)
+
+    def invocation(self, context: Context, prompt: str) -> Invocation:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def usage_of(self, outcome: CallOutcome) -> Usage | None:
+        """What the call used, as far as its output says (also for a call that timed out)."""
+        return None
+
+    def answer(self, context: Context, outcome: CallOutcome, call: Invocation, usage: Usage | None) -> Proposal:
+        """The proposal from a finished call; raises AutoresearchError when the program failed."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def propose(self, context: Context) -> Proposal:
+        prompt = self.prompt_for(context)
+        call = self.invocation(context, prompt)
+        outcome = proc.call(call.cmd, cwd=context.root, timeout=self.timeout, input=call.input, env=call.env,
+                            shell=call.shell)
+        keep_transcript(context, self.name, call.cmd, outcome, len(prompt))
+        usage = self.usage_of(outcome)
+        if outcome.timed_out:
+            return timed_out(context, self.name, self.timeout, usage)
+        return self.answer(context, outcome, call, usage)
 
 
-def keep_transcript(context: Context, name: str, cmd, outcome: Outcome, prompt_chars: int) -> None:
+def keep_transcript(context: Context, name: str, cmd, outcome: CallOutcome, prompt_chars: int) -> None:
     """The last call's command and output, secrets blanked, in the state folder."""
     shown = cmd if isinstance(cmd, str) else " ".join(str(c) for c in cmd)
     status = "timed out" if outcome.timed_out else f"exit status {outcome.returncode}"
@@ -150,7 +115,7 @@ def timed_out(context: Context, name: str, timeout: float, usage: Usage | None =
     return Proposal(f"{name} timed out after {timeout:g} s; nothing changed", usage)
 
 
-def failed(name: str, outcome: Outcome) -> AutoresearchError:
+def failed(name: str, outcome: CallOutcome) -> AutoresearchError:
     lines = [line.strip() for line in (outcome.stderr + "\n" + outcome.stdout).splitlines() if line.strip()]
     last = lines[-1] if lines else "no output"
     return AutoresearchError(f"{name} failed (exit status {outcome.returncode}): {redact(last)[:300]}")

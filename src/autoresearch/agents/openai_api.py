@@ -24,7 +24,7 @@ class OpenAIAgent(ApiAgent):
 
     @property
     def base_url(self) -> str:
-        return self.options.get("base_url") or os.environ.get("OPENAI_BASE_URL") or ""
+        return self.settings.base_url or os.environ.get("OPENAI_BASE_URL") or ""
 
     def _local(self) -> bool:
         return bool(self.base_url) and OPENAI_HOST not in self.base_url

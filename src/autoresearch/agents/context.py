@@ -21,9 +21,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
+from autoresearch import gitrepo
 from autoresearch.agents.base import Context
-from autoresearch.proc import run
+from autoresearch.research.history import History
+from autoresearch.research.results import Row
 from autoresearch.workspace import Workspace
 
 MAX_CHARS = 64_000
@@ -89,53 +92,45 @@ def _fmt(value: float) -> str:
     return f"{value:.6f}"
 
 
-def history_text(rows, metric: str, direction: str = "lower", limit_rows: int = HISTORY_ROWS) -> str:
+def history_text(history: History, metric: str, limit_rows: int = HISTORY_ROWS) -> str:
     """The last rows as a small table: number, commit, value, delta to the frontier, status, description."""
+    rows = history.rows
     if not rows:
         return "No experiments yet: the next run is the first."
     lines = [f"#    commit   {metric:<10} delta      status   kind        description"]
-    best = None
     numbered = []
-    for number, r in enumerate(rows, start=1):
-        delta = ""
-        if r.status in ("keep", "discard") and best is not None:
-            delta = f"{r.value - best:+.6f}"
-        value = _fmt(r.value) if r.status in ("keep", "discard") else "-"
+    for i, r in enumerate(rows):
+        measured = r.status in ("keep", "discard")
+        before = history.before(i)
+        delta = f"{r.value - before:+.6f}" if measured and before is not None else ""
+        value = _fmt(r.value) if measured else "-"
         reason = f" [{r.reason}]" if r.reason else ""
         numbered.append(
-            f"{number:<4} {r.commit[:7]:<8} {value:<10} {delta:<10} {r.status:<8} {r.kind:<11} {r.description}{reason}"
+            f"{i + 1:<4} {r.commit[:7]:<8} {value:<10} {delta:<10} {r.status:<8} {r.kind:<11} {r.description}{reason}"
         )
-        if r.status == "keep":
-            best = r.value
     if len(numbered) > limit_rows:
         lines.append(f"(first {len(numbered) - limit_rows} rows not shown)")
     lines += numbered[-limit_rows:]
-    lines.append(f"(delta: against the frontier, the last kept value before that row; {direction} is better)")
+    lines.append(f"(delta: against the frontier, the value of the kept code before that row; {history.direction} is better)")
     return "\n".join(lines)
 
 
-def summary_text(rows, metric: str, direction: str) -> str:
-    if not rows:
+def summary_text(history: History, metric: str) -> str:
+    """Where the research stands, in the same numbers `autoresearch status` shows."""
+    if not history.rows:
         return "Nothing has run yet."
-    counts = {}
-    for r in rows:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    kept = [r for r in rows if r.status == "keep"]
-    parts = [f"{len(rows)} runs so far: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
-    baseline = [r for r in rows if r.kind == "baseline" and r.status in ("keep", "discard")]
-    if baseline:
-        values = [r.value for r in baseline]
-        spread = f" (spread {max(values) - min(values):.6f} over {len(values)} runs)" if len(values) > 1 else ""
-        parts.append(f"baseline {metric} {_fmt(values[0])}{spread}")
-    if kept:
-        frontier = kept[-1]
-        parts.append(f"frontier (best so far) {metric} {_fmt(frontier.value)} at commit {frontier.commit[:7]} "
-                     f"({frontier.description})")
-    streak = 0
-    for r in reversed(rows):
-        if r.status == "keep":
-            break
-        streak += 1
+    counts = {s: n for s, n in history.counts.items() if n}
+    parts = [f"{len(history)} runs so far: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+    if history.baseline is not None:
+        runs = history.baseline_runs
+        spread = f" (mean of {len(runs)} runs, spread {max(runs) - min(runs):.6f})" if len(runs) > 1 else ""
+        parts.append(f"baseline {metric} {_fmt(history.baseline)}{spread}")
+    change = history.frontier_change
+    if change is not None:
+        what = "the baseline" if change.baseline else change.description
+        parts.append(f"frontier (best so far) {metric} {_fmt(history.frontier_value)} at commit "
+                     f"{history.frontier_commit} ({what})")
+    streak = history.not_kept_streak()
     if streak >= 3:
         parts.append(f"the last {streak} runs were not kept: consider a different direction")
     return "\n".join(parts)
@@ -162,16 +157,12 @@ def commit_diff(ws: Workspace, commit: str) -> str:
     """The change a commit made to the editable files; cached in the state folder. "" if unknown."""
     if not _HASH.match(commit or "") or set(commit) == {"0"}:
         return ""
-    cache = ws.state_dir / "diffs" / f"{commit}.diff"
+    cache = ws.state.diffs_dir / f"{commit}.diff"
     if cache.is_file():
         return cache.read_text(errors="replace")
-    result = run(
-        ["git", "show", "--no-color", "--no-ext-diff", "--format=", "--unified=2", commit, "--", *ws.config.editable],
-        cwd=ws.root, check=False,
-    )
-    if result.returncode != 0:
+    text = gitrepo.commit_diff(ws.root, commit, ws.config.editable)
+    if text is None:
         return ""
-    text = result.stdout
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(text)
@@ -245,16 +236,21 @@ def _fit(parts: list[_Part], max_chars: int, fixed: int) -> None:
         p.body = _cut(p.body, room, p.keep_end) if room >= 200 else ""
 
 
-def build(ws: Workspace, rows, *, max_chars: int = MAX_CHARS, extra: dict | None = None) -> Context:
-    """The context for the next experiment; `prompt` is at most `max_chars` characters long."""
+def build(ws: Workspace, history: History | Iterable[Row], *, max_chars: int = MAX_CHARS,
+          extra: dict | None = None) -> Context:
+    """The context for the next experiment; `prompt` is at most `max_chars` characters long.
+
+    `history`: the branch's History (or its rows, oldest first)."""
     cfg = ws.config
-    rows = list(rows)
+    if not isinstance(history, History):
+        history = History(history, None, cfg.direction)
+    rows = list(history.rows)
     files = {name: _read(ws.root / name) for name in cfg.editable}
     program = _read(ws.root / "program.md")
     notes = _read(ws.root / cfg.notes)
     extra = dict(extra or {})
 
-    history = history_text(rows, cfg.metric, cfg.direction)
+    table = history_text(history, cfg.metric)
     task = TASK.format(
         metric=cfg.metric, direction=cfg.direction, command=cfg.command,
         editable=", ".join(f"`{e}`" for e in cfg.editable), notes=f"`{cfg.notes}`",
@@ -264,8 +260,8 @@ def build(ws: Workspace, rows, *, max_chars: int = MAX_CHARS, extra: dict | None
         _Part("program", "## The research brief (program.md)", program.strip(), 0.15, False, 3),
         _Part("files", "## The editable files as they are now", files_text, 0.70, False, 9),
         _Part("engine", "## From the engine", _extra_text(extra), 0.03, False, 7),
-        _Part("summary", "## Where the research stands", summary_text(rows, cfg.metric, cfg.direction), 0.03, False, 8),
-        _Part("history", "## Recent experiments (oldest first)", history, 0.12, True, 6),
+        _Part("summary", "## Where the research stands", summary_text(history, cfg.metric), 0.03, False, 8),
+        _Part("history", "## Recent experiments (oldest first)", table, 0.12, True, 6),
         _Part("earlier", "## Older attempts that were not kept (newest first)", earlier_attempts(rows, HISTORY_ROWS), 0.05, False, 0),
         _Part("kept", "## Diffs of recent kept changes (newest first)", diffs_text(ws, rows, ("keep",), KEPT_DIFFS), 0.08, False, 2),
         _Part("discarded", "## Diffs of the last changes that were not kept (newest first)",
@@ -280,6 +276,6 @@ def build(ws: Workspace, rows, *, max_chars: int = MAX_CHARS, extra: dict | None
         prompt = prompt[:max_chars]
     return Context(
         root=ws.root, state_dir=ws.state_dir, editable=cfg.editable, metric=cfg.metric,
-        direction=cfg.direction, program=program, files=files, notes=notes, history=history,
+        direction=cfg.direction, program=program, files=files, notes=notes, history=table,
         rows=tuple(rows), prompt=prompt, notes_file=cfg.notes, extra=extra,
     )

@@ -1,4 +1,5 @@
-"""results.tsv: one row per experiment, the upstream five columns first, then ours.
+"""The rows of results.tsv, parsed and formatted: one row per experiment, the upstream five
+columns first, then ours. No file I/O here (autoresearch.resultsfile reads and appends).
 
 Upstream columns (in order): commit, <metric> (val_bpb), memory_gb, status, description.
 Ours after them: timestamp, seconds, training_seconds, steps, kind, reason, agent,
@@ -13,11 +14,8 @@ together with the run it confirms).
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
-from autoresearch.errors import AutoresearchError
 
 UPSTREAM = ("commit", "val_bpb", "memory_gb", "status", "description")
 EXTRA = (
@@ -25,6 +23,10 @@ EXTRA = (
     "agent", "tokens_in", "tokens_out", "cost_usd", "branch",
 )
 STATUSES = ("keep", "discard", "crash", "invalid", "noop")
+
+
+class ResultsError(ValueError):
+    """A results text that does not parse; the message names the line."""
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,13 @@ def _float(cell: str, default: float | None = None) -> float | None:
 
 
 def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
-    """(metric name, rows) from the text of a results file; raises AutoresearchError with the line."""
+    """(metric name, rows) from the text of a results file; raises ResultsError naming the line."""
     lines = text.splitlines()
     if not lines or not lines[0].strip():
-        raise AutoresearchError(f"{source} is empty (no header line)")
+        raise ResultsError(f"{source} is empty (no header line)")
     head = lines[0].split("\t")
     if len(head) < 5 or head[0] != "commit" or head[2:5] != list(UPSTREAM[2:]):
-        raise AutoresearchError(
+        raise ResultsError(
             f"{source}: line 1 is not a results header (expected commit, <metric>, memory_gb, status, description)"
         )
     metric = head[1]
@@ -92,7 +94,7 @@ def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
             continue
         cells = line.split("\t")
         if len(cells) < 5:
-            raise AutoresearchError(f"{source}: line {number} has {len(cells)} columns, expected at least 5")
+            raise ResultsError(f"{source}: line {number} has {len(cells)} columns, expected at least 5")
 
         def get(name: str) -> str:
             i = index.get(name)
@@ -113,58 +115,17 @@ def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
                 cost_usd=_float(get("cost_usd")), branch=get("branch"),
             )
         except ValueError as exc:
-            raise AutoresearchError(f"{source}: line {number} is malformed ({exc})") from exc
+            raise ResultsError(f"{source}: line {number} is malformed ({exc})") from exc
         if row.status not in STATUSES:
-            raise AutoresearchError(f"{source}: line {number} has unknown status {row.status!r}")
+            raise ResultsError(f"{source}: line {number} has unknown status {row.status!r}")
         rows.append(row)
     return metric, rows
-
-
-def read(path: Path) -> tuple[str, list[Row]]:
-    path = Path(path)
-    if not path.exists():
-        raise AutoresearchError(f"{path} does not exist yet: no experiments recorded")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AutoresearchError(f"cannot read {path}: {exc}") from exc
-    return parse(text, path.name)
-
-
-def append(path: Path, rows: list[Row] | Row, metric: str = "val_bpb") -> None:
-    """Append rows so that the file is always whole: write a full copy beside it, fsync, rename.
-
-    An existing file that does not parse is never overwritten (AutoresearchError). A full or
-    read-only disk raises AutoresearchError and leaves the old file as it was.
-    """
-    path = Path(path)
-    if isinstance(rows, Row):
-        rows = [rows]
-    if path.exists():
-        old = path.read_text()
-        parse(old, path.name)  # refuse to extend a corrupted file
-        if old and not old.endswith("\n"):
-            old += "\n"
-    else:
-        old = header(metric)
-    text = old + "".join("\t".join(r.cells()) + "\n" for r in rows)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise AutoresearchError(f"cannot record the result in {path}: {exc.strerror or exc}") from exc
 
 
 def as_dict(row: Row) -> dict:
     return asdict(row)
 
 
-FIELDS = tuple(f.name for f in fields(Row))
+def line(row: Row) -> str:
+    """One row as a line of the file, newline included."""
+    return "\t".join(row.cells()) + "\n"

@@ -32,9 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from autoresearch.errors import AutoresearchError
-from autoresearch.status import (
-    Source, commit_diff, log_tail, open_source, pid_alive, read_json, snapshot,
-)
+from autoresearch.views.snapshot import Source, commit_diff, log_tail, open_source, pid_alive, snapshot
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -110,10 +108,9 @@ def signature(source: Source) -> str:
     except OSError:
         pass
     live = [stamp(source.log_path)]
-    for name in ("current.json", "loop.json"):
-        path = source.state_dir / name
-        data = read_json(path)
-        live.append(stamp(path) + ("+" if data and pid_alive(data.get("pid")) else ""))
+    state = source.state
+    for name, record in (("current.json", state.current()), ("loop.json", state.loop())):
+        live.append(stamp(state.file(name)) + ("+" if record is not None and pid_alive(record.pid) else ""))
     return "|".join(stamp(p) for p in rows) + "~" + "|".join(live)
 
 
@@ -146,7 +143,7 @@ class Dashboard:
         if cached and cached[0] == sig:
             return cached
         try:
-            snap = snapshot(source, with_rows=True)
+            snap = snapshot(source, with_rows=True).to_json()
         except Exception as exc:  # noqa: BLE001 - the page must show a line, never a stack trace
             snap = {"name": source.name, "root": str(source.root), "error": f"cannot read the workspace: {exc}",
                     "summary": None, "rows": [], "running": None}

@@ -4,6 +4,6 @@ The server (server.py) answers JSON; the page (static/) draws the chart on a can
 the table itself, with no library and nothing fetched from elsewhere, so it works offline.
 """
 
-from autoresearch.dashboard.server import create_app, serve
+from autoresearch.views.dashboard.server import create_app, serve
 
 __all__ = ["create_app", "serve"]

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autoresearch import results as results_mod
+from autoresearch import resultsfile
 from autoresearch.errors import AutoresearchError
-from autoresearch.status import (
-    Source, branch_rows, duration, frontier_series, git_head, measured, open_source, pick_branch, summarize,
-)
-from autoresearch.workspace import atomic_write
+from autoresearch.files import atomic_write
+from autoresearch.research.history import History
+from autoresearch.research.keeprule import measured
+from autoresearch.views.snapshot import Source, git_head, open_source, pick_branch, summarize
+from autoresearch.views.terminal import duration
 
 WIDTH, HEIGHT, DPI = 12, 6, 100  # progress.png is 1200 x 600 pixels
 KEEP_COLOR = "#1a9850"
@@ -40,39 +41,8 @@ def _short(text: str, limit: int = LABEL_CHARS) -> str:
     return text.replace("$", r"\$")
 
 
-def kept_changes(rows) -> list[dict]:
-    """Each kept commit once, in order: its value (mean of its kept runs), runs, delta, row."""
-    order: list[str] = []
-    runs: dict[str, list] = {}
-    for i, r in enumerate(rows):
-        if r.status == "keep" and measured(r):
-            if r.commit not in runs:
-                order.append(r.commit)
-                runs[r.commit] = []
-            runs[r.commit].append((i, r))
-    out = []
-    previous = None
-    for commit in order:
-        group = runs[commit]
-        first_index, first = group[0]
-        value = sum(r.value for _, r in group) / len(group)
-        out.append({
-            "index": first_index,
-            "commit": commit,
-            "value": value,
-            "runs": len(group),
-            "delta": None if previous is None else value - previous,
-            "baseline": first.kind == "baseline",
-            "description": first.description,
-            "reason": next((r.reason for _, r in group if r.reason), ""),
-            "agent": first.agent,
-        })
-        previous = value
-    return out
-
-
-def plot(rows, path: Path, *, metric: str = "val_bpb", direction: str = "lower", title: str = "",
-         keep_rule=None, judged: bool = False) -> Path:
+def plot(history: History, path: Path, *, metric: str = "val_bpb", title: str = "", keep_rule=None,
+         judged: bool = False) -> Path:
     """Draw progress.png (WIDTH x HEIGHT inches at DPI) and return its path."""
     # a Figure on its own Agg canvas, no pyplot: no global backend switch, no GUI, thread-safe
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -80,9 +50,10 @@ def plot(rows, path: Path, *, metric: str = "val_bpb", direction: str = "lower",
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    rows = list(rows)
-    s = summarize(rows, metric, direction, keep_rule, judged=judged)
-    series = frontier_series(rows)
+    rows = list(history.rows)
+    direction = history.direction
+    s = summarize(history, metric, keep_rule, judged=judged)
+    series = history.series
     fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
@@ -105,7 +76,7 @@ def plot(rows, path: Path, *, metric: str = "val_bpb", direction: str = "lower",
         sign = 1 if direction == "lower" else -1
 
         # the noise band: the margin a change must beat the frontier by
-        bar = s["keep_bar"] if s["sigma"] is not None else None
+        bar = s.keep_bar if s.sigma is not None else None
         fx = [x for x, v in zip(xs, series) if v is not None]
         fy = [v for v in series if v is not None]
         if fx:
@@ -117,8 +88,8 @@ def plot(rows, path: Path, *, metric: str = "val_bpb", direction: str = "lower",
                 ax.fill_between(fx_full, lower_band, upper_band, step="post", color=FRONTIER_COLOR,
                                 alpha=0.12, linewidth=0, zorder=1)
             ax.step(fx_full, fy_full, where="post", color=FRONTIER_COLOR, linewidth=2.0, zorder=3)
-        if s["baseline"] is not None:
-            ax.axhline(s["baseline"], color=BASELINE_COLOR, linestyle="--", linewidth=1.2, zorder=2)
+        if s.baseline is not None:
+            ax.axhline(s.baseline, color=BASELINE_COLOR, linestyle="--", linewidth=1.2, zorder=2)
 
         # discards: faint; those off the chart sit on the worse edge as small triangles
         edge_y = 0.97 if direction == "lower" else 0.03
@@ -144,11 +115,11 @@ def plot(rows, path: Path, *, metric: str = "val_bpb", direction: str = "lower",
         if kept:
             ax.scatter([x for x, _ in kept], [r.value for _, r in kept], s=70, color=KEEP_COLOR,
                        edgecolors="#0b3d1f", linewidths=1.0, zorder=6)
-        for j, change in enumerate(kept_changes(rows)):
-            label = "baseline" if change["baseline"] else _short(change["description"])
-            x = change["index"] + 1
+        for j, change in enumerate(history.kept_changes):
+            label = "baseline" if change.baseline else _short(change.description)
+            x = change.index + 1
             right = x > 0.7 * (n + 1)  # labels near the right edge grow leftwards, inside the axes
-            ax.annotate(label, (x, change["value"]), xytext=(-6 if right else 6, -10 * sign if j % 2 else 8 * sign),
+            ax.annotate(label, (x, change.value), xytext=(-6 if right else 6, -10 * sign if j % 2 else 8 * sign),
                         textcoords="offset points", fontsize=7.5, color="#0b3d1f",
                         rotation=(-20 if right else 20) * sign, rotation_mode="anchor",
                         ha="right" if right else "left", va="center", zorder=7)
@@ -160,16 +131,16 @@ def plot(rows, path: Path, *, metric: str = "val_bpb", direction: str = "lower",
             Line2D([], [], color=FRONTIER_COLOR, linewidth=2, label="frontier (best kept)"),
             Line2D([], [], color=BASELINE_COLOR, linestyle="--", label="baseline"),
         ]
-        if s["sigma"] is not None:
-            handles.append(Patch(color=FRONTIER_COLOR, alpha=0.15, label=f"noise band (±{s['keep_bar']:.4f})"))
+        if s.sigma is not None:
+            handles.append(Patch(color=FRONTIER_COLOR, alpha=0.15, label=f"noise band (±{s.keep_bar:.4f})"))
         if any(r.status in ("invalid", "noop") for r in rows):
             handles.insert(3, Line2D([], [], marker="|", linestyle="", color=OTHER_COLOR, markersize=8, label="invalid / no-op"))
         ax.legend(handles=handles, loc="lower left" if direction == "lower" else "upper left", fontsize=8,
                   framealpha=0.9)
     if not title:
-        title = f"{len(rows)} experiments, {s['counts']['keep']} kept"
-        if s["baseline"] is not None and s["frontier"] is not None:
-            title += f" — {shown_metric} {s['baseline']:.6f} → {s['frontier']:.6f}"
+        title = f"{len(rows)} experiments, {s.counts['keep']} kept"
+        if s.baseline is not None and s.frontier is not None:
+            title += f" — {shown_metric} {s.baseline:.6f} → {s.frontier:.6f}"
     ax.set_title(title, fontsize=11)
     fig.tight_layout()
     path = Path(path)
@@ -182,16 +153,16 @@ def plot(rows, path: Path, *, metric: str = "val_bpb", direction: str = "lower",
 def _limits(rows, s, direction: str) -> tuple[float, float]:
     """Y limits: all kept values and the baseline, plus room for the discards nearby."""
     anchor = [r.value for r in rows if r.status == "keep" and measured(r)]
-    if s["baseline"] is not None:
-        anchor.append(s["baseline"])
+    if s.baseline is not None:
+        anchor.append(s.baseline)
     values = [r.value for r in rows if measured(r)]
     if not anchor:
         anchor = values
     lo, hi = min(anchor), max(anchor)
     span = hi - lo
     floor = max(abs(hi) * 2e-3, 1e-6)
-    if s["sigma"]:
-        floor = max(floor, 4 * s["keep_bar"])
+    if s.sigma:
+        floor = max(floor, 4 * s.keep_bar)
     span = max(span, floor)
     # discards within a few spans of the anchors widen the view; further ones are clipped
     reach = 3.0 * span
@@ -212,56 +183,57 @@ def _md(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def markdown(rows, *, metric: str = "val_bpb", direction: str = "lower", name: str = "", results_name: str = "results.tsv",
+def markdown(history: History, *, metric: str = "val_bpb", name: str = "", results_name: str = "results.tsv",
              keep_rule=None, judged: bool = False, image: str = "progress.png") -> str:
-    rows = list(rows)
-    s = summarize(rows, metric, direction, keep_rule, judged=judged)
+    rows = list(history.rows)
+    direction = history.direction
+    s = summarize(history, metric, keep_rule, judged=judged)
     out = [f"# Research report{': ' + name if name else ''}", ""]
-    counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items() if n) or "none"
+    counts = ", ".join(f"{n} {k}" for k, n in s.counts.items() if n) or "none"
     out.append(f"- results: `{results_name}`, {len(rows)} experiments ({counts})")
     out.append(f"- metric: `{metric}`, {direction} is better")
-    if s["baseline"] is not None:
-        runs = f" (mean of {s['baseline_runs']} runs)" if s["baseline_runs"] > 1 else ""
-        out.append(f"- baseline: {s['baseline']:.6f}{runs}")
-    if s["frontier"] is not None:
-        commit = f" at commit `{s['frontier_commit'][:7]}`" if s["frontier_commit"] else ""
-        out.append(f"- frontier: {s['frontier']:.6f}{commit}")
-    if s["improvement"] is not None:
-        pct = f" ({s['improvement_pct']:+.2f} %)" if s["improvement_pct"] is not None else ""
-        out.append(f"- improvement: {s['improvement']:+.6f}{pct}")
-    if s["sigma"] is not None:
-        out.append(f"- noise: {s['sigma_text'].replace('sigma', 'σ =', 1)}; "
-                   f"a change must win by more than {s['keep_bar']:.6f}")
-    if s["experiments_per_hour"] is not None:
-        out.append(f"- pace: {s['experiments_per_hour']:.1f} experiments per hour over {duration(s['elapsed_seconds'])}")
-    if s["training_share"] is not None:
-        out.append(f"- time spent training: {100 * s['training_share']:.0f} % of wall-clock")
-    if s["tokens_in"] is not None or s["cost_usd"] is not None:
-        usage = f"{s['tokens_in'] or 0:,} tokens in, {s['tokens_out'] or 0:,} out"
-        if s["cost_usd"] is not None:
-            usage += f", ${s['cost_usd']:.2f}"
+    if s.baseline is not None:
+        runs = f" (mean of {s.baseline_runs} runs)" if s.baseline_runs > 1 else ""
+        out.append(f"- baseline: {s.baseline:.6f}{runs}")
+    if s.frontier is not None:
+        commit = f" at commit `{s.frontier_commit[:7]}`" if s.frontier_commit else ""
+        out.append(f"- frontier: {s.frontier:.6f}{commit}")
+    if s.improvement is not None:
+        pct = f" ({s.improvement_pct:+.2f} %)" if s.improvement_pct is not None else ""
+        out.append(f"- improvement: {s.improvement:+.6f}{pct}")
+    if s.sigma is not None:
+        out.append(f"- noise: {s.sigma_text.replace('sigma', 'σ =', 1)}; "
+                   f"a change must win by more than {s.keep_bar:.6f}")
+    if s.experiments_per_hour is not None:
+        out.append(f"- pace: {s.experiments_per_hour:.1f} experiments per hour over {duration(s.elapsed_seconds)}")
+    if s.training_share is not None:
+        out.append(f"- time spent training: {100 * s.training_share:.0f} % of wall-clock")
+    if s.tokens_in is not None or s.cost_usd is not None:
+        usage = f"{s.tokens_in or 0:,} tokens in, {s.tokens_out or 0:,} out"
+        if s.cost_usd is not None:
+            usage += f", ${s.cost_usd:.2f}"
         out.append(f"- agent usage: {usage}")
     out += ["", f"![progress]({image})", "", "## Kept changes, in order", ""]
-    changes = kept_changes(rows)
+    changes = history.kept_changes
     if not changes:
         out.append("Nothing was kept.")
     else:
         out.append(f"| # | commit | {metric} | Δ previous | Δ baseline | description |")
         out.append("|---:|---|---:|---:|---:|---|")
         for c in changes:
-            delta = "" if c["delta"] is None else f"{c['delta']:+.6f}"
-            vs_base = "" if s["baseline"] is None or c["baseline"] else f"{c['value'] - s['baseline']:+.6f}"
-            desc = "baseline" if c["baseline"] else _md(c["description"])
+            delta = "" if c.delta is None else f"{c.delta:+.6f}"
+            vs_base = "" if s.baseline is None or c.baseline else f"{c.value - s.baseline:+.6f}"
+            desc = "baseline" if c.baseline else _md(c.description)
             notes = []
-            if c["runs"] > 1:
-                notes.append(f"mean of {c['runs']} runs")
-            if c["reason"]:
-                notes.append(_md(c["reason"]))
-            if notes and not c["baseline"]:
+            if c.runs > 1:
+                notes.append(f"mean of {c.runs} runs")
+            if c.reason:
+                notes.append(_md(c.reason))
+            if notes and not c.baseline:
                 desc += f" ({'; '.join(notes)})"
-            elif c["baseline"] and c["runs"] > 1:
-                desc += f" ({c['runs']} runs)"
-            out.append(f"| {c['index'] + 1} | `{c['commit'][:7]}` | {c['value']:.6f} | {delta} | {vs_base} | {desc} |")
+            elif c.baseline and c.runs > 1:
+                desc += f" ({c.runs} runs)"
+            out.append(f"| {c.index + 1} | `{c.commit[:7]}` | {c.value:.6f} | {delta} | {vs_base} | {desc} |")
     crashes = [(i, r) for i, r in enumerate(rows) if r.status == "crash"]
     if crashes:
         out += ["", "## Crashes", ""]
@@ -275,17 +247,16 @@ def report(where: str | Path = ".", results: str | Path | None = None, out: str 
            direction: str | None = None, branch: str | None = None) -> tuple[Path, Path]:
     """`autoresearch report`: write progress.png and report.md; return their paths.
 
-    The rows are those of one research branch (status.pick_branch): `branch`, else the
+    The rows are those of one research branch (snapshot.pick_branch): `branch`, else the
     checked-out one, else the latest row's.
     """
     source: Source = open_source(where, results)
-    metric, all_rows = results_mod.read(source.results_path)  # AutoresearchError when missing or malformed
+    metric, all_rows = resultsfile.read(source.results_path)  # AutoresearchError when missing or malformed
     shown = pick_branch(all_rows, git_head(source)["branch"], branch)
-    rows = branch_rows(all_rows, shown)
-    if branch and not rows:
-        raise AutoresearchError(f"{source.results_path.name} has no experiments on branch {branch}")
     cfg = source.config
-    direction = direction or (cfg.direction if cfg else "lower")
+    history = History(all_rows, shown, direction or (cfg.direction if cfg else "lower"))
+    if branch and not history.rows:
+        raise AutoresearchError(f"{source.results_path.name} has no experiments on branch {branch}")
     keep_rule = cfg.keep if cfg else None
     folder = Path(out).resolve() if out is not None else source.results_path.parent
     try:
@@ -296,9 +267,9 @@ def report(where: str | Path = ".", results: str | Path | None = None, out: str 
     md = folder / "report.md"
     try:
         judged = cfg is not None  # our keep rule decided these rows: its noise estimate applies
-        plot(rows, png, metric=metric, direction=direction, keep_rule=keep_rule, judged=judged)
+        plot(history, png, metric=metric, keep_rule=keep_rule, judged=judged)
         name = source.name + (f" · {shown}" if shown else "")
-        atomic_write(md, markdown(rows, metric=metric, direction=direction, name=name,
+        atomic_write(md, markdown(history, metric=metric, name=name,
                                   results_name=source.results_path.name, keep_rule=keep_rule, judged=judged))
     except OSError as exc:
         raise AutoresearchError(f"cannot write the report into {folder}: {exc.strerror or exc}") from exc

@@ -1,0 +1,159 @@
+"""autoresearch.toml: the workspace's settings, modelled in full.
+
+Each setting is a dataclass field; its default, its place in the file (a top-level key or a
+key of the `[metric]`, `[harness]` or `[keep]` table) and the comment written beside it are
+declared once, on the field. Reading takes every key it knows, converts it to the field's
+type and refuses a key it does not know (a typo would otherwise be ignored silently);
+writing goes through tomlkit, so the file keeps its comments.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+
+import tomlkit
+
+from autoresearch.errors import AutoresearchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_NAME = "autoresearch.toml"
+TABLES = ("metric", "harness", "keep")
+HEADER = ("An autoresearch workspace. Written by `autoresearch init`; read by the engine.",
+          "Results compare only within one workspace: do not edit these by hand mid-research.")
+
+
+def setting(default: Any, comment: str = "", *, table: str = "", key: str = "") -> Any:
+    """A dataclass field that knows where it lives in the TOML file and what to say beside it."""
+    meta = {"table": table, "key": key, "comment": comment}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence settings")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    """Settings of the noise-aware keep rule (autoresearch.research.keeprule)."""
+
+    baseline_runs: int = setting(2, "runs of the unchanged baseline, to estimate noise")
+    z: float = setting(2.0, "a win must exceed max(min_delta, z * sigma)")
+    min_delta: float = setting(0.001)
+    confirm: bool = setting(True, "re-run a small win once before keeping it")
+    # confirm every win, large ones too (a wall-clock budget drifts with the machine)
+    confirm_all: bool = setting(True, "... and every other win, beside a re-run of the frontier")
+
+
+@dataclass(frozen=True)
+class Config:
+    template: str = setting("llm")
+    profile: str = setting("cpu")
+    dataset: str = setting("pysource")
+    budget: float = setting(60.0, "seconds of training per experiment")
+    command: str = setting("python train.py")
+    editable: tuple[str, ...] = setting(("train.py",), "the only files an experiment may change")
+    notes: str = setting("notes.md", "the agent's notebook; may change, never scored")
+    hard_limit: float = setting(0.0, "seconds; 0 means 2 x budget + allowance")
+    allowance: float = setting(0.0, "seconds beyond the budget for startup; 0 means 30 + 10 % of the budget")
+    metric: str = setting("val_bpb", table="metric", key="name")
+    direction: str = setting("lower", "lower or higher is better", table="metric")
+    harness_record: bool = setting(True, "the run writes a JSON record to $AUTORESEARCH_RESULT", table="metric")
+    harness_files: tuple[str, ...] = setting(("prepare.py",), table="harness", key="files")
+    harness_sha256: str = setting("", table="harness", key="sha256")
+    val_sha256: str = setting("", "pinned by the first `prepare`", table="harness")
+    keep: KeepRule = field(default_factory=KeepRule, metadata={"table": "keep"})
+
+    def to_toml(self) -> str:
+        doc = tomlkit.document()
+        for line in HEADER:
+            doc.add(tomlkit.comment(line))
+        tables = {name: tomlkit.table() for name in TABLES}
+        for f in fields(self):
+            if f.name == "keep":
+                for k in fields(self.keep):
+                    _add(tables["keep"], k.name, getattr(self.keep, k.name), k.metadata.get("comment", ""))
+                continue
+            target = tables[f.metadata["table"]] if f.metadata.get("table") else doc
+            _add(target, f.metadata.get("key") or f.name, getattr(self, f.name), f.metadata.get("comment", ""))
+        for name in TABLES:
+            doc.add(tomlkit.nl())
+            doc.add(name, tables[name])
+        return tomlkit.dumps(doc)
+
+    @classmethod
+    def from_toml(cls, text: str) -> "Config":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise AutoresearchError(f"{CONFIG_NAME} is not valid TOML: {exc}") from exc
+        values: dict[str, Any] = {}
+        known: dict[str, set[str]] = {"": set(), **{t: set() for t in TABLES}}
+        for f in fields(cls):
+            if f.name == "keep":
+                table = _table(data, "keep")
+                known["keep"] = {k.name for k in fields(KeepRule)}
+                values["keep"] = KeepRule(**{k.name: _convert(k, table[k.name], f"keep.{k.name}")
+                                             for k in fields(KeepRule) if k.name in table})
+                continue
+            where, key = f.metadata.get("table", ""), f.metadata.get("key") or f.name
+            known[where].add(key)
+            table = _table(data, where) if where else data
+            if key in table:
+                values[f.name] = _convert(f, table[key], f"{where}.{key}" if where else key)
+        for where, keys in known.items():
+            table = _table(data, where) if where else data
+            unknown = sorted(k for k in table if k not in keys and not (where == "" and k in TABLES))
+            if unknown:
+                place = f"[{where}] " if where else ""
+                raise AutoresearchError(f"{CONFIG_NAME}: unknown setting {place}{unknown[0]!r}")
+        cfg = cls(**values)
+        if cfg.direction not in ("lower", "higher"):
+            raise AutoresearchError(f"{CONFIG_NAME}: metric direction must be 'lower' or 'higher', not {cfg.direction!r}")
+        return cfg
+
+    def with_keep(self, **changes: Any) -> "Config":
+        return replace(self, keep=replace(self.keep, **changes))
+
+
+def _add(table, key: str, value: Any, comment: str) -> None:
+    item = tomlkit.item(list(value) if isinstance(value, tuple) else value)
+    if comment:
+        item.comment(comment)
+    table.add(key, item)
+
+
+def _table(data: dict, name: str) -> dict:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise AutoresearchError(f"{CONFIG_NAME}: [{name}] must be a table")
+    return table
+
+
+def _convert(f, value: Any, name: str) -> Any:
+    """A TOML value as the field's type (the type of its default); one clear line when it is not."""
+    default = f.default if f.default is not MISSING else None
+    kind = type(default)
+    ok = True
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is str:
+        ok = isinstance(value, str)
+    elif kind is tuple:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise AutoresearchError(f"{CONFIG_NAME}: {name} must be {_KINDS.get(kind, kind.__name__)}, not {value!r}")
+    return value
+
+
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+          tuple: "a list of strings"}

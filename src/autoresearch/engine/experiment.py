@@ -1,0 +1,432 @@
+"""One experiment, end to end: guard, commit, supervised run, metric, record, decide.
+
+`Engine(ws).experiment(description)` is what `autoresearch experiment` and every turn of
+`autoresearch run` do:
+
+1. Guard (guard.py). The change against the frontier (the branch's best commit) may touch
+   only the editable files and the agent's notes; the harness must match its fingerprint.
+   Otherwise: status `invalid`, the change is reverted. An empty change is a `noop`; code
+   identical to code that already ran is not run again (`noop`, with the earlier result).
+2. Commit the candidate, then run it (runner.py): its own process group, run.log, secrets
+   scrubbed, a fresh harness-record path, a hard wall-clock limit.
+3. Measure (measure.py): the harness's record, cross-checked with the printed line, the
+   budget checked by the engine's clock. Anything wrong makes the run a `crash`.
+4. Decide with the keep rule (autoresearch.research.keeprule) against the frontier as
+   History computes it. A win is confirmed A-B-A: the frontier is run again, then the
+   candidate once more, and the pair is decided together.
+5. Record the row(s) in results.tsv atomically, then keep the commit or reset to the
+   frontier. The journal in the state folder makes every step recoverable after `kill -9`
+   (recover.py).
+
+The first experiment on a branch is the baseline: the unchanged code, run
+`keep.baseline_runs` times to estimate the run-to-run noise.
+
+Not covered: a training process that escapes its process group (setsid of its own) is not
+followed; the record can be forged by code that reads the harness and the pinned hashes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, TextIO
+
+from autoresearch import gitrepo
+from autoresearch.engine.guard import Guard
+from autoresearch.engine.measure import PRINTED, Limits, Measurement
+from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
+from autoresearch.engine.recover import recover
+from autoresearch.engine.runner import Runner
+from autoresearch.errors import AutoresearchError
+from autoresearch.proc import shielded
+from autoresearch.research import keeprule
+from autoresearch.research.history import History
+from autoresearch.research.results import Row
+from autoresearch.resultsfile import append, read_rows
+from autoresearch.state import Journal
+from autoresearch.workspace import Workspace
+
+PRINTED_NOTE = " (printed metric)"
+RERUN = "re-run of the frontier beside: "
+
+
+@dataclass
+class Attempt:
+    """A candidate on its way through the ratchet: what it is, what it was compared with, what
+    its runs measured."""
+
+    description: str
+    agent: str
+    usage: dict | None
+    branch: str
+    frontier: str  # full sha
+    history: History  # the branch's rows before it (plus the frontier's re-run, once made)
+    candidate: str = ""  # full sha, once committed
+    journal: Journal | None = None
+    key: str = ""  # the content key of its editable files
+    smaller: bool = False
+    measurements: list[Measurement] = field(default_factory=list)
+    reference: Row | None = None  # the frontier's re-run beside its confirm run
+    decision: keeprule.Decision | None = None
+
+    @property
+    def frontier_value(self) -> float | None:
+        return self.history.value_of(self.frontier)
+
+    def add_reference(self, row: Row) -> None:
+        self.reference = row
+        self.history = History([*self.history.rows, row], self.branch, self.history.direction)
+
+
+class Engine:
+    """Runs experiments in one workspace. The caller holds the workspace lock."""
+
+    def __init__(self, ws: Workspace, *, out: Callable[[str], None] | None = None, stream: TextIO | None = None,
+                 live: bool | None = None):
+        self.ws = ws
+        self.cfg = ws.config
+        self.root = ws.root
+        self.state = ws.state
+        self.stream = stream if stream is not None else sys.stdout
+        self.out = out or (lambda line: print(line, file=self.stream, flush=True))
+        self.limits = Limits.of(self.cfg)
+        self.guard = Guard(ws)
+        self.runner = Runner(ws, self.limits, self.guard, stream=self.stream,
+                             live=self.stream.isatty() if live is None else live)
+
+    # -- where the research stands ---------------------------------------------------
+
+    def branch(self) -> str:
+        name = gitrepo.current_branch(self.root)
+        if not name or not name.startswith(gitrepo.PREFIX):
+            where = f"on {name}" if name else "on a detached HEAD"
+            raise AutoresearchError(
+                f"experiments run on a research branch, and this workspace is {where}: "
+                f"`autoresearch run` sets one up, or `git switch -c {gitrepo.PREFIX}<tag>`"
+            )
+        return name
+
+    def history(self, branch: str) -> History:
+        return History(read_rows(self.ws.results_path), branch, self.cfg.direction)
+
+    def frontier(self, history: History) -> str:
+        """The full sha of the frontier: the commit of the last kept row, else HEAD."""
+        if history.frontier_commit:
+            sha = gitrepo.resolve(self.root, history.frontier_commit)
+            if sha:
+                return sha
+        return gitrepo.head(self.root)
+
+    def recover(self, keep_edits: bool = False) -> str | None:
+        return recover(self.ws, self.guard, keep_edits)
+
+    def in_progress(self) -> bool:
+        return self.state.journal() is not None
+
+    # -- one experiment ------------------------------------------------------------------
+
+    def experiment(self, description: str, *, agent: str = "", usage: Any = None) -> Outcome:
+        """Guard, commit, run, measure, decide, record: one experiment on the current branch.
+
+        Prints its outcome through `out` (the baseline, when it runs instead, prints each run).
+        """
+        outcome = self._experiment(description, agent=agent, usage=usage)
+        if outcome.kind != "baseline":
+            for line in outcome.lines():
+                self.out(line)
+        return outcome
+
+    def _experiment(self, description: str, *, agent: str, usage: Any) -> Outcome:
+        branch = self.branch()
+        note = self.recover(keep_edits=True)
+        if note:
+            self.out(note)
+        history = self.history(branch)
+        frontier = self.frontier(history)
+        self._squash_onto(frontier, branch)
+        attempt = Attempt(" ".join(str(description).split()) or "(no description)", agent, usage_json(usage), branch,
+                          frontier, history)
+        changed = self.guard.changed(frontier)
+        reason = self.guard.violation(changed)
+        if reason:
+            self.guard.reset(frontier)
+            if self.cfg.harness_files and not self.ws.harness_ok():
+                raise AutoresearchError(f"{reason} even at the frontier {frontier[:7]}; restore it from main")
+            return self._record_plain(attempt, "invalid", reason + " (reverted)")
+        if self._baseline_needed(history, frontier):
+            if not changed:
+                return self.baseline(branch, history, frontier)
+            self.out("no baseline yet on this branch: measuring the unchanged code first")
+            with self._set_aside(changed, frontier):
+                self.baseline(branch, history, frontier)
+            attempt.history = self.history(branch)
+            changed = self.guard.changed(frontier)
+        if not changed:
+            return self._record_plain(attempt, "noop", "no change to the editable files")
+        return self._candidate(attempt)
+
+    def _squash_onto(self, frontier: str, branch: str) -> None:
+        """An agent that committed its change: squash its commits back into the working tree."""
+        head = gitrepo.head(self.root)
+        if head == frontier:
+            return
+        if not gitrepo.is_ancestor(self.root, frontier, head):
+            raise AutoresearchError(
+                f"HEAD {head[:7]} is not built on the frontier {frontier[:7]} of {branch}; "
+                f"`git reset --hard {frontier[:7]}` to go back to it"
+            )
+        gitrepo.move_branch(self.root, frontier)
+
+    @contextlib.contextmanager
+    def _set_aside(self, changed: list[str], frontier: str):
+        """Take the change out of the tree while the unchanged code runs; it comes back, whatever happens."""
+        saved = {p: (self.root / p).read_bytes() if (self.root / p).is_file() else None for p in changed}
+        self.guard.reset(frontier)
+        try:
+            yield
+        finally:
+            for p, data in saved.items():
+                path = self.root / p
+                if data is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+
+    def _baseline_needed(self, history: History, frontier: str) -> bool:
+        runs = history.runs_of(frontier)
+        if any(r.kind != "baseline" for r in runs):
+            return False
+        return len(runs) < max(1, self.cfg.keep.baseline_runs)
+
+    def _record_plain(self, attempt: Attempt, status: str, reason: str) -> Outcome:
+        """An experiment that did not run (invalid, noop): one row at the frontier's commit."""
+        row = make_row(attempt.frontier, status=status, kind="experiment", description=attempt.description,
+                       reason=reason, branch=attempt.branch, agent=attempt.agent, usage=attempt.usage)
+        append(self.ws.results_path, row, self.cfg.metric)
+        short = attempt.frontier[:7]
+        return Outcome(status, "experiment", attempt.description, short, self.cfg.metric, self.cfg.direction,
+                       frontier_before=short, frontier_value=attempt.frontier_value, frontier=short, reason=reason,
+                       rows=[row])
+
+    # -- the candidate -------------------------------------------------------------------
+
+    def _candidate(self, a: Attempt) -> Outcome:
+        a.journal = Journal(branch=a.branch, frontier=a.frontier, kind="experiment", description=a.description,
+                            agent=a.agent, pid=os.getpid(), started_utc=utc_now(), usage=a.usage)
+        self.state.write_journal(a.journal)
+        a.candidate = gitrepo.commit_all(self.root, a.description, exclude=self.guard.protected())
+        a.journal = replace(a.journal, candidate=a.candidate)
+        self.state.write_journal(a.journal)
+
+        a.key = self.guard.content_key(a.candidate)
+        earlier = self.guard.seen(a.history).get(a.key)
+        if earlier is not None:
+            self.guard.reset(a.frontier)
+            self.state.clear_experiment()
+            shown = f" {earlier.value:.6f}" if earlier.status in ("keep", "discard") else ""
+            why = f": {earlier.reason}" if earlier.reason and earlier.status == "crash" else ""
+            return self._record_plain(
+                a, "noop", f"same code as {earlier.commit}, which already ran ({earlier.status}{shown}{why}); not run again")
+
+        a.smaller = self.guard.smaller(a.frontier, a.candidate)
+        try:
+            first = self.runner.run(a.candidate, a.journal, kind="experiment", description=a.description)
+            a.measurements.append(first)
+            if first.ok and a.frontier_value is not None:
+                a.decision = self._decide(a, [first.value])
+                if a.decision.action == "confirm":
+                    self._confirm(a)
+        except BaseException as exc:
+            with shielded():
+                self._interrupted(a.journal, a.candidate, a.frontier, _why(exc))
+            raise
+        return self._conclude(a)
+
+    def _decide(self, a: Attempt, values: list[float]) -> keeprule.Decision:
+        k = self.cfg.keep
+        noise = a.history.noise
+        return keeprule.decide(values, a.frontier_value, direction=self.cfg.direction, min_delta=k.min_delta, z=k.z,
+                               sigma=noise.sigma, confirm=k.confirm, smaller=a.smaller,
+                               early=noise.early or k.confirm_all)
+
+    def _confirm(self, a: Attempt) -> None:
+        """A-B-A: the frontier once more, then the candidate once more; decide on the pair."""
+        first = a.measurements[0]
+        fv = a.frontier_value
+        self.out(f"confirm  {self.cfg.metric} {first.value:.6f} ({first.value - fv:+.6f} vs {fv:.6f}, "
+                 f"bar {a.decision.bar:.6f}): {a.decision.reason}")
+        reference = self._rerun_frontier(a)
+        if reference is not None:  # drift in machine speed now counts as noise, and moves the frontier
+            a.add_reference(reference)
+        second = self.runner.run(a.candidate, a.journal, kind="confirm", description=a.description)
+        a.measurements.append(second)
+        if not second.ok:
+            a.decision = keeprule.Decision("discard", a.decision.improvement, a.decision.bar,
+                                           f"not confirmed: the confirm run crashed ({second.reason})")
+            return
+        a.decision = self._decide(a, [first.value, second.value])
+        both = keeprule.mean([first.value, second.value])  # runs before and after the re-run: drift cancels
+        if (a.decision.action == "keep" and not a.decision.simplification and reference is not None
+                and keeprule.improvement(reference.value, both, self.cfg.direction) <= 0):
+            a.decision = keeprule.Decision(
+                "discard", a.decision.improvement, a.decision.bar,
+                f"not confirmed: the frontier, re-run between its two runs, scored {reference.value:.6f} "
+                f"(their mean {both:.6f})")
+
+    def _rerun_frontier(self, a: Attempt) -> Row | None:
+        """Run the frontier once more, between a candidate's two runs.
+
+        A wall-clock budget ties the metric to the machine's speed: when the machine gets faster
+        (another job ends), every change looks like a win. A fresh run of the frontier beside the
+        confirm run measures that drift: it joins the frontier's runs (moving its value and the
+        noise estimate) and the confirm run must beat it too. Its row is a kept `confirm` of the
+        frontier's commit, written with the candidate's rows in one append. None when it crashed
+        (then the old frontier value stands).
+        """
+        description = RERUN + a.description
+        self.guard.reset(a.frontier)
+        try:
+            m = self.runner.run(a.frontier, a.journal, kind="confirm", description=description)
+        finally:
+            self.guard.reset(a.candidate)
+        if not m.ok:
+            self.out(f"frontier re-run crashed ({m.reason}); comparing with its earlier runs")
+            return None
+        self.out(f"frontier re-run {self.cfg.metric} {m.value:.6f}")
+        reason = "frontier re-run beside a confirm run, to measure drift" + (PRINTED_NOTE if m.source == PRINTED else "")
+        return make_row(a.frontier, status="keep", kind="confirm", description=description, reason=reason,
+                        branch=a.branch, agent=a.agent, m=m)
+
+    def _interrupted(self, journal: Journal, candidate: str, frontier: str, reason: str) -> None:
+        """Ctrl-C (or SIGTERM, or an error of the engine's own) mid-experiment: record it as a
+        crash and go back to the frontier."""
+        row = make_row(candidate, status="crash", kind=journal.kind, description=journal.description, reason=reason,
+                       branch=journal.branch, agent=journal.agent, usage=journal.usage)
+        try:
+            append(self.ws.results_path, row, self.cfg.metric)
+        except AutoresearchError:
+            return  # the journal stays: the next start records it
+        self.state.write_journal(replace(journal, recorded=True, keep=False))
+        self.guard.reset(frontier)
+        self.state.clear_experiment()
+
+    def _conclude(self, a: Attempt) -> Outcome:
+        """Write the candidate's rows (and the frontier's re-run), then keep or reset."""
+        first = a.measurements[0]
+        if not first.ok:
+            status, reason = "crash", first.reason
+        elif a.decision is None:
+            status, reason = "discard", "no frontier value to compare with"
+        else:
+            status, reason = a.decision.action, a.decision.reason
+        if first.ok and first.source == PRINTED:
+            reason += PRINTED_NOTE
+        rows = [make_row(a.candidate, status=status if m.ok else "crash", kind=("experiment", "confirm")[i],
+                         description=a.description, reason=reason if m.ok or i == 0 else m.reason, branch=a.branch,
+                         agent=a.agent, m=m, usage=a.usage if i == 0 else None)
+                for i, m in enumerate(a.measurements)]
+        keep = status == "keep"
+        self._write(a.journal, a.frontier, [*([a.reference] if a.reference else []), *rows],
+                    keep=keep, target=a.candidate if keep else a.frontier)
+        values = [m.value for m in a.measurements if m.ok]
+        value = keeprule.mean(values) if values and status != "crash" else None
+        self.guard.remember(a.key, replace(rows[0], value=value if value is not None else 0.0))
+        last = a.measurements[-1]
+        fv = a.history.value_of(a.frontier)
+        return Outcome(
+            status=status, kind="experiment", description=a.description, commit=a.candidate[:7], metric=self.cfg.metric,
+            direction=self.cfg.direction, value=value, values=values, frontier_before=a.frontier[:7], frontier_value=fv,
+            frontier=(a.candidate if keep else a.frontier)[:7],
+            improvement=a.decision.improvement if a.decision else None, bar=a.decision.bar if a.decision else None,
+            sigma=a.history.noise.sigma, memory_gb=max(m.memory_gb for m in a.measurements),
+            seconds=sum(m.seconds for m in a.measurements), training_seconds=first.training_seconds, steps=first.steps,
+            reason=reason, source=first.source,
+            log_tail=first.log_tail if status == "crash" else last.log_tail if not last.ok else "", rows=rows,
+        )
+
+    def _write(self, journal: Journal, frontier: str, rows: list[Row], *, keep: bool, target: str) -> None:
+        """Append the rows, then move the tree to `target`; a failed append resets to the frontier."""
+        try:
+            append(self.ws.results_path, rows, self.cfg.metric)
+        except AutoresearchError as exc:
+            with shielded():
+                with contextlib.suppress(Exception):
+                    self.state.write_journal(replace(journal, reason=f"not recorded: {exc}"))
+                self.guard.reset(frontier)
+            if journal.kind == "baseline":
+                raise
+            raise AutoresearchError(f"{exc}; the change was not kept, the frontier is still {frontier[:7]}") from exc
+        with shielded():
+            self.state.write_journal(replace(journal, recorded=True, keep=keep))
+            self.guard.reset(target)
+            self.state.clear_experiment()
+
+    # -- the baseline --------------------------------------------------------------------
+
+    def baseline(self, branch: str, history: History, frontier: str) -> Outcome:
+        """Run the unchanged frontier until it has `baseline_runs` measured runs."""
+        total = max(1, self.cfg.keep.baseline_runs)
+        need = total - len(history.runs_of(frontier))
+        outcome = None
+        for _ in range(max(0, need)):
+            outcome, history = self._baseline_run(branch, history, frontier, total)
+        if outcome is None:
+            raise AutoresearchError("the baseline is already measured")
+        noise = history.noise
+        self.out(f"baseline {self.cfg.metric} {outcome.frontier_value:.6f} over {total} runs; noise {noise.describe()}; "
+                 f"a change must win by more than {history.bar(self.cfg.keep.min_delta, self.cfg.keep.z):.6f}")
+        if outcome.source == PRINTED:
+            self.out(f"the metric is read from the printed `{self.cfg.metric}:` line: this workspace has no harness record")
+        outcome.rows = [r for r in history.rows if r.kind == "baseline" and r.commit[:7] == frontier[:7]][-need:]
+        return outcome
+
+    def _baseline_run(self, branch: str, history: History, frontier: str, total: int) -> tuple[Outcome, History]:
+        label = f"baseline run {len(history.runs_of(frontier)) + 1} of {total}"
+        journal = Journal(branch=branch, frontier=frontier, candidate=frontier, kind="baseline",
+                          description="baseline", pid=os.getpid(), started_utc=utc_now())
+        self.state.write_journal(journal)
+        self.out(f"{label}: {self.cfg.command!r} on {frontier[:7]} ({self.limits.describe()})")
+        try:
+            m = self.runner.run(frontier, journal, kind="baseline", description="baseline")
+        except BaseException as exc:
+            with shielded():
+                self._interrupted(journal, frontier, frontier, _why(exc))
+            raise
+        reason = (label + (PRINTED_NOTE if m.source == PRINTED else "")) if m.ok else m.reason
+        row = make_row(frontier, status="keep" if m.ok else "crash", kind="baseline", description="baseline",
+                       reason=reason, branch=branch, m=m)
+        self._write(journal, frontier, [row], keep=False, target=frontier)
+        history = History([*history.rows, row], branch, self.cfg.direction)
+        if m.ok:
+            self.guard.remember(self.guard.content_key(frontier), row)
+        outcome = Outcome(
+            status=row.status, kind="baseline", description="baseline", commit=frontier[:7], metric=self.cfg.metric,
+            direction=self.cfg.direction, value=m.value, values=[m.value] if m.ok else [], frontier_before=frontier[:7],
+            frontier_value=history.value_of(frontier), frontier=frontier[:7], sigma=history.noise.sigma,
+            memory_gb=m.memory_gb, seconds=m.seconds, training_seconds=m.training_seconds, steps=m.steps,
+            reason=reason, source=m.source, log_tail=m.log_tail if not m.ok else "", rows=[row],
+        )
+        for line in outcome.lines():
+            self.out(line)
+        if not m.ok:
+            raise AutoresearchError(
+                f"the baseline crashed ({m.reason}); the unchanged code must run before any research: "
+                f"see run.log, fix it on main, then start again"
+            )
+        return outcome, history
+
+    def ensure_baseline(self, branch: str) -> Outcome | None:
+        history = self.history(branch)
+        frontier = self.frontier(history)
+        if not self._baseline_needed(history, frontier):
+            return None
+        return self.baseline(branch, history, frontier)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"engine error: {' '.join(str(exc).split())[:150] or type(exc).__name__}"

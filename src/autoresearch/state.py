@@ -1,0 +1,235 @@
+"""The state folder, `.autoresearch/` in a workspace: the engine's own files, typed.
+
+Each file is a small versioned record:
+
+| file | record | written by | read by |
+| --- | --- | --- | --- |
+| `journal.json` | `Journal`: the experiment in progress, step by step | the engine | recovery after `kill -9` |
+| `current.json` | `Current`: the run in flight, for watchers | the engine | status, dashboard |
+| `seen.json` | `Seen`: which code already ran (by content) | the engine | the guard |
+| `loop.json` | `LoopState`: what `autoresearch run` is doing | the loop | status, dashboard |
+| `val_sha256` | the validation split's pin | `prepare` | the engine |
+| `lock` | one engine per workspace (flock) | the engine | another engine |
+
+Beside them: `runs/` (the harness records of the current run), `cache/` (compile caches),
+`diffs/` (diffs kept for the agent's prompt), and the agents' own files (prompts,
+transcripts, the built-in agent's search state).
+
+A record file that is missing, unreadable or of another version reads as None (the
+journal's absence means no experiment is in progress).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from autoresearch.errors import AutoresearchError
+from autoresearch.files import atomic_write
+
+STATE_DIR = ".autoresearch"
+VERSION = 1
+
+JOURNAL = "journal.json"
+CURRENT = "current.json"
+SEEN = "seen.json"
+LOOP = "loop.json"
+LOCK = "lock"
+VAL_PIN = "val_sha256"
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Journal:
+    """The experiment in progress: enough to finish it after the engine died."""
+
+    branch: str
+    frontier: str  # full sha
+    kind: str  # baseline | experiment | confirm
+    description: str
+    candidate: str | None = None  # full sha, once committed
+    agent: str = ""
+    pid: int = 0  # the engine's
+    started_utc: str = ""
+    usage: dict | None = None  # tokens_in, tokens_out, cost_usd
+    result_path: str = ""  # the harness record of the run in flight (marks its processes)
+    pgid: int | None = None  # the run's process group while it runs
+    recorded: bool = False  # its row(s) are in results.tsv
+    keep: bool = False  # and they say keep
+    reason: str = ""  # why it could not be recorded
+    version: int = VERSION
+
+
+@dataclass(frozen=True)
+class Current:
+    """The run in flight, for watchers."""
+
+    commit: str
+    description: str
+    kind: str
+    started_at: float  # unix time
+    budget: float = 0.0
+    pid: int | None = None  # the process group, once started
+    agent: str = ""
+    version: int = VERSION
+
+
+@dataclass(frozen=True)
+class SeenEntry:
+    """A run of some code, remembered by the content of its editable files."""
+
+    commit: str
+    status: str
+    value: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LoopState:
+    """What `autoresearch run` is doing."""
+
+    pid: int
+    branch: str
+    agent: str
+    started_at: float
+    updated_at: float
+    state: str  # starting | preparing | baseline | proposing | running | stopped
+    tag: str = ""
+    experiments: int = 0
+    cost_usd: float = 0.0
+    experiment: int | None = None  # the number of the one in progress
+    description: str = ""
+    reason: str = ""  # why it stopped
+    version: int = VERSION
+
+
+def _record(cls: type[R], data: Any) -> R | None:
+    if not isinstance(data, dict) or data.get("version", VERSION) != VERSION:
+        return None
+    names = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError:  # a required field is missing
+        return None
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+class StateFolder:
+    """The state folder of the workspace at `root`; nothing is created until written."""
+
+    def __init__(self, root: Path):
+        self.path = Path(root) / STATE_DIR
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / "runs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path / "cache"
+
+    @property
+    def diffs_dir(self) -> Path:
+        return self.path / "diffs"
+
+    # -- the journal and the run in flight ---------------------------------------
+
+    def journal(self) -> Journal | None:
+        return _record(Journal, read_json(self.path / JOURNAL))
+
+    def write_journal(self, journal: Journal) -> None:
+        write_json(self.path / JOURNAL, asdict(journal))
+
+    def current(self) -> Current | None:
+        return _record(Current, read_json(self.path / CURRENT))
+
+    def write_current(self, current: Current) -> None:
+        write_json(self.path / CURRENT, asdict(current))
+
+    def clear_current(self) -> None:
+        (self.path / CURRENT).unlink(missing_ok=True)
+
+    def clear_experiment(self) -> None:
+        """The experiment is over: no journal, nothing in flight."""
+        for name in (JOURNAL, CURRENT):
+            with contextlib.suppress(OSError):
+                (self.path / name).unlink()
+
+    # -- code that already ran ----------------------------------------------------
+
+    def seen(self) -> dict[str, SeenEntry] | None:
+        """Content key -> its run; None when the file is missing or unreadable (rebuild it)."""
+        data = read_json(self.path / SEEN)
+        if not isinstance(data, dict):
+            return None
+        out = {}
+        for key, value in data.items():
+            entry = _record(SeenEntry, value)
+            if entry is not None:
+                out[key] = entry
+        return out
+
+    def write_seen(self, seen: dict[str, SeenEntry]) -> None:
+        with contextlib.suppress(OSError):
+            write_json(self.path / SEEN, {k: asdict(v) for k, v in seen.items()})
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def loop(self) -> LoopState | None:
+        return _record(LoopState, read_json(self.path / LOOP))
+
+    def write_loop(self, loop: LoopState) -> None:
+        write_json(self.path / LOOP, asdict(loop))
+
+    # -- the validation pin ------------------------------------------------------------
+
+    def pinned_val(self) -> str | None:
+        try:
+            return (self.path / VAL_PIN).read_text().strip() or None
+        except OSError:
+            return None
+
+    def pin_val(self, sha256: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path / VAL_PIN, sha256 + "\n")
+
+    # -- the lock ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self, what: str):
+        """Hold the workspace lock: one engine (loop or experiment) per workspace at a time."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "?"
+                raise AutoresearchError(
+                    f"another autoresearch process is using this workspace ({holder}); wait for it or stop it first"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()}, {what}\n".encode())
+            yield
+        finally:
+            os.close(fd)

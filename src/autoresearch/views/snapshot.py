@@ -1,0 +1,418 @@
+"""Where the research stands: one snapshot of a workspace, read-only, for humans and scripts.
+
+`snapshot(source)` gathers everything `autoresearch status`, the report and the dashboard
+show: the results (baseline, frontier, improvement, counts, rate, share of wall-clock spent
+training, the noise estimate), git (branch, head), the agent and its usage, and the running
+experiment (from `.autoresearch/current.json` and the last progress line of `run.log`).
+It never writes to the workspace and never raises for a missing or malformed
+`results.tsv`: the problem becomes the snapshot's `error` line instead.
+
+A `Source` is a workspace, or just a folder holding a `results.tsv` (one written by the
+original project has no config: the metric comes from the header, lower is better unless
+told otherwise).
+
+Not covered: history of earlier `run.log`s (only the latest run's log exists), and the
+state of other branches than the one checked out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoresearch import gitrepo, resultsfile
+from autoresearch.config import Config, KeepRule
+from autoresearch.errors import AutoresearchError
+from autoresearch.files import read_tail
+from autoresearch.research import keeprule
+from autoresearch.research.history import History
+from autoresearch.research.results import Row, as_dict
+from autoresearch.state import STATE_DIR, StateFolder
+from autoresearch.workspace import Workspace
+
+LOG_TAIL_BYTES = 64 * 1024
+DIFF_LIMIT = 200_000  # characters of a diff shown at most
+_COMMIT = re.compile(r"^[0-9a-fA-F]{4,40}$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_PROGRESS = re.compile(r"^step\s+(\d+)\s*\|(.*)$")
+STARTING_SECONDS = 120  # a current.json without a pid older than this was left by a killed engine
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class Source:
+    """What to look at: a folder, its results file, and its config when it is a workspace."""
+
+    root: Path
+    results_path: Path
+    config: Config | None = None
+
+    @property
+    def name(self) -> str:
+        return self.root.name or str(self.root)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def state(self) -> StateFolder:
+        return StateFolder(self.root)
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "run.log"
+
+    @property
+    def is_git(self) -> bool:
+        return gitrepo.is_repo(self.root)
+
+
+def open_source(where: str | Path = ".", results: str | Path | None = None) -> Source:
+    """The workspace holding `where`, or a folder (or file) with a results.tsv in it.
+
+    `results` names the results file explicitly; then no workspace is needed.
+    """
+    if results is not None:
+        path = Path(results).resolve()
+        if path.is_dir():
+            path = path / "results.tsv"
+        try:
+            ws = Workspace.find(path.parent)
+            config = ws.config if ws.root == path.parent else None
+        except AutoresearchError:
+            config = None
+        return Source(path.parent, path, config)
+    here = Path(where).resolve()
+    if here.is_file():
+        return Source(here.parent, here, None)
+    try:
+        ws = Workspace.find(here)
+    except AutoresearchError:
+        if (here / "results.tsv").exists():
+            return Source(here, here / "results.tsv", None)
+        raise
+    return Source(ws.root, ws.results_path, ws.config)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The numbers of one branch's results, as History computes them."""
+
+    metric: str
+    direction: str
+    experiments: int
+    counts: dict[str, int]
+    baseline: float | None
+    baseline_runs: int
+    frontier: float | None
+    frontier_commit: str | None
+    frontier_index: int | None
+    improvement: float | None
+    improvement_pct: float | None
+    sigma: float | None
+    sigma_runs: int
+    sigma_dof: float
+    sigma_text: str
+    keep_bar: float | None
+    z: float
+    min_delta: float
+    elapsed_seconds: float | None
+    experiments_per_hour: float | None
+    training_seconds: float | None
+    training_share: float | None
+    agents: list[str]
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+
+
+def noise_of(history: History, judged: bool = True) -> tuple[float | None, int, float, str]:
+    """(sigma, runs, dof, text) of the keep rule's noise estimate, as the engine computes it.
+
+    `judged`: the rows were decided by our keep rule, so its prior-only estimate applies even
+    before anything ran twice; for a results file the rule never judged (one written by the
+    original project) only measured repeats count. sigma is None where there is nothing.
+    """
+    if not history.measured:
+        return None, 0, 0, "no measurements yet"
+    est = history.noise
+    if not judged and est.dof == 0:
+        return None, 0, 0, "nothing run twice"
+    return est.sigma, est.runs, est.dof, est.describe()
+
+
+def summarize(history: History, metric: str = "val_bpb", keep: KeepRule | None = None, judged: bool = True) -> Summary:
+    """The numbers of a branch's results."""
+    keep = keep or KeepRule()
+    sigma, runs, dof, text = noise_of(history, judged)
+    pace, usage = history.pace, history.usage
+    return Summary(
+        metric=metric, direction=history.direction, experiments=len(history), counts=dict(history.counts),
+        baseline=history.baseline, baseline_runs=history.baseline_count, frontier=history.frontier_value,
+        frontier_commit=history.frontier_commit, frontier_index=history.frontier_index,
+        improvement=history.improvement, improvement_pct=history.improvement_pct,
+        sigma=sigma, sigma_runs=runs, sigma_dof=dof, sigma_text=text,
+        keep_bar=None if sigma is None else max(keep.min_delta, keep.z * sigma), z=keep.z, min_delta=keep.min_delta,
+        elapsed_seconds=pace.elapsed_seconds, experiments_per_hour=pace.experiments_per_hour,
+        training_seconds=pace.training_seconds, training_share=pace.training_share, agents=history.agents,
+        tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,
+    )
+
+
+def row_dicts(history: History) -> list[dict]:
+    """Rows as JSON-ready dicts with their index, frontier and delta to the frontier before them."""
+    out = []
+    for i, r in enumerate(history.rows):
+        d = as_dict(r)
+        d["index"] = i
+        d["measured"] = keeprule.measured(r)
+        d["frontier"] = history.series[i]
+        before = history.before(i)
+        d["delta"] = (r.value - before) if (before is not None and d["measured"]) else None
+        out.append(d)
+    return out
+
+
+# --------------------------------------------------------------------------- the running experiment
+
+
+def tail_text(path: Path, limit: int = LOG_TAIL_BYTES) -> str | None:
+    """The last `limit` bytes of a file as text, None when it does not exist."""
+    return read_tail(path, limit)
+
+
+def clean_log(text: str) -> list[str]:
+    """Log lines as a terminal would show them: colour codes gone, carriage returns applied."""
+    lines = []
+    for line in _ANSI.sub("", text).split("\n"):
+        lines.append(line.rstrip("\r").split("\r")[-1])
+    return lines
+
+
+def parse_progress(text: str) -> dict | None:
+    """The last `step N | progress P% | loss L | ... | remaining Ss` line of a log, as numbers."""
+    for line in reversed(clean_log(text)):
+        m = _PROGRESS.match(line.strip())
+        if not m:
+            continue
+        info: dict = {"step": int(m.group(1))}
+        for part in m.group(2).split("|"):
+            bits = part.strip().split(None, 1)
+            if len(bits) != 2:
+                continue
+            key, raw = bits[0].strip().replace("/", "_"), bits[1].strip()
+            num = raw.rstrip("%").rstrip("s").replace(",", "")
+            if raw.endswith("ms"):
+                num = raw[:-2].replace(",", "")
+            try:
+                value: float | str = float(num)
+            except ValueError:
+                value = raw
+            info[key] = value
+        return info
+    return None
+
+
+def pid_alive(pid) -> bool:
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def running(source: Source, now: float | None = None) -> dict | None:
+    """The experiment in flight (current.json) with its progress from run.log, or None."""
+    current = source.state.current()
+    if current is None:
+        return None
+    now = time.time() if now is None else now
+    info: dict[str, Any] = {
+        "commit": current.commit[:12], "description": current.description, "kind": current.kind,
+        "agent": current.agent, "budget": current.budget, "started_at": current.started_at,
+    }
+    try:
+        info["elapsed"] = max(0.0, now - float(current.started_at))
+    except (TypeError, ValueError):
+        info["elapsed"] = None
+    if current.pid is None:  # recorded before the process started: starting, unless long ago
+        info["alive"] = info["elapsed"] is not None and info["elapsed"] < STARTING_SECONDS
+    else:
+        info["alive"] = pid_alive(current.pid)
+    text = tail_text(source.log_path, 16 * 1024)
+    info["progress"] = parse_progress(text) if text else None
+    return info
+
+
+def loop_state(source: Source) -> dict | None:
+    loop = source.state.loop()
+    if loop is None:
+        return None
+    out = {k: getattr(loop, k) for k in ("tag", "branch", "agent", "started_at", "updated_at", "state")}
+    out["alive"] = pid_alive(loop.pid)
+    return out
+
+
+# --------------------------------------------------------------------------- git
+
+
+def git_head(source: Source) -> dict:
+    """Branch and head commit; empty values where the folder is not a git repository."""
+    if not source.is_git:
+        return {"branch": None, "head": None}
+    try:
+        return {"branch": gitrepo.branch_label(source.root), "head": gitrepo.short_head(source.root)}
+    except AutoresearchError:
+        return {"branch": None, "head": None}
+
+
+def commit_diff(source: Source, commit: str) -> dict:
+    """The change a commit made against its parent: {"ok", "text", "message"}.
+
+    Discarded commits are reset away and only stay reachable until git collects them, so
+    an unknown commit is an answer ("no longer in the repository"), not an error.
+    """
+    commit = (commit or "").strip()
+    if not _COMMIT.match(commit):
+        return {"ok": False, "text": "", "message": f"{commit or '(empty)'} is not a commit id"}
+    if not source.is_git:
+        return {"ok": False, "text": "", "message": f"{source.root} is not a git repository: no diffs to show"}
+    if not gitrepo.has_commit(source.root, commit):
+        return {
+            "ok": False, "text": "",
+            "message": f"commit {commit} is no longer in the repository "
+                       "(discarded experiments are reset away and eventually collected by git)",
+        }
+    shown = gitrepo.commit_patch(source.root, commit)
+    if shown.returncode != 0:
+        return {"ok": False, "text": "", "message": f"git show {commit} failed: {shown.stderr.strip()[:300]}"}
+    text = shown.stdout
+    if len(text) > DIFF_LIMIT:
+        text = text[:DIFF_LIMIT] + f"\n… (cut: the diff has {len(shown.stdout):,} characters)\n"
+    return {"ok": True, "text": text, "message": ""}
+
+
+def log_tail(source: Source, lines: int = 200) -> str | None:
+    text = tail_text(source.log_path)
+    if text is None:
+        return None
+    return "\n".join(clean_log(text)[-lines:]).strip("\n")
+
+
+# --------------------------------------------------------------------------- the snapshot
+
+
+def load_rows(source: Source) -> tuple[str, list[Row], str | None]:
+    """(metric, rows, error) — error is one line when results.tsv is missing or malformed."""
+    metric = source.config.metric if source.config else "val_bpb"
+    try:
+        metric, rows = resultsfile.read(source.results_path)
+    except AutoresearchError as exc:
+        return metric, [], str(exc)
+    return metric, rows, None
+
+
+def pick_branch(rows, checked_out: str | None, wanted: str | None = None) -> str | None:
+    """Which research branch's rows to show: the one asked for, else the checked-out one when
+    it has rows, else the branch of the latest row; None when the rows name no branch."""
+    names = [r.branch for r in rows if r.branch]
+    if wanted:
+        return wanted
+    if checked_out and checked_out in names:
+        return checked_out
+    return names[-1] if names else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the views show about one source, at one moment."""
+
+    name: str
+    root: str
+    results: str
+    config: dict | None  # the workspace's settings the views show; None for a bare results file
+    error: str | None  # one line when results.tsv is missing or malformed
+    branch: str | None  # checked out
+    head: str | None
+    rows_branch: str | None  # whose rows are counted
+    branches: list[str]  # every branch results.tsv names
+    rows_total: int
+    agent: str | None
+    loop: dict | None
+    running: dict | None
+    summary: Summary
+    time: float
+    rows: list[dict] | None = field(default=None)  # with_rows only
+
+    @property
+    def workspace(self) -> bool:
+        return self.config is not None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        if self.rows is None:
+            data.pop("rows")
+        keys = list(data)
+        keys.insert(keys.index("config"), "workspace")
+        data["workspace"] = self.workspace
+        return {k: data[k] for k in keys}
+
+
+def _config_view(cfg: Config | None) -> dict | None:
+    if cfg is None:
+        return None
+    return {"template": cfg.template, "profile": cfg.profile, "dataset": cfg.dataset, "budget": cfg.budget,
+            "editable": list(cfg.editable), "metric": cfg.metric, "direction": cfg.direction,
+            "harness_record": cfg.harness_record}
+
+
+def snapshot(source: Source, direction: str | None = None, with_rows: bool = False,
+             branch: str | None = None) -> Snapshot:
+    """Everything about one source. Never raises for bad results.
+
+    A results.tsv can hold several research branches (one `run --tag` each): the numbers are
+    those of one branch (see pick_branch), as the engine counts them.
+    """
+    cfg = source.config
+    metric, all_rows, error = load_rows(source)
+    head = git_head(source)
+    shown_branch = pick_branch(all_rows, head["branch"], branch)
+    history = History(all_rows, shown_branch, direction or (cfg.direction if cfg else "lower"))
+    if branch and not history.rows and not error:
+        error = f"no experiments recorded on branch {branch}"
+    summary = summarize(history, metric, cfg.keep if cfg else None, judged=cfg is not None)
+    loop = loop_state(source)
+    current = running(source)
+    candidates = (
+        current.get("agent") if current and current.get("alive") else None,
+        loop.get("agent") if loop and loop.get("alive") else None,
+        summary.agents[-1] if summary.agents else None,
+        loop.get("agent") if loop else None,
+    )
+    return Snapshot(
+        name=source.name, root=str(source.root), results=str(source.results_path), config=_config_view(cfg),
+        error=error, branch=head["branch"], head=head["head"], rows_branch=shown_branch,
+        branches=list(dict.fromkeys(r.branch for r in all_rows if r.branch)), rows_total=len(all_rows),
+        agent=next((c for c in candidates if c), None), loop=loop, running=current, summary=summary,
+        time=time.time(), rows=row_dicts(history) if with_rows else None,
+    )

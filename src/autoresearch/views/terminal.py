@@ -1,0 +1,149 @@
+"""`autoresearch status`: the snapshot of a workspace as a table in the terminal, or as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from autoresearch.errors import AutoresearchError
+from autoresearch.views.snapshot import Snapshot, open_source, snapshot
+
+
+def _num(value, fmt=".6f", none="—"):
+    return none if value is None else format(value, fmt)
+
+
+def duration(seconds) -> str:
+    if seconds is None:
+        return "—"
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def progress_text(current: dict | None) -> str:
+    if not current:
+        return "nothing running"
+    head = f"{current['commit'][:7]} {current['description']!r}" if current.get("commit") else repr(current["description"])
+    if current.get("kind") and current["kind"] != "experiment":
+        head += f" ({current['kind']})"
+    if not current.get("alive"):
+        return head + " — its process is gone (interrupted; the next `run` records it as a crash)"
+    p = current.get("progress")
+    parts = []
+    if p:
+        parts.append(f"step {p['step']}")
+        if isinstance(p.get("progress"), float):
+            parts.append(f"{p['progress']:.1f} %")
+        if isinstance(p.get("loss"), float):
+            parts.append(f"loss {p['loss']:.4f}")
+        if isinstance(p.get("remaining"), float):
+            parts.append(f"{p['remaining']:.0f} s remaining")
+    else:
+        parts.append("starting")
+    if current.get("elapsed") is not None:
+        parts.append(f"running for {duration(current['elapsed'])}")
+    return head + ": " + ", ".join(parts)
+
+
+def rows_of_table(snap: Snapshot) -> list[tuple[str, str]]:
+    """The status table as (label, text) pairs: what the terminal and tests read."""
+    s = snap.summary
+    cfg = snap.config
+    metric = s.metric
+    out = []
+    where = snap.root
+    if cfg:
+        where += f"  ({cfg['template']}, profile {cfg['profile']}, budget {cfg['budget']:g} s)"
+    else:
+        where += "  (no workspace config: results only)"
+    out.append(("workspace", where))
+    if snap.branch:
+        out.append(("branch", f"{snap.branch} @ {snap.head or '?'}"))
+    if snap.rows_branch and (snap.rows_branch != snap.branch or len(snap.branches or []) > 1):
+        others = [b for b in snap.branches if b != snap.rows_branch]
+        text = f"experiments of {snap.rows_branch}"
+        if others:
+            text += f" (also in results.tsv: {', '.join(others)}; choose with --branch)"
+        out.append(("rows", text))
+    agent = snap.agent or "—"
+    loop = snap.loop
+    if loop:
+        agent += f"  (loop {'running' if loop['alive'] else 'not running'}"
+        agent += f", {loop['state']})" if loop.get("state") else ")"
+    out.append(("agent", agent))
+    if snap.error:
+        out.append(("results", snap.error))
+    source_note = ""
+    if cfg and not cfg.get("harness_record", True):
+        source_note = "; read from the printed line, no harness record"
+    out.append(("metric", f"{metric} ({s.direction} is better{source_note})"))
+    runs = f"  (mean of {s.baseline_runs} runs)" if s.baseline_runs > 1 else ""
+    out.append(("baseline", _num(s.baseline) + runs))
+    front = _num(s.frontier)
+    if s.frontier_commit:
+        front += f"  (commit {s.frontier_commit[:7]}, experiment #{s.frontier_index + 1})"
+    out.append(("frontier", front))
+    if s.improvement is not None:
+        pct = f"  ({s.improvement_pct:+.2f} %)" if s.improvement_pct is not None else ""
+        out.append(("improvement", f"{s.improvement:+.6f}{pct}"))
+    else:
+        out.append(("improvement", "—"))
+    counts = ", ".join(f"{n} {k}" for k, n in s.counts.items() if n)
+    out.append(("experiments", f"{s.experiments}" + (f": {counts}" if counts else "")))
+    if s.experiments_per_hour is not None:
+        out.append(("rate", f"{s.experiments_per_hour:.1f} per hour over {duration(s.elapsed_seconds)}"))
+    else:
+        out.append(("rate", "— (no timestamps)"))
+    if s.training_share is not None:
+        out.append(("training", f"{100 * s.training_share:.0f} % of wall-clock"))
+    else:
+        out.append(("training", "— (no training_seconds recorded)"))
+    if s.sigma is not None:
+        text = s.sigma_text.removeprefix("sigma ")
+        out.append(("noise σ", f"{text}; a win must exceed {s.keep_bar:.6f}"))
+    else:
+        out.append(("noise σ", f"— ({s.sigma_text})"))
+    if s.tokens_in is not None or s.cost_usd is not None:
+        usage = f"{s.tokens_in or 0:,} tokens in, {s.tokens_out or 0:,} out"
+        if s.cost_usd is not None:
+            usage += f", ${s.cost_usd:.2f}"
+        out.append(("usage", usage))
+    out.append(("running", progress_text(snap.running)))
+    return out
+
+
+def render(snap: Snapshot):
+    """A rich Table of the snapshot."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_header=False, box=None, pad_edge=False, title=Text(f"autoresearch · {snap.name}"),
+                  title_justify="left", title_style="bold")
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column(overflow="fold")
+    for label, text in rows_of_table(snap):
+        style = "red" if label == "results" else None
+        table.add_row(label, Text(text), style=style)  # Text: a description is never read as markup
+    return table
+
+
+def status(where: str | Path = ".", results: str | Path | None = None, as_json: bool = False, console=None,
+           branch: str | None = None) -> dict:
+    """`autoresearch status`: print the table (or JSON) and return the snapshot."""
+    from rich.console import Console
+
+    source = open_source(where, results)
+    snap = snapshot(source, branch=branch)
+    if as_json:
+        print(json.dumps(snap.to_json(), indent=2, default=str))
+    else:
+        (console or Console()).print(render(snap))
+    if snap.error and source.results_path.exists():  # malformed (a missing one is just "nothing yet")
+        raise AutoresearchError(snap.error)
+    return snap
+
+
