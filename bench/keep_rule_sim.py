@@ -1,4 +1,4 @@
-"""Monte-Carlo of the keep rule (keeprule.py, the real functions) against plain "lower wins".
+"""Monte-Carlo of the keep rule (autoresearch.research.keeprule, the real functions) against plain "lower wins".
 
 Each simulated branch: a baseline run twice, then experiments drawn from a noise model,
 decided exactly as the engine decides (frontier = mean of the kept code's runs, sigma pooled

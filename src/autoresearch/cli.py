@@ -189,11 +189,10 @@ def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, ag
     """
     from autoresearch import loop
 
-    summary = loop.run(
-        where, agent=agent, tag=tag, max_experiments=max_experiments, hours=hours, max_cost=max_cost,
-        agent_options={"model": model, "base_url": base_url, "agent_command": agent_command,
-                       "agent_timeout": agent_timeout},
-    )
+    plan = loop.Plan(agent=agent, tag=tag, max_experiments=max_experiments, hours=hours, max_cost=max_cost,
+                     agent_options={"model": model, "base_url": base_url, "agent_command": agent_command,
+                                    "agent_timeout": agent_timeout})
+    summary = loop.run(where, plan)
     if summary.interrupted:
         sys.exit(130)
 

@@ -116,27 +116,35 @@ def setup_branch(ws: Workspace, tag: str | None, out: Callable[[str], None]) -> 
     return name
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What `autoresearch run` was asked to do: who researches, on which branch, until when."""
+
+    agent: str = "builtin"
+    agent_options: dict[str, Any] = field(default_factory=dict)  # given to the agent (None values dropped)
+    tag: str | None = None
+    max_experiments: int | None = None  # None: no limit
+    hours: float | None = None
+    max_cost: float | None = None
+
+    def check(self) -> None:
+        if self.max_experiments is not None and self.max_experiments < 0:
+            raise AutoresearchError("--max-experiments must be 0 or more")
+        if self.hours is not None and self.hours <= 0:
+            raise AutoresearchError("--hours must be a positive number")
+        if self.max_cost is not None and self.max_cost < 0:
+            raise AutoresearchError("--max-cost must be 0 or more")
+        if self.tag is not None:
+            check_tag(self.tag)
+
+
 class Loop:
-    def __init__(
-        self,
-        ws: Workspace,
-        *,
-        agent: str = "builtin",
-        agent_options: dict[str, Any] | None = None,
-        tag: str | None = None,
-        max_experiments: int | None = None,
-        hours: float | None = None,
-        max_cost: float | None = None,
-        out: Callable[[str], None] | None = None,
-        stream: TextIO | None = None,
-    ):
+    def __init__(self, ws: Workspace, plan: Plan, *, out: Callable[[str], None] | None = None,
+                 stream: TextIO | None = None):
         self.ws = ws
-        self.agent_name = agent
-        self.agent_options = {k: v for k, v in (agent_options or {}).items() if v is not None}
-        self.tag = tag
-        self.max_experiments = max_experiments
-        self.hours = hours
-        self.max_cost = max_cost
+        self.plan = plan
+        self.agent_name = plan.agent
+        self.agent_options = {k: v for k, v in plan.agent_options.items() if v is not None}
         self.stream = stream or sys.stdout
         self.out = out or (lambda line: print(line, file=self.stream, flush=True))
         self.summary = Summary(metric=ws.config.metric)
@@ -176,7 +184,7 @@ class Loop:
                 f"{', '.join(ws.config.harness_files)} does not match the workspace fingerprint; "
                 "results would not compare: restore it with `git checkout main -- prepare.py`"
             )
-        self.branch = setup_branch(ws, self.tag, self.out)
+        self.branch = setup_branch(ws, self.plan.tag, self.out)
         self.summary.branch = self.branch
         self.state("starting")
         self._prepare()
@@ -212,16 +220,16 @@ class Loop:
 
     def _loop(self, engine: Engine, agent) -> None:
         failures = 0
-        deadline = self.started + self.hours * 3600 if self.hours else None
+        deadline = self.started + self.plan.hours * 3600 if self.plan.hours else None
         while True:
-            if self.max_experiments is not None and self.summary.experiments >= self.max_experiments:
+            if self.plan.max_experiments is not None and self.summary.experiments >= self.plan.max_experiments:
                 self.summary.stopped = "reached --max-experiments"
                 return
             if deadline is not None and time.time() >= deadline:
-                self.summary.stopped = f"reached --hours {self.hours:g}"
+                self.summary.stopped = f"reached --hours {self.plan.hours:g}"
                 return
-            if self.max_cost is not None and self.summary.cost_usd >= self.max_cost:
-                self.summary.stopped = f"reached --max-cost {self.max_cost:g}"
+            if self.plan.max_cost is not None and self.summary.cost_usd >= self.plan.max_cost:
+                self.summary.stopped = f"reached --max-cost {self.plan.max_cost:g}"
                 return
             history = engine.history(self.branch)
             ctx = context_mod.build(self.ws, history, extra=self._extra(engine, history))
@@ -269,8 +277,8 @@ class Loop:
         }
         if value is not None:
             extra["frontier_value"] = f"{value:.6f}"
-        if self.max_experiments is not None:
-            extra["experiments_left"] = self.max_experiments - self.summary.experiments
+        if self.plan.max_experiments is not None:
+            extra["experiments_left"] = self.plan.max_experiments - self.summary.experiments
         return extra
 
     def _finish(self, engine: Engine) -> None:
@@ -290,38 +298,19 @@ class Loop:
         self.out(self.summary.line())
 
 
-def run(
-    start: str | Path = ".",
-    *,
-    agent: str = "builtin",
-    agent_options: dict[str, Any] | None = None,
-    tag: str | None = None,
-    max_experiments: int | None = None,
-    hours: float | None = None,
-    max_cost: float | None = None,
-    out: Callable[[str], None] | None = None,
-    stream: TextIO | None = None,
-) -> Summary:
+def run(start: str | Path, plan: Plan, *, out: Callable[[str], None] | None = None,
+        stream: TextIO | None = None) -> Summary:
     """Open (or create) the workspace, hold its lock, and run the loop. Ctrl-C ends it cleanly."""
-    if max_experiments is not None and max_experiments < 0:
-        raise AutoresearchError("--max-experiments must be 0 or more")
-    if hours is not None and hours <= 0:
-        raise AutoresearchError("--hours must be a positive number")
-    if max_cost is not None and max_cost < 0:
-        raise AutoresearchError("--max-cost must be 0 or more")
-    if tag is not None:
-        check_tag(tag)
+    plan.check()
     say = out or (lambda line: print(line, file=stream or sys.stdout, flush=True))
     with sigterm_as_interrupt():
         try:
             ws = open_or_create(Path(start), say)
             with ws.state.locked("autoresearch run"):
-                loop = Loop(ws, agent=agent, agent_options=agent_options, tag=tag, max_experiments=max_experiments,
-                            hours=hours, max_cost=max_cost, out=say, stream=stream)
-                return loop.run()
+                return Loop(ws, plan, out=say, stream=stream).run()
         except KeyboardInterrupt:  # before the loop started: nothing to clean
             say("interrupted")
             return Summary(stopped="interrupted", interrupted=True)
 
 
-__all__ = ["Loop", "Summary", "run", "date_tag", "setup_branch", "open_or_create"]
+__all__ = ["Loop", "Plan", "Summary", "run", "date_tag", "setup_branch", "open_or_create"]

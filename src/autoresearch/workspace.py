@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 from dataclasses import dataclass, replace
-from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -49,8 +48,30 @@ def fingerprint(root: Path, files) -> str:
     return h.hexdigest()
 
 
+class Folder:
+    """Where a workspace's files are, from its root (a Workspace, or a folder the views look at)."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name or str(self.root)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def state(self) -> StateFolder:
+        return StateFolder(self.root)
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "run.log"
+
+
 @dataclass(frozen=True)
-class Workspace:
+class Workspace(Folder):
     root: Path
     config: Config
 
@@ -59,20 +80,8 @@ class Workspace:
         return self.root / CONFIG_NAME
 
     @property
-    def state_dir(self) -> Path:
-        return self.root / STATE_DIR
-
-    @cached_property
-    def state(self) -> StateFolder:
-        return StateFolder(self.root)
-
-    @property
     def results_path(self) -> Path:
         return self.root / "results.tsv"
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "run.log"
 
     def harness_ok(self) -> bool:
         return fingerprint(self.root, self.config.harness_files) == self.config.harness_sha256
@@ -154,34 +163,42 @@ def init_workspace(
         raise AutoresearchError("--direction must be 'lower' or 'higher'")
 
     if template == "llm":
-        prof = profiles.get(profile)
-        dataset = dataset or prof.dataset
-        check_dataset_name(dataset)
-        if dataset.startswith("files:"):  # the harness runs from the workspace: make the path absolute
-            dataset = "files:" + str(Path(dataset[len("files:"):]).expanduser().resolve())
-        files = render_llm(prof, dataset, budget)
-        config = Config(
-            template="llm", profile=prof.name, dataset=dataset,
-            budget=float(budget if budget is not None else prof.budget),
-            command=command or "python train.py",
-            editable=tuple(editable) or ("train.py",),
-            metric=metric or "val_bpb", direction=direction or "lower",
-            harness_record=True, harness_files=("prepare.py",),
-        )
+        files, config = _llm(profile, dataset, budget, command, metric, direction, editable)
     else:
-        if not command:
-            raise AutoresearchError("--template blank needs --command (the command that prints `NAME: value` lines)")
-        if not metric:
-            raise AutoresearchError("--template blank needs --metric (the NAME of the printed line to optimise)")
-        if not editable:
-            raise AutoresearchError("--template blank needs at least one --editable file")
-        files = {"program.md": render_blank(command, metric, direction or "lower", tuple(editable))}
-        config = Config(
-            template="blank", profile="none", dataset="none", budget=float(budget or 60),
-            command=command, editable=tuple(editable), metric=metric,
-            direction=direction or "lower", harness_record=False, harness_files=(),
-        )
+        files, config = _blank(budget, command, metric, direction, editable)
+    return _create(target, files, config)
 
+
+def _llm(profile, dataset, budget, command, metric, direction, editable) -> tuple[dict[str, str], Config]:
+    prof = profiles.get(profile)
+    dataset = dataset or prof.dataset
+    check_dataset_name(dataset)
+    if dataset.startswith("files:"):  # the harness runs from the workspace: make the path absolute
+        dataset = "files:" + str(Path(dataset[len("files:"):]).expanduser().resolve())
+    config = Config(
+        template="llm", profile=prof.name, dataset=dataset, budget=float(budget if budget is not None else prof.budget),
+        command=command or "python train.py", editable=tuple(editable) or ("train.py",),
+        metric=metric or "val_bpb", direction=direction or "lower", harness_record=True, harness_files=("prepare.py",),
+    )
+    return render_llm(prof, dataset, budget), config
+
+
+def _blank(budget, command, metric, direction, editable) -> tuple[dict[str, str], Config]:
+    if not command:
+        raise AutoresearchError("--template blank needs --command (the command that prints `NAME: value` lines)")
+    if not metric:
+        raise AutoresearchError("--template blank needs --metric (the NAME of the printed line to optimise)")
+    if not editable:
+        raise AutoresearchError("--template blank needs at least one --editable file")
+    config = Config(
+        template="blank", profile="none", dataset="none", budget=float(budget or 60), command=command,
+        editable=tuple(editable), metric=metric, direction=direction or "lower", harness_record=False, harness_files=(),
+    )
+    return {"program.md": render_blank(command, metric, config.direction, config.editable)}, config
+
+
+def _create(target: Path, files: dict[str, str], config: Config) -> Workspace:
+    """Write the files, fingerprint the harness, make the first commit; on failure leave the folder as found."""
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     try:

@@ -47,96 +47,28 @@ def plot(history: History, path: Path, *, metric: str = "val_bpb", title: str = 
     # a Figure on its own Agg canvas, no pyplot: no global backend switch, no GUI, thread-safe
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     rows = list(history.rows)
-    direction = history.direction
     s = summarize(history, metric, keep_rule, judged=judged)
-    series = history.series
     fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     ax.set_xlabel("experiment #")
     shown_metric = metric.replace("$", r"\$")
-    ax.set_ylabel(f"{shown_metric} ({direction} is better)")
+    ax.set_ylabel(f"{shown_metric} ({history.direction} is better)")
     ax.grid(True, color="#e5e5e5", linewidth=0.8)
     ax.set_axisbelow(True)
-    n = len(rows)
-    ax.set_xlim(0.0, max(n, 1) + 1.0)
-    xs = [i + 1 for i in range(n)]
-    values = [r.value for r in rows if measured(r)]
-    if not values:
-        ax.text(0.5, 0.5, "no measured experiments yet" if n else "no experiments yet",
+    ax.set_xlim(0.0, max(len(rows), 1) + 1.0)
+    if not any(measured(r) for r in rows):
+        ax.text(0.5, 0.5, "no measured experiments yet" if rows else "no experiments yet",
                 transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#777777")
         ax.set_yticks([])
     else:
-        lo, hi = _limits(rows, s, direction)
+        lo, hi = _limits(rows, s, history.direction)
         ax.set_ylim(lo, hi)
-        sign = 1 if direction == "lower" else -1
-
-        # the noise band: the margin a change must beat the frontier by
-        bar = s.keep_bar if s.sigma is not None else None
-        fx = [x for x, v in zip(xs, series) if v is not None]
-        fy = [v for v in series if v is not None]
-        if fx:
-            fx_full = fx + [n + 1]
-            fy_full = fy + [fy[-1]]
-            if bar:
-                lower_band = [v - bar for v in fy_full]
-                upper_band = [v + bar for v in fy_full]
-                ax.fill_between(fx_full, lower_band, upper_band, step="post", color=FRONTIER_COLOR,
-                                alpha=0.12, linewidth=0, zorder=1)
-            ax.step(fx_full, fy_full, where="post", color=FRONTIER_COLOR, linewidth=2.0, zorder=3)
-        if s.baseline is not None:
-            ax.axhline(s.baseline, color=BASELINE_COLOR, linestyle="--", linewidth=1.2, zorder=2)
-
-        # discards: faint; those off the chart sit on the worse edge as small triangles
-        edge_y = 0.97 if direction == "lower" else 0.03
-        discards = [(x, r.value) for x, r in zip(xs, rows) if r.status == "discard" and measured(r)]
-        inside = [(x, v) for x, v in discards if lo <= v <= hi]
-        if inside:
-            ax.scatter(*zip(*inside), s=22, color=DISCARD_COLOR, alpha=0.45, linewidths=0, zorder=4)
-        for off, y, marker in (([x for x, v in discards if v > hi]), 0.92, "^"), (([x for x, v in discards if v < lo]), 0.08, "v"):
-            if off:
-                ax.scatter(off, [y] * len(off), transform=ax.get_xaxis_transform(), s=30, color=DISCARD_COLOR,
-                           alpha=0.6, marker=marker, linewidths=0, zorder=4)
-        # failures: no measurement; marked along the worse edge
-        crashes = [x for x, r in zip(xs, rows) if r.status == "crash"]
-        others = [x for x, r in zip(xs, rows) if r.status in ("invalid", "noop")]
-        if crashes:
-            ax.scatter(crashes, [edge_y] * len(crashes), transform=ax.get_xaxis_transform(), marker="x",
-                       s=40, color=CRASH_COLOR, linewidths=1.8, zorder=5, clip_on=False)
-        if others:
-            ax.scatter(others, [edge_y] * len(others), transform=ax.get_xaxis_transform(), marker="|",
-                       s=60, color=OTHER_COLOR, linewidths=1.5, zorder=5, clip_on=False)
-        # kept: bold, labeled (repeats of a kept commit are drawn, labeled once)
-        kept = [(x, r) for x, r in zip(xs, rows) if r.status == "keep" and measured(r)]
-        if kept:
-            ax.scatter([x for x, _ in kept], [r.value for _, r in kept], s=70, color=KEEP_COLOR,
-                       edgecolors="#0b3d1f", linewidths=1.0, zorder=6)
-        for j, change in enumerate(history.kept_changes):
-            label = "baseline" if change.baseline else _short(change.description)
-            x = change.index + 1
-            right = x > 0.7 * (n + 1)  # labels near the right edge grow leftwards, inside the axes
-            ax.annotate(label, (x, change.value), xytext=(-6 if right else 6, -10 * sign if j % 2 else 8 * sign),
-                        textcoords="offset points", fontsize=7.5, color="#0b3d1f",
-                        rotation=(-20 if right else 20) * sign, rotation_mode="anchor",
-                        ha="right" if right else "left", va="center", zorder=7)
-    if values:  # a legend only where there is something to explain
-        handles = [
-            Line2D([], [], marker="o", linestyle="", color=KEEP_COLOR, markeredgecolor="#0b3d1f", markersize=8, label="kept"),
-            Line2D([], [], marker="o", linestyle="", color=DISCARD_COLOR, alpha=0.6, markersize=5, label="discarded"),
-            Line2D([], [], marker="x", linestyle="", color=CRASH_COLOR, markersize=7, label="crashed"),
-            Line2D([], [], color=FRONTIER_COLOR, linewidth=2, label="frontier (best kept)"),
-            Line2D([], [], color=BASELINE_COLOR, linestyle="--", label="baseline"),
-        ]
-        if s.sigma is not None:
-            handles.append(Patch(color=FRONTIER_COLOR, alpha=0.15, label=f"noise band (±{s.keep_bar:.4f})"))
-        if any(r.status in ("invalid", "noop") for r in rows):
-            handles.insert(3, Line2D([], [], marker="|", linestyle="", color=OTHER_COLOR, markersize=8, label="invalid / no-op"))
-        ax.legend(handles=handles, loc="lower left" if direction == "lower" else "upper left", fontsize=8,
-                  framealpha=0.9)
+        _draw_frontier(ax, history, s)
+        _draw_points(ax, history, lo, hi)
+        _draw_legend(ax, history, s)  # a legend only where there is something to explain
     if not title:
         title = f"{len(rows)} experiments, {s.counts['keep']} kept"
         if s.baseline is not None and s.frontier is not None:
@@ -148,6 +80,83 @@ def plot(history: History, path: Path, *, metric: str = "val_bpb", title: str = 
     fig.savefig(tmp, dpi=DPI)
     tmp.replace(path)
     return path
+
+
+def _draw_frontier(ax, history: History, s) -> None:
+    """The frontier as a step line, the noise band around it, the baseline dashed."""
+    n = len(history.rows)
+    series = history.series
+    fx = [i + 1 for i, v in enumerate(series) if v is not None]
+    fy = [v for v in series if v is not None]
+    if fx:
+        fx_full = fx + [n + 1]
+        fy_full = fy + [fy[-1]]
+        bar = s.keep_bar if s.sigma is not None else None  # the margin a change must beat the frontier by
+        if bar:
+            ax.fill_between(fx_full, [v - bar for v in fy_full], [v + bar for v in fy_full], step="post",
+                            color=FRONTIER_COLOR, alpha=0.12, linewidth=0, zorder=1)
+        ax.step(fx_full, fy_full, where="post", color=FRONTIER_COLOR, linewidth=2.0, zorder=3)
+    if s.baseline is not None:
+        ax.axhline(s.baseline, color=BASELINE_COLOR, linestyle="--", linewidth=1.2, zorder=2)
+
+
+def _draw_points(ax, history: History, lo: float, hi: float) -> None:
+    """Every experiment at its index: discards faint, failures on the worse edge, kept ones bold and labeled."""
+    rows = list(history.rows)
+    n = len(rows)
+    xs = [i + 1 for i in range(n)]
+    sign = 1 if history.direction == "lower" else -1
+    edge_y = 0.97 if history.direction == "lower" else 0.03
+    # discards: faint; those off the chart sit on the worse edge as small triangles
+    discards = [(x, r.value) for x, r in zip(xs, rows) if r.status == "discard" and measured(r)]
+    inside = [(x, v) for x, v in discards if lo <= v <= hi]
+    if inside:
+        ax.scatter(*zip(*inside), s=22, color=DISCARD_COLOR, alpha=0.45, linewidths=0, zorder=4)
+    for off, y, marker in (([x for x, v in discards if v > hi]), 0.92, "^"), (([x for x, v in discards if v < lo]), 0.08, "v"):
+        if off:
+            ax.scatter(off, [y] * len(off), transform=ax.get_xaxis_transform(), s=30, color=DISCARD_COLOR,
+                       alpha=0.6, marker=marker, linewidths=0, zorder=4)
+    # failures: no measurement; marked along the worse edge
+    crashes = [x for x, r in zip(xs, rows) if r.status == "crash"]
+    others = [x for x, r in zip(xs, rows) if r.status in ("invalid", "noop")]
+    if crashes:
+        ax.scatter(crashes, [edge_y] * len(crashes), transform=ax.get_xaxis_transform(), marker="x",
+                   s=40, color=CRASH_COLOR, linewidths=1.8, zorder=5, clip_on=False)
+    if others:
+        ax.scatter(others, [edge_y] * len(others), transform=ax.get_xaxis_transform(), marker="|",
+                   s=60, color=OTHER_COLOR, linewidths=1.5, zorder=5, clip_on=False)
+    # kept: bold, labeled (repeats of a kept commit are drawn, labeled once)
+    kept = [(x, r) for x, r in zip(xs, rows) if r.status == "keep" and measured(r)]
+    if kept:
+        ax.scatter([x for x, _ in kept], [r.value for _, r in kept], s=70, color=KEEP_COLOR,
+                   edgecolors="#0b3d1f", linewidths=1.0, zorder=6)
+    for j, change in enumerate(history.kept_changes):
+        label = "baseline" if change.baseline else _short(change.description)
+        x = change.index + 1
+        right = x > 0.7 * (n + 1)  # labels near the right edge grow leftwards, inside the axes
+        ax.annotate(label, (x, change.value), xytext=(-6 if right else 6, -10 * sign if j % 2 else 8 * sign),
+                    textcoords="offset points", fontsize=7.5, color="#0b3d1f",
+                    rotation=(-20 if right else 20) * sign, rotation_mode="anchor",
+                    ha="right" if right else "left", va="center", zorder=7)
+
+
+def _draw_legend(ax, history: History, s) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=KEEP_COLOR, markeredgecolor="#0b3d1f", markersize=8, label="kept"),
+        Line2D([], [], marker="o", linestyle="", color=DISCARD_COLOR, alpha=0.6, markersize=5, label="discarded"),
+        Line2D([], [], marker="x", linestyle="", color=CRASH_COLOR, markersize=7, label="crashed"),
+        Line2D([], [], color=FRONTIER_COLOR, linewidth=2, label="frontier (best kept)"),
+        Line2D([], [], color=BASELINE_COLOR, linestyle="--", label="baseline"),
+    ]
+    if s.sigma is not None:
+        handles.append(Patch(color=FRONTIER_COLOR, alpha=0.15, label=f"noise band (±{s.keep_bar:.4f})"))
+    if any(r.status in ("invalid", "noop") for r in history.rows):
+        handles.insert(3, Line2D([], [], marker="|", linestyle="", color=OTHER_COLOR, markersize=8, label="invalid / no-op"))
+    ax.legend(handles=handles, loc="lower left" if history.direction == "lower" else "upper left", fontsize=8,
+              framealpha=0.9)
 
 
 def _limits(rows, s, direction: str) -> tuple[float, float]:

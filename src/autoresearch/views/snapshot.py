@@ -31,8 +31,7 @@ from autoresearch.files import read_tail
 from autoresearch.research import keeprule
 from autoresearch.research.history import History
 from autoresearch.research.results import Row, as_dict
-from autoresearch.state import STATE_DIR, StateFolder
-from autoresearch.workspace import Workspace
+from autoresearch.workspace import Folder, Workspace
 
 LOG_TAIL_BYTES = 64 * 1024
 DIFF_LIMIT = 200_000  # characters of a diff shown at most
@@ -46,28 +45,12 @@ STARTING_SECONDS = 120  # a current.json without a pid older than this was left 
 
 
 @dataclass(frozen=True)
-class Source:
+class Source(Folder):
     """What to look at: a folder, its results file, and its config when it is a workspace."""
 
     root: Path
     results_path: Path
     config: Config | None = None
-
-    @property
-    def name(self) -> str:
-        return self.root.name or str(self.root)
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / STATE_DIR
-
-    @property
-    def state(self) -> StateFolder:
-        return StateFolder(self.root)
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "run.log"
 
     @property
     def is_git(self) -> bool:

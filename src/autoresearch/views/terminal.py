@@ -51,9 +51,12 @@ def progress_text(current: dict | None) -> str:
 
 def rows_of_table(snap: Snapshot) -> list[tuple[str, str]]:
     """The status table as (label, text) pairs: what the terminal and tests read."""
-    s = snap.summary
+    return [*_where(snap), *_numbers(snap), ("running", progress_text(snap.running))]
+
+
+def _where(snap: Snapshot) -> list[tuple[str, str]]:
+    """Which workspace, branch and agent; a results problem."""
     cfg = snap.config
-    metric = s.metric
     out = []
     where = snap.root
     if cfg:
@@ -77,10 +80,16 @@ def rows_of_table(snap: Snapshot) -> list[tuple[str, str]]:
     out.append(("agent", agent))
     if snap.error:
         out.append(("results", snap.error))
+    return out
+
+
+def _numbers(snap: Snapshot) -> list[tuple[str, str]]:
+    """The research's numbers, from the snapshot's summary."""
+    s, cfg, out = snap.summary, snap.config, []
     source_note = ""
     if cfg and not cfg.get("harness_record", True):
         source_note = "; read from the printed line, no harness record"
-    out.append(("metric", f"{metric} ({s.direction} is better{source_note})"))
+    out.append(("metric", f"{s.metric} ({s.direction} is better{source_note})"))
     runs = f"  (mean of {s.baseline_runs} runs)" if s.baseline_runs > 1 else ""
     out.append(("baseline", _num(s.baseline) + runs))
     front = _num(s.frontier)
@@ -112,7 +121,6 @@ def rows_of_table(snap: Snapshot) -> list[tuple[str, str]]:
         if s.cost_usd is not None:
             usage += f", ${s.cost_usd:.2f}"
         out.append(("usage", usage))
-    out.append(("running", progress_text(snap.running)))
     return out
 
 

@@ -1,0 +1,164 @@
+"""History: every number about a line of research, pinned on small hand-written row sets,
+and the same frontier value in the agent's prompt and in `autoresearch status --json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autoresearch import resultsfile
+from autoresearch.research import keeprule
+from autoresearch.research.history import History, kept_mean
+from autoresearch.research.results import Row
+
+B = "autoresearch/test"
+
+
+def r(commit: str, value: float, status: str = "keep", kind: str = "experiment", branch: str = B, **extra) -> Row:
+    return Row(commit=commit, value=value, memory_gb=0.0, status=status, description=extra.pop("description", commit),
+               kind=kind, branch=branch, **extra)
+
+
+# The life of a branch: two baseline runs of a000000, a win b000000 confirmed A-B-A (the
+# frontier re-run between its two runs), a discard, a crash, then c000000 kept.
+LIFE = [
+    r("a000000", 2.00, kind="baseline"),
+    r("a000000", 2.02, kind="baseline"),
+    r("a000000", 2.04, kind="confirm", description="re-run of the frontier beside: b"),
+    r("b000000", 1.90),
+    r("b000000", 1.94, kind="confirm"),
+    r("d000000", 1.99, status="discard"),
+    r("e000000", 0.0, status="crash"),
+    r("c000000", 1.80),
+    r("c000000", 1.84, kind="confirm"),
+]
+
+
+def test_the_frontier_is_the_mean_of_the_kept_runs_of_the_last_kept_commit():
+    h = History(LIFE, B)
+    assert h.frontier_commit == "c000000"
+    assert h.frontier_value == pytest.approx(1.82)
+    assert h.frontier_index == 7
+    assert h.frontier_change.commit == "c000000" and h.frontier_change.runs == 2
+    assert kept_mean(LIFE, "b000000") == pytest.approx(1.92)
+
+
+def test_the_series_follows_keeps_confirms_and_frontier_reruns():
+    h = History(LIFE, B)
+    assert h.series == pytest.approx([2.00, 2.01, 2.02, 1.90, 1.92, 1.92, 1.92, 1.80, 1.82])
+    assert h.before(0) is None and h.before(3) == pytest.approx(2.02)  # the re-run moved the frontier b beat
+    assert h.series[-1] == h.frontier_value  # one function gives both
+
+
+def test_nothing_kept_means_no_frontier():
+    h = History([r("a000000", 0.0, status="crash", kind="baseline")], B)
+    assert h.frontier_commit is None and h.frontier_value is None and h.series == [None]
+    assert h.baseline is None and h.improvement is None and h.frontier_change is None
+
+
+def test_the_baseline_is_the_mean_of_its_runs_and_the_improvement_is_against_it():
+    h = History(LIFE, B)
+    # the frontier re-run of the baseline commit is a confirm, not a baseline run
+    assert h.baseline_runs == [2.00, 2.02] and h.baseline == pytest.approx(2.01) and h.baseline_count == 2
+    assert h.improvement == pytest.approx(2.01 - 1.82)
+    assert h.improvement_pct == pytest.approx(100 * (2.01 - 1.82) / 2.01)
+    higher = History([r("a000000", 1.0, kind="baseline"), r("b000000", 1.5)], B, direction="higher")
+    assert higher.improvement == pytest.approx(0.5)
+
+
+def test_a_file_without_kinds_takes_its_first_measured_row_as_the_baseline():
+    upstream = [r("a000000", 0.0, status="crash", branch=""), r("b000000", 1.0, branch=""),
+                r("c000000", 0.9, branch="")]
+    h = History(upstream)
+    assert h.baseline == 1.0 and h.baseline_count == 1 and h.frontier_value == 0.9
+
+
+def test_counts_kept_changes_and_the_streak():
+    h = History([*LIFE, r("f000000", 1.9, status="discard"), r("g000000", 0.0, status="noop")], B)
+    assert h.counts == {"keep": 7, "discard": 2, "crash": 1, "invalid": 0, "noop": 1}
+    changes = [(c.commit, c.runs, c.baseline) for c in h.kept_changes]
+    assert changes == [("a000000", 3, True), ("b000000", 2, False), ("c000000", 2, False)]
+    assert h.kept_changes[1].delta == pytest.approx(1.92 - 2.02)
+    assert h.not_kept_streak() == 2
+
+
+def test_rows_of_another_branch_do_not_count_and_rows_without_a_branch_belong_to_all():
+    other = [r("y000000", 0.6, kind="baseline", branch=""), r("z000000", 0.5, branch="autoresearch/old")]
+    h = History([*other, *LIFE], B)
+    assert len(h) == len(LIFE) + 1 and h.frontier_value == pytest.approx(1.82)
+    old = History([*other, *LIFE], "autoresearch/old")
+    assert len(old) == 2 and old.frontier_commit == "z000000" and old.baseline == 0.6
+
+
+def test_the_noise_is_the_keep_rules_estimate_over_the_same_rows():
+    h = History(LIFE, B)
+    assert h.noise == keeprule.noise(h.rows)
+    assert h.noise.runs == 7  # a000000 x3, b000000 x2, c000000 x2
+    assert h.bar(0.001, 2.0) == keeprule.bar(0.001, 2.0, h.noise.sigma)
+
+
+def test_pace_and_usage():
+    rows = [r("a000000", 2.0, kind="baseline", timestamp="2026-01-01T00:01:00Z", seconds=60.0, training_seconds=50.0),
+            r("b000000", 1.9, timestamp="2026-01-01T00:02:00Z", seconds=60.0, training_seconds=50.0,
+              tokens_in=10, tokens_out=2, cost_usd=0.5),
+            r("c000000", 1.8, timestamp="2026-01-01T00:03:00Z", seconds=60.0, training_seconds=50.0, tokens_in=5)]
+    h = History(rows, B)
+    assert h.pace.elapsed_seconds == pytest.approx(180.0)  # the first row's run started a minute before its stamp
+    assert h.pace.experiments_per_hour == pytest.approx(3 / (180 / 3600))
+    assert h.pace.training_share == pytest.approx(150 / 180)
+    assert (h.usage.tokens_in, h.usage.tokens_out, h.usage.cost_usd) == (15, 2, 0.5)
+
+
+# -- one frontier value everywhere --------------------------------------------------------
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *args], cwd=root,
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, COLUMNS="160"))
+
+
+def test_the_agents_prompt_and_status_json_show_the_same_frontier_value(tmp_path):
+    """A confirmed win has two runs and a baseline two: the frontier is their mean, not the last
+    row's value nor the first baseline run, in the prompt as in `status --json`."""
+    root = tmp_path / "ws"
+    done = _cli("init", str(root), "--template", "blank", "--command", "python score.py", "--metric", "score",
+                "--editable", "score.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    _git(root, "switch", "-qc", B)
+    (root / "score.py").write_text("print('score: 2.0')\n")
+    _git(root, "commit", "-qam", "baseline")
+    base = _git(root, "rev-parse", "--short=7", "HEAD")
+    (root / "score.py").write_text("print('score: 1.8')\n")
+    _git(root, "commit", "-qam", "win")
+    win = _git(root, "rev-parse", "--short=7", "HEAD")
+    resultsfile.append(root / "results.tsv", [
+        r(base, 2.00, kind="baseline"), r(base, 2.02, kind="baseline"),
+        r(base, 2.04, kind="confirm"), r(win, 1.80, description="win"), r(win, 1.83, kind="confirm", description="win"),
+    ], "score")
+
+    snap = json.loads(_cli("status", "--json", cwd=root).stdout)
+    frontier = snap["summary"]["frontier"]
+    assert frontier == pytest.approx(1.815)
+
+    copy = tmp_path / "prompt.md"
+    done = _cli("run", "--agent", "command", "--agent-command", f"cp \"$AUTORESEARCH_PROMPT_FILE\" {copy}",
+                "--max-experiments", "1", cwd=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    prompt = copy.read_text()
+    shown = f"{frontier:.6f}"
+    assert f"frontier (best so far) score {shown} at commit {win}" in prompt
+    assert f"frontier_value: {shown}" in prompt
+    assert "1.830000 at commit" not in prompt  # not the last kept row alone
+    assert "baseline score 2.010000" in prompt  # the baseline is the mean of its runs too
+    assert snap["summary"]["baseline"] == pytest.approx(2.01)

@@ -1,0 +1,91 @@
+"""The layers of docs/architecture.md, checked on the source: who may import whom."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "autoresearch"
+# layer -> the layers it must not import (the base modules sit below all of these)
+FORBIDDEN = {
+    "research": {"*"},  # pure: nothing from the package outside research/
+    "engine": {"agents", "views", "loop", "cli"},
+    "agents": {"engine", "views", "loop", "cli"},
+    "views": {"engine", "agents", "loop", "cli"},
+    "loop": {"views", "cli"},
+    "base": {"engine", "agents", "views", "loop", "cli"},
+    "cli": set(),  # the command line (and `python -m autoresearch`) sits on top of everything
+}
+BASE_MAY_USE_RESEARCH = {"resultsfile", "state", "config", "workspace"}
+
+
+def layer_of(path: Path) -> str:
+    first = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+    if first == "__main__":
+        return "cli"
+    if first in ("research", "engine", "agents", "views", "loop", "cli"):
+        return first
+    return "base"
+
+
+def imports(path: Path) -> list[tuple[str, int]]:
+    """(first package part after autoresearch, line) of each import of the package."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "autoresearch":
+            parts = node.module.split(".")[1:]
+            names = [parts[0]] if parts else [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name.split(".")[1] for a in node.names if a.name.startswith("autoresearch.")]
+        found += [(n, node.lineno) for n in names]
+    return found
+
+
+SOURCES = sorted(p for p in PACKAGE.rglob("*.py") if "templates" not in p.parts)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_follow_the_layers(path):
+    layer = layer_of(path)
+    for name, line in imports(path):
+        target = name if name in ("research", "engine", "agents", "views", "loop", "cli") else "base"
+        if target == layer or name in ("errors", "__version__"):
+            continue
+        where = f"{path.relative_to(PACKAGE)}:{line} imports autoresearch.{name}"
+        if layer == "research":
+            pytest.fail(f"{where}: research/ imports nothing else from the package")
+        assert target not in FORBIDDEN[layer], f"{where}: the {layer} layer may not import {target}"
+        if layer == "base" and target == "research":
+            assert path.stem in BASE_MAY_USE_RESEARCH, f"{where}: only the files' and records' modules use research/"
+
+
+def test_nothing_calls_another_modules_private_names():
+    for path in SOURCES:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("autoresearch"):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                assert not private, f"{path.relative_to(PACKAGE)}:{node.lineno} imports {private}"
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id not in ("self", "cls")):
+                pytest.fail(f"{path.relative_to(PACKAGE)}:{node.lineno} uses {node.value.id}.{node.attr}")
+
+
+def test_every_git_call_goes_through_the_git_module():
+    for path in SOURCES:
+        if path.name == "gitrepo.py":
+            continue
+        text = path.read_text()
+        assert '"git"' not in text and "'git'" not in text, f"{path.relative_to(PACKAGE)} runs git itself"
+
+
+def test_every_process_is_started_by_the_process_module():
+    for path in SOURCES:
+        if path.name == "proc.py":
+            continue
+        text = path.read_text()
+        for call in ("subprocess.Popen(", "subprocess.run(", "os.system(", "os.killpg("):
+            assert call not in text, f"{path.relative_to(PACKAGE)} uses {call} outside proc.py"
