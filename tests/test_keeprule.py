@@ -112,8 +112,6 @@ def test_noise_from_rows_groups_repeats_by_commit_and_ignores_crashes():
     assert sorted(map(sorted, groups)) == [[0.98, 0.99], [1.0, 1.02]]
     noise = keeprule.noise(rows)
     assert noise.dof == 2 and noise.prior == pytest.approx(keeprule.PRIOR_REL * 1.01)
-    assert keeprule.sigma(rows) == pytest.approx(noise.sigma)
-    assert keeprule.sigma([]) is None
 
 
 def test_code_lines_ignore_blanks_and_comments():

@@ -10,7 +10,7 @@ writing goes through tomlkit, so the file keeps its comments.
 from __future__ import annotations
 
 import sys
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import tomlkit
@@ -114,9 +114,6 @@ class Config:
         if cfg.direction not in ("lower", "higher"):
             raise AutoresearchError(f"{CONFIG_NAME}: metric direction must be 'lower' or 'higher', not {cfg.direction!r}")
         return cfg
-
-    def with_keep(self, **changes: Any) -> "Config":
-        return replace(self, keep=replace(self.keep, **changes))
 
 
 def _add(table, key: str, value: Any, comment: str) -> None:

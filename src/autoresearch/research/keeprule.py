@@ -154,13 +154,6 @@ def noise(rows, prior_rel: float = PRIOR_REL, prior_dof: float = PRIOR_DOF) -> N
     return pooled(repeat_groups(rows), prior_rel * abs(reference), prior_dof)
 
 
-def sigma(rows) -> float | None:
-    """The sigma the rule uses now, for displays (status, dashboard); None before any measurement."""
-    if not any(measured(r) for r in rows):
-        return None
-    return noise(rows).sigma
-
-
 def bar(min_delta: float, z: float, sigma_value: float) -> float:
     """The margin a change must win by."""
     return max(min_delta, z * sigma_value)
