@@ -390,7 +390,7 @@ def test_a_full_disk_while_recording_leaves_the_frontier_intact_and_is_recorded_
     change(ws, value=2.0)
     out = experiment_json(ws, "next")
     recovered = rows(ws)[-2]
-    assert recovered.status == "crash" and recovered.reason.startswith("not recorded")
+    assert recovered.status == "interrupted" and recovered.reason.startswith("not recorded")
     assert out["status"] == "discard" and len(rows(ws)) == 4
 
 

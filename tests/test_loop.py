@@ -63,19 +63,23 @@ def loop(root: Path, agent, *args: str, env=None, timeout: float = 180) -> subpr
 
 
 def start_loop(root: Path, agent, *args: str, env=None) -> subprocess.Popen:
+    # Ctrl-C must reach the loop however the suite was launched (`nohup pytest &` ignores SIGINT,
+    # and an ignored signal is inherited): the child starts with the default disposition.
     return subprocess.Popen(
         [sys.executable, "-m", "autoresearch", "run", "--agent", "command", "--agent-command", agent.command, *args],
         cwd=root, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
-def current(root: Path) -> dict | None:
+def current(root: Path, kind: str = "experiment") -> dict | None:
+    """The run in flight, once started, if it is of `kind`."""
     path = root / ".autoresearch" / "current.json"
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if data.get("pid") and data.get("kind") == "experiment" else None
+    return data if data.get("pid") and data.get("kind") == kind else None
 
 
 def test_the_loop_records_every_kind_of_proposal(tmp_path, agent):
@@ -161,7 +165,7 @@ def test_kill_9_of_the_loop_mid_run_then_resume(tmp_path, agent):
     assert "recovered an interrupted experiment" in r.stdout and "stopped its leftover processes" in r.stdout
     assert wait_for(lambda: not pid_alive(train_pid), timeout=15)
     got = [(x.status, x.reason, x.description) for x in rows(root)][2:]
-    assert got[0] == ("crash", "interrupted", "slow change")
+    assert got[0] == ("interrupted", "interrupted", "slow change")
     assert got[1][0] == "discard" and got[1][2] == "after the crash"
     assert head(root)[:7] == frontier and clean(root)
     assert not (root / ".autoresearch" / "journal.json").exists()
@@ -185,12 +189,44 @@ def test_ctrl_c_kills_the_run_records_it_and_leaves_the_frontier(tmp_path, agent
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, out + err
-    assert out.strip().splitlines()[-1].startswith("interrupted: 1 experiment on autoresearch/test")
+    assert out.strip().splitlines()[-1].startswith(
+        "interrupted: 1 experiment on autoresearch/test (2 baseline, 1 interrupted)")
     assert not pid_alive(train_pid)
     last = rows(root)[-1]
-    assert (last.status, last.reason, last.description) == ("crash", "interrupted", "slow change")
+    assert (last.status, last.reason, last.description) == ("interrupted", "interrupted", "slow change")
     assert len(rows(root)) == 3
     assert head(root)[:7] == frontier and clean(root)
+    assert not (root / ".autoresearch" / "journal.json").exists()
+
+
+def test_ctrl_c_during_a_confirmation_keeps_both_finished_runs(tmp_path, agent):
+    """A win's first run and the frontier's re-run finished; Ctrl-C comes during its confirm run."""
+    root = tmp_path / "ws"
+    llm_like(root)
+    pidfile, runs = tmp_path / "train.pid", tmp_path / "runs"
+    body = (f"import os, time\nfrom pathlib import Path\nruns = Path({str(runs)!r})\n"
+            "n = int(runs.read_text()) if runs.exists() else 0\nruns.write_text(str(n + 1))\n"
+            f"if n >= 1:\n    open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n    time.sleep(120)")
+    env = agent([{"value": 0.5, "body": body, "desc": "a win"}])
+    proc = start_loop(root, agent, env=env)
+    try:
+        assert wait_for(lambda: pidfile.exists() and current(root, "confirm") is not None, timeout=90)
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    got = [(r.commit, r.status, r.kind, r.value) for r in rows(root)]
+    base = got[0][0]
+    assert [g[1:3] for g in got] == [("keep", "baseline"), ("keep", "baseline"), ("keep", "confirm"),
+                                      ("discard", "experiment"), ("interrupted", "confirm")]
+    assert got[2][0] == base and got[2][3] == 1.0  # the frontier's re-run: a measurement of the frontier
+    assert got[3][3] == 0.5 and got[4][3] == 0.0  # the candidate's finished run keeps its value
+    assert rows(root)[3].reason.startswith("not decided: interrupted")
+    assert out.strip().splitlines()[-1].startswith(
+        "interrupted: 1 experiment on autoresearch/test (2 baseline, 1 discard, 1 interrupted)")
+    assert head(root)[:7] == base and clean(root)
     assert not (root / ".autoresearch" / "journal.json").exists()
 
 

@@ -163,7 +163,8 @@ def experiment(description, where, as_json):
             with ws.state.locked("autoresearch experiment"):
                 outcome = Engine(ws, out=quiet, live=False if as_json else None).experiment(description)
         except KeyboardInterrupt:
-            click.echo("interrupted: recorded as a crash, the tree is back at the frontier", err=True)
+            click.echo("interrupted: finished runs are recorded, the one in flight as interrupted; "
+                       "the tree is back at the frontier", err=True)
             sys.exit(130)
     if as_json:
         click.echo(json.dumps(outcome.to_json()))

@@ -10,8 +10,9 @@
    context, let it edit, run `Engine.experiment`. An agent that raises is logged in one
    line and asked again; several failures in a row stop the loop.
 
-Ctrl-C (or SIGTERM) kills the running experiment's process group, records it as an
-interrupted crash, leaves the tree clean at the frontier, and prints a one-line summary.
+Ctrl-C (or SIGTERM) kills the running experiment's process group, keeps every run that
+finished, records the one in flight as `interrupted`, leaves the tree clean at the frontier,
+and prints a one-line summary of what ran.
 
 Not covered: two loops on one workspace (the lock refuses the second; use one workspace
 per machine or GPU).
@@ -45,7 +46,8 @@ DEFAULT_FOLDER = "research"
 @dataclass
 class Summary:
     branch: str = ""
-    experiments: int = 0
+    experiments: int = 0  # proposals made
+    # what was recorded this session: experiments by status, "baseline" runs, interrupted runs
     counts: dict[str, int] = field(default_factory=dict)
     cost_usd: float = 0.0
     start_value: float | None = None
@@ -63,6 +65,21 @@ class Summary:
         if self.cost_usd:
             text += f"; agent cost ${self.cost_usd:.2f}"
         return text
+
+
+def ran(rows) -> dict[str, int]:
+    """What a session recorded, for its exit line: each experiment by its status, baseline runs
+    as such, and every run that was interrupted (a confirm or frontier re-run too)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r.kind == "baseline" and r.status == "keep":
+            label = "baseline"
+        elif r.kind in ("baseline", "experiment") or r.status == "interrupted":
+            label = r.status
+        else:
+            continue  # a confirm run: its experiment is counted
+        counts[label] = counts.get(label, 0) + 1
+    return counts
 
 
 def date_tag(now: datetime | None = None) -> str:
@@ -150,6 +167,7 @@ class Loop:
         self.summary = Summary(metric=ws.config.metric)
         self.started = time.time()
         self.branch = ""
+        self.rows_before = 0  # rows of the branch before this session
 
     # -- loop.json -----------------------------------------------------------
 
@@ -185,6 +203,7 @@ class Loop:
                 "results would not compare: restore it with `git checkout main -- prepare.py`"
             )
         self.branch = setup_branch(ws, self.plan.tag, self.out)
+        self.rows_before = len(engine.history(self.branch))
         self.summary.branch = self.branch
         self.state("starting")
         self._prepare()
@@ -262,7 +281,6 @@ class Loop:
             self.out(f"[{number}] {proposal.description}")
             self.state("running", experiment=number, description=proposal.description)
             outcome = engine.experiment(proposal.description, agent=self.agent_name, usage=usage)
-            self.summary.counts[outcome.status] = self.summary.counts.get(outcome.status, 0) + 1
 
     def _extra(self, engine: Engine, history: History) -> dict:
         keep = self.ws.config.keep
@@ -287,6 +305,7 @@ class Loop:
         except AutoresearchError:
             history = None
         if history:
+            self.summary.counts = ran(history.rows[self.rows_before:])
             frontier = engine.frontier(history)
             self.summary.frontier = frontier[:7]
             self.summary.end_value = history.value_of(frontier)

@@ -383,7 +383,7 @@ class BuiltinAgent(Agent):
         if not mine:
             return  # never ran (the loop stopped before the experiment)
         first = mine[0]
-        if first.status == "crash" and first.reason.startswith("interrupted"):
+        if first.status == "interrupted" or first.reason.startswith(("interrupted", "not decided")):
             return  # may be proposed again
         measured = [r.value for r in mine if r.status in ("keep", "discard") and math.isfinite(r.value)]
         trial = {"values": pending["values"], "key": pending["key"], "status": first.status,

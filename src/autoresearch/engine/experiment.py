@@ -70,6 +70,7 @@ class Attempt:
     measurements: list[Measurement] = field(default_factory=list)
     reference: Row | None = None  # the frontier's re-run beside its confirm run
     decision: keeprule.Decision | None = None
+    in_flight: tuple[str, str, str] | None = None  # (commit, kind, description) of the run going on
 
     @property
     def frontier_value(self) -> float | None:
@@ -233,7 +234,7 @@ class Engine:
 
         a.smaller = self.guard.smaller(a.frontier, a.candidate)
         try:
-            first = self.runner.run(a.candidate, a.journal, kind="experiment", description=a.description)
+            first = self._run(a, a.candidate, "experiment", a.description)
             a.measurements.append(first)
             if first.ok and a.frontier_value is not None:
                 a.decision = self._decide(a, [first.value])
@@ -241,9 +242,15 @@ class Engine:
                     self._confirm(a)
         except BaseException as exc:
             with shielded():
-                self._interrupted(a.journal, a.candidate, a.frontier, _why(exc))
+                self._interrupted(a, exc)
             raise
         return self._conclude(a)
+
+    def _run(self, a: Attempt, commit: str, kind: str, description: str) -> Measurement:
+        a.in_flight = (commit, kind, description)
+        m = self.runner.run(commit, a.journal, kind=kind, description=description)
+        a.in_flight = None
+        return m
 
     def _decide(self, a: Attempt, values: list[float]) -> keeprule.Decision:
         k = self.cfg.keep
@@ -261,7 +268,7 @@ class Engine:
         reference = self._rerun_frontier(a)
         if reference is not None:  # drift in machine speed now counts as noise, and moves the frontier
             a.add_reference(reference)
-        second = self.runner.run(a.candidate, a.journal, kind="confirm", description=a.description)
+        second = self._run(a, a.candidate, "confirm", a.description)
         a.measurements.append(second)
         if not second.ok:
             a.decision = keeprule.Decision("discard", a.decision.improvement, a.decision.bar,
@@ -289,7 +296,7 @@ class Engine:
         description = RERUN + a.description
         self.guard.reset(a.frontier)
         try:
-            m = self.runner.run(a.frontier, a.journal, kind="confirm", description=description)
+            m = self._run(a, a.frontier, "confirm", description)
         finally:
             self.guard.reset(a.candidate)
         if not m.ok:
@@ -300,13 +307,30 @@ class Engine:
         return make_row(a.frontier, status="keep", kind="confirm", description=description, reason=reason,
                         branch=a.branch, agent=a.agent, m=m)
 
-    def _interrupted(self, journal: Journal, candidate: str, frontier: str, reason: str) -> None:
-        """Ctrl-C (or SIGTERM, or an error of the engine's own) mid-experiment: record it as a
-        crash and go back to the frontier."""
-        row = make_row(candidate, status="crash", kind=journal.kind, description=journal.description, reason=reason,
-                       branch=journal.branch, agent=journal.agent, usage=journal.usage)
+    def _interrupted(self, a: Attempt, exc: BaseException) -> None:
+        """Ctrl-C (or SIGTERM, or an error of the engine's own) mid-experiment: keep every run
+        that finished, record the one in flight as interrupted, go back to the frontier.
+
+        Finished runs of the candidate are recorded undecided (`discard`, never kept: the
+        decision needed the runs that did not happen); a finished re-run of the frontier is a
+        measurement of the frontier like any other. The code may be proposed again.
+        """
+        status, reason = _stop_status(exc)
+        rows = [a.reference] if a.reference is not None else []
+        for i, m in enumerate(a.measurements):
+            rows.append(make_row(
+                a.candidate, status="discard" if m.ok else "crash", kind=("experiment", "confirm")[i],
+                description=a.description, reason=f"not decided: {reason} before the confirmation" if m.ok else m.reason,
+                branch=a.branch, agent=a.agent, m=m, usage=a.usage if i == 0 else None))
+        if a.in_flight is not None or not a.measurements:
+            commit, kind, description = a.in_flight or (a.candidate, "experiment", a.description)
+            rows.append(make_row(commit, status=status, kind=kind, description=description, reason=reason,
+                                 branch=a.branch, agent=a.agent, usage=None if a.measurements else a.usage))
+        self._record_stop(a.journal, a.frontier, rows)
+
+    def _record_stop(self, journal: Journal, frontier: str, rows: list[Row]) -> None:
         try:
-            append(self.ws.results_path, row, self.cfg.metric)
+            append(self.ws.results_path, rows, self.cfg.metric)
         except AutoresearchError:
             return  # the journal stays: the next start records it
         self.state.write_journal(replace(journal, recorded=True, keep=False))
@@ -393,7 +417,9 @@ class Engine:
             m = self.runner.run(frontier, journal, kind="baseline", description="baseline")
         except BaseException as exc:
             with shielded():
-                self._interrupted(journal, frontier, frontier, _why(exc))
+                status, reason = _stop_status(exc)
+                self._record_stop(journal, frontier, [make_row(frontier, status=status, kind="baseline",
+                                                               description="baseline", reason=reason, branch=branch)])
             raise
         reason = (label + (PRINTED_NOTE if m.source == PRINTED else "")) if m.ok else m.reason
         row = make_row(frontier, status="keep" if m.ok else "crash", kind="baseline", description="baseline",
@@ -426,7 +452,9 @@ class Engine:
         return self.baseline(branch, history, frontier)
 
 
-def _why(exc: BaseException) -> str:
+def _stop_status(exc: BaseException) -> tuple[str, str]:
+    """(status, reason) of a run the engine stopped: Ctrl-C or SIGTERM is an interruption, not a
+    crash of the code; an error of the engine's own is recorded as a crash that says so."""
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    return f"engine error: {' '.join(str(exc).split())[:150] or type(exc).__name__}"
+        return "interrupted", "interrupted"
+    return "crash", f"engine error: {' '.join(str(exc).split())[:150] or type(exc).__name__}"

@@ -66,7 +66,7 @@ def _record_unwritten(ws: Workspace, j: Journal, candidate: str) -> tuple[bool, 
     if written:
         return j.kind != "baseline" and any(r.status == "keep" for r in written), None
     reason = j.reason or "interrupted"
-    append(ws.results_path, make_row(candidate, status="crash", kind=j.kind, description=j.description, reason=reason,
+    append(ws.results_path, make_row(candidate, status="interrupted", kind=j.kind, description=j.description, reason=reason,
                                      branch=j.branch, agent=j.agent, usage=j.usage), ws.config.metric)
     return False, (f"recovered an interrupted {j.kind} ({candidate[:7]} {j.description!r}): "
-                   f"recorded as crash ({reason})")
+                   f"recorded as interrupted ({reason})")

@@ -6,7 +6,8 @@ Ours after them: timestamp, seconds, training_seconds, steps, kind, reason, agen
 tokens_in, tokens_out, cost_usd, branch (the research branch of the row). A file written by
 the original project (five columns, no extras) reads fine; missing extras are empty.
 
-Statuses: keep, discard, crash, invalid, noop. Kinds: baseline (a run of the unchanged
+Statuses: keep, discard, crash, invalid, noop, interrupted (a run stopped by Ctrl-C, SIGTERM
+or the engine's own death: it says nothing about the code). Kinds: baseline (a run of the unchanged
 starting point), experiment, confirm (the re-run of a small win; its status is decided
 together with the run it confirms).
 """
@@ -22,7 +23,7 @@ EXTRA = (
     "timestamp", "seconds", "training_seconds", "steps", "kind", "reason",
     "agent", "tokens_in", "tokens_out", "cost_usd", "branch",
 )
-STATUSES = ("keep", "discard", "crash", "invalid", "noop")
+STATUSES = ("keep", "discard", "crash", "invalid", "noop", "interrupted")
 
 
 class ResultsError(ValueError):

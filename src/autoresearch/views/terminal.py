@@ -31,7 +31,7 @@ def progress_text(current: dict | None) -> str:
     if current.get("kind") and current["kind"] != "experiment":
         head += f" ({current['kind']})"
     if not current.get("alive"):
-        return head + " — its process is gone (interrupted; the next `run` records it as a crash)"
+        return head + " — its process is gone (interrupted; the next `run` records it as interrupted)"
     p = current.get("progress")
     parts = []
     if p:

@@ -172,7 +172,7 @@ function renderRunning() {
   const pct = p && typeof p.progress === "number" ? p.progress : 0;
   $("running-bar").style.width = `${Math.max(0, Math.min(100, pct))}%`;
   const parts = [];
-  if (!cur.alive) parts.push("its process is gone: interrupted (the next run records it as a crash)");
+  if (!cur.alive) parts.push("its process is gone: interrupted (the next run records it as interrupted)");
   else if (!p) parts.push("starting…");
   else {
     parts.push(`step ${p.step}`);
