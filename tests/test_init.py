@@ -66,7 +66,7 @@ def test_init_twice_says_it_is_already_a_workspace(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "imagenet"], "unknown dataset"),
-    (["--budget", "-3"], "positive"),
+    (["--budget", "-3"], "above 0"),
     (["--template", "blank"], "--command"),
 ])
 def test_bad_options_are_one_line_and_leave_no_folder(tmp_path, args, message):
@@ -77,6 +77,7 @@ def test_bad_options_are_one_line_and_leave_no_folder(tmp_path, args, message):
 
 def test_files_dataset_path_is_stored_absolute(tmp_path, monkeypatch):
     (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("a document\n")
     monkeypatch.chdir(tmp_path)
     ws = init_workspace(tmp_path / "ws", profile="cpu", dataset="files:docs")
     assert ws.config.dataset == f"files:{tmp_path / 'docs'}"

@@ -6,6 +6,7 @@ Every AutoresearchError becomes one line on stderr and exit status 1.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 
 import click
@@ -26,20 +27,51 @@ def clean_errors(func):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Number(click.ParamType):
+    """A finite number (nan and inf are refused), positive or at least zero."""
+
+    name = "number"
+
+    def __init__(self, *, zero_ok: bool = False, whole: bool = False):
+        self.zero_ok, self.whole = zero_ok, whole
+        self.name = "integer" if whole else "number"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(value) if self.whole else float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a {'whole ' if self.whole else ''}number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if number < 0 or (number == 0 and not self.zero_ok):
+            self.fail(f"{value!r}: give a number {'of 0 or more' if self.zero_ok else 'above 0'}", param, ctx)
+        return number
+
+
+SECONDS = Number()
+COUNT = Number(zero_ok=True, whole=True)
+AMOUNT = Number(zero_ok=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="autoresearch")
 def main() -> None:
     """Autonomous ML research: an agent edits train.py, trains for a fixed time budget,
     and keeps the change only if val_bpb beat the best so far by more than the noise."""
 
 
-@main.command()
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@main.command(short_help='Make a research workspace (a git repository).')
+@click.argument("directory", default=".", required=False, type=click.Path(file_okay=False))
 @click.option("--profile", default="auto", show_default=True,
               type=click.Choice(["auto", "cuda-large", "cuda", "mps", "cpu"]),
               help="Model size and budget; auto picks from the hardware.")
 @click.option("--dataset", default=None, help="climbmix, tinystories, pysource (offline) or files:PATH. Default: per profile.")
-@click.option("--budget", type=float, default=None, help="Seconds of training per experiment (overrides the profile).")
+@click.option("--budget", type=SECONDS, default=None,
+              help="Seconds of training per experiment. Default: the profile's (300 on a GPU, 60 on the CPU; "
+                   "60 for --template blank).")
 @click.option("--template", default="llm", show_default=True, type=click.Choice(["llm", "blank"]),
               help="llm: the GPT harness; blank: any command that prints `NAME: value` lines.")
 @click.option("--command", "command", default=None, help="Run command (blank template).")
@@ -48,7 +80,11 @@ def main() -> None:
 @click.option("--editable", multiple=True, help="A file the agent may change (repeatable).")
 @clean_errors
 def init(directory, profile, dataset, budget, template, command, metric, direction, editable):
-    """Create a research workspace (a git repository) in DIRECTORY."""
+    """Create a research workspace (a git repository) in DIRECTORY (default: this folder).
+
+    The folder must be new or empty. Nothing is downloaded yet: `autoresearch prepare` (or the
+    first `autoresearch run`) fetches the data.
+    """
     from autoresearch.workspace import init_workspace
 
     ws = init_workspace(directory, profile=profile, dataset=dataset, budget=budget, template=template,
@@ -61,7 +97,7 @@ def init(directory, profile, dataset, budget, template, command, metric, directi
         click.echo("next: cd into it, then `autoresearch prepare` and `autoresearch run`")
 
 
-@main.command()
+@main.command(short_help='Fetch or collect the data and train the tokenizer.')
 @click.option("-C", "--workspace", "where", default=".", type=click.Path(file_okay=False), help="Workspace folder.")
 @clean_errors
 def prepare(where):
@@ -73,7 +109,7 @@ def prepare(where):
     preparing.prepare(ws)
 
 
-@main.command()
+@main.command(short_help='Where the research stands, and what runs now.')
 @click.option("-C", "--workspace", "where", default=".", type=click.Path(), help="Workspace folder.")
 @click.option("--results", "results", default=None, type=click.Path(), help="A results.tsv to read instead of the workspace's.")
 @click.option("--branch", default=None, help="Research branch whose experiments to count (default: the checked-out one).")
@@ -86,7 +122,7 @@ def status(where, results, branch, as_json):
     terminal.status(where, results, as_json=as_json, branch=branch)
 
 
-@main.command()
+@main.command(short_help='Write progress.png and report.md.')
 @click.option("-C", "--workspace", "where", default=".", type=click.Path(), help="Workspace folder.")
 @click.option("--results", "results", default=None, type=click.Path(), help="A results.tsv to read (works without a workspace).")
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="Folder for progress.png and report.md (default: beside results.tsv).")
@@ -102,7 +138,7 @@ def report(where, results, out, direction, branch):
     click.echo(f"wrote {md}")
 
 
-@main.command()
+@main.command(short_help='A live, read-only web page on this machine.')
 @click.argument("workspaces", nargs=-1, type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless told otherwise).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
@@ -114,7 +150,7 @@ def dashboard(workspaces, host, port):
     serve(workspaces, host=host, port=port)
 
 
-@main.command("agents")
+@main.command("agents", short_help='List the researcher agents and whether each is ready.')
 @click.option("--model", default=None, help="Model to check the agents with.")
 @click.option("--base-url", default=None, help="Base URL for the API agents (e.g. a local OpenAI-compatible server).")
 @click.option("--agent-command", default=None, help="Command for the `command` agent.")
@@ -143,7 +179,7 @@ def agents_cmd(model, base_url, agent_command, as_json):
             click.echo(f"{'':<{width}}  {s.description}{origin}")
 
 
-@main.command()
+@main.command(short_help='Run one guarded experiment of the current edits.')
 @click.option("-d", "--description", required=True, help="What you changed, in one line.")
 @click.option("-C", "--workspace", "where", default=".", type=click.Path(file_okay=False), help="Workspace folder.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the few lines.")
@@ -170,23 +206,30 @@ def experiment(description, where, as_json):
         click.echo(json.dumps(outcome.to_json()))
 
 
-@main.command()
+@main.command(short_help='Research unattended until stopped (the main command).')
 @click.option("-C", "--workspace", "where", default=".", type=click.Path(file_okay=False),
               help="Where to run: a workspace, or a folder where ./research is created.")
 @click.option("--tag", default=None, help="Research branch autoresearch/TAG (default: resume the current one, else the date).")
 @click.option("--agent", default="builtin", show_default=True, help="Who proposes changes (`autoresearch agents` lists them).")
-@click.option("--max-experiments", type=int, default=None, help="Stop after this many experiments.")
-@click.option("--hours", type=float, default=None, help="Stop starting experiments after this many hours.")
-@click.option("--max-cost", type=float, default=None, help="Stop when the agent's reported cost reaches this many USD.")
+@click.option("--max-experiments", type=COUNT, default=None,
+              help="Stop after this many experiments (default: no limit; 0 runs only the baseline).")
+@click.option("--hours", type=SECONDS, default=None, help="Start no experiment after this many hours (default: no limit).")
+@click.option("--max-cost", type=AMOUNT, default=None,
+              help="Stop when the agent's reported cost reaches this many USD (default: no limit).")
 @click.option("--model", default=None, help="Model for the agent.")
 @click.option("--base-url", default=None, help="Base URL for API agents (e.g. a local OpenAI-compatible server).")
 @click.option("--agent-command", default=None, help="Command for the `command` agent.")
-@click.option("--agent-timeout", type=float, default=None, help="Seconds the agent may take per proposal.")
+@click.option("--agent-timeout", type=SECONDS, default=None,
+              help="Seconds the agent may take per proposal (default: 1800 for claude, codex, aider and "
+                   "command; 600 for anthropic and openai).")
 @clean_errors
 def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, agent_command, agent_timeout):
     """The unattended loop: baseline, then propose, experiment, keep or reset, until stopped.
 
-    Ctrl-C stops it cleanly (the running experiment is killed and recorded); `run` again resumes.
+    Outside a workspace it creates ./research (profile auto, offline data) and uses it from then
+    on. Without --max-experiments, --hours or --max-cost it runs until Ctrl-C, which stops it
+    cleanly (finished runs are kept, the one in flight is recorded as interrupted); `run` again
+    resumes the same branch.
     """
     from autoresearch import loop
 

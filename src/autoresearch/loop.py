@@ -29,18 +29,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from autoresearch import gitrepo
+from autoresearch import agents, gitrepo
+from autoresearch.agents import Agent
 from autoresearch.agents import context as context_mod
-from autoresearch.config import CONFIG_NAME
 from autoresearch.engine import Engine
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import shielded, sigterm_as_interrupt
 from autoresearch.research.history import History
 from autoresearch.state import LoopState
-from autoresearch.workspace import Workspace, init_workspace
+from autoresearch.workspace import DEFAULT_FOLDER, Workspace, init_workspace
 
 MAX_AGENT_FAILURES = 3  # consecutive agent errors before the loop stops
-DEFAULT_FOLDER = "research"
 
 
 @dataclass
@@ -65,6 +64,15 @@ class Summary:
         if self.cost_usd:
             text += f"; agent cost ${self.cost_usd:.2f}"
         return text
+
+
+def ready_agent(plan: Plan) -> Agent:
+    """The plan's agent, loaded and checked (its program found, its key present)."""
+    agent = agents.load(plan.agent, **{k: v for k, v in plan.agent_options.items() if v is not None})
+    problem = agent.check()
+    if problem:
+        raise AutoresearchError(f"agent {plan.agent!r} is not ready: {problem}")
+    return agent
 
 
 def ran(rows) -> dict[str, int]:
@@ -95,14 +103,15 @@ def check_tag(tag: str) -> str:
 
 def open_or_create(start: Path, out: Callable[[str], None]) -> Workspace:
     """The workspace holding `start`; else `start/research`, created (profile auto) if needed."""
-    try:
-        return Workspace.find(start)
-    except AutoresearchError:
-        pass
     folder = Path(start) / DEFAULT_FOLDER
-    if (folder / CONFIG_NAME).is_file():
-        out(f"using the workspace {folder}")
-        return Workspace.load(folder)
+    try:
+        ws = Workspace.find(start)
+    except AutoresearchError:
+        ws = None
+    if ws is not None:
+        if ws.root == folder.resolve():
+            out(f"using the workspace {folder}")
+        return ws
     ws = init_workspace(folder, profile="auto")
     c = ws.config
     out(f"created the workspace {folder} (profile {c.profile}, dataset {c.dataset}, budget {c.budget:g} s)")
@@ -161,7 +170,6 @@ class Loop:
         self.ws = ws
         self.plan = plan
         self.agent_name = plan.agent
-        self.agent_options = {k: v for k, v in plan.agent_options.items() if v is not None}
         self.stream = stream or sys.stdout
         self.out = out or (lambda line: print(line, file=self.stream, flush=True))
         self.summary = Summary(metric=ws.config.metric)
@@ -184,9 +192,8 @@ class Loop:
 
     # -- the loop ----------------------------------------------------------------
 
-    def run(self) -> Summary:
-        from autoresearch import agents
-
+    def run(self, agent: Agent | None = None) -> Summary:
+        """The loop, with `agent` (checked already), or the plan's, loaded and checked here."""
         ws = self.ws
         engine = Engine(ws, out=self.out, stream=self.stream)
         note = engine.recover()
@@ -207,10 +214,7 @@ class Loop:
         self.summary.branch = self.branch
         self.state("starting")
         self._prepare()
-        agent = agents.load(self.agent_name, **self.agent_options)
-        problem = agent.check()
-        if problem:
-            raise AutoresearchError(f"agent {self.agent_name!r} is not ready: {problem}")
+        agent = agent or ready_agent(self.plan)
         try:
             self.state("baseline")
             engine.ensure_baseline(self.branch)
@@ -280,7 +284,7 @@ class Loop:
                 self.summary.cost_usd += float(cost)
             self.out(f"[{number}] {proposal.description}")
             self.state("running", experiment=number, description=proposal.description)
-            outcome = engine.experiment(proposal.description, agent=self.agent_name, usage=usage)
+            engine.experiment(proposal.description, agent=self.agent_name, usage=usage)
 
     def _extra(self, engine: Engine, history: History) -> dict:
         keep = self.ws.config.keep
@@ -321,12 +325,13 @@ def run(start: str | Path, plan: Plan, *, out: Callable[[str], None] | None = No
         stream: TextIO | None = None) -> Summary:
     """Open (or create) the workspace, hold its lock, and run the loop. Ctrl-C ends it cleanly."""
     plan.check()
+    agent = ready_agent(plan)  # every check that can fail comes before anything is created
     say = out or (lambda line: print(line, file=stream or sys.stdout, flush=True))
     with sigterm_as_interrupt():
         try:
             ws = open_or_create(Path(start), say)
             with ws.state.locked("autoresearch run"):
-                return Loop(ws, plan, out=say, stream=stream).run()
+                return Loop(ws, plan, out=say, stream=stream).run(agent)
         except KeyboardInterrupt:  # before the loop started: nothing to clean
             say("interrupted")
             return Summary(stopped="interrupted", interrupted=True)

@@ -9,6 +9,7 @@ read by the engine; the engine's private state lives in the ignored folder `.aut
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -30,6 +31,7 @@ __pycache__/
 *.pyc
 """
 TEMPLATES = ("llm", "blank")
+DEFAULT_FOLDER = "research"  # the workspace `autoresearch run` makes outside one
 
 
 def fingerprint(root: Path, files) -> str:
@@ -101,11 +103,14 @@ class Workspace(Folder):
 
     @classmethod
     def find(cls, start: str | Path = ".") -> "Workspace":
-        """The workspace holding `start` (searching upward)."""
+        """The workspace holding `start` (searching upward), else the `./research` that
+        `autoresearch run` makes in a folder that is not a workspace."""
         here = Path(start).resolve()
         for folder in (here, *here.parents):
             if (folder / CONFIG_NAME).is_file():
                 return cls.load(folder)
+        if (here / DEFAULT_FOLDER / CONFIG_NAME).is_file():
+            return cls.load(here / DEFAULT_FOLDER)
         raise AutoresearchError(f"{here} is not inside an autoresearch workspace; run `autoresearch init` first")
 
 
@@ -157,7 +162,7 @@ def init_workspace(
         raise AutoresearchError(f"{target} is not empty and is not an autoresearch workspace; choose a new or empty folder")
     if template not in TEMPLATES:
         raise AutoresearchError(f"unknown template {template!r}; choose from {', '.join(TEMPLATES)}")
-    if budget is not None and budget <= 0:
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise AutoresearchError("--budget must be a positive number of seconds")
     if direction is not None and direction not in ("lower", "higher"):
         raise AutoresearchError("--direction must be 'lower' or 'higher'")
@@ -174,7 +179,9 @@ def _llm(profile, dataset, budget, command, metric, direction, editable) -> tupl
     dataset = dataset or prof.dataset
     check_dataset_name(dataset)
     if dataset.startswith("files:"):  # the harness runs from the workspace: make the path absolute
-        dataset = "files:" + str(Path(dataset[len("files:"):]).expanduser().resolve())
+        folder = Path(dataset[len("files:"):]).expanduser().resolve()
+        check_documents(folder)
+        dataset = f"files:{folder}"
     config = Config(
         template="llm", profile=prof.name, dataset=dataset, budget=float(budget if budget is not None else prof.budget),
         command=command or "python train.py", editable=tuple(editable) or ("train.py",),
@@ -224,9 +231,18 @@ def _create(target: Path, files: dict[str, str], config: Config) -> Workspace:
 
 
 DATASETS = ("climbmix", "tinystories", "pysource")
+DOCUMENTS = (".txt", ".md", ".jsonl", ".parquet")  # what the harness reads from a files:PATH folder
 
 
 def check_dataset_name(name: str) -> None:
     if name in DATASETS or (name.startswith("files:") and len(name) > len("files:")):
         return
     raise AutoresearchError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)} or files:PATH")
+
+
+def check_documents(folder: Path) -> None:
+    """A files:PATH folder must exist and hold documents the harness reads, before init makes anything."""
+    if not folder.is_dir():
+        raise AutoresearchError(f"files:{folder}: no such folder")
+    if not any(p.suffix in DOCUMENTS and p.is_file() for p in folder.rglob("*")):
+        raise AutoresearchError(f"files:{folder} holds no documents ({', '.join(DOCUMENTS)})")

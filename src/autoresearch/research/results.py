@@ -94,8 +94,8 @@ def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
         if not line.strip():
             continue
         cells = line.split("\t")
-        if len(cells) < 5:
-            raise ResultsError(f"{source}: line {number} has {len(cells)} columns, expected at least 5")
+        if len(cells) != len(head):
+            raise ResultsError(f"{source}: line {number} has {len(cells)} columns, the header has {len(head)}")
 
         def get(name: str) -> str:
             i = index.get(name)

@@ -1,0 +1,106 @@
+"""A new user's first minutes: every check that can fail runs before anything is created, numbers
+are checked, a row with the wrong shape says so, and every command finds the ./research that
+`run` made."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "160", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def no_keys(tmp_path_factory) -> dict:
+    """An environment without API keys and with a PATH that has git but no agent programs."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    for tool in ("git", "sh"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY")}
+    env["PATH"] = str(bin_dir)
+    return env
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--agent", "nosuch"], "unknown agent 'nosuch'"),
+    (["--agent", "claude"], "agent 'claude' is not ready: claude not found on PATH"),
+    (["--agent", "openai"], "agent 'openai' is not ready: OPENAI_API_KEY is not set"),
+    (["--agent", "command"], "agent 'command' is not ready: needs --agent-command"),
+    (["--agent-timeout", "nan"], "'nan' is not a finite number"),
+    (["--hours", "inf"], "'inf' is not a finite number"),
+    (["--max-cost", "-1"], "give a number of 0 or more"),
+])
+def test_run_refuses_before_it_creates_anything(tmp_path, no_keys, args, message):
+    done = subprocess.run([sys.executable, "-m", "autoresearch", "run", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=no_keys)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no ./research, no branch, nothing
+
+
+@pytest.mark.parametrize("dataset, message", [
+    ("files:{tmp}/nonexistent", "no such folder"),
+    ("files:{tmp}/empty", "holds no documents"),
+])
+def test_init_refuses_a_files_dataset_with_nothing_to_read(tmp_path, dataset, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "image.png").write_bytes(b"\x89PNG")
+    done = cli("init", "ws", "--profile", "cpu", "--dataset", dataset.format(tmp=tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "ws").exists()
+
+
+def test_init_takes_a_files_dataset_with_documents(tmp_path):
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    (tmp_path / "docs" / "sub" / "a.md").write_text("# hello\n")
+    done = cli("init", "ws", "--profile", "cpu", "--dataset", f"files:{tmp_path / 'docs'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("budget", ["nan", "inf", "-inf", "0", "-5", "soon"])
+def test_a_budget_that_is_not_a_positive_number_is_one_line(tmp_path, budget):
+    done = cli("init", "ws", "--budget", budget, cwd=tmp_path)
+    assert done.returncode == 2 and "Invalid value for '--budget'" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "ws").exists()
+
+
+def test_a_row_with_the_wrong_number_of_columns_says_so(tmp_path):
+    from autoresearch.research.results import ResultsError, header, parse
+
+    text = header("val_bpb") + "abc1234\t1.0\t0.0\tkeep\tfine\n"  # 5 cells under a 16-column header
+    with pytest.raises(ResultsError, match="line 2 has 5 columns, the header has 16"):
+        parse(text)
+
+
+def test_commands_run_where_run_made_research_find_it(tmp_path):
+    made = cli("init", "research", "--template", "blank", "--command", "python score.py", "--metric", "score",
+               "--editable", "score.py", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "research" / "results.tsv").write_text(
+        "commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\t1.000000\t0.0\tkeep\tbaseline\n")
+    for args in (["status"], ["report"], ["status", "--json"]):
+        done = cli(*args, cwd=tmp_path)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "not inside an autoresearch workspace" not in done.stderr
+    assert str(tmp_path / "research") in cli("status", cwd=tmp_path).stdout
+
+
+def test_help_answers_the_obvious_questions(tmp_path):
+    run = cli("run", "--help", cwd=tmp_path).stdout
+    words = " ".join(run.split())
+    assert "default: no limit; 0 runs only the baseline" in words and "1800" in words and "600" in words
+    assert "creates ./research" in words and "runs until Ctrl-C" in words
+    init = " ".join(cli("init", "--help", cwd=tmp_path).stdout.split())
+    assert "default: this folder" in init and "60 on the CPU" in init
+    top = cli("--help", cwd=tmp_path).stdout
+    commands = top.split("Commands:")[1]
+    assert "..." not in commands and "…" not in commands  # no description cut short
