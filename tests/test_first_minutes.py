@@ -100,7 +100,55 @@ def test_help_answers_the_obvious_questions(tmp_path):
     assert "default: no limit; 0 runs only the baseline" in words and "1800" in words and "600" in words
     assert "creates ./research" in words and "runs until Ctrl-C" in words
     init = " ".join(cli("init", "--help", cwd=tmp_path).stdout.split())
-    assert "default: this folder" in init and "60 on the CPU" in init
+    assert "default: this folder" in init and "20 on the CPU" in init
     top = cli("--help", cwd=tmp_path).stdout
     commands = top.split("Commands:")[1]
     assert "..." not in commands and "…" not in commands  # no description cut short
+
+
+def test_the_live_line_says_evaluating_once_the_harness_does(tmp_path):
+    import io
+
+    from autoresearch.engine.runner import LiveLine
+
+    log = tmp_path / "run.log"
+    log.write_text("step 00010 | progress 99.0% | loss 2.000000 | remaining 0s\n")
+    stream = io.StringIO()
+    line = LiveLine(stream, log, "experiment abc1234")
+    line(20.0)
+    assert "0 s left" in stream.getvalue() and "evaluating" not in stream.getvalue()
+    with open(log, "a") as fh:
+        fh.write("evaluating: 131,072 validation tokens\n")
+    line(21.0)
+    last = stream.getvalue().rsplit("\r\x1b[K", 1)[-1]
+    assert last.endswith("evaluating") and "s left" not in last
+
+
+def test_status_says_evaluating_too():
+    from autoresearch.views.snapshot import parse_progress
+    from autoresearch.views.terminal import progress_text
+
+    log = "step 00010 | progress 99.0% | loss 2.000000 | remaining 0s\nevaluating: 131,072 validation tokens\n"
+    progress = parse_progress(log)
+    assert progress["evaluating"] is True and progress["step"] == 10
+    text = progress_text({"commit": "abc1234", "description": "x", "kind": "experiment", "alive": True,
+                          "progress": progress, "elapsed": 21.0})
+    assert "evaluating" in text and "remaining" not in text
+
+
+def test_the_harness_announces_its_evaluation():
+    from autoresearch.workspace import template_text
+
+    assert 'print(f"evaluating:' in template_text("llm", "prepare.py")
+
+
+def test_the_cpu_profile_sets_half_the_cores_as_torch_threads(tmp_path):
+    from autoresearch import capsliterals, profiles
+    from autoresearch.workspace import init_workspace
+
+    ws = init_workspace(tmp_path / "ws", profile="cpu")
+    threads = capsliterals.read_constants((ws.root / "train.py").read_text())["CPU_THREADS"].value
+    assert threads == profiles.cpu_threads() == max(1, len(os.sched_getaffinity(0)) // 2)
+    assert ws.config.budget == 20
+    big = init_workspace(tmp_path / "gpu", profile="cuda-large")  # GPU profiles leave PyTorch's default
+    assert capsliterals.read_constants((big.root / "train.py").read_text())["CPU_THREADS"].value == 0

@@ -70,7 +70,7 @@ def main() -> None:
               help="Model size and budget; auto picks from the hardware.")
 @click.option("--dataset", default=None, help="climbmix, tinystories, pysource (offline) or files:PATH. Default: per profile.")
 @click.option("--budget", type=SECONDS, default=None,
-              help="Seconds of training per experiment. Default: the profile's (300 on a GPU, 60 on the CPU; "
+              help="Seconds of training per experiment. Default: the profile's (300 on a GPU, 20 on the CPU; "
                    "60 for --template blank).")
 @click.option("--template", default="llm", show_default=True, type=click.Choice(["llm", "blank"]),
               help="llm: the GPT harness; blank: any command that prints `NAME: value` lines.")

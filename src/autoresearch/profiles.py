@@ -6,6 +6,8 @@ values are written into the files; nothing reads this module at training time.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,13 +64,14 @@ PROFILES: dict[str, Profile] = {
         ),
         train=dict(DEPTH=4, DEVICE_BATCH_SIZE=64, TOTAL_BATCH_SIZE=2**14, WINDOW_PATTERN="L"),
     ),
-    # Two CPU cores, one minute: sized by measurement (docs/benchmarks.md).
+    # Two CPU cores, a first decision within three minutes of `autoresearch run`: sized by
+    # measurement (docs/benchmarks.md). CPU_THREADS is set for the machine at init (cpu_threads).
     "cpu": Profile(
         name="cpu",
         dataset="pysource",
-        summary="CPU: depth 2, width 128 (2 heads), sequence 256, batch 2^11 tokens, 60 s",
+        summary="CPU: depth 2, width 128 (2 heads), sequence 256, batch 2^11 tokens, 20 s",
         harness=dict(
-            MAX_SEQ_LEN=256, TIME_BUDGET=60, EVAL_TOKENS=2**17, VOCAB_SIZE=2048,
+            MAX_SEQ_LEN=256, TIME_BUDGET=20, EVAL_TOKENS=2**17, VOCAB_SIZE=2048,
             NUM_TRAIN_SHARDS=1, MAX_TRAIN_CHARS=24_000_000, MAX_VAL_CHARS=2_000_000,
             TOKENIZER_TRAIN_CHARS=8_000_000,
         ),
@@ -76,6 +79,20 @@ PROFILES: dict[str, Profile] = {
         train=dict(DEPTH=2, HEAD_DIM=64, DEVICE_BATCH_SIZE=8, TOTAL_BATCH_SIZE=2**11, WINDOW_PATTERN="L"),
     ),
 }
+
+
+def cpu_threads() -> int:
+    """Torch threads for training on this machine's CPU: half the cores it may use, at least one.
+
+    The other half is left to the engine, the agent and whatever else the machine runs: on two
+    cores with one of them busy, two threads trained 50 steps where one trained 90, because
+    each step waits for the slower thread (docs/benchmarks.md).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2)
 
 
 def detect() -> str:

@@ -122,9 +122,12 @@ def render_llm(profile: profiles.Profile, dataset: str, budget: float | None) ->
     harness = dict(profile.harness, DATASET=dataset)
     if budget is not None:
         harness["TIME_BUDGET"] = budget if budget != int(budget) else int(budget)
+    train = dict(profile.train)
+    if profile.name == "cpu":
+        train["CPU_THREADS"] = profiles.cpu_threads()
     return {
         "prepare.py": capsliterals.write_constants(template_text("llm", "prepare.py"), harness),
-        "train.py": capsliterals.write_constants(template_text("llm", "train.py"), profile.train),
+        "train.py": capsliterals.write_constants(template_text("llm", "train.py"), train),
         "program.md": template_text("llm", "program.md"),
     }
 

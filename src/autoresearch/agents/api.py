@@ -1,10 +1,13 @@
 """What the two API agents share: one question, an edit as the answer, one retry when it is bad.
 
 The model sees the bounded prompt of `context.build` and answers in the edit format of
-`editing` (whole files or SEARCH/REPLACE blocks). The answer is checked and applied all at
-once. A malformed answer (a SEARCH that does not match, a block not closed, Python that no
-longer parses) is sent back once with the error; a second bad answer is skipped: nothing
-changes and the engine records a `noop` whose description says why.
+`editing` (whole files or SEARCH/REPLACE blocks), or the way many models do anyway: a line
+of prose and a whole editable file in one fenced code block. The answer is checked and
+applied all at once. A malformed answer (a SEARCH that does not match, a block not closed,
+Python that no longer parses, a fenced fragment of a file) or one with no usable edit at
+all is sent back once with the reason; a second bad answer is skipped: nothing changes and
+the engine records a `noop` whose description says why. Only an answer in the format (a
+`DESCRIPTION:` line) that holds no code at all is taken as a deliberate "no change".
 
 Rate limits (429) and server errors (5xx) are retried by the official SDKs themselves, with
 exponential backoff that honours the server's `retry-after`; `max_retries` and the per-call
@@ -37,8 +40,8 @@ SYSTEM = (
 
 RETRY = (
     "Your answer could not be applied: {error}\n"
-    "Nothing was changed. Answer again with the complete edit in the same format, against the "
-    "files exactly as they were shown."
+    "Nothing was changed. Answer again with the complete edit in the format above (edit blocks, "
+    "or the whole file in one fenced block), against the files exactly as they were shown."
 )
 
 # USD per million tokens (input, output), by model-name prefix; the longest prefix wins.
@@ -123,7 +126,7 @@ class ApiAgent(Agent):
             usage = add(usage, used)
             transcript.append(text)
             try:
-                answer = editing.parse(text)
+                answer = editing.parse(text, context.editable)
                 editing.apply(context.root, answer)
             except editing.EditError as exc:
                 transcript.append(f"[not applied: {exc}]")

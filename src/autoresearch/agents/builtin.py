@@ -47,7 +47,7 @@ from autoresearch.files import atomic_write
 from autoresearch.research.history import History
 
 STATE_VERSION = 1
-SKIP = re.compile(r"(^|_)SEED($|_)|^COMPILE$|^DEVICE$|^DTYPE$")
+SKIP = re.compile(r"(^|_)SEED($|_)|^COMPILE$|^DEVICE$|^DTYPE$|^CPU_THREADS$")
 PATTERN = re.compile(r"^[SL]+$")
 PRIORITY = [
     "MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "WARMDOWN_RATIO", "TOTAL_BATCH_SIZE", "DEPTH",

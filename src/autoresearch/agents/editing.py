@@ -18,6 +18,18 @@ naming the file and closed by a marker line:
     ...
     >>>>>>> END
 
+Many models (local ones more often than not) answer instead with a line of prose and the
+whole file in one fenced code block. When an answer has no edit block, its fenced blocks are
+read as whole-file edits where they can be attributed to an editable file: by the name in
+the fence's info string (```python train.py), on the line just before it (`train.py:`,
+`### train.py`, `**train.py**`), or in a first-line comment (`# train.py`); an unnamed block
+counts when the workspace has exactly one editable file and the block is its only candidate.
+Such a block must be the whole file: one that does not parse, leaves code out (`# ... rest
+unchanged`) or has under half the file's code lines is refused as a fragment. An answer
+with no usable edit at all raises `EditError("no edit: ...")` so that it gets its retry;
+only an answer that keeps the format (a `DESCRIPTION:` line) and holds no code at all is a
+deliberate "no change".
+
 `apply` is all or nothing: every block is checked in memory first (the file exists or is
 created whole, the search text occurs exactly once, a `.py` result parses), then the files
 are written. What it refuses raises `EditError`, whose message is written to be shown back
@@ -35,6 +47,7 @@ import ast
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Sequence
 
 from autoresearch import gitrepo
 from autoresearch.errors import AutoresearchError
@@ -70,6 +83,8 @@ Rules for blocks: the file name follows the opening marker on the same line; SEA
 must match the current file character for character, including indentation, and occur
 once; several SEARCH blocks may follow each other and apply in order; keep blocks small.
 Do not wrap blocks in code fences. An answer with no block changes nothing.
+The whole of one file in one fenced code block, its name on the line before (train.py:), is
+also accepted.
 """
 
 _OPEN = re.compile(r"^<{5,9} ?(SEARCH|FILE|APPEND)\s+(\S.*?)\s*$")
@@ -88,6 +103,7 @@ class Block:
     path: str
     search: str = ""
     text: str = ""
+    fenced: bool = False  # a FILE read from a fenced code block: checked to be the whole file
 
 
 @dataclass(frozen=True)
@@ -96,8 +112,11 @@ class Answer:
     blocks: tuple[Block, ...]
 
 
-def parse(text: str) -> Answer:
-    """Split a model's answer into its description and edit blocks (no file is read)."""
+def parse(text: str, editable: Sequence[str] = ()) -> Answer:
+    """Split a model's answer into its description and edit blocks (no file is read).
+
+    `editable`: the workspace's editable files, needed to read an answer without edit
+    blocks as whole files in fenced code blocks; without it such an answer is "no edit"."""
     lines = text.replace("\r\n", "\n").split("\n")
     description = ""
     prose: list[str] = []
@@ -148,6 +167,8 @@ def parse(text: str) -> Answer:
         else:
             blocks.append(Block(kind, path, text=_join(first)))
         i += 1
+    if not blocks:
+        return _fenced_answer(lines, tuple(editable))
     if not description and prose:
         description = prose[0].lstrip("#*-> ").strip()
     return Answer(description=one_line(description), blocks=tuple(blocks))
@@ -160,6 +181,250 @@ def _join(lines: list[str]) -> str:
 def one_line(text: str, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- Answers without edit blocks: whole files in fenced code blocks ---------------------
+
+_FENCE_OPEN = re.compile(r"^( *)(`{3,}|~{3,})(.*)$")
+_FENCE_CLOSE = re.compile(r"^ *(`{3,}|~{3,})\s*$")
+_TOKEN = re.compile(r"[\w./\\-]+")
+_FILE_NAME = re.compile(r"(?:\./)?[\w.-]+(?:/[\w.-]+)*\.[A-Za-z]\w{0,7}")
+_NAME_PREFIX = re.compile(r"^(?:file(?:name)?|path)\s*[:=]\s*", re.IGNORECASE)
+_COMMENT = re.compile(r"^\s*(?:#+|//+|--|;+|/\*+|<!--)\s*(.*?)\s*(?:\*/|-->)?\s*$")
+_LANGUAGES = {
+    "py": {"python", "py", "python3", "py3"},
+    "md": {"markdown", "md"},
+    "yaml": {"yaml", "yml"}, "yml": {"yaml", "yml"},
+    "sh": {"sh", "bash", "shell", "zsh"},
+    "js": {"javascript", "js"}, "ts": {"typescript", "ts"},
+    "txt": {"text", "txt", "plaintext"},
+    "ini": {"ini", "cfg"}, "cfg": {"ini", "cfg"},
+}
+_DIFF_LANGUAGES = {"diff", "patch", "udiff"}
+_LEFT_OUT = re.compile(r"\b(rest|unchanged|same|remains?|remaining|existing|omitted|elided|as before)\b", re.IGNORECASE)
+_HOW = "send SEARCH/REPLACE blocks, or the whole file in one fenced block with its name on the line before it"
+
+
+@dataclass
+class _Fence:
+    line: int  # 1-based number of the opening line
+    info: str
+    body: list[str]
+    closed: bool
+    before: int | None  # index of the nearest non-blank line above, outside any fence
+    lang: str = ""
+    name: str | None = None  # the editable file it names
+    other: str | None = None  # a file it names that is not editable
+
+
+def _scan(lines: list[str]) -> tuple[list[_Fence], list[int]]:
+    """The fenced code blocks of an answer, and the indices of the lines outside them."""
+    fences: list[_Fence] = []
+    outside: list[int] = []
+    last_close = -1
+    i = 0
+    while i < len(lines):
+        opened = _FENCE_OPEN.match(lines[i])
+        if not opened or (opened.group(2)[0] == "`" and "`" in opened.group(3)):
+            outside.append(i)
+            i += 1
+            continue
+        indent, marker = len(opened.group(1)), opened.group(2)
+        before = next((k for k in reversed(outside) if k > last_close and lines[k].strip()), None)
+        body: list[str] = []
+        j = i + 1
+        closed = False
+        while j < len(lines):
+            close = _FENCE_CLOSE.match(lines[j])
+            if close and close.group(1)[0] == marker[0] and len(close.group(1)) >= len(marker):
+                closed = True
+                break
+            line = lines[j]
+            body.append(line[min(indent, len(line) - len(line.lstrip(" "))):])
+            j += 1
+        fences.append(_Fence(i + 1, opened.group(3).strip(), body, closed, before))
+        last_close = j
+        i = j + 1
+    return fences, outside
+
+
+def _resolve(token: str, editable: tuple[str, ...]) -> str | None:
+    """The editable file `token` names ("train.py", "./train.py", "`train.py`:"), else None."""
+    name = token.strip().strip("`'\"*_").rstrip(".,:;!?)").replace("\\", "/")
+    while name.startswith("./"):
+        name = name[2:]
+    if not name:
+        return None
+    if name in editable:
+        return name
+    hits = [e for e in editable if name.endswith("/" + e) or e.endswith("/" + name)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _pure_name(line: str) -> str | None:
+    """The file name a line consists of ("train.py:", "### `train.py`", "**File: train.py**"), else None."""
+    core = _NAME_PREFIX.sub("", line.strip().strip("#*_`>:- \t").strip())
+    core = core.strip("*_`'\": \t")
+    return core if _FILE_NAME.fullmatch(core) else None
+
+
+def _attribute(fence: _Fence, lines: list[str], editable: tuple[str, ...]) -> None:
+    """Set the fence's language and the file it names: info string, first-line comment, line before."""
+    tokens = [t for t in re.split(r"[\s{},;]+", fence.info) if t]
+    if tokens:
+        head = re.split(r"[:=]", tokens[0].lstrip("."), maxsplit=1)[0]
+        fence.lang = "" if _FILE_NAME.fullmatch(head) else head.lower()
+    for token in _TOKEN.findall(fence.info):
+        resolved = _resolve(token, editable)
+        if resolved:
+            fence.name = resolved
+            return
+        if _FILE_NAME.fullmatch(token.rstrip(".,:;")) and not fence.other:
+            fence.other = token.rstrip(".,:;")
+    if fence.other:
+        return
+    first = next((line for line in fence.body if line.strip()), "")
+    comment = _COMMENT.match(first) if not first.lstrip().startswith("#!") else None
+    if comment and comment.group(1):
+        text = _NAME_PREFIX.sub("", comment.group(1))
+        resolved = _resolve(text.split()[0], editable) if text.split() else None
+        if resolved:
+            fence.name = resolved
+            return
+        if _pure_name(text):
+            fence.other = _pure_name(text)
+            return
+    if fence.before is not None:
+        line = lines[fence.before]
+        pure = _pure_name(line)
+        if pure:
+            fence.name = _resolve(pure, editable)
+            fence.other = None if fence.name else pure
+            return
+        named = {r for r in (_resolve(t, editable) for t in _TOKEN.findall(line)) if r}
+        if len(named) == 1:
+            fence.name = named.pop()
+
+
+def _speaks(lang: str, path: str) -> bool:
+    """Whether an unnamed fence tagged `lang` may hold the file `path`."""
+    if not lang:
+        return True
+    ext = PurePosixPath(path).suffix.lstrip(".").lower()
+    return lang in _LANGUAGES.get(ext, {ext})
+
+
+def _is_diff(fence: _Fence) -> bool:
+    first = next((line for line in fence.body if line.strip()), "")
+    return fence.lang in _DIFF_LANGUAGES or first.startswith(("--- ", "diff --git", "@@ "))
+
+
+def _no_edit(fences: list[_Fence], editable: tuple[str, ...]) -> str:
+    """Why an answer without edit blocks has nothing to apply, in words for the model."""
+    how = _HOW + (f" ({editable[0]}:)" if editable else "")
+    files = ", ".join(editable)
+    if not fences:
+        return f"no edit: the answer has no edit blocks and no fenced file; {how}"
+    if any(_is_diff(f) for f in fences):
+        return f"no edit: a diff is not applied; {how}"
+    others = sorted({f.other for f in fences if f.other})
+    if others:
+        return (f"no edit: the fenced block names {', '.join(others)}, which may not change"
+                + (f" (the editable files: {files})" if files else "") + f"; {how}")
+    if len(editable) == 1:
+        langs = ", ".join(sorted({f.lang for f in fences if f.lang}))
+        return f"no edit: the fenced block ({langs}) is not {editable[0]}; {how}"
+    return ("no edit: the fenced block does not say which file it is"
+            + (f" (the editable files: {files})" if files else "") + f"; {how}")
+
+
+def _fenced_answer(lines: list[str], editable: tuple[str, ...]) -> Answer:
+    """An answer without edit blocks: its fenced whole files, or EditError("no edit: ...")."""
+    fences, outside = _scan(lines)
+    for fence in fences:
+        _attribute(fence, lines, editable)
+    description = ""
+    declared = False
+    prose: list[tuple[int, str]] = []
+    for k in outside:
+        found = _DESCRIPTION.match(lines[k])
+        if found and not declared:
+            declared = True
+            description = found.group(1).strip()
+        elif lines[k].strip():
+            prose.append((k, lines[k].strip()))
+    if not description:
+        intros = {f.before for f in fences}
+        said = [t for k, t in prose if not _pure_name(t) and not (k in intros and t.endswith(":"))]
+        said = said or [t for _, t in prose if not _pure_name(t)]
+        description = said[0].lstrip("#*-> ").strip().rstrip(":").strip() if said else ""
+
+    named = [f for f in fences if f.name]
+    if named:
+        chosen = named
+    elif len(editable) == 1:
+        chosen = [f for f in fences if not f.other and _speaks(f.lang, editable[0])]
+        if len(chosen) > 1:
+            raise EditError(f"the answer has {len(chosen)} fenced code blocks and does not say which one is "
+                            f"{editable[0]}; {_HOW} ({editable[0]}:)")
+    else:
+        chosen = []
+    if not chosen:
+        if not fences and declared:
+            return Answer(description=one_line(description), blocks=())  # a deliberate "no change"
+        raise EditError(_no_edit(fences, editable))
+    blocks: list[Block] = []
+    first_line: dict[str, int] = {}
+    for fence in chosen:
+        path = fence.name or editable[0]
+        if path in first_line:
+            raise EditError(f"the fenced blocks on lines {first_line[path]} and {fence.line} are both {path}; "
+                            f"send the file once, whole, or SEARCH/REPLACE blocks")
+        first_line[path] = fence.line
+        if not fence.closed:
+            raise EditError(f"the fenced block for {path} that starts on line {fence.line} is not closed "
+                            f"(was the answer cut off?); {_HOW}")
+        if _is_diff(fence):
+            raise EditError(f"the fenced block for {path} is a diff, and a diff is not applied; {_HOW}")
+        blocks.append(Block("FILE", path, text=_join(fence.body), fenced=True))
+    return Answer(description=one_line(description), blocks=tuple(blocks))
+
+
+def _code_lines(path: str, text: str) -> int:
+    python = path.endswith(".py")
+    return sum(1 for line in text.split("\n") if line.strip() and not (python and line.strip().startswith("#")))
+
+
+def _leaves_out(line: str) -> bool:
+    """A comment standing in for code the model did not write out ("# ... rest unchanged")."""
+    text = line.strip()
+    if not text.startswith(("#", "//")):
+        return False
+    body = text.lstrip("#/ ").strip()
+    if "..." not in body and "…" not in body:
+        return False
+    words = body.replace("…", " ").replace(".", " ").strip(" ()[]")
+    return not words or bool(_LEFT_OUT.search(words))
+
+
+def _check_whole(key: str, current: str, text: str) -> None:
+    """Refuse a fenced block that is a fragment of `key` rather than the whole new file."""
+    if key.endswith(".py"):
+        try:
+            ast.parse(text, filename=key)
+        except SyntaxError as exc:
+            where = f"line {exc.lineno}" if exc.lineno else "somewhere"
+            raise EditError(f"the fenced block for {key} is not valid Python ({exc.msg}, {where}), so it is not "
+                            f"the whole file; nothing was applied: {_HOW}") from exc
+    kept = {line.strip() for line in current.split("\n")}
+    for number, line in enumerate(text.split("\n"), start=1):
+        if _leaves_out(line) and line.strip() not in kept:
+            raise EditError(f"the fenced block for {key} leaves code out ({line.strip()[:60]!r} on its line "
+                            f"{number}); nothing was applied: {_HOW}")
+    have, had = _code_lines(key, text), _code_lines(key, current)
+    if have * 2 < had and had - have >= 5:
+        raise EditError(f"the fenced block is only {have} of {key}'s {had} lines of code, so writing it whole "
+                        f"would delete most of the file; nothing was applied: {_HOW}")
 
 
 def check_path(root: Path, name: str) -> Path:
@@ -216,6 +481,7 @@ def plan(root: Path, answer: Answer) -> dict[str, str]:
     """Relative path -> new text for every file the answer changes; raises EditError."""
     root = Path(root)
     new: dict[str, str] = {}
+    before: dict[str, str | None] = {}
     for number, block in enumerate(answer.blocks, start=1):
         path = check_path(root, block.path)
         key = PurePosixPath(block.path.replace("\\", "/")).as_posix()
@@ -228,7 +494,10 @@ def plan(root: Path, answer: Answer) -> dict[str, str]:
                 raise EditError(f"{key}: not a text file") from exc
         else:
             current = None
+        before.setdefault(key, current)
         if block.kind == "FILE":
+            if block.fenced and current is not None:
+                _check_whole(key, current, block.text)
             new[key] = block.text
         elif block.kind == "APPEND":
             base = current or ""
@@ -255,6 +524,9 @@ def plan(root: Path, answer: Answer) -> dict[str, str]:
             except SyntaxError as exc:
                 where = f"line {exc.lineno}" if exc.lineno else "somewhere"
                 raise EditError(f"after the edit {key} is not valid Python ({exc.msg}, {where}); nothing was applied") from exc
+    if answer.blocks and all(b.fenced for b in answer.blocks) and all(new[k] == before[k] for k in new):
+        raise EditError(f"no edit: the fenced {', '.join(new)} is the same as the current file; make one change, "
+                        f"as SEARCH/REPLACE blocks or the whole changed file in one fenced block")
     return new
 
 

@@ -30,6 +30,7 @@ from autoresearch.workspace import Workspace
 RESULT_VARIABLE = "AUTORESEARCH_RESULT"
 _SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
 _STEP = re.compile(r"^step\s+(\d+)\b(.*)$")
+_EVALUATING = re.compile(r"^evaluating\b")  # the harness's evaluate_bpb says so when it starts
 _FIELD = re.compile(r"\b(loss|remaining|progress)\s+([-+0-9.eE]+)(%|s)?")
 
 
@@ -56,6 +57,7 @@ class LiveLine:
     def __init__(self, stream: TextIO, log_path: Path, label: str):
         self.stream, self.log_path, self.label = stream, log_path, label
         self.offset, self.partial, self.last = 0, b"", ""
+        self.evaluating = False
         self.shown = False
 
     def __call__(self, elapsed: float) -> None:
@@ -70,8 +72,11 @@ class LiveLine:
         self.partial = lines.pop()
         for raw in reversed(lines):
             text = raw.decode(errors="replace").strip()
+            if _EVALUATING.match(text):
+                self.evaluating = True
+                break
             if _STEP.match(text):
-                self.last = text
+                self.last, self.evaluating = text, False
                 break
         parts = [self.label, f"{elapsed:4.0f} s"]
         m = _STEP.match(self.last)
@@ -80,8 +85,10 @@ class LiveLine:
             parts.append(f"step {int(m.group(1))}")
             if "loss" in fields:
                 parts.append(f"loss {float(fields['loss']):.4f}")
-            if "remaining" in fields:
+            if "remaining" in fields and not self.evaluating:
                 parts.append(f"{float(fields['remaining']):.0f} s left")
+        if self.evaluating:
+            parts.append("evaluating")
         text = " | ".join(parts)
         self.stream.write("\r\x1b[K" + text[:100])
         self.stream.flush()

@@ -183,12 +183,18 @@ def clean_log(text: str) -> list[str]:
 
 
 def parse_progress(text: str) -> dict | None:
-    """The last `step N | progress P% | loss L | ... | remaining Ss` line of a log, as numbers."""
+    """The last `step N | progress P% | loss L | ... | remaining Ss` line of a log, as numbers;
+    with "evaluating": True once the harness said it started evaluating after that step."""
+    evaluating = False
     for line in reversed(clean_log(text)):
+        if line.strip().startswith("evaluating"):
+            evaluating = True
         m = _PROGRESS.match(line.strip())
         if not m:
             continue
         info: dict = {"step": int(m.group(1))}
+        if evaluating:
+            info["evaluating"] = True
         for part in m.group(2).split("|"):
             bits = part.strip().split(None, 1)
             if len(bits) != 2:

@@ -40,7 +40,9 @@ def progress_text(current: dict | None) -> str:
             parts.append(f"{p['progress']:.1f} %")
         if isinstance(p.get("loss"), float):
             parts.append(f"loss {p['loss']:.4f}")
-        if isinstance(p.get("remaining"), float):
+        if p.get("evaluating"):
+            parts.append("evaluating")
+        elif isinstance(p.get("remaining"), float):
             parts.append(f"{p['remaining']:.0f} s remaining")
     else:
         parts.append("starting")

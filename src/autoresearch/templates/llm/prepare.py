@@ -567,6 +567,7 @@ def evaluate_bpb(model, tokenizer, batch_size):
     device = next(model.parameters()).device
     token_bytes = get_token_bytes(device)
     steps = max(1, EVAL_TOKENS // (batch_size * MAX_SEQ_LEN))
+    print(f"evaluating: {steps * batch_size * MAX_SEQ_LEN:,} validation tokens", flush=True)
     loader = make_dataloader(tokenizer, batch_size, MAX_SEQ_LEN, "val", device=device)
     total_nats = torch.zeros((), dtype=torch.float64, device=device)
     total_bytes = torch.zeros((), dtype=torch.int64, device=device)

@@ -61,6 +61,7 @@ FINAL_LR_FRAC = 0.0              # learning rate multiplier reached at the end o
 # Runtime
 SEED = 42                        # torch.manual_seed
 COMPILE = "auto"                 # torch.compile: "auto" = on CUDA only, or True / False
+CPU_THREADS = 0                  # torch threads when training on the CPU (0: PyTorch's default)
 
 # ---------------------------------------------------------------------------
 # Device: CUDA, then Apple MPS, then CPU
@@ -71,6 +72,8 @@ elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_
     device = torch.device("mps")
 else:
     device = torch.device("cpu")
+    if CPU_THREADS > 0:  # a tiny model on a shared machine: extra threads mostly wait on each other
+        torch.set_num_threads(CPU_THREADS)
 use_compile = (device.type == "cuda") if COMPILE == "auto" else bool(COMPILE)
 # bf16 autocast on CUDA only; MPS and CPU compute in fp32
 autocast_ctx = (torch.amp.autocast(device_type="cuda", dtype=torch.bfloat16)

@@ -178,7 +178,8 @@ function renderRunning() {
     parts.push(`step ${p.step}`);
     if (typeof p.progress === "number") parts.push(`${p.progress.toFixed(1)} %`);
     if (typeof p.loss === "number") parts.push(`loss ${p.loss.toFixed(4)}`);
-    if (typeof p.remaining === "number") parts.push(`${Math.round(p.remaining)} s remaining`);
+    if (p.evaluating) parts.push("evaluating");
+    else if (typeof p.remaining === "number") parts.push(`${Math.round(p.remaining)} s remaining`);
   }
   if (cur.started_at && cur.alive) parts.push(`running for ${duration(Date.now() / 1000 - cur.started_at)}`);
   if (cur.agent) parts.push(`agent ${cur.agent}`);
