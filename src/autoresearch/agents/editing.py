@@ -190,7 +190,7 @@ _FENCE_CLOSE = re.compile(r"^ *(`{3,}|~{3,})\s*$")
 _TOKEN = re.compile(r"[\w./\\-]+")
 _FILE_NAME = re.compile(r"(?:\./)?[\w.-]+(?:/[\w.-]+)*\.[A-Za-z]\w{0,7}")
 _NAME_PREFIX = re.compile(r"^(?:file(?:name)?|path)\s*[:=]\s*", re.IGNORECASE)
-_COMMENT = re.compile(r"^\s*(?:#+|//+|--|;+|/\*+|<!--)\s*(.*?)\s*(?:\*/|-->)?\s*$")
+_COMMENT = re.compile(r"^\s*(?:#+|//+|--(?!-)|;+|/\*+|<!--)\s*(.*?)\s*(?:\*/|-->)?\s*$")
 _LANGUAGES = {
     "py": {"python", "py", "python3", "py3"},
     "md": {"markdown", "md"},
@@ -287,12 +287,10 @@ def _attribute(fence: _Fence, lines: list[str], editable: tuple[str, ...]) -> No
     comment = _COMMENT.match(first) if not first.lstrip().startswith("#!") else None
     if comment and comment.group(1):
         text = _NAME_PREFIX.sub("", comment.group(1))
-        resolved = _resolve(text.split()[0], editable) if text.split() else None
-        if resolved:
-            fence.name = resolved
-            return
-        if _pure_name(text):
-            fence.other = _pure_name(text)
+        pure = _pure_name(text)
+        resolved = _resolve(pure or text.split()[0], editable) if text.split() else None
+        if resolved or pure:
+            fence.name, fence.other = resolved, None if resolved else pure
             return
     if fence.before is not None:
         line = lines[fence.before]
