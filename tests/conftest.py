@@ -1,4 +1,5 @@
-"""Test-wide setup: a git identity for commits and one shared data cache per test session.
+"""Test-wide setup: a git identity for commits and one shared data cache per test session, and
+the fixtures more than one test module uses (the plain helpers live in support.py).
 
 The cache is shared so that the pysource corpus and its tokenizer are prepared once per
 session, however many workspaces the tests make; it never touches the user's ~/.cache.
@@ -7,6 +8,7 @@ session, however many workspaces the tests make; it never touches the user's ~/.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,3 +35,41 @@ def _isolated_environment(tmp_path_factory):
 def data_cache(_isolated_environment) -> Path:
     """The session's AUTORESEARCH_CACHE_DIR (prepared data is reused across workspaces)."""
     return _isolated_environment
+
+
+@pytest.fixture
+def research_workspace(tmp_path) -> dict:
+    """A recorded line of research in tmp_path/ws (support.make_research): {"root", "rows", "commits"}."""
+    from support import make_research
+
+    return make_research(tmp_path / "ws")
+
+
+@pytest.fixture
+def sleeper():
+    """The pid of a live process that stands in for a running experiment or loop."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def api_env(monkeypatch):
+    """Keys set and base URLs cleared, so the API agents talk to the loopback server only
+    (modules of API-agent tests opt in with `pytestmark = pytest.mark.usefixtures("api_env")`)."""
+    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    from support import API_KEY
+
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+
+
+@pytest.fixture
+def llm():
+    """A loopback server speaking the OpenAI and Anthropic protocols (fakes/llm_server.py)."""
+    from fakes.llm_server import FakeLLM
+
+    with FakeLLM() as server:
+        yield server

@@ -9,26 +9,15 @@ import pytest
 from autoresearch import agents
 from autoresearch.agents import context
 from autoresearch.errors import AutoresearchError
-from fakes.llm_server import Answer, Error, FakeLLM, search_replace
-from fakes.ws import blank, commit, dirty
+from fakes.llm_server import Answer, Error, search_replace
+from support import API_KEY, blank, commit, dirty
 
-KEY = "sk-test-0123456789abcdefSECRET"
+KEY = API_KEY
 FAST = {"retry-after-ms": "5"}  # the SDKs honour it: retries in milliseconds, not seconds
 API = ["openai", "anthropic"]
 
 
-@pytest.fixture(autouse=True)
-def env(monkeypatch):
-    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-
-
-@pytest.fixture
-def llm():
-    with FakeLLM() as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("api_env")
 
 
 def agent(name, llm, **options):

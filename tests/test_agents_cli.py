@@ -14,8 +14,7 @@ import pytest
 from autoresearch import agents
 from autoresearch.agents import context
 from autoresearch.errors import AutoresearchError
-from autoresearch.proc import run
-from fakes.ws import blank, dirty
+from support import blank, dirty, head, pid_alive
 
 FAKES = Path(__file__).parent / "fakes" / "bin"
 KEY = "sk-test-cli-0123456789SECRET"
@@ -44,10 +43,6 @@ def fake(tmp_path, monkeypatch):
 LOWER = {"file": "score.py", "search": "LR = 0.5", "replace": "LR = 0.2"}
 NOTE = {"file": "notes.md", "append": "- LR 0.2: trying\n"}
 HARNESS = {"file": "program.md", "write": "# anything goes\n"}
-
-
-def head(ws) -> str:
-    return run(["git", "rev-parse", "HEAD"], cwd=ws.root).stdout.strip()
 
 
 # ---------------------------------------------------------------- claude
@@ -126,14 +121,14 @@ def test_codex_failing_raises_its_error(tmp_path, fake):
 
 def test_aider_edits_the_files_it_is_given_and_leaves_git_alone(tmp_path, fake):
     ws = blank(tmp_path)
-    before = head(ws)
+    before = head(ws.root)
     gitignore = (ws.root / ".gitignore").read_text()
     fake({"edits": [LOWER, NOTE, HARNESS], "reply": "DESCRIPTION: lower LR to 0.2"})
     ctx = context.build(ws, [])
     proposal = agents.load("aider", model="openai/gpt-4o", base_url="http://127.0.0.1:9/v1").propose(ctx)
     assert proposal.description == "lower LR to 0.2"
     assert dirty(ws) == ["notes.md", "score.py"]  # no .aider* files, no program.md
-    assert head(ws) == before  # aider committed nothing
+    assert head(ws.root) == before  # aider committed nothing
     assert (ws.root / ".gitignore").read_text() == gitignore
     call = fake.calls()[0]
     assert call["argv"][-2:] == ["score.py", "notes.md"]
@@ -197,22 +192,7 @@ def test_a_timeout_stops_the_whole_process_group(tmp_path):
     proposal = agents.load("command", agent_command=command, agent_timeout=1).propose(context.build(ws, []))
     assert "timed out" in proposal.description
     assert dirty(ws) == []  # the half-done edit was undone
-    assert not alive(int(pidfile.read_text()))  # the grandchild went with the group
-
-
-def alive(pid: int) -> bool:
-    """Running (a killed orphan may linger as a zombie until something reaps it)."""
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.parent.parent.is_dir() and Path("/proc/self").exists():
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    assert not pid_alive(int(pidfile.read_text()))  # the grandchild went with the group
 
 
 def test_command_without_a_command_is_not_ready():
@@ -245,7 +225,7 @@ AIDER_ANSWER = textwrap.dedent("""\
 @pytest.mark.skipif(shutil.which("aider") is None, reason="aider is not installed (python -m pip install aider-chat)")
 def test_real_aider_against_the_loopback_server(tmp_path, monkeypatch):
     from fakes.llm_server import FakeLLM
-    from fakes.ws import SCORE
+    from support import SCORE
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local-not-a-secret")
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price list

@@ -6,7 +6,7 @@ import pytest
 
 from autoresearch.agents import editing
 from autoresearch.agents.editing import EditError
-from fakes.ws import blank, dirty
+from support import blank, dirty
 
 
 def block(path, search, replace):

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 from autoresearch import agents
 from autoresearch.agents import context
 from fakes.plugin import install
-from fakes.ws import blank, dirty
+from support import blank, cli, dirty
 
 BUILTIN = {"aider", "anthropic", "claude", "codex", "command", "openai"}
-
-
-def cli(*args, env=None, cwd=None):
-    full = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "autoresearch", *args], capture_output=True, text=True,
-                          env=full, cwd=cwd, timeout=120)
 
 
 def test_agents_lists_builtins_and_a_third_party_plugin_without_calling_any(tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from autoresearch.agents import context
 from autoresearch.proc import run
 from fakes.llm_server import FakeLLM, search_replace
 from fakes.plugin import install
-from fakes.ws import blank
+from support import blank, cli
 
 KEY = "sk-test-run-0123456789SECRET"
 
@@ -33,12 +32,6 @@ ANSWERS = [
     + "<<<<<<< APPEND notes.md\n- LR 0.9 is a guess; lower may be better\n>>>>>>> END\n",
     search_replace("program.md", "# Research brief", "# Research brief (mine now)", "rewrite the brief"),  # invalid
 ]
-
-
-def autoresearch(ws, *args, env=None, timeout=300):
-    full = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=ws.root, env=full,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def experiments(ws):
@@ -61,8 +54,8 @@ def test_run_with_the_openai_agent_keeps_discards_and_reverts(tmp_path):
         return ANSWERS[asked - 1] if asked <= len(ANSWERS) else "DESCRIPTION: nothing more to try\n"
 
     with FakeLLM([reply] * 10) as llm:
-        done = autoresearch(ws, "run", "--agent", "openai", "--base-url", llm.url + "/v1", "--model", "fake-model",
-                            "--max-experiments", "3", "--tag", "agents", env={"OPENAI_API_KEY": KEY})
+        done = cli("run", "--agent", "openai", "--base-url", llm.url + "/v1", "--model", "fake-model",
+                   "--max-experiments", "3", "--tag", "agents", cwd=ws.root, env={"OPENAI_API_KEY": KEY}, timeout=300)
         prompts = [r.last_user() for r in llm.history]
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -96,8 +89,8 @@ def test_run_with_the_openai_agent_keeps_discards_and_reverts(tmp_path):
 def test_run_with_a_third_party_agent_from_an_entry_point(tmp_path):
     site = install(tmp_path / "site")
     ws = blank(tmp_path)
-    done = autoresearch(ws, "run", "--agent", "nudger", "--max-experiments", "2", "--tag", "plugin",
-                        env={"PYTHONPATH": str(site)})
+    done = cli("run", "--agent", "nudger", "--max-experiments", "2", "--tag", "plugin",
+               cwd=ws.root, env={"PYTHONPATH": str(site)}, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = experiments(ws)
     assert [(r.status, r.description, r.agent) for r in rows[:2]] == [
@@ -112,8 +105,8 @@ def test_reported_cost_is_recorded_and_max_cost_stops_the_loop(tmp_path):
     steps = [search_replace("score.py", f"LR = {a}", f"LR = {b}", f"LR {a} -> {b}")
              for a, b in (("0.5", "0.4"), ("0.4", "0.3"), ("0.3", "0.2"), ("0.2", "0.1"))]
     with FakeLLM([Answer(text, cost=0.6) for text in steps]) as llm:
-        done = autoresearch(ws, "run", "--agent", "openai", "--base-url", llm.url + "/v1", "--model", "m",
-                            "--max-cost", "1", "--max-experiments", "4", "--tag", "cost")
+        done = cli("run", "--agent", "openai", "--base-url", llm.url + "/v1", "--model", "m",
+                   "--max-cost", "1", "--max-experiments", "4", "--tag", "cost", cwd=ws.root, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = experiments(ws)
     assert [r.cost_usd for r in rows] == [0.6, 0.6]  # the second call reached $1.20 >= $1: stop
@@ -129,8 +122,8 @@ def test_a_missing_program_or_key_is_one_line_before_anything_runs(tmp_path):
     path = os.path.dirname(sys.executable) + os.pathsep + str(tools)
     for args, expected in ((["--agent", "claude"], "claude not found on PATH"),
                            (["--agent", "openai"], "OPENAI_API_KEY is not set")):
-        done = autoresearch(ws, "run", *args, "--max-experiments", "1", "--tag", "x" + args[1],
-                            env={"PATH": path, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+        done = cli("run", *args, "--max-experiments", "1", "--tag", "x" + args[1],
+                   cwd=ws.root, env={"PATH": path, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}, timeout=300)
         assert done.returncode == 1
         errors = [line for line in done.stderr.splitlines() if line.strip()]
         assert len(errors) == 1 and errors[0].startswith("error: ") and expected in errors[0]

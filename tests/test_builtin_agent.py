@@ -16,7 +16,7 @@ from autoresearch.agents.builtin import BuiltinAgent, derive, hyperparameters
 from autoresearch.research.results import Row
 from autoresearch.workspace import template_text
 
-from engine_support import blank, cli, clean, git, head, rows
+from support import blank, cli, clean, git, head, rows
 
 
 @pytest.fixture
@@ -169,8 +169,7 @@ print(f"score: {score:.6f}")
 
 
 def test_the_loop_drives_the_builtin_agent_on_any_script(tmp_path):
-    root = tmp_path / "ws"
-    blank(root, SCRIPT)
+    root = blank(tmp_path, SCRIPT, direction="higher", branch="autoresearch/test").root
     r = cli("run", "--max-experiments", "5", cwd=root)
     assert r.returncode == 0, r.stdout + r.stderr
     got = rows(root)
@@ -190,8 +189,7 @@ def test_the_loop_drives_the_builtin_agent_on_any_script(tmp_path):
 def test_the_packing_example_in_the_docs_runs_and_improves(tmp_path):
     doc = (Path(__file__).parent.parent / "docs" / "blank-template.md").read_text()
     script = doc.split("```python\n", 1)[1].split("```", 1)[0]
-    root = tmp_path / "packing"
-    blank(root, script, metric="fill", direction="higher", name="pack.py", branch="")
+    root = blank(tmp_path, script, editable=("pack.py",), metric="fill", direction="higher", folder="packing").root
     r = cli("run", "--max-experiments", "3", cwd=root)
     assert r.returncode == 0, r.stdout + r.stderr
     got = rows(root)

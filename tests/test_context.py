@@ -5,7 +5,7 @@ from __future__ import annotations
 from autoresearch.agents import context
 from autoresearch.proc import run
 from autoresearch.research.results import Row
-from fakes.ws import blank, commit
+from support import blank, commit
 
 
 def row(commit_, value, status, description, kind="experiment", reason=""):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine_support import (
-    assert_intact, blank, clean, experiment, experiment_json, git, head, llm_like, pid_alive, rows, train_text,
+from support import (
+    assert_intact, blank, clean, cli, experiment, experiment_json, git, head, llm_like, pid_alive, rows, train_text,
     wait_for,
 )
 
@@ -310,8 +310,6 @@ def test_secrets_never_reach_the_training_process_and_caches_stay_in_the_workspa
     change(ws, value=2.0, body=f"import json, os\njson.dump(dict(os.environ), open({str(dump)!r}, 'w'))")
     env = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "x", "HF_TOKEN": "hf", "AWS_SECRET_ACCESS_KEY": "a",
            "DB_PASSWORD": "p", "TOKENIZERS_PARALLELISM": "false", "MY_SETTING": "kept"}
-    from engine_support import cli
-
     r = cli("experiment", "-d", "dump env", cwd=ws, env=env)
     assert r.returncode == 0, r.stderr
     seen = json.loads(dump.read_text())
@@ -424,8 +422,7 @@ print(f"score: {{score:.6f}}")
 
 
 def test_blank_template_reads_the_printed_metric_higher_is_better(tmp_path):
-    root = tmp_path / "ws"
-    blank(root, SCORE.format(a=1.0))
+    root = blank(tmp_path, SCORE.format(a=1.0), direction="higher", branch="autoresearch/test").root
     r = experiment(root, "baseline")
     assert r.returncode == 0 and "no harness record" in r.stdout
     assert [x.value for x in rows(root)] == [5.75, 5.75]
@@ -443,8 +440,7 @@ def test_blank_template_reads_the_printed_metric_higher_is_better(tmp_path):
 
 
 def test_results_header_uses_the_metric_name(tmp_path):
-    root = tmp_path / "ws"
-    blank(root, SCORE.format(a=1.0))
+    root = blank(tmp_path, SCORE.format(a=1.0), direction="higher", branch="autoresearch/test").root
     experiment(root, "baseline")
     assert (root / "results.tsv").read_text().split("\n", 1)[0].split("\t")[:5] == [
         "commit", "score", "memory_gb", "status", "description"]
@@ -486,8 +482,7 @@ def test_drift_in_machine_speed_is_not_mistaken_for_a_win(tmp_path):
     script = (f"from pathlib import Path\np = Path({str(counter)!r})\n"
               "n = int(p.read_text()) if p.exists() else 0\np.write_text(str(n + 1))\n"
               "print(f'score: {1.0 + 0.1 * max(0, n - 1)}')\n")  # the baseline pair agrees exactly
-    root = tmp_path / "drift"
-    blank(root, script, metric="score", direction="higher")
+    root = blank(tmp_path, script, metric="score", direction="higher", branch="autoresearch/test", folder="drift").root
     assert experiment(root, "baseline").returncode == 0  # runs 0 and 1: 1.0, 1.0 (sigma: the prior alone)
     with open(root / "score.py", "a") as fh:
         fh.write("# a comment: the same program\n")

@@ -4,10 +4,6 @@ and the same frontier value in the agent's prompt and in `autoresearch status --
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,6 +11,7 @@ from autoresearch import resultsfile
 from autoresearch.research import keeprule
 from autoresearch.research.history import History, kept_mean
 from autoresearch.research.results import Row
+from support import cli, git
 
 B = "autoresearch/test"
 
@@ -117,42 +114,31 @@ def test_pace_and_usage():
 # -- one frontier value everywhere --------------------------------------------------------
 
 
-def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *args], cwd=root,
-                          capture_output=True, text=True, check=True)
-    return done.stdout.strip()
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ, COLUMNS="160"))
-
-
 def test_the_agents_prompt_and_status_json_show_the_same_frontier_value(tmp_path):
     """A confirmed win has two runs and a baseline two: the frontier is their mean, not the last
     row's value nor the first baseline run, in the prompt as in `status --json`."""
     root = tmp_path / "ws"
-    done = _cli("init", str(root), "--template", "blank", "--command", "python score.py", "--metric", "score",
+    done = cli("init", str(root), "--template", "blank", "--command", "python score.py", "--metric", "score",
                 "--editable", "score.py", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    _git(root, "switch", "-qc", B)
+    git(root, "switch", "-qc", B)
     (root / "score.py").write_text("print('score: 2.0')\n")
-    _git(root, "commit", "-qam", "baseline")
-    base = _git(root, "rev-parse", "--short=7", "HEAD")
+    git(root, "commit", "-qam", "baseline")
+    base = git(root, "rev-parse", "--short=7", "HEAD")
     (root / "score.py").write_text("print('score: 1.8')\n")
-    _git(root, "commit", "-qam", "win")
-    win = _git(root, "rev-parse", "--short=7", "HEAD")
+    git(root, "commit", "-qam", "win")
+    win = git(root, "rev-parse", "--short=7", "HEAD")
     resultsfile.append(root / "results.tsv", [
         r(base, 2.00, kind="baseline"), r(base, 2.02, kind="baseline"),
         r(base, 2.04, kind="confirm"), r(win, 1.80, description="win"), r(win, 1.83, kind="confirm", description="win"),
     ], "score")
 
-    snap = json.loads(_cli("status", "--json", cwd=root).stdout)
+    snap = json.loads(cli("status", "--json", cwd=root).stdout)
     frontier = snap["summary"]["frontier"]
     assert frontier == pytest.approx(1.815)
 
     copy = tmp_path / "prompt.md"
-    done = _cli("run", "--agent", "command", "--agent-command", f"cp \"$AUTORESEARCH_PROMPT_FILE\" {copy}",
+    done = cli("run", "--agent", "command", "--agent-command", f"cp \"$AUTORESEARCH_PROMPT_FILE\" {copy}",
                 "--max-experiments", "1", cwd=root)
     assert done.returncode == 0, done.stdout + done.stderr
     prompt = copy.read_text()

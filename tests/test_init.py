@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 
 import pytest
 
@@ -13,13 +11,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.config import Config
 from autoresearch.workspace import Workspace, init_workspace
 
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True)
-
-
-def git(ws, *args):
-    return subprocess.run(["git", *args], cwd=ws, capture_output=True, text=True, check=True).stdout
+from support import cli, git
 
 
 def test_init_makes_a_workspace_with_a_first_commit_on_main(tmp_path):

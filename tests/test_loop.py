@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine_support import clean, cli, git, head, llm_like, pid_alive, rows, train_text, wait_for
+from support import clean, cli, git, head, llm_like, pid_alive, rows, train_text, wait_for
 
 AGENT = r'''
 import json, os, re, sys

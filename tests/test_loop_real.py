@@ -19,7 +19,7 @@ import pytest
 from autoresearch import capsliterals
 from autoresearch.workspace import Workspace, fingerprint
 
-from engine_support import cli, clean, git, head, rows
+from support import cli, clean, git, head, rows
 
 pytestmark = pytest.mark.slow
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -19,29 +17,9 @@ from autoresearch.resultsfile import read
 from autoresearch.views import snapshot as st
 from autoresearch.views import terminal
 
+from support import cli, init_research, make_research, write_results
+
 FIXTURES = Path(__file__).parent / "fixtures"
-_spec = importlib.util.spec_from_file_location("research_fixture", FIXTURES / "research.py")
-research = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(research)
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="160")
-    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True, env=env)
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return research.make_workspace(tmp_path_factory.mktemp("status") / "ws")
-
-
-@pytest.fixture
-def sleeper():
-    """A live process whose pid stands in for a running experiment or loop."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
 
 
 def test_summary_of_our_results():
@@ -108,8 +86,8 @@ def test_parse_progress_takes_the_last_progress_line():
     assert st.parse_progress("no progress here\n---\nval_bpb: 1.0\n") is None
 
 
-def test_status_json_of_a_workspace_with_a_running_experiment(workspace, sleeper):
-    root = workspace["root"]
+def test_status_json_of_a_workspace_with_a_running_experiment(research_workspace, sleeper):
+    root = research_workspace["root"]
     state = root / ".autoresearch"
     state.mkdir(exist_ok=True)
     (state / "current.json").write_text(json.dumps({
@@ -124,7 +102,7 @@ def test_status_json_of_a_workspace_with_a_running_experiment(workspace, sleeper
         done = cli("status", "--json", cwd=root)
         assert done.returncode == 0, done.stderr
         snap = json.loads(done.stdout)
-        assert snap["branch"] == "autoresearch/test" and snap["head"] == workspace["commits"][-1]
+        assert snap["branch"] == "autoresearch/test" and snap["head"] == research_workspace["commits"][-1]
         assert snap["agent"] == "openai" and snap["loop"]["alive"] is True
         s = snap["summary"]
         assert s["experiments"] == 6 and s["counts"]["keep"] == 4 and s["counts"]["crash"] == 1
@@ -145,8 +123,8 @@ def test_status_json_of_a_workspace_with_a_running_experiment(workspace, sleeper
         (state / "loop.json").unlink()
 
 
-def test_an_experiment_whose_process_is_gone_is_reported_as_interrupted(workspace):
-    root = workspace["root"]
+def test_an_experiment_whose_process_is_gone_is_reported_as_interrupted(research_workspace):
+    root = research_workspace["root"]
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     state = root / ".autoresearch"
@@ -161,8 +139,8 @@ def test_an_experiment_whose_process_is_gone_is_reported_as_interrupted(workspac
         (state / "current.json").unlink()
 
 
-def test_status_reads_without_writing(workspace):
-    root = workspace["root"]
+def test_status_reads_without_writing(research_workspace):
+    root = research_workspace["root"]
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
     assert cli("status", "--json", cwd=root).returncode == 0
     after = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
@@ -180,14 +158,14 @@ def test_status_of_the_original_results_file_without_a_workspace(tmp_path):
 
 
 def test_status_with_missing_results_says_so(tmp_path):
-    root = research.init(tmp_path / "fresh")
+    root = init_research(tmp_path / "fresh")
     done = cli("status", cwd=root)
     assert done.returncode == 0, done.stderr
     assert "does not exist yet" in done.stdout and "Traceback" not in done.stderr
 
 
 def test_status_with_malformed_results_is_a_clear_error(tmp_path):
-    root = research.init(tmp_path / "broken")
+    root = init_research(tmp_path / "broken")
     (root / "results.tsv").write_text("commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\toops\t0.0\tkeep\tx\n")
     done = cli("status", cwd=root)
     assert done.returncode == 1
@@ -204,9 +182,9 @@ def test_status_outside_a_workspace_is_one_line(tmp_path):
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and "autoresearch init" in done.stderr
 
 
-def test_commit_diff_of_kept_discarded_unknown_and_hostile_ids(workspace):
-    source = st.open_source(workspace["root"])
-    discarded = workspace["commits"][3]  # reset away, still reachable through the reflog
+def test_commit_diff_of_kept_discarded_unknown_and_hostile_ids(research_workspace):
+    source = st.open_source(research_workspace["root"])
+    discarded = research_workspace["commits"][3]  # reset away, still reachable through the reflog
     diff = st.commit_diff(source, discarded)
     assert diff["ok"] and "+# add an offset of 0.05" in diff["text"] and "-# scale by 0.95" in diff["text"]
     gone = st.commit_diff(source, "deadbee")
@@ -219,11 +197,11 @@ def test_rows_of_the_checked_out_research_branch_are_counted(tmp_path):
     """results.tsv outlives a session: another branch's rows are not this branch's frontier."""
     from dataclasses import replace
 
-    made = research.make_workspace(tmp_path / "two")
+    made = make_research(tmp_path / "two")
     root = made["root"]
     ours = [replace(r, branch="autoresearch/test") for r in made["rows"]]
     old = [replace(r, branch="autoresearch/old", value=r.value - 1.0 if r.value else 0.0) for r in made["rows"][:3]]
-    research.write_results(root, old + ours)
+    write_results(root, old + ours)
 
     snap = json.loads(cli("status", "--json", cwd=root).stdout)
     assert snap["rows_branch"] == "autoresearch/test" and snap["rows_total"] == 9
