@@ -68,14 +68,16 @@ def torch_commands(system: str, gpu: bool, have: str | None, folder: Path) -> li
     """The pip commands that give this machine its torch ([] when the installed one fits)."""
     if system != "Linux":
         return [] if have else [pip("install", TORCH)]
-    if gpu:
-        return [] if have == "cuda" else [pip("install", TORCH)]
-    if have == "cpu":
+    if (gpu and have == "cuda") or (not gpu and have == "cpu"):
         return []
+    # a build of the wrong kind already satisfies the version range: replace it, not keep it
+    replace = ["--force-reinstall"] if have else []
+    if gpu:
+        return [pip("install", *replace, TORCH)]
     wheel = local_cpu_wheel(folder)
     if wheel is not None:
-        return [pip("install", str(wheel))]
-    return [pip("install", TORCH, "--index-url", CPU_INDEX)]
+        return [pip("install", *replace, str(wheel))]
+    return [pip("install", *replace, TORCH, "--index-url", CPU_INDEX)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,9 @@ def no_local_wheel(monkeypatch):
 def test_a_gpu_machine_gets_pypis_cuda_build(tmp_path, no_local_wheel):
     assert args_of(install.torch_commands("Linux", True, None, tmp_path)) == [["install", install.TORCH]]
     assert install.torch_commands("Linux", True, "cuda", tmp_path) == []  # kept
-    assert args_of(install.torch_commands("Linux", True, "cpu", tmp_path)) == [["install", install.TORCH]]
+    # the CPU build on a GPU machine is replaced, not kept because its version fits
+    assert args_of(install.torch_commands("Linux", True, "cpu", tmp_path)) == [
+        ["install", "--force-reinstall", install.TORCH]]
 
 
 def test_a_cpu_machine_gets_the_cpu_build_from_pytorchs_cpu_index(tmp_path, no_local_wheel):
@@ -32,7 +34,8 @@ def test_a_cpu_machine_gets_the_cpu_build_from_pytorchs_cpu_index(tmp_path, no_l
         ["install", install.TORCH, "--index-url", install.CPU_INDEX]]
     assert install.torch_commands("Linux", False, "cpu", tmp_path) == []  # kept
     # a CUDA build on a machine without a GPU is replaced by the CPU build
-    assert args_of(install.torch_commands("Linux", False, "cuda", tmp_path))[0][-1] == install.CPU_INDEX
+    assert args_of(install.torch_commands("Linux", False, "cuda", tmp_path)) == [
+        ["install", "--force-reinstall", install.TORCH, "--index-url", install.CPU_INDEX]]
 
 
 def test_a_cpu_wheel_already_on_the_machine_comes_first(tmp_path, monkeypatch):
