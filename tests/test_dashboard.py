@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -19,11 +18,9 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from support import append_row, commit_change, init_research, research_row, write_results
+
 STATIC = Path(__file__).parent.parent / "src" / "autoresearch" / "views" / "dashboard" / "static"
-_spec = importlib.util.spec_from_file_location("research_fixture", FIXTURES / "research.py")
-research = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(research)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -67,17 +64,16 @@ def get(url: str, host: str | None = None) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-@pytest.fixture
-def workspace(tmp_path):
-    return research.make_workspace(tmp_path / "ws")
-
-
-@pytest.fixture
-def sleeper():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
+def canvas_pixels(page, colour: str) -> int:
+    """How many pixels of the chart's canvas are within 12 of `colour` (#rrggbb) on every channel."""
+    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return page.eval_on_selector("#chart", """(c, rgb) => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4)
+            if (Math.abs(d[i] - rgb[0]) < 12 && Math.abs(d[i + 1] - rgb[1]) < 12 && Math.abs(d[i + 2] - rgb[2]) < 12) n++;
+        return n;
+    }""", rgb)
 
 
 def browser_or_skip():
@@ -93,10 +89,10 @@ def browser_or_skip():
 # ---------------------------------------------------------------- in a real browser
 
 
-def test_dashboard_in_chromium_live_rows_chart_diff_and_log(workspace, tmp_path, sleeper):
+def test_dashboard_in_chromium_live_rows_chart_diff_and_log(research_workspace, tmp_path, sleeper):
     sync_playwright = browser_or_skip()
-    root = workspace["root"]
-    broken = research.init(tmp_path / "broken")
+    root = research_workspace["root"]
+    broken = init_research(tmp_path / "broken")
     (broken / "results.tsv").write_text("commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\t1.0\n")
     with dashboard(root, broken) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -114,15 +110,13 @@ def test_dashboard_in_chromium_live_rows_chart_diff_and_log(workspace, tmp_path,
             page.wait_for_function("document.querySelectorAll('#rows tr').length === 6", timeout=WAIT_MS)
             assert page.inner_text("#card-frontier") .split("\n")[1] == "1.800000"
             assert "autoresearch/test" in page.inner_text("#meta")
-            chart = page.eval_on_selector("#chart", """c => {
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                let green = 0;
-                for (let i = 0; i < d.length; i += 4)
-                    if (Math.abs(d[i] - 0x1a) < 12 && Math.abs(d[i + 1] - 0x98) < 12 && Math.abs(d[i + 2] - 0x50) < 12) green++;
-                return {points: c.dataset.points, kept: c.dataset.kept, green};
-            }""")
-            assert chart["points"] == "6" and chart["kept"] == "4"
-            assert chart["green"] > 200  # the kept markers are drawn on the canvas
+            chart = page.eval_on_selector("#chart", "c => ({points: c.dataset.points, kept: c.dataset.kept, baseline: c.dataset.baseline})")
+            assert chart == {"points": "6", "kept": "4", "baseline": "2"}
+            assert canvas_pixels(page, "#1a9850") > 150  # the two kept changes' markers (the baseline runs are diamonds)
+            # baseline runs counted as such; 7 minutes are too early for a rate
+            assert "2 baseline, 2 keep, 1 discard, 1 crash" in page.inner_text("#card-experiments")
+            assert "— (too early)" in page.inner_text("#card-rate") and "— (too early)" in page.inner_text("#card-training")
+            assert page.eval_on_selector("#rows tr[data-row='0'] td:nth-child(6)", "td => td.textContent") == "baseline"
 
             # sortable: by the metric, best first
             page.evaluate("window.__same_page = true")
@@ -131,8 +125,8 @@ def test_dashboard_in_chromium_live_rows_chart_diff_and_log(workspace, tmp_path,
             assert first == "5"  # the frontier, 1.8
 
             # a new row appears without a reload
-            commit = research.commit_change(root, "# scale by 0.85\nprint('score: 1.7')\n", "scale by 0.85")
-            research.append_row(root, research.row(commit, 1.7, "keep", "scale by 0.85", "experiment", "", 6))
+            commit = commit_change(root, "# scale by 0.85\nprint('score: 1.7')\n", "scale by 0.85")
+            append_row(root, research_row(commit, 1.7, "keep", "scale by 0.85", "experiment", "", 6))
             page.wait_for_function("document.querySelectorAll('#rows tr').length === 7", timeout=WAIT_MS)
             page.wait_for_function("document.querySelector('#card-frontier .value').textContent === '1.700000'", timeout=WAIT_MS)
             assert page.evaluate("window.__same_page") is True
@@ -164,6 +158,16 @@ def test_dashboard_in_chromium_live_rows_chart_diff_and_log(workspace, tmp_path,
                 log.write("step 00012 | progress 20.0% | loss 2.250000 | remaining 48s\n")
             page.wait_for_function("document.querySelector('#running-text').textContent.includes('step 12')", timeout=WAIT_MS)
             assert "48 s remaining" in page.inner_text("#running-text")
+
+            # an interrupted run: its status and kind in the table, its own colour, a hollow circle on the chart
+            append_row(root, research_row(commit, 0.0, "interrupted", "try a smaller step", "experiment", "interrupted", 7))
+            page.wait_for_selector("#rows tr[data-row='7']", timeout=WAIT_MS)
+            cells = page.eval_on_selector("#rows tr[data-row='7']", "tr => [...tr.children].map(td => td.textContent)")
+            assert cells[4:6] == ["interrupted", "experiment"]
+            colour = page.eval_on_selector("#rows tr[data-row='7'] td.status", "td => getComputedStyle(td).color")
+            assert colour == "rgb(148, 103, 189)"
+            assert page.eval_on_selector("#chart", "c => c.dataset.interrupted") == "1"
+            assert canvas_pixels(page, "#9467bd") > 30  # the marker and its legend entry
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
             # the second workspace's results.tsv is malformed: a clear line on the page
@@ -182,7 +186,7 @@ def test_dashboard_in_chromium_live_rows_chart_diff_and_log(workspace, tmp_path,
 
 
 def test_missing_results_and_unknown_commits_are_answers_not_errors(tmp_path):
-    root = research.init(tmp_path / "fresh")
+    root = init_research(tmp_path / "fresh")
     with dashboard(cwd=root) as url:  # no argument: the workspace you are in
         status, body = get(url + "/api/state")
         assert status == 200
@@ -191,7 +195,7 @@ def test_missing_results_and_unknown_commits_are_answers_not_errors(tmp_path):
         status, page = get(url + "/")
         assert status == 200 and "/static/app.js" in page
         # results appear later: the page's next poll sees them
-        research.write_results(root, [research.row("deadbee", 1.0, "keep", "baseline", "baseline", "", 0)])
+        write_results(root, [research_row("deadbee", 1.0, "keep", "baseline", "baseline", "", 0)])
         snap = json.loads(get(url + "/api/state")[1])["snapshot"]
         assert snap["error"] is None and len(snap["rows"]) == 1
         status, body = get(url + "/api/detail?row=0")
@@ -201,8 +205,8 @@ def test_missing_results_and_unknown_commits_are_answers_not_errors(tmp_path):
         assert get(url + "/api/state?w=5")[0] == 404
 
 
-def test_polling_sends_rows_only_when_they_change(workspace):
-    root = workspace["root"]
+def test_polling_sends_rows_only_when_they_change(research_workspace):
+    root = research_workspace["root"]
     with dashboard(root) as url:
         first = json.loads(get(url + "/api/state?w=0")[1])
         assert len(first["snapshot"]["rows"]) == 6
@@ -213,30 +217,50 @@ def test_polling_sends_rows_only_when_they_change(workspace):
             log.write("step 00004 | progress 4.0% | loss 2.920000 | remaining 96s\n")
         live = json.loads(get(url + f"/api/state?w=0&since={sig}")[1])
         assert live["rows_unchanged"] is True and "rows" not in live["snapshot"] and live["sig"] != sig
-        research.append_row(root, research.row("abcdef0", 1.9, "discard", "more", "experiment", "", 6))
+        append_row(root, research_row("abcdef0", 1.9, "discard", "more", "experiment", "", 6))
         grown = json.loads(get(url + f"/api/state?w=0&since={live['sig']}")[1])
         assert len(grown["snapshot"]["rows"]) == 7
         # a diverged run recorded as inf is shown without a value, not a server error
-        research.append_row(root, research.row("abcdef1", float("inf"), "discard", "diverged", "experiment", "", 7))
+        append_row(root, research_row("abcdef1", float("inf"), "discard", "diverged", "experiment", "", 7))
         status, body = get(url + "/api/state?w=0")
         assert status == 200 and json.loads(body)["snapshot"]["rows"][-1]["value"] is None
 
 
-def test_only_loopback_host_names_are_answered(workspace):
-    with dashboard(workspace["root"]) as url:
+def test_state_draws_the_best_so_far_labels_baseline_runs_and_holds_back_early_rates(research_workspace):
+    """The chart's line is the best so far: it stays put where the frontier's mean rises (the second
+    baseline run, a frontier re-run that comes in worse); baseline and interrupted runs are labelled
+    as such; seven minutes of research make no rate yet."""
+    root = research_workspace["root"]
+    frontier = research_workspace["commits"][5]
+    append_row(root, research_row(frontier, 1.9, "keep", "re-run", "confirm", "frontier re-run beside a confirm run", 6))
+    append_row(root, research_row("abcdef2", 0.0, "interrupted", "stopped", "experiment", "interrupted", 7))
+    with dashboard(root) as url:
+        snap = json.loads(get(url + "/api/state")[1])["snapshot"]
+    rows, s = snap["rows"], snap["summary"]
+    front = [r["frontier"] for r in rows]
+    assert front[1] > front[0] and front[6] > front[5]  # the frontier's mean moved the wrong way twice
+    best = [r["best"] for r in rows]
+    assert best == pytest.approx([2.0, 2.0, 1.9, 1.9, 1.9, 1.8, 1.8, 1.8])
+    assert [r["label"] for r in rows] == ["baseline", "baseline", "keep", "discard", "crash", "keep", "keep", "interrupted"]
+    assert s["counts"]["keep"] == 5 and s["counts_text"] == "2 baseline, 3 keep, 1 discard, 1 crash, 1 interrupted"
+    assert s["rates_meaningful"] is False and "too early" in s["rates_note"] and s["experiments_per_hour"] is not None
+
+
+def test_only_loopback_host_names_are_answered(research_workspace):
+    with dashboard(research_workspace["root"]) as url:
         assert get(url + "/api/state")[0] == 200
         assert get(url + "/api/state", host="localhost:8765")[0] == 200
         status, body = get(url + "/api/state", host="attacker.example:8765")
         assert status == 421 and "loopback" in body
 
 
-def test_port_in_use_is_one_clear_line(workspace):
+def test_port_in_use_is_one_clear_line(research_workspace):
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen(1)
     port = holder.getsockname()[1]
     try:
-        done = subprocess.run([sys.executable, "-m", "autoresearch", "dashboard", "--port", str(port), str(workspace["root"])],
+        done = subprocess.run([sys.executable, "-m", "autoresearch", "dashboard", "--port", str(port), str(research_workspace["root"])],
                               capture_output=True, text=True, timeout=60)
     finally:
         holder.close()

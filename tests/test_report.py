@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,9 @@ from autoresearch.research.history import History
 from autoresearch.research.results import parse
 from autoresearch.resultsfile import read
 from autoresearch.views import report as report_mod
+from autoresearch.views import snapshot
+
+from support import cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OURS = FIXTURES / "results_ours.tsv"
@@ -28,10 +30,6 @@ def pixels(path: Path, color: str, tol: int = 10) -> int:
     image = np.asarray(Image.open(path).convert("RGB")).astype(int)
     rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)])
     return int((np.abs(image - rgb).max(axis=2) <= tol).sum())
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_report_from_our_results_draws_kept_crashed_and_lists_changes(tmp_path):
@@ -154,3 +152,90 @@ def test_descriptions_are_text_not_math_or_markup(tmp_path):
     assert hostile.replace("|", "\\|") in md.read_text()
     done = cli("status", "--results", str(results))
     assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------- the plot and the report tell the truth
+
+
+def rows_of(text: str) -> list:
+    return parse("commit\tval_bpb\tmemory_gb\tstatus\tdescription\tkind\n" + text)[1]
+
+
+def test_the_best_so_far_line_never_moves_the_wrong_way():
+    """The frontier's mean rises on a second baseline run, a frontier re-run that comes in worse and
+    a simplification kept within the noise; the line the views draw does not."""
+    rows = rows_of(
+        "aaaaaaa\t1.000000\t1.0\tkeep\tbaseline\tbaseline\n"
+        "aaaaaaa\t1.020000\t1.0\tkeep\tbaseline\tbaseline\n"
+        "bbbbbbb\t0.900000\t1.0\tkeep\tbetter\texperiment\n"
+        "bbbbbbb\t0.960000\t1.0\tkeep\tfrontier re-run\tconfirm\n"
+        "ccccccc\t0.940000\t1.0\tkeep\tsimpler, within noise\texperiment\n"
+        "ddddddd\t0.800000\t1.0\tkeep\tmuch better\texperiment\n"
+    )
+    lower = History(rows, direction="lower")
+    assert lower.series == pytest.approx([1.0, 1.01, 0.9, 0.93, 0.94, 0.8])  # the engine's frontier: unchanged
+    best = snapshot.best_so_far(lower)
+    assert best == pytest.approx([1.0, 1.0, 0.9, 0.9, 0.9, 0.8])
+    assert all(b <= a for a, b in zip(best, best[1:]))
+    higher = History([replace(r, value=2 - r.value) for r in rows], direction="higher")
+    assert snapshot.best_so_far(higher) == pytest.approx([1.0, 1.0, 1.1, 1.1, 1.1, 1.2])
+    assert [d["best"] for d in snapshot.row_dicts(lower)] == pytest.approx(best)  # what the dashboard draws
+
+
+@pytest.mark.parametrize("direction", ["lower", "higher"])
+def test_the_noise_band_is_whole_inside_the_y_limits(direction):
+    metric, rows = read(OURS)
+    if direction == "higher":
+        rows = [replace(r, value=3 - r.value) if keeprule.measured(r) else r for r in rows]
+    history = History(rows, direction=direction)
+    s = snapshot.summarize(history, metric, judged=True)
+    line = [v for v in snapshot.best_so_far(history) if v is not None]
+    lo, hi = report_mod.y_limits(history, s)
+    assert s.keep_bar and lo < min(line) - s.keep_bar and max(line) + s.keep_bar < hi
+
+
+def test_interrupted_runs_are_drawn_and_listed_as_such_not_as_crashes(tmp_path):
+    text = OURS.read_text()
+    stopped = text.replace("\tcrash\t", "\tinterrupted\t").replace("NameError: name 'gelu' is not defined", "interrupted")
+    md = report_mod.markdown(History(parse(stopped)[1]))
+    assert "## Crashes" not in md and "1 crash" not in md
+    assert "## Interrupted" in md and "- #5 `f3a4b52` swap ReLU^2 for GELU in MLP" in md and "1 interrupted)" in md
+
+    crashed_png, stopped_png = tmp_path / "crashed.png", tmp_path / "stopped.png"
+    report_mod.plot(History(parse(text)[1]), crashed_png)
+    report_mod.plot(History(parse(stopped)[1]), stopped_png)
+    assert pixels(crashed_png, report_mod.INTERRUPTED_COLOR) == 0
+    assert pixels(stopped_png, report_mod.INTERRUPTED_COLOR) > 40  # its marker and its legend entry
+    assert pixels(crashed_png, report_mod.CRASH_COLOR) - pixels(stopped_png, report_mod.CRASH_COLOR) > 20  # no cross
+
+
+def test_baseline_runs_are_counted_as_baseline(tmp_path):
+    png, md = report_mod.report(results=OURS, out=tmp_path)
+    # 8 rows are status keep: 2 of them are the baseline runs
+    assert "16 runs (2 baseline, 6 keep, 5 discard, 1 crash, 1 invalid, 1 noop)" in md.read_text()
+    assert pixels(png, report_mod.BASELINE_COLOR) > 100  # the baseline runs' diamonds and the dashed line
+
+
+def test_rates_are_held_back_while_too_early(tmp_path):
+    """Two baseline runs and two experiments over five minutes make no pace yet."""
+    results = tmp_path / "results.tsv"
+    results.write_text("".join(OURS.read_text().splitlines(keepends=True)[:5]))
+    s = snapshot.summarize(History(read(results)[1]))
+    assert s.experiments_per_hour is not None and not s.rates_meaningful and "too early" in s.rates_note
+    text = report_mod.report(results=results)[1].read_text()
+    assert "- pace: — (too early" in text and "per hour" not in text and "wall-clock" not in text
+    full = snapshot.summarize(History(read(OURS)[1]))
+    assert full.rates_meaningful and "experiments per hour" in report_mod.markdown(History(read(OURS)[1]))
+
+
+def test_report_files_are_readable_by_others_as_usual(tmp_path):
+    """report.md and progress.png get a new file's usual mode (0644 under umask 022), not 0600."""
+    import subprocess
+    import sys
+
+    for _ in range(2):  # written, then replaced
+        done = subprocess.run([sys.executable, "-m", "autoresearch", "report", "--results", str(OURS), "--out", str(tmp_path)],
+                              capture_output=True, text=True, umask=0o022, timeout=120)
+        assert done.returncode == 0, done.stderr
+        for name in ("report.md", "progress.png"):
+            assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o644), name

@@ -114,8 +114,8 @@ def test_status_json_of_a_workspace_with_a_running_experiment(research_workspace
         table = cli("status", cwd=root)
         assert table.returncode == 0, table.stderr
         out = table.stdout
-        for expected in ("autoresearch/test", "2.002000", "1.800000", "+0.202000", "4 keep, 1 discard, 1 crash",
-                         "per hour", "% of wall-clock", "noise σ", "step 3", "97 s remaining", "loop running",
+        for expected in ("autoresearch/test", "2.002000", "1.800000", "+0.202000", "2 baseline, 2 keep, 1 discard, 1 crash",
+                         "too early: shown from 3 experiments and 10 minutes", "noise σ", "step 3", "97 s remaining", "loop running",
                          "no harness record", "'try a [bold]larger[/] step'"):
             assert expected in out, (expected, out)
     finally:
@@ -216,3 +216,10 @@ def test_rows_of_the_checked_out_research_branch_are_counted(tmp_path):
     assert "frontier: 0.900000" in (root / "report.md").read_text()
     missing = cli("report", "--branch", "autoresearch/nope", cwd=root)
     assert missing.returncode == 1 and "no experiments on branch autoresearch/nope" in missing.stderr
+
+
+def test_rates_are_shown_once_they_mean_something():
+    """results_ours.tsv: 14 experiments over 21 minutes, enough for a rate."""
+    done = cli("status", "--results", str(FIXTURES / "results_ours.tsv"))
+    assert done.returncode == 0, done.stderr
+    assert "per hour over" in done.stdout and "% of wall-clock" in done.stdout and "too early" not in done.stdout

@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: once, at import, before any thread
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
 def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a reader sees the old or the new file, never a torn one."""
+    """Replace `path` with `text` so that a reader sees the old or the new file, never a torn one.
+
+    The file gets the permissions a plain open() would give a new file (0o666 less the umask,
+    0644 usually), not mkstemp's private 0600; an existing file's executable bits stay."""
     path = Path(path)
+    try:
+        executable = stat.S_IMODE(path.stat().st_mode) & 0o111
+    except OSError:
+        executable = 0
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, (0o666 | executable) & ~_UMASK)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()

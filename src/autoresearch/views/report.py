@@ -1,12 +1,15 @@
 """The morning report: `progress.png` and `report.md` from a results.tsv.
 
 The plot puts every experiment at its index: discards as faint dots, crashes (and invalid
-or no-op attempts, which have no measurement) as marks along the worse edge, kept changes
-bold and labeled with their description; the frontier as a step line; the baseline as a
-dashed line; and the noise band (the keep rule's bar around the frontier) shaded.
-Values far worse than the research ever got are drawn clipped at the edge so one blow-up
-does not flatten the rest. The markdown lists the kept changes in order with their deltas
-and commits.
+or no-op attempts, which have no measurement) as marks along the worse edge, interrupted
+runs (stopped from outside: nothing to say about the code) as hollow circles on that edge,
+kept changes bold and labeled with their description, the baseline runs as diamonds; the
+best kept value so far as a step line (snapshot.best_so_far: it never moves the wrong way,
+where the frontier's mean may), the baseline as a dashed line, and the noise band (the keep
+rule's bar around that line) shaded, whole inside the axes. Values far worse than the
+research ever got are drawn clipped at the edge so one blow-up does not flatten the rest.
+The markdown lists the kept changes in order with their deltas and commits, then the
+crashes and the interrupted runs apart.
 
 Works from the results file alone, including one written by the original project (five
 columns: no kinds, no timestamps; its first row is the baseline).
@@ -21,7 +24,9 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
 from autoresearch.research.history import History
 from autoresearch.research.keeprule import measured
-from autoresearch.views.snapshot import Source, git_head, open_source, pick_branch, summarize
+from autoresearch.views.snapshot import (
+    Source, baseline_indices, best_so_far, git_head, interrupted, open_source, pick_branch, summarize,
+)
 from autoresearch.views.terminal import duration
 
 WIDTH, HEIGHT, DPI = 12, 6, 100  # progress.png is 1200 x 600 pixels
@@ -29,6 +34,7 @@ KEEP_COLOR = "#1a9850"
 DISCARD_COLOR = "#8c96a0"
 CRASH_COLOR = "#d62728"
 OTHER_COLOR = "#ff8c00"  # invalid / noop
+INTERRUPTED_COLOR = "#9467bd"  # stopped from outside: not the code's fault
 FRONTIER_COLOR = "#2b5bd7"
 BASELINE_COLOR = "#555555"
 LABEL_CHARS = 48
@@ -64,13 +70,13 @@ def plot(history: History, path: Path, *, metric: str = "val_bpb", title: str = 
                 transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#777777")
         ax.set_yticks([])
     else:
-        lo, hi = _limits(rows, s, history.direction)
+        lo, hi = y_limits(history, s)
         ax.set_ylim(lo, hi)
         _draw_frontier(ax, history, s)
         _draw_points(ax, history, lo, hi)
         _draw_legend(ax, history, s)  # a legend only where there is something to explain
     if not title:
-        title = f"{len(rows)} experiments, {s.counts['keep']} kept"
+        title = f"{len(rows)} runs: {s.counts_text}"
         if s.baseline is not None and s.frontier is not None:
             title += f" — {shown_metric} {s.baseline:.6f} → {s.frontier:.6f}"
     ax.set_title(title, fontsize=11)
@@ -82,16 +88,21 @@ def plot(history: History, path: Path, *, metric: str = "val_bpb", title: str = 
     return path
 
 
+def _band(s) -> float | None:
+    """The noise band's half-width: the margin a change must beat the frontier by."""
+    return s.keep_bar if s.sigma is not None else None
+
+
 def _draw_frontier(ax, history: History, s) -> None:
-    """The frontier as a step line, the noise band around it, the baseline dashed."""
+    """The best kept value so far as a step line, the noise band around it, the baseline dashed."""
     n = len(history.rows)
-    series = history.series
+    series = best_so_far(history)
     fx = [i + 1 for i, v in enumerate(series) if v is not None]
     fy = [v for v in series if v is not None]
     if fx:
         fx_full = fx + [n + 1]
         fy_full = fy + [fy[-1]]
-        bar = s.keep_bar if s.sigma is not None else None  # the margin a change must beat the frontier by
+        bar = _band(s)
         if bar:
             ax.fill_between(fx_full, [v - bar for v in fy_full], [v + bar for v in fy_full], step="post",
                             color=FRONTIER_COLOR, alpha=0.12, linewidth=0, zorder=1)
@@ -116,22 +127,31 @@ def _draw_points(ax, history: History, lo: float, hi: float) -> None:
         if off:
             ax.scatter(off, [y] * len(off), transform=ax.get_xaxis_transform(), s=30, color=DISCARD_COLOR,
                        alpha=0.6, marker=marker, linewidths=0, zorder=4)
-    # failures: no measurement; marked along the worse edge
-    crashes = [x for x, r in zip(xs, rows) if r.status == "crash"]
+    # failures: no measurement; marked along the worse edge; interrupted runs hollow, apart
+    crashes = [x for x, r in zip(xs, rows) if r.status == "crash" and not interrupted(r)]
     others = [x for x, r in zip(xs, rows) if r.status in ("invalid", "noop")]
+    stopped = [x for x, r in zip(xs, rows) if interrupted(r)]
     if crashes:
         ax.scatter(crashes, [edge_y] * len(crashes), transform=ax.get_xaxis_transform(), marker="x",
                    s=40, color=CRASH_COLOR, linewidths=1.8, zorder=5, clip_on=False)
     if others:
         ax.scatter(others, [edge_y] * len(others), transform=ax.get_xaxis_transform(), marker="|",
                    s=60, color=OTHER_COLOR, linewidths=1.5, zorder=5, clip_on=False)
-    # kept: bold, labeled (repeats of a kept commit are drawn, labeled once)
-    kept = [(x, r) for x, r in zip(xs, rows) if r.status == "keep" and measured(r)]
+    if stopped:
+        ax.scatter(stopped, [edge_y] * len(stopped), transform=ax.get_xaxis_transform(), marker="o",
+                   s=46, facecolors="none", edgecolors=INTERRUPTED_COLOR, linewidths=1.8, zorder=5, clip_on=False)
+    # kept: bold, labeled (repeats of a kept commit are drawn, labeled once); baseline runs as diamonds
+    baselines = baseline_indices(history)
+    kept = [(x, r) for i, (x, r) in enumerate(zip(xs, rows)) if r.status == "keep" and measured(r) and i not in baselines]
     if kept:
         ax.scatter([x for x, _ in kept], [r.value for _, r in kept], s=70, color=KEEP_COLOR,
                    edgecolors="#0b3d1f", linewidths=1.0, zorder=6)
+    base = [(i + 1, rows[i].value) for i in sorted(baselines)]
+    if base:
+        ax.scatter(*zip(*base), s=60, marker="D", color=BASELINE_COLOR, edgecolors="#222222", linewidths=1.0,
+                   zorder=6)
     for j, change in enumerate(history.kept_changes):
-        label = "baseline" if change.baseline else _short(change.description)
+        label = "baseline" if change.baseline or change.index in baselines else _short(change.description)
         x = change.index + 1
         right = x > 0.7 * (n + 1)  # labels near the right edge grow leftwards, inside the axes
         ax.annotate(label, (x, change.value), xytext=(-6 if right else 6, -10 * sign if j % 2 else 8 * sign),
@@ -144,19 +164,37 @@ def _draw_legend(ax, history: History, s) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    runs = s.baseline_runs
     handles = [
         Line2D([], [], marker="o", linestyle="", color=KEEP_COLOR, markeredgecolor="#0b3d1f", markersize=8, label="kept"),
         Line2D([], [], marker="o", linestyle="", color=DISCARD_COLOR, alpha=0.6, markersize=5, label="discarded"),
         Line2D([], [], marker="x", linestyle="", color=CRASH_COLOR, markersize=7, label="crashed"),
-        Line2D([], [], color=FRONTIER_COLOR, linewidth=2, label="frontier (best kept)"),
-        Line2D([], [], color=BASELINE_COLOR, linestyle="--", label="baseline"),
+        Line2D([], [], color=FRONTIER_COLOR, linewidth=2, label="best so far (kept)"),
+        Line2D([], [], color=BASELINE_COLOR, linestyle="--", marker="D", markersize=5, markeredgecolor="#222222",
+               label=f"baseline (mean of {runs} runs)" if runs > 1 else "baseline"),
     ]
     if s.sigma is not None:
         handles.append(Patch(color=FRONTIER_COLOR, alpha=0.15, label=f"noise band (±{s.keep_bar:.4f})"))
+    if any(interrupted(r) for r in history.rows):
+        handles.insert(3, Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markersize=7,
+                                 markeredgecolor=INTERRUPTED_COLOR, markeredgewidth=1.8, label="interrupted"))
     if any(r.status in ("invalid", "noop") for r in history.rows):
         handles.insert(3, Line2D([], [], marker="|", linestyle="", color=OTHER_COLOR, markersize=8, label="invalid / no-op"))
     ax.legend(handles=handles, loc="lower left" if history.direction == "lower" else "upper left", fontsize=8,
               framealpha=0.9)
+
+
+def y_limits(history: History, s) -> tuple[float, float]:
+    """Y limits: all kept values and the baseline, plus room for the discards nearby; widened
+    so the noise band around the best-so-far line is whole (the dashboard's limits() agrees)."""
+    lo, hi = _limits(list(history.rows), s, history.direction)
+    line = [v for v in best_so_far(history) if v is not None]
+    bar = _band(s)
+    if line and bar:
+        room = 0.05 * (max(hi, max(line) + bar) - min(lo, min(line) - bar))
+        lo = min(lo, min(line) - bar - room)
+        hi = max(hi, max(line) + bar + room)
+    return lo, hi
 
 
 def _limits(rows, s, direction: str) -> tuple[float, float]:
@@ -198,8 +236,7 @@ def markdown(history: History, *, metric: str = "val_bpb", name: str = "", resul
     direction = history.direction
     s = summarize(history, metric, keep_rule, judged=judged)
     out = [f"# Research report{': ' + name if name else ''}", ""]
-    counts = ", ".join(f"{n} {k}" for k, n in s.counts.items() if n) or "none"
-    out.append(f"- results: `{results_name}`, {len(rows)} experiments ({counts})")
+    out.append(f"- results: `{results_name}`, {len(rows)} runs ({s.counts_text})")
     out.append(f"- metric: `{metric}`, {direction} is better")
     if s.baseline is not None:
         runs = f" (mean of {s.baseline_runs} runs)" if s.baseline_runs > 1 else ""
@@ -213,10 +250,13 @@ def markdown(history: History, *, metric: str = "val_bpb", name: str = "", resul
     if s.sigma is not None:
         out.append(f"- noise: {s.sigma_text.replace('sigma', 'σ =', 1)}; "
                    f"a change must win by more than {s.keep_bar:.6f}")
-    if s.experiments_per_hour is not None:
-        out.append(f"- pace: {s.experiments_per_hour:.1f} experiments per hour over {duration(s.elapsed_seconds)}")
-    if s.training_share is not None:
-        out.append(f"- time spent training: {100 * s.training_share:.0f} % of wall-clock")
+    if s.experiments_per_hour is not None or s.training_share is not None:
+        if not s.rates_meaningful:
+            out.append(f"- pace: — ({s.rates_note}; {duration(s.elapsed_seconds)} so far)")
+        elif s.experiments_per_hour is not None:
+            out.append(f"- pace: {s.experiments_per_hour:.1f} experiments per hour over {duration(s.elapsed_seconds)}")
+        if s.rates_meaningful and s.training_share is not None:
+            out.append(f"- time spent training: {100 * s.training_share:.0f} % of wall-clock")
     if s.tokens_in is not None or s.cost_usd is not None:
         usage = f"{s.tokens_in or 0:,} tokens in, {s.tokens_out or 0:,} out"
         if s.cost_usd is not None:
@@ -243,13 +283,24 @@ def markdown(history: History, *, metric: str = "val_bpb", name: str = "", resul
             elif c.baseline and c.runs > 1:
                 desc += f" ({c.runs} runs)"
             out.append(f"| {c.index + 1} | `{c.commit[:7]}` | {c.value:.6f} | {delta} | {vs_base} | {desc} |")
-    crashes = [(i, r) for i, r in enumerate(rows) if r.status == "crash"]
-    if crashes:
-        out += ["", "## Crashes", ""]
-        for i, r in crashes:
-            why = f": {_md(r.reason)}" if r.reason else ""
-            out.append(f"- #{i + 1} `{r.commit[:7]}` {_md(r.description)}{why}")
+    out += _failures(rows)
     return "\n".join(out) + "\n"
+
+
+def _failures(rows) -> list[str]:
+    """The crashes, then the interrupted runs apart: those were stopped from outside and say
+    nothing about their code."""
+    crashes = [(i, r) for i, r in enumerate(rows) if r.status == "crash" and not interrupted(r)]
+    stopped = [(i, r) for i, r in enumerate(rows) if interrupted(r)]
+    out: list[str] = []
+    for heading, listed in (("Crashes", crashes), ("Interrupted (stopped from outside, not the code's fault)", stopped)):
+        if listed:
+            out += ["", f"## {heading}", ""]
+            for i, r in listed:
+                why = f": {_md(r.reason)}" if r.reason and r.reason != "interrupted" else ""
+                kind = f" ({r.kind})" if r.kind != "experiment" else ""
+                out.append(f"- #{i + 1} `{r.commit[:7]}` {_md(r.description)}{kind}{why}")
+    return out
 
 
 def report(where: str | Path = ".", results: str | Path | None = None, out: str | Path | None = None,

@@ -39,6 +39,13 @@ _COMMIT = re.compile(r"^[0-9a-fA-F]{4,40}$")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _PROGRESS = re.compile(r"^step\s+(\d+)\s*\|(.*)$")
 STARTING_SECONDS = 120  # a current.json without a pid older than this was left by a killed engine
+# Rates (experiments per hour, the share of wall-clock spent training) extrapolate from what ran
+# so far. Over the first minutes that is mostly setup and the baseline runs, and one experiment
+# more or less moves them by half (2.6 minutes of baseline runs make "46 per hour"). They are
+# shown once RATE_MIN_EXPERIMENTS experiments (not baseline runs, not interrupted ones) finished
+# over at least RATE_MIN_SECONDS of wall-clock: by then they are a pace, not a guess.
+RATE_MIN_EXPERIMENTS = 3
+RATE_MIN_SECONDS = 600.0
 
 
 # --------------------------------------------------------------------------- sources
@@ -117,6 +124,14 @@ class Summary:
     tokens_in: int | None
     tokens_out: int | None
     cost_usd: float | None
+    # how the views label the runs: "baseline" for the baseline runs (not counted as "keep"),
+    # "interrupted" for runs stopped from outside; the other statuses as they are (see run_label)
+    labelled_counts: dict[str, int] = field(default_factory=dict)
+    counts_text: str = "none"  # e.g. "2 baseline, 3 keep, 1 discard"
+    # whether the rates above mean something yet (RATE_MIN_EXPERIMENTS, RATE_MIN_SECONDS); the
+    # numbers stay in the summary either way, the views show rates_note instead while False
+    rates_meaningful: bool = False
+    rates_note: str = ""
 
 
 def noise_of(history: History, judged: bool = True) -> tuple[float | None, int, float, str]:
@@ -134,11 +149,78 @@ def noise_of(history: History, judged: bool = True) -> tuple[float | None, int, 
     return est.sigma, est.runs, est.dof, est.describe()
 
 
+def baseline_indices(history: History) -> set[int]:
+    """The rows that are baseline runs: the kept ones of kind baseline; in a file without kinds
+    (the original project's) its first measured row, as History.baseline takes it."""
+    marked = {i for i, r in enumerate(history.rows) if r.kind == "baseline" and r.status == "keep"}
+    if marked or any(r.kind == "baseline" for r in history.rows):
+        return marked
+    first = next((i for i, r in enumerate(history.rows) if keeprule.measured(r)), None)
+    return {first} if first is not None and history.rows[first].status == "keep" else set()
+
+
+def interrupted(row: Row) -> bool:
+    """A run stopped from outside (Ctrl-C, SIGTERM, a killed engine): it says nothing about the
+    code. Files written before the status existed recorded these as crashes "interrupted"."""
+    return row.status == "interrupted" or (row.status == "crash" and row.reason.startswith("interrupted"))
+
+
+def run_label(history: History, index: int, baselines: set[int] | None = None) -> str:
+    """What the views call a row: "baseline", "interrupted", or its status."""
+    row = history.rows[index]
+    if index in (baseline_indices(history) if baselines is None else baselines):
+        return "baseline"
+    return "interrupted" if interrupted(row) else row.status
+
+
+def labelled_counts(history: History) -> dict[str, int]:
+    """Runs by run_label: baseline first, then the statuses in their usual order."""
+    baselines = baseline_indices(history)
+    counts = {"baseline": 0, **{s: 0 for s in history.counts}}
+    for i in range(len(history.rows)):
+        label = run_label(history, i, baselines)
+        counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def best_so_far(history: History) -> list[float | None]:
+    """The best frontier value up to each row: a running min (lower is better) or max of
+    History.series, so the line the views draw never moves the wrong way.
+
+    The frontier itself may: a second baseline run or a frontier re-run that comes in worse
+    moves its mean, and a simplification is kept within the noise. The engine compares with
+    the true frontier (History); this is only what the views draw as "best so far"."""
+    pick = min if history.direction == "lower" else max
+    out: list[float | None] = []
+    best: float | None = None
+    for value in history.series:
+        if value is not None:
+            best = value if best is None else pick(best, value)
+        out.append(best)
+    return out
+
+
+def rates_state(history: History) -> tuple[bool, str]:
+    """(meaningful, note): whether the rates can be shown yet; the note says why not."""
+    pace = history.pace
+    if pace.experiments_per_hour is None and pace.training_share is None:
+        return False, "no timestamps"
+    baselines = baseline_indices(history)
+    finished = sum(1 for i, r in enumerate(history.rows)
+                   if i not in baselines and r.kind == "experiment" and not interrupted(r))
+    if finished >= RATE_MIN_EXPERIMENTS and (pace.elapsed_seconds or 0.0) >= RATE_MIN_SECONDS:
+        return True, ""
+    return False, (f"too early: shown from {RATE_MIN_EXPERIMENTS} experiments "
+                   f"and {RATE_MIN_SECONDS / 60:.0f} minutes")
+
+
 def summarize(history: History, metric: str = "val_bpb", keep: KeepRule | None = None, judged: bool = True) -> Summary:
     """The numbers of a branch's results."""
     keep = keep or KeepRule()
     sigma, runs, dof, text = noise_of(history, judged)
     pace, usage = history.pace, history.usage
+    labelled = labelled_counts(history)
+    meaningful, note = rates_state(history)
     return Summary(
         metric=metric, direction=history.direction, experiments=len(history), counts=dict(history.counts),
         baseline=history.baseline, baseline_runs=history.baseline_count, frontier=history.frontier_value,
@@ -149,17 +231,24 @@ def summarize(history: History, metric: str = "val_bpb", keep: KeepRule | None =
         elapsed_seconds=pace.elapsed_seconds, experiments_per_hour=pace.experiments_per_hour,
         training_seconds=pace.training_seconds, training_share=pace.training_share, agents=history.agents,
         tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,
+        labelled_counts=labelled, counts_text=", ".join(f"{n} {k}" for k, n in labelled.items() if n) or "none",
+        rates_meaningful=meaningful, rates_note=note,
     )
 
 
 def row_dicts(history: History) -> list[dict]:
-    """Rows as JSON-ready dicts with their index, frontier and delta to the frontier before them."""
+    """Rows as JSON-ready dicts with their index, frontier, the best-so-far line the chart draws
+    (best_so_far), how the views label them (run_label) and delta to the frontier before them."""
     out = []
+    best = best_so_far(history)
+    baselines = baseline_indices(history)
     for i, r in enumerate(history.rows):
         d = as_dict(r)
         d["index"] = i
         d["measured"] = keeprule.measured(r)
         d["frontier"] = history.series[i]
+        d["best"] = best[i]
+        d["label"] = run_label(history, i, baselines)
         before = history.before(i)
         d["delta"] = (r.value - before) if (before is not None and d["measured"]) else None
         out.append(d)

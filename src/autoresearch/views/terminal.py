@@ -103,8 +103,15 @@ def _numbers(snap: Snapshot) -> list[tuple[str, str]]:
         out.append(("improvement", f"{s.improvement:+.6f}{pct}"))
     else:
         out.append(("improvement", "—"))
-    counts = ", ".join(f"{n} {k}" for k, n in s.counts.items() if n)
-    out.append(("experiments", f"{s.experiments}" + (f": {counts}" if counts else "")))
+    out.append(("experiments", f"{s.experiments}" + (f": {s.counts_text}" if s.experiments else "")))
+    return out + _pace(s) + _noise_and_usage(s)
+
+
+def _pace(s) -> list[tuple[str, str]]:
+    """Rates once they mean something (History's pace, Summary.rates_meaningful)."""
+    if not s.rates_meaningful and s.rates_note and s.rates_note != "no timestamps":
+        return [("rate", f"— ({s.rates_note})"), ("training", f"— ({s.rates_note})")]
+    out = []
     if s.experiments_per_hour is not None:
         out.append(("rate", f"{s.experiments_per_hour:.1f} per hour over {duration(s.elapsed_seconds)}"))
     else:
@@ -113,6 +120,11 @@ def _numbers(snap: Snapshot) -> list[tuple[str, str]]:
         out.append(("training", f"{100 * s.training_share:.0f} % of wall-clock"))
     else:
         out.append(("training", "— (no training_seconds recorded)"))
+    return out
+
+
+def _noise_and_usage(s) -> list[tuple[str, str]]:
+    out = []
     if s.sigma is not None:
         text = s.sigma_text.removeprefix("sigma ")
         out.append(("noise σ", f"{text}; a win must exceed {s.keep_bar:.6f}"))

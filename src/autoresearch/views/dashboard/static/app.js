@@ -5,7 +5,8 @@
 
 const COLORS = {
   keep: "#1a9850", keepEdge: "#0b3d1f", discard: "#8c96a0", crash: "#d62728",
-  other: "#ff8c00", frontier: "#2b5bd7", baseline: "#555555", grid: "#e5e5e5", text: "#1f2328", muted: "#656d76",
+  other: "#ff8c00", interrupted: "#9467bd", frontier: "#2b5bd7", baseline: "#555555", baselineEdge: "#222222",
+  grid: "#e5e5e5", text: "#1f2328", muted: "#656d76",
 };
 const POLL_MS = 1000;
 
@@ -140,14 +141,20 @@ function renderCards(snap) {
     $("cards").replaceChildren();
     return;
   }
-  const counts = Object.entries(s.counts).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(", ");
+  // baseline runs are labelled as such, not counted as keeps (snapshot.labelled_counts)
+  const counts = s.counts_text === "none" ? "" : s.counts_text;
+  // rates extrapolate: shown once they mean something (snapshot.RATE_MIN_EXPERIMENTS, RATE_MIN_SECONDS)
+  const early = !s.rates_meaningful && (s.experiments_per_hour !== null || s.training_share !== null);
+  const over = s.elapsed_seconds ? `over ${duration(s.elapsed_seconds)}` : "no timestamps";
   const cards = [
     card("baseline", fmt(s.baseline), s.baseline_runs > 1 ? `mean of ${s.baseline_runs} runs` : `${s.metric}, ${s.direction} is better`, "card-baseline"),
     card("frontier", fmt(s.frontier), s.frontier_commit ? `commit ${s.frontier_commit.slice(0, 7)}` : "", "card-frontier"),
     card("improvement", s.improvement === null ? "—" : signed(s.improvement), s.improvement_pct === null ? "" : `${signed(s.improvement_pct, 2)} %`),
     card("experiments", String(s.experiments), counts, "card-experiments"),
-    card("per hour", s.experiments_per_hour === null ? "—" : s.experiments_per_hour.toFixed(1), s.elapsed_seconds ? `over ${duration(s.elapsed_seconds)}` : "no timestamps"),
-    card("training share", s.training_share === null ? "—" : `${Math.round(100 * s.training_share)} %`, "of wall-clock"),
+    card("per hour", early ? "— (too early)" : s.experiments_per_hour === null ? "—" : s.experiments_per_hour.toFixed(1),
+      early ? `${over}; ${s.rates_note.replace(/^too early: /, "")}` : over, "card-rate"),
+    card("training share", early ? "— (too early)" : s.training_share === null ? "—" : `${Math.round(100 * s.training_share)} %`,
+      "of wall-clock", "card-training"),
     card("noise σ", s.sigma === null ? "—" : fmt(s.sigma), s.sigma === null ? "nothing run twice yet" : `a win must beat ${fmt(s.keep_bar)}`),
   ];
   if (s.tokens_in !== null || s.cost_usd !== null) {
@@ -193,8 +200,9 @@ const COLUMNS = [
   { key: "commit", label: "commit", get: (r) => r.commit.slice(0, 7) },
   { key: "value", label: "metric", num: true, get: (r) => (r.measured ? fmt(r.value) : "—"), sortBy: (r) => (r.measured ? r.value : null) },
   { key: "delta", label: "Δ frontier", num: true, get: (r) => (r.delta === null ? "" : signed(r.delta)) },
-  { key: "status", label: "status", cls: "status", get: (r) => r.status },
-  { key: "kind", label: "kind", get: (r) => (r.kind === "experiment" ? "" : r.kind) },
+  // interrupted: also a crash that an older version recorded as "interrupted" (snapshot.interrupted)
+  { key: "status", label: "status", cls: "status", get: (r) => (r.label === "interrupted" ? "interrupted" : r.status) },
+  { key: "kind", label: "kind", get: (r) => r.kind },
   { key: "description", label: "description", cls: "desc", get: (r) => (r.reason ? `${r.description} — ${r.reason}` : r.description) },
   { key: "seconds", label: "seconds", num: true, get: (r) => (r.seconds === null ? "" : r.seconds.toFixed(1)) },
   { key: "memory_gb", label: "mem GB", num: true, get: (r) => (r.measured ? r.memory_gb.toFixed(1) : "") },
@@ -245,7 +253,7 @@ function renderTable() {
     const cur = snap.running;
     const tr = el("tr", { class: "status-running", "data-row": "running" },
       el("td", { class: "num" }, "…"), el("td", {}, (cur.commit || "").slice(0, 7)), el("td", { class: "num" }, "—"),
-      el("td", {}, ""), el("td", { class: "status" }, "running"), el("td", {}, cur.kind === "experiment" ? "" : cur.kind),
+      el("td", {}, ""), el("td", { class: "status" }, "running"), el("td", {}, cur.kind || ""),
       el("td", { class: "desc" }, cur.description), ...COLUMNS.slice(7).map(() => el("td", {}, "")));
     tr.addEventListener("click", () => openDetail("running"));
     if (state.selected === "running") tr.classList.add("selected");
@@ -260,7 +268,7 @@ function renderTable() {
       }
       return td;
     });
-    const tr = el("tr", { class: `status-${r.status}`, "data-row": String(r.index) }, ...tds);
+    const tr = el("tr", { class: `status-${r.label === "interrupted" ? "interrupted" : r.status}`, "data-row": String(r.index) }, ...tds);
     if (state.selected === r.index) tr.classList.add("selected");
     tr.addEventListener("click", () => openDetail(r.index));
     trs.push(tr);
@@ -332,7 +340,7 @@ function keptChanges(rows) {
   for (const r of rows) {
     if (r.status !== "keep" || !r.measured) continue;
     if (!seen.has(r.commit)) {
-      const change = { index: r.index, commit: r.commit, values: [], baseline: r.kind === "baseline", description: r.description };
+      const change = { index: r.index, commit: r.commit, values: [], baseline: r.label === "baseline", description: r.description };
       seen.set(r.commit, change);
       out.push(change);
     }
@@ -352,18 +360,23 @@ function limits(rows, s) {
   if (s.sigma) floor = Math.max(floor, 4 * s.keep_bar);
   const span = Math.max(hi - lo, floor);
   const reach = 3 * span;
-  if (s.direction === "lower") {
-    for (const v of measuredValues) {
-      if (v > hi && v <= hi + reach) hi = Math.max(hi, v);
-      if (v < lo && v >= lo - reach) lo = Math.min(lo, v);
-    }
-    return [lo - 0.12 * span, hi + 0.25 * span];
-  }
+  const lower = s.direction === "lower";
   for (const v of measuredValues) {
-    if (v < lo && v >= lo - reach) lo = Math.min(lo, v);
     if (v > hi && v <= hi + reach) hi = Math.max(hi, v);
+    if (v < lo && v >= lo - reach) lo = Math.min(lo, v);
   }
-  return [lo - 0.25 * span, hi + 0.12 * span];
+  lo -= (lower ? 0.12 : 0.25) * span;
+  hi += (lower ? 0.25 : 0.12) * span;
+  // the noise band around the best-so-far line is drawn whole (report.y_limits does the same)
+  const line = rows.map((r) => r.best).filter((v) => v !== null && v !== undefined);
+  const bar = s.sigma !== null ? s.keep_bar : null;
+  if (line.length && bar) {
+    const bandLo = Math.min(...line) - bar, bandHi = Math.max(...line) + bar;
+    const room = 0.05 * (Math.max(hi, bandHi) - Math.min(lo, bandLo));
+    lo = Math.min(lo, bandLo - room);
+    hi = Math.max(hi, bandHi + room);
+  }
+  return [lo, hi];
 }
 
 function niceTicks(lo, hi, count) {
@@ -394,6 +407,8 @@ function drawChart() {
   const measuredRows = rows.filter((r) => r.measured);
   canvas.dataset.points = String(rows.length);
   canvas.dataset.kept = String(rows.filter((r) => r.status === "keep" && r.measured).length);
+  canvas.dataset.baseline = String(rows.filter((r) => r.label === "baseline").length);
+  canvas.dataset.interrupted = String(rows.filter((r) => r.label === "interrupted").length);
   if (!s || !measuredRows.length) {
     ctx.fillStyle = COLORS.muted;
     ctx.textAlign = "center";
@@ -443,8 +458,8 @@ function drawChart() {
   ctx.rect(pad.left, pad.top, plotW, plotH);
   ctx.clip();
 
-  // noise band and frontier step line
-  const front = rows.map((r, i) => [i + 1, r.frontier]).filter(([, v]) => v !== null);
+  // noise band and the best-so-far step line (snapshot.best_so_far: it never moves the wrong way)
+  const front = rows.map((r, i) => [i + 1, r.best]).filter(([, v]) => v !== null && v !== undefined);
   if (front.length) {
     front.push([n + 1, front[front.length - 1][1]]);
     if (s.sigma !== null && s.keep_bar) {
@@ -488,6 +503,12 @@ function drawChart() {
       else { const d = r.value > hi ? -1 : 1; ctx.moveTo(x, y + 4 * d); ctx.lineTo(x - 4, y - 3 * d); ctx.lineTo(x + 4, y - 3 * d); }
       ctx.fill();
       state.points.push({ x, y, r });
+    } else if (r.label === "interrupted") {
+      // stopped from outside: a hollow circle on the edge, not a crash
+      ctx.strokeStyle = COLORS.interrupted;
+      ctx.lineWidth = 2;
+      ctx.beginPath(); ctx.arc(x, edgeY, 4.5, 0, 2 * Math.PI); ctx.stroke();
+      state.points.push({ x, y: edgeY, r });
     } else if (r.status === "crash") {
       ctx.strokeStyle = COLORS.crash;
       ctx.lineWidth = 2;
@@ -505,10 +526,18 @@ function drawChart() {
   rows.forEach((r, i) => {
     if (r.status !== "keep" || !r.measured) return;
     const x = X(i + 1), y = Y(r.value);
-    ctx.fillStyle = COLORS.keep;
-    ctx.strokeStyle = COLORS.keepEdge;
     ctx.lineWidth = 1;
-    ctx.beginPath(); ctx.arc(x, y, 5.5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+    ctx.beginPath();
+    if (r.label === "baseline") { // a baseline run: a diamond in the baseline's colour
+      ctx.fillStyle = COLORS.baseline;
+      ctx.strokeStyle = COLORS.baselineEdge;
+      ctx.moveTo(x, y - 6); ctx.lineTo(x + 6, y); ctx.lineTo(x, y + 6); ctx.lineTo(x - 6, y); ctx.closePath();
+    } else {
+      ctx.fillStyle = COLORS.keep;
+      ctx.strokeStyle = COLORS.keepEdge;
+      ctx.arc(x, y, 5.5, 0, 2 * Math.PI);
+    }
+    ctx.fill(); ctx.stroke();
     state.points.push({ x, y, r });
   });
   // labels of kept changes, alternating above and below
@@ -530,17 +559,26 @@ function drawChart() {
   });
   // legend
   ctx.font = "11px system-ui, sans-serif";
-  const legend = [["kept", "keep"], ["discarded", "discard"], ["crashed", "crash"], ["invalid / no-op", "other"], ["frontier", "frontier"], ["baseline", "baseline"]];
+  const legend = [["kept", "keep"], ["discarded", "discard"], ["crashed", "crash"], ["invalid / no-op", "other"]];
+  if (rows.some((r) => r.label === "interrupted")) legend.push(["interrupted", "interrupted"]);
+  legend.push(["best so far (kept)", "frontier"], [s.baseline_runs > 1 ? `baseline (mean of ${s.baseline_runs} runs)` : "baseline", "baseline"]);
   if (s.sigma !== null) legend.push([`noise band ±${fmt(s.keep_bar, 4)}`, "band"]);
   let lx = pad.left + 10;
-  const ly = lowerBetter ? pad.top + plotH - 12 : pad.top + 12;
+  let ly = lowerBetter ? pad.top + plotH - 12 : pad.top + 12;
   ctx.textAlign = "left";
   for (const [label, kind] of legend) {
+    if (lx > pad.left + 10 && lx + 18 + ctx.measureText(label).width > pad.left + plotW - 10) {
+      lx = pad.left + 10; // a narrow chart: the legend goes on in another line, towards the inside
+      ly += lowerBetter ? -16 : 16;
+    }
     ctx.fillStyle = kind === "band" ? "rgba(43, 91, 215, 0.25)" : COLORS[kind] || COLORS.muted;
     ctx.strokeStyle = ctx.fillStyle;
-    if (kind === "frontier" || kind === "baseline") { ctx.lineWidth = 2; ctx.beginPath(); ctx.moveTo(lx, ly); ctx.lineTo(lx + 14, ly); ctx.stroke(); }
+    ctx.lineWidth = 2;
+    if (kind === "frontier" || kind === "baseline") { ctx.beginPath(); ctx.moveTo(lx, ly); ctx.lineTo(lx + 14, ly); ctx.stroke(); }
+    if (kind === "baseline") { ctx.beginPath(); ctx.moveTo(lx + 7, ly - 4); ctx.lineTo(lx + 11, ly); ctx.lineTo(lx + 7, ly + 4); ctx.lineTo(lx + 3, ly); ctx.fill(); }
+    else if (kind === "interrupted") { ctx.beginPath(); ctx.arc(lx + 7, ly, 4, 0, 2 * Math.PI); ctx.stroke(); }
     else if (kind === "band") ctx.fillRect(lx, ly - 5, 14, 10);
-    else { ctx.beginPath(); ctx.arc(lx + 7, ly, 4, 0, 2 * Math.PI); ctx.fill(); }
+    else if (kind !== "frontier") { ctx.beginPath(); ctx.arc(lx + 7, ly, 4, 0, 2 * Math.PI); ctx.fill(); }
     ctx.fillStyle = COLORS.text;
     ctx.fillText(label, lx + 18, ly);
     lx += 18 + ctx.measureText(label).width + 14;
