@@ -148,3 +148,14 @@ def test_the_agents_prompt_and_status_json_show_the_same_frontier_value(tmp_path
     assert "1.830000 at commit" not in prompt  # not the last kept row alone
     assert "baseline score 2.010000" in prompt  # the baseline is the mean of its runs too
     assert snap["summary"]["baseline"] == pytest.approx(2.01)
+
+
+def test_labels_name_baseline_runs_and_interrupted_runs():
+    rows = [*LIFE, r("f000000", 0.0, status="interrupted", kind="confirm"),
+            r("g000000", 0.0, status="crash", reason="interrupted")]  # written before the status existed
+    h = History(rows, B)
+    assert h.baseline_indices == {0, 1}  # the frontier re-run of the baseline commit is no baseline run
+    assert [h.label(i) for i in range(len(rows))] == [
+        "baseline", "baseline", "keep", "keep", "keep", "discard", "crash", "keep", "keep", "interrupted", "interrupted"]
+    upstream = History([r("a000000", 1.0, branch=""), r("b000000", 0.9, branch="")])
+    assert upstream.baseline_indices == {0} and upstream.label(0) == "baseline"

@@ -75,17 +75,15 @@ def ready_agent(plan: Plan) -> Agent:
     return agent
 
 
-def ran(rows) -> dict[str, int]:
-    """What a session recorded, for its exit line: each experiment by its status, baseline runs
-    as such, and every run that was interrupted (a confirm or frontier re-run too)."""
+def ran(history: History, start: int) -> dict[str, int]:
+    """What a session recorded from row `start` on, for its exit line: each experiment and
+    baseline run by its label (History.label), and every interrupted run (a confirm or a
+    frontier re-run too); confirm runs that finished count with their experiment."""
     counts: dict[str, int] = {}
-    for r in rows:
-        if r.kind == "baseline" and r.status == "keep":
-            label = "baseline"
-        elif r.kind in ("baseline", "experiment") or r.status == "interrupted":
-            label = r.status
-        else:
-            continue  # a confirm run: its experiment is counted
+    for i in range(start, len(history.rows)):
+        label = history.label(i)
+        if history.rows[i].kind == "confirm" and label != "interrupted":
+            continue
         counts[label] = counts.get(label, 0) + 1
     return counts
 
@@ -309,7 +307,7 @@ class Loop:
         except AutoresearchError:
             history = None
         if history:
-            self.summary.counts = ran(history.rows[self.rows_before:])
+            self.summary.counts = ran(history, self.rows_before)
             frontier = engine.frontier(history)
             self.summary.frontier = frontier[:7]
             self.summary.end_value = history.value_of(frontier)

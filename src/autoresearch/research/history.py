@@ -64,6 +64,12 @@ def parse_time(cell: str) -> float | None:
     return when.timestamp()
 
 
+def interrupted(row: Row) -> bool:
+    """A run stopped from outside (Ctrl-C, SIGTERM, a killed engine): it says nothing about the
+    code. Files written before the status existed recorded these as crashes "interrupted"."""
+    return row.status == "interrupted" or (row.status == "crash" and row.reason.startswith("interrupted"))
+
+
 @dataclass(frozen=True)
 class KeptChange:
     """One kept commit: where it first appears, its value and how it moved the frontier."""
@@ -161,6 +167,22 @@ class History:
         if self.baseline_runs:
             return keeprule.mean(self.baseline_runs)
         return next((r.value for r in self.rows if keeprule.measured(r)), None)
+
+    @cached_property
+    def baseline_indices(self) -> frozenset[int]:
+        """The rows that are baseline runs: the kept ones of kind baseline; in a file without
+        kinds (the original project's) its first measured row, as `baseline` takes it."""
+        marked = {i for i, r in enumerate(self.rows) if r.kind == "baseline" and r.status == "keep"}
+        if marked or any(r.kind == "baseline" for r in self.rows):
+            return frozenset(marked)
+        first = next((i for i, r in enumerate(self.rows) if keeprule.measured(r)), None)
+        return frozenset({first}) if first is not None and self.rows[first].status == "keep" else frozenset()
+
+    def label(self, index: int) -> str:
+        """What a row is called where runs are counted: "baseline", "interrupted", or its status."""
+        if index in self.baseline_indices:
+            return "baseline"
+        return "interrupted" if interrupted(self.rows[index]) else self.rows[index].status
 
     @cached_property
     def baseline_count(self) -> int:

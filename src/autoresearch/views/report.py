@@ -22,10 +22,10 @@ from pathlib import Path
 from autoresearch import resultsfile
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
-from autoresearch.research.history import History
+from autoresearch.research.history import History, interrupted
 from autoresearch.research.keeprule import measured
 from autoresearch.views.snapshot import (
-    Source, baseline_indices, best_so_far, git_head, interrupted, open_source, pick_branch, summarize,
+    Source, best_so_far, git_head, open_source, pick_branch, summarize,
 )
 from autoresearch.views.terminal import duration
 
@@ -141,7 +141,7 @@ def _draw_points(ax, history: History, lo: float, hi: float) -> None:
         ax.scatter(stopped, [edge_y] * len(stopped), transform=ax.get_xaxis_transform(), marker="o",
                    s=46, facecolors="none", edgecolors=INTERRUPTED_COLOR, linewidths=1.8, zorder=5, clip_on=False)
     # kept: bold, labeled (repeats of a kept commit are drawn, labeled once); baseline runs as diamonds
-    baselines = baseline_indices(history)
+    baselines = history.baseline_indices
     kept = [(x, r) for i, (x, r) in enumerate(zip(xs, rows)) if r.status == "keep" and measured(r) and i not in baselines]
     if kept:
         ax.scatter([x for x, _ in kept], [r.value for _, r in kept], s=70, color=KEEP_COLOR,

@@ -29,7 +29,7 @@ from autoresearch.config import Config, KeepRule
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import read_tail
 from autoresearch.research import keeprule
-from autoresearch.research.history import History
+from autoresearch.research.history import History, interrupted
 from autoresearch.research.results import Row, as_dict
 from autoresearch.workspace import Folder, Workspace
 
@@ -125,7 +125,7 @@ class Summary:
     tokens_out: int | None
     cost_usd: float | None
     # how the views label the runs: "baseline" for the baseline runs (not counted as "keep"),
-    # "interrupted" for runs stopped from outside; the other statuses as they are (see run_label)
+    # "interrupted" for runs stopped from outside; the other statuses as they are (History.label)
     labelled_counts: dict[str, int] = field(default_factory=dict)
     counts_text: str = "none"  # e.g. "2 baseline, 3 keep, 1 discard"
     # whether the rates above mean something yet (RATE_MIN_EXPERIMENTS, RATE_MIN_SECONDS); the
@@ -149,36 +149,11 @@ def noise_of(history: History, judged: bool = True) -> tuple[float | None, int, 
     return est.sigma, est.runs, est.dof, est.describe()
 
 
-def baseline_indices(history: History) -> set[int]:
-    """The rows that are baseline runs: the kept ones of kind baseline; in a file without kinds
-    (the original project's) its first measured row, as History.baseline takes it."""
-    marked = {i for i, r in enumerate(history.rows) if r.kind == "baseline" and r.status == "keep"}
-    if marked or any(r.kind == "baseline" for r in history.rows):
-        return marked
-    first = next((i for i, r in enumerate(history.rows) if keeprule.measured(r)), None)
-    return {first} if first is not None and history.rows[first].status == "keep" else set()
-
-
-def interrupted(row: Row) -> bool:
-    """A run stopped from outside (Ctrl-C, SIGTERM, a killed engine): it says nothing about the
-    code. Files written before the status existed recorded these as crashes "interrupted"."""
-    return row.status == "interrupted" or (row.status == "crash" and row.reason.startswith("interrupted"))
-
-
-def run_label(history: History, index: int, baselines: set[int] | None = None) -> str:
-    """What the views call a row: "baseline", "interrupted", or its status."""
-    row = history.rows[index]
-    if index in (baseline_indices(history) if baselines is None else baselines):
-        return "baseline"
-    return "interrupted" if interrupted(row) else row.status
-
-
 def labelled_counts(history: History) -> dict[str, int]:
-    """Runs by run_label: baseline first, then the statuses in their usual order."""
-    baselines = baseline_indices(history)
+    """Runs by History.label: baseline first, then the statuses in their usual order."""
     counts = {"baseline": 0, **{s: 0 for s in history.counts}}
     for i in range(len(history.rows)):
-        label = run_label(history, i, baselines)
+        label = history.label(i)
         counts[label] = counts.get(label, 0) + 1
     return counts
 
@@ -205,9 +180,8 @@ def rates_state(history: History) -> tuple[bool, str]:
     pace = history.pace
     if pace.experiments_per_hour is None and pace.training_share is None:
         return False, "no timestamps"
-    baselines = baseline_indices(history)
     finished = sum(1 for i, r in enumerate(history.rows)
-                   if i not in baselines and r.kind == "experiment" and not interrupted(r))
+                   if i not in history.baseline_indices and r.kind == "experiment" and not interrupted(r))
     if finished >= RATE_MIN_EXPERIMENTS and (pace.elapsed_seconds or 0.0) >= RATE_MIN_SECONDS:
         return True, ""
     return False, (f"too early: shown from {RATE_MIN_EXPERIMENTS} experiments "
@@ -227,7 +201,7 @@ def summarize(history: History, metric: str = "val_bpb", keep: KeepRule | None =
         frontier_commit=history.frontier_commit, frontier_index=history.frontier_index,
         improvement=history.improvement, improvement_pct=history.improvement_pct,
         sigma=sigma, sigma_runs=runs, sigma_dof=dof, sigma_text=text,
-        keep_bar=None if sigma is None else max(keep.min_delta, keep.z * sigma), z=keep.z, min_delta=keep.min_delta,
+        keep_bar=None if sigma is None else keeprule.bar(keep.min_delta, keep.z, sigma), z=keep.z, min_delta=keep.min_delta,
         elapsed_seconds=pace.elapsed_seconds, experiments_per_hour=pace.experiments_per_hour,
         training_seconds=pace.training_seconds, training_share=pace.training_share, agents=history.agents,
         tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,
@@ -238,17 +212,16 @@ def summarize(history: History, metric: str = "val_bpb", keep: KeepRule | None =
 
 def row_dicts(history: History) -> list[dict]:
     """Rows as JSON-ready dicts with their index, frontier, the best-so-far line the chart draws
-    (best_so_far), how the views label them (run_label) and delta to the frontier before them."""
+    (best_so_far), how the views label them (History.label) and delta to the frontier before them."""
     out = []
     best = best_so_far(history)
-    baselines = baseline_indices(history)
     for i, r in enumerate(history.rows):
         d = as_dict(r)
         d["index"] = i
         d["measured"] = keeprule.measured(r)
         d["frontier"] = history.series[i]
         d["best"] = best[i]
-        d["label"] = run_label(history, i, baselines)
+        d["label"] = history.label(i)
         before = history.before(i)
         d["delta"] = (r.value - before) if (before is not None and d["measured"]) else None
         out.append(d)
