@@ -1,90 +1,102 @@
-"""Monte-Carlo of the keep rule (autoresearch.research.keeprule, the real functions) against plain "lower wins".
+"""Monte-Carlo of the keep rule: the real `keeprule.weigh` and `keeprule.decide` on rows built
+the way the engine builds them, against a synthetic metric.
 
-Each simulated branch: a baseline run twice, then experiments drawn from a noise model,
-decided exactly as the engine decides (frontier = mean of the kept code's runs, sigma pooled
-over repeats with the prior, confirm runs, early confirmation). Reports, per noise model:
-- null: 20 experiments that change nothing: mean number kept, and the share of branches that
-  keep 2 or more; the same for "lower wins" (keep anything below the best so far);
-- power: the chance that one real improvement of k sigma is kept, on a fresh branch and
-  after 5 earlier confirm pairs.
+Each simulated line of research: the baseline run twice, then experiments, each a fresh
+change of known true effect (in sigmas of one run, positive: better), decided exactly as the
+engine decides: runs of the candidate one at a time, a re-run of the frontier before each
+further run, the rows written in order. A kept change becomes the frontier. Optionally the
+metric drifts by a fixed fraction of sigma per run (negative: every later run looks better).
 
-    python bench/keep_rule_sim.py [--branches 2000]
+Scenarios, each over 40 experiments:
+- null: nothing changes (drift 0, -0.1 sigma and +0.1 sigma per run);
+- wins of 1, 2 and 3 sigma, each one better than the frontier it is tried against;
+- mixed: nulls and 2-sigma wins alternating.
+It prints the share kept, the branches that keep more than 2 of 40 nulls or fewer than 32 of 40
+2-sigma wins (the figures of docs/keep-rule.md), and the runs per experiment.
+
+    python bench/keep_rule_sim.py [--branches 300] [--seed 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import time
 
 from autoresearch.research import keeprule
+from autoresearch.research.results import Row
 
-Z, MIN_DELTA = 2.0, 0.001
-
-
-class Noise:
-    def __init__(self, kind: str, rel: float, rng: random.Random):
-        self.kind, self.rel, self.rng = kind, rel, rng
-
-    def draw(self, shift: float = 0.0) -> float:
-        if self.kind == "gauss":
-            return 3.0 * (1 + self.rel * self.rng.gauss(0, 1)) - shift
-        return 3.6 - 0.06 * self.rng.randint(5, 9) - shift  # steps in the budget: 5..9
-
-    @property
-    def sigma(self) -> float:
-        return 3.0 * self.rel if self.kind == "gauss" else 0.06 * (2.0 ** 0.5)
+SIGMA = 0.01  # one run's noise, 1 % of a metric near 1
 
 
-def run_branch(noise: Noise, n: int, shift: float = 0.0, warm: int = 0) -> tuple[int, int]:
-    """(kept by the keep rule, kept by lower-wins) over n experiments of true effect `shift`."""
-    base = [noise.draw(), noise.draw()]
-    groups = [base] + [[noise.draw(), noise.draw()] for _ in range(warm)]
-    frontier = list(base)
-    kept = 0
-    best, plain = base[0], 0
-    for _ in range(n):
-        est = keeprule.pooled(groups, keeprule.PRIOR_REL * abs(sum(base) / 2))
-        fv = sum(frontier) / len(frontier)
-        first = noise.draw(shift)
-        if first < best:
-            best, plain = first, plain + 1
-        d = keeprule.decide([first], fv, direction="lower", min_delta=MIN_DELTA, z=Z, sigma=est.sigma, early=est.early)
-        runs = [first]
-        if d.action == "confirm":
-            runs.append(noise.draw(shift))
-            groups.append(runs)
-            d = keeprule.decide(runs, fv, direction="lower", min_delta=MIN_DELTA, z=Z, sigma=est.sigma)
-        if d.action == "keep":
-            kept += 1
-            frontier = runs
-    return kept, plain
+def line(effects: list[float], *, drift: float, rng: random.Random, rule: keeprule.Rule) -> tuple[list[bool], int]:
+    """Run one line of research; (kept per experiment, runs made by the experiments)."""
+    rows: list[Row] = []
+    clock = [0]
+
+    def run(commit: str, level: float, status: str, kind: str) -> Row:
+        value = level + drift * SIGMA * clock[0] + rng.gauss(0.0, SIGMA)
+        clock[0] += 1
+        return Row(commit, value, 0.0, status, "", kind=kind)
+
+    level, frontier = 1.0, "base000"
+    rows += [run(frontier, level, "keep", "baseline") for _ in range(2)]
+    kept, runs = [], 0
+    for n, effect in enumerate(effects):
+        candidate, target = f"c{n:06d}", level - effect * SIGMA
+        start = len(rows)
+        block = [run(candidate, target, "discard", "experiment")]
+        while True:
+            decision = keeprule.decide(keeprule.weigh(rows + block, frontier, candidate, start=start, rule=rule), rule)
+            if decision.action != "more":
+                break
+            block.append(run(frontier, level, "keep", "confirm"))
+            block.append(run(candidate, target, "discard", "confirm"))
+        keep = decision.action == "keep"
+        rows += [r if r.commit == frontier else Row(r.commit, r.value, 0.0, "keep" if keep else "discard", "", kind=r.kind)
+                 for r in block]
+        runs += len(block)
+        kept.append(keep)
+        if keep:
+            level, frontier = target, candidate
+    return kept, runs
+
+
+SCENARIOS = [
+    ("40 nulls", [0.0] * 40, 0.0),
+    ("40 nulls, drift -0.1 sigma/run", [0.0] * 40, -0.1),
+    ("40 nulls, drift +0.1 sigma/run", [0.0] * 40, 0.1),
+    ("40 wins of 1 sigma", [1.0] * 40, 0.0),
+    ("40 wins of 2 sigma", [2.0] * 40, 0.0),
+    ("40 wins of 3 sigma", [3.0] * 40, 0.0),
+    ("mixed: 20 nulls, 20 wins of 2 sigma", [0.0, 2.0] * 20, 0.0),
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--branches", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--branches", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    models = [("gauss", 0.001, "quiet GPU-like: sigma 0.1 %"), ("gauss", 0.01, "sigma 1 %"),
-              ("gauss", 0.03, "loaded CPU: sigma 3 %"), ("steps", 0.0, "discrete: 5-9 steps in the budget")]
-    print(f"keep rule: z {Z}, min_delta {MIN_DELTA}, prior {keeprule.PRIOR_REL:.1%} (1 dof), "
-          f"early confirmation below {keeprule.EARLY_DOF} dof; {args.branches} branches per line")
-    print("| noise | null: kept of 20 (mean) | P(kept >= 2) | lower wins: kept (mean) | P(>= 2) | power 2 sigma fresh / warm | power 3 sigma fresh / warm |")
-    print("|---|---|---|---|---|---|---|")
-    for kind, rel, label in models:
-        noise = Noise(kind, rel, rng)
-        null = [run_branch(noise, 20) for _ in range(args.branches)]
-        ours = [k for k, _ in null]
-        plain = [p for _, p in null]
-        power = []
-        for k in (2, 3):
-            for warm in (0, 5):
-                hits = sum(run_branch(noise, 1, shift=k * noise.sigma, warm=warm)[0] for _ in range(args.branches))
-                power.append(hits / args.branches)
-        print(f"| {label} | {sum(ours) / len(ours):.2f} | {sum(k >= 2 for k in ours) / len(ours):.1%} | "
-              f"{sum(plain) / len(plain):.2f} | {sum(p >= 2 for p in plain) / len(plain):.0%} | "
-              f"{power[0]:.0%} / {power[1]:.0%} | {power[2]:.0%} / {power[3]:.0%} |")
+    rule = keeprule.Rule()
+    print(f"{rule}; {args.branches} lines of 40 experiments per scenario")
+    print("| scenario | kept | lines failing the figure | runs per experiment |")
+    print("|---|---|---|---|")
+    for label, effects, drift in SCENARIOS:
+        began = time.time()
+        kept = fails = runs = 0
+        for _ in range(args.branches):
+            k, r = line(effects, drift=drift, rng=rng, rule=rule)
+            kept, runs = kept + sum(k), runs + r
+            if all(e == 0 for e in effects):
+                fails += sum(k) > 2
+            elif effects == [2.0] * 40:
+                fails += sum(k) < 32
+        total = args.branches * len(effects)
+        fail = f"{fails / args.branches:.1%}" if all(e == 0 for e in effects) or effects == [2.0] * 40 else "—"
+        print(f"| {label} | {kept / total:.1%} | {fail} | {runs / total:.2f} |", flush=True)
+        _ = began
 
 
 if __name__ == "__main__":

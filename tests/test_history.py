@@ -96,7 +96,7 @@ def test_the_noise_is_the_keep_rules_estimate_over_the_same_rows():
     h = History(LIFE, B)
     assert h.noise == keeprule.noise(h.rows)
     assert h.noise.runs == 7  # a000000 x3, b000000 x2, c000000 x2
-    assert h.bar(0.001, 2.0) == keeprule.bar(0.001, 2.0, h.noise.sigma)
+    assert h.band(0.001) == keeprule.band(0.001, h.noise.sigma)
 
 
 def test_pace_and_usage():

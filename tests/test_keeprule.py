@@ -1,4 +1,4 @@
-"""The keep rule as pure functions: noise estimate, bar, decisions, simplification."""
+"""The keep rule as pure functions: noise estimate, the sequential test's decisions, simplification."""
 
 from __future__ import annotations
 
@@ -10,72 +10,99 @@ from autoresearch.research import keeprule
 from autoresearch.research.results import Row
 
 
-def decide(values, frontier, *, sigma=0.01, direction="lower", smaller=False, early=False, confirm=True, min_delta=0.001, z=2.0):
-    return keeprule.decide(values, frontier, direction=direction, min_delta=min_delta, z=z, sigma=sigma,
-                           confirm=confirm, smaller=smaller, early=early)
-
-
 def test_improvement_follows_the_direction():
     assert keeprule.improvement(1.0, 0.9, "lower") == pytest.approx(0.1)
     assert keeprule.improvement(1.0, 0.9, "higher") == pytest.approx(-0.1)
     assert keeprule.improvement(1.0, 1.2, "higher") == pytest.approx(0.2)
 
 
-def test_bar_is_the_larger_of_min_delta_and_z_sigma():
-    assert keeprule.bar(0.001, 2.0, 0.01) == pytest.approx(0.02)
-    assert keeprule.bar(0.05, 2.0, 0.01) == pytest.approx(0.05)
+def line(*runs: tuple[str, float, str], base: tuple[float, ...] = (1.00, 1.02, 1.00, 1.02)) -> list[Row]:
+    """Rows of a line of research: four baseline runs of B, then (commit, value, status) in order."""
+    rows = [Row("b000000", v, 0.0, "keep", "baseline", kind="baseline") for v in base]
+    return rows + [Row(c, v, 0.0, s, "x", kind="experiment") for c, v, s in runs]
 
 
-def test_a_win_beyond_the_bar_is_kept_outright_once_the_noise_is_known():
-    d = decide([0.95], 1.0, sigma=0.01)
-    assert d.action == "keep" and d.improvement == pytest.approx(0.05) and d.bar == pytest.approx(0.02)
-    assert "better by 0.050000 > bar 0.020000" in d.reason
+def judge(rows: list[Row], *, smaller: bool = False, direction: str = "lower") -> keeprule.Decision:
+    ev = keeprule.weigh(rows, "b000000", "c000000", start=4, direction=direction)
+    return keeprule.decide(ev, smaller=smaller)
 
 
-def test_while_the_noise_estimate_is_young_every_win_is_confirmed():
-    assert decide([0.95], 1.0, sigma=0.01, early=True).action == "confirm"
-    assert decide([0.95], 1.0, sigma=0.01, early=True, confirm=False).action == "keep"
+def test_a_clear_win_is_never_kept_on_one_run_but_on_two():
+    first = judge(line(("c000000", 0.90, "discard")))
+    assert first.action == "more" and first.evidence.p_better > 0.99 and first.evidence.runs == 1
+    both = judge(line(("c000000", 0.90, "discard"), ("b000000", 1.01, "keep"), ("c000000", 0.91, "discard")))
+    assert both.action == "keep" and both.evidence.runs == 2 and both.reason.startswith("better: P(better) 1.00")
 
 
-def test_a_small_win_is_confirmed_then_kept_only_if_the_mean_clears_the_bar():
-    assert decide([0.99], 1.0).action == "confirm"
-    kept = decide([0.97, 0.975], 1.0)
-    assert kept.action == "keep" and kept.reason.startswith("confirmed:")
-    dropped = decide([0.99, 1.0], 1.0)
-    assert dropped.action == "discard" and dropped.reason.startswith("not confirmed")
+def test_a_clear_loss_stops_after_one_run():
+    d = judge(line(("c000000", 1.05, "discard")))
+    assert d.action == "discard" and d.evidence.p_better < 0.01 and "after one run" in d.reason
 
 
-def test_a_confirmed_pair_needs_both_runs_better_than_the_frontier():
-    d = decide([0.90, 1.001], 1.0, sigma=0.01)  # mean clears the bar, the second run does not beat the frontier
-    assert d.action == "discard" and "one of the runs is not better" in d.reason
+def test_a_borderline_candidate_asks_for_another_run():
+    d = judge(line(("c000000", 0.99, "discard"), ("b000000", 1.01, "keep"), ("c000000", 1.00, "discard")))
+    assert d.action == "more" and 0.69 < d.evidence.p_better < 0.96
 
 
-def test_no_confirm_when_disabled_and_losses_are_discarded():
-    assert decide([0.99], 1.0, confirm=False).action == "discard"
-    d = decide([1.05], 1.0)
-    assert d.action == "discard" and d.reason.startswith("not better")
+def test_the_run_cap_ends_an_undecided_candidate():
+    runs = [("c000000", 0.99, "discard")]
+    for v in (1.00, 1.01, 1.00, 1.01):  # still borderline, five runs in
+        runs += [("b000000", 1.01, "keep"), ("c000000", v, "discard")]
+    d = judge(line(*runs))
+    assert d.evidence.runs == 5 == keeprule.Rule().max_runs
+    assert d.action == "discard" and "after 5 runs" in d.reason
+
+
+def test_drift_between_the_frontier_runs_is_taken_out():
+    # every run 0.01 lower than the one before, whatever the code: the candidate only looks better
+    drifting = [1.00 - 0.01 * i for i in range(10)]
+    rows = line(("c000000", drifting[4], "discard"), ("b000000", drifting[5], "keep"), ("c000000", drifting[6], "discard"),
+                ("b000000", drifting[7], "keep"), ("c000000", drifting[8], "discard"), base=tuple(drifting[:4]))
+    d = judge(rows)
+    assert d.evidence.drift == pytest.approx(-0.01) and abs(d.evidence.gain) < 1e-9 and d.action == "discard"
+    assert "drift" in d.reason
+    # the same runs without the drift taken out would have kept it
+    naive = keeprule.weigh(rows, "b000000", "c000000", start=4, rule=keeprule.Rule(drift_z=1e9))
+    assert naive.gain > 0.02 and naive.p_better > 0.9
+
+
+def test_the_frontier_re_runs_beside_it_must_lose_too():
+    # the frontier's old runs are poor, its re-runs beside the candidate as good as the candidate
+    rows = line(("c000000", 0.95, "discard"), ("b000000", 0.95, "keep"), ("c000000", 0.95, "discard"),
+                base=(1.00, 1.01, 1.00, 1.01))
+    ev = keeprule.weigh(rows, "b000000", "c000000", start=4, rule=keeprule.Rule(drift_z=1e9))
+    assert ev.p_better > 0.96 and ev.local_z is not None and ev.local_z <= 0.5
+    assert keeprule.decide(ev).action == "more"
 
 
 def test_higher_is_better():
-    assert decide([1.05], 1.0, direction="higher").action == "keep"
-    assert decide([0.95], 1.0, direction="higher").action == "discard"
+    d = judge(line(("c000000", 1.10, "discard"), ("b000000", 1.01, "keep"), ("c000000", 1.11, "discard")),
+              direction="higher")
+    assert d.action == "keep"
 
 
-def test_a_smaller_change_within_the_noise_is_kept_as_a_simplification():
-    d = decide([1.005], 1.0, sigma=0.01, smaller=True)
-    assert d.action == "keep" and d.simplification and d.reason.startswith("simplification")
-    assert decide([1.05], 1.0, sigma=0.01, smaller=True).action == "discard"  # clearly worse: no
-    assert decide([1.005], 1.0, sigma=0.01, smaller=False).action == "discard"
+def test_a_simplification_is_kept_within_the_noise_and_confirmed_beyond_it():
+    within = judge(line(("c000000", 1.015, "discard")), smaller=True)
+    assert within.action == "keep" and within.simplification and "within the noise" in within.reason
+    beyond = judge(line(("c000000", 0.90, "discard")), smaller=True)
+    assert beyond.action == "more" and not beyond.simplification  # a big win is confirmed like any other
+    worse = judge(line(("c000000", 1.10, "discard")), smaller=True)
+    assert worse.action == "discard"
 
 
-def test_min_delta_floors_the_bar():
-    d = decide([0.999], 1.0, sigma=0.0, min_delta=0.002, confirm=False)
-    assert d.action == "discard" and d.bar == pytest.approx(0.002)
+def test_min_delta_is_part_of_better():
+    d = judge(line(("c000000", 1.01 - 0.0005, "discard"), ("b000000", 1.01, "keep"), ("c000000", 1.01 - 0.0005, "discard"),
+                   base=(1.01,) * 4))
+    assert d.evidence.gain == pytest.approx(0.0005) and d.evidence.p_better < 0.5 and d.action == "discard"
 
 
-def test_decide_refuses_non_finite_values():
-    with pytest.raises(ValueError):
-        decide([math.nan], 1.0)
+def test_the_runs_that_got_the_frontier_kept_are_not_its_value_once_it_is_re_run():
+    rows = [Row("b000000", 1.0, 0.0, "keep", "baseline", kind="baseline")] * 2 + [
+        Row("f000000", 0.90, 0.0, "keep", "lucky"), Row("f000000", 0.91, 0.0, "keep", "lucky", kind="confirm"),
+        Row("d000000", 0.99, 0.0, "discard", "another"), Row("f000000", 0.97, 0.0, "keep", "re-run", kind="confirm"),
+        Row("c000000", 0.96, 0.0, "discard", "x")]
+    ev = keeprule.weigh(rows, "f000000", "c000000", start=6, rule=keeprule.Rule(drift_z=1e9))
+    assert ev.frontier_runs == 1 and ev.gain == pytest.approx(0.01)
 
 
 def test_pooled_sigma_without_prior_is_the_classic_pooled_std():
@@ -88,7 +115,7 @@ def test_pooled_sigma_without_prior_is_the_classic_pooled_std():
 def test_the_prior_holds_when_the_baseline_runs_agree_exactly():
     noise = keeprule.pooled([[1.0, 1.0]], prior_sigma=0.002)
     assert noise.pooled == pytest.approx(0.002 / math.sqrt(2))
-    assert noise.dof == 1 and noise.early
+    assert noise.dof == 1
     # Student's t for 2 degrees of freedom over the normal quantile
     assert noise.sigma == pytest.approx(noise.pooled * 4.303 / 1.96)
 
@@ -97,7 +124,6 @@ def test_inflation_shrinks_as_repeats_come_in():
     few = keeprule.pooled([[1.0, 1.01]], prior_sigma=0.002)
     many = keeprule.pooled([[1.0, 1.01]] * 30, prior_sigma=0.002)
     assert few.inflation > 2 > many.inflation > 1
-    assert not many.early
 
 
 def row(commit, value, status="keep", kind="experiment"):

@@ -16,6 +16,7 @@ from typing import Any
 import tomlkit
 
 from autoresearch.errors import AutoresearchError
+from autoresearch.research import keeprule
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,14 +39,32 @@ def setting(default: Any, comment: str = "", *, table: str = "", key: str = "") 
 
 @dataclass(frozen=True)
 class KeepRule:
-    """Settings of the noise-aware keep rule (autoresearch.research.keeprule)."""
+    """Settings of the keep rule's sequential test (autoresearch.research.keeprule.Rule)."""
 
     baseline_runs: int = setting(2, "runs of the unchanged baseline, to estimate noise")
-    z: float = setting(2.0, "a win must exceed max(min_delta, z * sigma)")
-    min_delta: float = setting(0.001)
-    confirm: bool = setting(True, "re-run a small win once before keeping it")
-    # confirm every win, large ones too (a wall-clock budget drifts with the machine)
-    confirm_all: bool = setting(True, "... and every other win, beside a re-run of the frontier")
+    p_keep: float = setting(0.96, "keep a change once P(better) reaches this, from its second run on")
+    first_stop: float = setting(0.58, "after one run, discard at or below this P(better)")
+    stop: float = setting(0.69, "from the second run on, discard at or below this P(better)")
+    max_runs: int = setting(5, "runs of one change at most (each after a re-run of the frontier)")
+    min_delta: float = setting(0.001, "a win must also matter: P(better) is P(better by more than this)")
+    window: int = setting(10, "frontier runs older than this many runs are not compared with")
+    drift_z: float = setting(1.5, "a drift over time beyond this many standard errors is taken out")
+    local_z: float = setting(0.5, "the frontier's re-runs beside a change must lose by this many standard errors")
+
+    def rule(self) -> keeprule.Rule:
+        return keeprule.Rule(p_keep=self.p_keep, first_stop=self.first_stop, stop=self.stop, max_runs=self.max_runs,
+                             min_delta=self.min_delta, window=self.window, drift_z=self.drift_z, local_z=self.local_z)
+
+    def check(self) -> None:
+        if not 0 < self.first_stop <= self.stop < self.p_keep < 1:
+            raise AutoresearchError(f"{CONFIG_NAME}: [keep] needs 0 < first_stop <= stop < p_keep < 1")
+        if self.max_runs < 2 or self.baseline_runs < 1 or self.window < 1:
+            raise AutoresearchError(f"{CONFIG_NAME}: [keep] needs max_runs >= 2, baseline_runs >= 1 and window >= 1")
+
+
+# Settings of the keep rule's earlier form, read and ignored, so that a workspace made before
+# the sequential test still opens: the test replaced the single-run bar.
+LEGACY_KEEP = ("z", "confirm", "confirm_all")
 
 
 @dataclass(frozen=True)
@@ -95,7 +114,7 @@ class Config:
         for f in fields(cls):
             if f.name == "keep":
                 table = _table(data, "keep")
-                known["keep"] = {k.name for k in fields(KeepRule)}
+                known["keep"] = {k.name for k in fields(KeepRule)} | set(LEGACY_KEEP)
                 values["keep"] = KeepRule(**{k.name: _convert(k, table[k.name], f"keep.{k.name}")
                                              for k in fields(KeepRule) if k.name in table})
                 continue
@@ -111,6 +130,7 @@ class Config:
                 place = f"[{where}] " if where else ""
                 raise AutoresearchError(f"{CONFIG_NAME}: unknown setting {place}{unknown[0]!r}")
         cfg = cls(**values)
+        cfg.keep.check()
         if cfg.direction not in ("lower", "higher"):
             raise AutoresearchError(f"{CONFIG_NAME}: metric direction must be 'lower' or 'higher', not {cfg.direction!r}")
         return cfg

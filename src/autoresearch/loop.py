@@ -292,8 +292,8 @@ class Loop:
             "branch": self.branch,
             "experiment": self.summary.experiments + 1,
             "frontier": frontier[:7],
-            "keep_bar": f"a change is kept only if it beats the frontier by more than "
-                        f"{history.bar(keep.min_delta, keep.z):.6f} ({history.noise.describe()})",
+            "keep_bar": f"a change is kept once P(better by more than {keep.min_delta:g}) reaches {keep.p_keep:g} "
+                        f"over 2 to {keep.max_runs} runs, each after a re-run of the frontier ({history.noise.describe()})",
         }
         if value is not None:
             extra["frontier_value"] = f"{value:.6f}"

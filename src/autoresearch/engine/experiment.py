@@ -67,8 +67,9 @@ class Attempt:
     journal: Journal | None = None
     key: str = ""  # the content key of its editable files
     smaller: bool = False
-    measurements: list[Measurement] = field(default_factory=list)
-    reference: Row | None = None  # the frontier's re-run beside its confirm run
+    measurements: list[Measurement] = field(default_factory=list)  # the candidate's runs
+    references: list[Row] = field(default_factory=list)  # the frontier's re-runs beside them
+    block: list[Row] = field(default_factory=list)  # both, in the order they ran (candidate rows provisional)
     decision: keeprule.Decision | None = None
     in_flight: tuple[str, str, str] | None = None  # (commit, kind, description) of the run going on
 
@@ -77,8 +78,16 @@ class Attempt:
         return self.history.value_of(self.frontier)
 
     def add_reference(self, row: Row) -> None:
-        self.reference = row
-        self.history = History([*self.history.rows, row], self.branch, self.history.direction)
+        self.references.append(row)
+        self.block.append(row)
+
+    def add_run(self, m: Measurement, row: Row) -> None:
+        self.measurements.append(m)
+        self.block.append(row)
+
+    def frontier_now(self) -> float | None:
+        """The frontier's value with its re-runs so far."""
+        return History([*self.history.rows, *self.references], self.branch, self.history.direction).value_of(self.frontier)
 
 
 class Engine:
@@ -234,12 +243,11 @@ class Engine:
 
         a.smaller = self.guard.smaller(a.frontier, a.candidate)
         try:
-            first = self._run(a, a.candidate, "experiment", a.description)
-            a.measurements.append(first)
+            first = self._candidate_run(a, "experiment")
             if first.ok and a.frontier_value is not None:
-                a.decision = self._decide(a, [first.value])
-                if a.decision.action == "confirm":
-                    self._confirm(a)
+                a.decision = self._decide(a)
+                while a.decision.action == "more":
+                    self._more(a)
         except BaseException as exc:
             with shielded():
                 self._interrupted(a, exc)
@@ -252,46 +260,44 @@ class Engine:
         a.in_flight = None
         return m
 
-    def _decide(self, a: Attempt, values: list[float]) -> keeprule.Decision:
-        k = self.cfg.keep
-        noise = a.history.noise
-        return keeprule.decide(values, a.frontier_value, direction=self.cfg.direction, min_delta=k.min_delta, z=k.z,
-                               sigma=noise.sigma, confirm=k.confirm, smaller=a.smaller,
-                               early=noise.early or k.confirm_all)
+    def _candidate_run(self, a: Attempt, kind: str) -> Measurement:
+        m = self._run(a, a.candidate, kind, a.description)
+        a.add_run(m, make_row(a.candidate, status="discard" if m.ok else "crash", kind=kind, description=a.description,
+                              reason="" if m.ok else m.reason, branch=a.branch, agent=a.agent, m=m,
+                              usage=a.usage if not a.measurements else None))
+        return m
 
-    def _confirm(self, a: Attempt) -> None:
-        """A-B-A: the frontier once more, then the candidate once more; decide on the pair."""
-        first = a.measurements[0]
-        fv = a.frontier_value
-        self.out(f"confirm  {self.cfg.metric} {first.value:.6f} ({first.value - fv:+.6f} vs {fv:.6f}, "
-                 f"bar {a.decision.bar:.6f}): {a.decision.reason}")
+    def _decide(self, a: Attempt) -> keeprule.Decision:
+        """The sequential test on every run so far: keep, discard, or one more run."""
+        rows = [*a.history.rows, *a.block]
+        start = len(a.history.rows)
+        evidence = keeprule.weigh(rows, a.frontier, a.candidate, start=start, direction=self.cfg.direction,
+                                  rule=self.cfg.keep.rule())
+        return keeprule.decide(evidence, self.cfg.keep.rule(), smaller=a.smaller)
+
+    def _more(self, a: Attempt) -> None:
+        """A-B-A: the frontier once more, then the candidate once more; then decide on every run."""
+        last = a.measurements[-1]
+        self.out(f"run {len(a.measurements)} {self.cfg.metric} {last.value:.6f}: {a.decision.reason}")
         reference = self._rerun_frontier(a)
-        if reference is not None:  # drift in machine speed now counts as noise, and moves the frontier
+        if reference is not None:  # drift in machine speed shows up beside the candidate, and moves the frontier
             a.add_reference(reference)
-        second = self._run(a, a.candidate, "confirm", a.description)
-        a.measurements.append(second)
-        if not second.ok:
-            a.decision = keeprule.Decision("discard", a.decision.improvement, a.decision.bar,
-                                           f"not confirmed: the confirm run crashed ({second.reason})")
+        m = self._candidate_run(a, "confirm")
+        if not m.ok:
+            a.decision = keeprule.Decision("discard", a.decision.evidence,
+                                           f"not confirmed: run {len(a.measurements)} crashed ({m.reason})")
             return
-        a.decision = self._decide(a, [first.value, second.value])
-        both = keeprule.mean([first.value, second.value])  # runs before and after the re-run: drift cancels
-        if (a.decision.action == "keep" and not a.decision.simplification and reference is not None
-                and keeprule.improvement(reference.value, both, self.cfg.direction) <= 0):
-            a.decision = keeprule.Decision(
-                "discard", a.decision.improvement, a.decision.bar,
-                f"not confirmed: the frontier, re-run between its two runs, scored {reference.value:.6f} "
-                f"(their mean {both:.6f})")
+        a.decision = self._decide(a)
 
     def _rerun_frontier(self, a: Attempt) -> Row | None:
         """Run the frontier once more, between a candidate's two runs.
 
         A wall-clock budget ties the metric to the machine's speed: when the machine gets faster
-        (another job ends), every change looks like a win. A fresh run of the frontier beside the
-        confirm run measures that drift: it joins the frontier's runs (moving its value and the
-        noise estimate) and the confirm run must beat it too. Its row is a kept `confirm` of the
-        frontier's commit, written with the candidate's rows in one append. None when it crashed
-        (then the old frontier value stands).
+        (another job ends), every change looks like a win. Fresh runs of the frontier between the
+        candidate's runs measure that drift: they join the frontier's runs (moving its value and
+        the noise estimate) and the candidate must beat them too. Each is a kept `confirm` row of
+        the frontier's commit, written with the candidate's rows in one append. None when it
+        crashed (then the earlier frontier runs stand).
         """
         description = RERUN + a.description
         self.guard.reset(a.frontier)
@@ -316,12 +322,9 @@ class Engine:
         measurement of the frontier like any other. The code may be proposed again.
         """
         status, reason = _stop_status(exc)
-        rows = [a.reference] if a.reference is not None else []
-        for i, m in enumerate(a.measurements):
-            rows.append(make_row(
-                a.candidate, status="discard" if m.ok else "crash", kind=("experiment", "confirm")[i],
-                description=a.description, reason=f"not decided: {reason} before the confirmation" if m.ok else m.reason,
-                branch=a.branch, agent=a.agent, m=m, usage=a.usage if i == 0 else None))
+        rows = [r if r.commit != a.candidate[:7] else replace(
+            r, reason=f"not decided: {reason} before the decision" if r.status == "discard" else r.reason)
+            for r in a.block]
         if a.in_flight is not None or not a.measurements:
             commit, kind, description = a.in_flight or (a.candidate, "experiment", a.description)
             rows.append(make_row(commit, status=status, kind=kind, description=description, reason=reason,
@@ -348,23 +351,23 @@ class Engine:
             status, reason = a.decision.action, a.decision.reason
         if first.ok and first.source == PRINTED:
             reason += PRINTED_NOTE
-        rows = [make_row(a.candidate, status=status if m.ok else "crash", kind=("experiment", "confirm")[i],
-                         description=a.description, reason=reason if m.ok or i == 0 else m.reason, branch=a.branch,
-                         agent=a.agent, m=m, usage=a.usage if i == 0 else None)
-                for i, m in enumerate(a.measurements)]
+        block = [r if r.commit != a.candidate[:7] else replace(r, status=status if r.status != "crash" else "crash",
+                                                             reason=reason if r.status != "crash" else r.reason)
+                 for r in a.block]
+        rows = [r for r in block if r.commit == a.candidate[:7]]
         keep = status == "keep"
-        self._write(a.journal, a.frontier, [*([a.reference] if a.reference else []), *rows],
-                    keep=keep, target=a.candidate if keep else a.frontier)
+        self._write(a.journal, a.frontier, block, keep=keep, target=a.candidate if keep else a.frontier)
         values = [m.value for m in a.measurements if m.ok]
         value = keeprule.mean(values) if values and status != "crash" else None
         self.guard.remember(a.key, replace(rows[0], value=value if value is not None else 0.0))
         last = a.measurements[-1]
-        fv = a.history.value_of(a.frontier)
+        fv = a.frontier_now()
         return Outcome(
             status=status, kind="experiment", description=a.description, commit=a.candidate[:7], metric=self.cfg.metric,
             direction=self.cfg.direction, value=value, values=values, frontier_before=a.frontier[:7], frontier_value=fv,
             frontier=(a.candidate if keep else a.frontier)[:7],
-            improvement=a.decision.improvement if a.decision else None, bar=a.decision.bar if a.decision else None,
+            improvement=a.decision.improvement if a.decision else None,
+            p_better=a.decision.evidence.p_better if a.decision else None,
             sigma=a.history.noise.sigma, memory_gb=max(m.memory_gb for m in a.measurements),
             seconds=sum(m.seconds for m in a.measurements), training_seconds=first.training_seconds, steps=first.steps,
             reason=reason, source=first.source,
@@ -401,7 +404,7 @@ class Engine:
             raise AutoresearchError("the baseline is already measured")
         noise = history.noise
         self.out(f"baseline {self.cfg.metric} {outcome.frontier_value:.6f} over {total} runs; noise {noise.describe()}; "
-                 f"a change must win by more than {history.bar(self.cfg.keep.min_delta, self.cfg.keep.z):.6f}")
+                 f"a change is kept at P(better) >= {self.cfg.keep.p_keep:g} over 2 to {self.cfg.keep.max_runs} runs")
         if outcome.source == PRINTED:
             self.out(f"the metric is read from the printed `{self.cfg.metric}:` line: this workspace has no harness record")
         outcome.rows = [r for r in history.rows if r.kind == "baseline" and r.commit[:7] == frontier[:7]][-need:]

@@ -28,7 +28,7 @@ class Outcome:
     frontier_value: float | None = None  # before this experiment
     frontier: str = ""  # short sha of the frontier after it
     improvement: float | None = None  # > 0 better
-    bar: float | None = None
+    p_better: float | None = None  # the keep rule's evidence at its decision
     sigma: float | None = None
     memory_gb: float = 0.0
     seconds: float = 0.0
@@ -60,7 +60,7 @@ class Outcome:
             text = f"{head} {self.metric} {self.value:.6f}"
             if self.delta is not None and self.kind != "baseline":
                 text += f" ({self.delta:+.6f} vs {self.frontier_value:.6f}"
-                text += f", bar {self.bar:.6f})" if self.bar is not None else ")"
+                text += f", P(better) {self.p_better:.2f})" if self.p_better is not None else ")"
             if len(self.values) > 1:
                 text += f" mean of {len(self.values)} runs"
             text += f"  memory {self.memory_gb:.1f} GB  {self.seconds:.1f} s  [{self.commit}]"

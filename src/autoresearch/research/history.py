@@ -266,8 +266,9 @@ class History:
         """Whether any row carries a measurement."""
         return any(keeprule.measured(r) for r in self.rows)
 
-    def bar(self, min_delta: float, z: float) -> float:
-        return keeprule.bar(min_delta, z, self.noise.sigma)
+    def band(self, min_delta: float) -> float:
+        """The noise band drawn around the frontier (two sigma of one run)."""
+        return keeprule.band(min_delta, self.noise.sigma)
 
     # -- pace and usage ---------------------------------------------------------------
 

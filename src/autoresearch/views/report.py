@@ -249,7 +249,7 @@ def markdown(history: History, *, metric: str = "val_bpb", name: str = "", resul
         out.append(f"- improvement: {s.improvement:+.6f}{pct}")
     if s.sigma is not None:
         out.append(f"- noise: {s.sigma_text.replace('sigma', 'σ =', 1)}; "
-                   f"a change must win by more than {s.keep_bar:.6f}")
+                   f"a change is kept at P(better) >= {s.p_keep:g}")
     if s.experiments_per_hour is not None or s.training_share is not None:
         if not s.rates_meaningful:
             out.append(f"- pace: — ({s.rates_note}; {duration(s.elapsed_seconds)} so far)")

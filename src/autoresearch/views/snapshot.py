@@ -113,8 +113,8 @@ class Summary:
     sigma_runs: int
     sigma_dof: float
     sigma_text: str
-    keep_bar: float | None
-    z: float
+    keep_bar: float | None  # the noise band drawn around the frontier: two sigma of one run
+    p_keep: float
     min_delta: float
     elapsed_seconds: float | None
     experiments_per_hour: float | None
@@ -201,7 +201,7 @@ def summarize(history: History, metric: str = "val_bpb", keep: KeepRule | None =
         frontier_commit=history.frontier_commit, frontier_index=history.frontier_index,
         improvement=history.improvement, improvement_pct=history.improvement_pct,
         sigma=sigma, sigma_runs=runs, sigma_dof=dof, sigma_text=text,
-        keep_bar=None if sigma is None else keeprule.bar(keep.min_delta, keep.z, sigma), z=keep.z, min_delta=keep.min_delta,
+        keep_bar=None if sigma is None else keeprule.band(keep.min_delta, sigma), p_keep=keep.p_keep, min_delta=keep.min_delta,
         elapsed_seconds=pace.elapsed_seconds, experiments_per_hour=pace.experiments_per_hour,
         training_seconds=pace.training_seconds, training_share=pace.training_share, agents=history.agents,
         tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,

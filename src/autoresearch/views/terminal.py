@@ -127,7 +127,7 @@ def _noise_and_usage(s) -> list[tuple[str, str]]:
     out = []
     if s.sigma is not None:
         text = s.sigma_text.removeprefix("sigma ")
-        out.append(("noise σ", f"{text}; a win must exceed {s.keep_bar:.6f}"))
+        out.append(("noise σ", f"{text}; a change is kept at P(better) >= {s.p_keep:g}"))
     else:
         out.append(("noise σ", f"— ({s.sigma_text})"))
     if s.tokens_in is not None or s.cost_usd is not None:

@@ -155,7 +155,7 @@ function renderCards(snap) {
       early ? `${over}; ${s.rates_note.replace(/^too early: /, "")}` : over, "card-rate"),
     card("training share", early ? "— (too early)" : s.training_share === null ? "—" : `${Math.round(100 * s.training_share)} %`,
       "of wall-clock", "card-training"),
-    card("noise σ", s.sigma === null ? "—" : fmt(s.sigma), s.sigma === null ? "nothing run twice yet" : `a win must beat ${fmt(s.keep_bar)}`),
+    card("noise σ", s.sigma === null ? "—" : fmt(s.sigma), s.sigma === null ? "nothing run twice yet" : `kept at P(better) ≥ ${s.p_keep}`),
   ];
   if (s.tokens_in !== null || s.cost_usd !== null) {
     cards.push(card("agent usage", s.cost_usd === null ? "—" : `$${s.cost_usd.toFixed(2)}`, `${intf(s.tokens_in || 0)} in · ${intf(s.tokens_out || 0)} out`));
