@@ -99,13 +99,13 @@ def test_the_loop_records_every_kind_of_proposal(tmp_path, agent):
     got = [(x.kind, x.status, x.description) for x in rows(root)]
     assert got == [
         ("baseline", "keep", "baseline"), ("baseline", "keep", "baseline"),
-        ("confirm", "keep", "re-run of the frontier beside: VALUE 1.0 -> 0.5"),
-        ("experiment", "keep", "VALUE 1.0 -> 0.5"), ("confirm", "keep", "VALUE 1.0 -> 0.5"),
+        ("experiment", "keep", "VALUE 1.0 -> 0.5"),
+        ("confirm", "keep", "re-run of the frontier beside: VALUE 1.0 -> 0.5"), ("confirm", "keep", "VALUE 1.0 -> 0.5"),
         ("experiment", "noop", "thinking only"),
         ("experiment", "invalid", "edit the harness"),
         ("experiment", "discard", "VALUE 0.5 -> 0.7"),
     ]
-    kept = rows(root)[3]
+    kept = rows(root)[2]
     assert (kept.agent, kept.tokens_in, kept.tokens_out, kept.cost_usd) == ("command", 1200, 80, 0.01)
     assert head(root)[:7] == kept.commit and git(root, "branch", "--show-current") == "autoresearch/t1"
     assert (root / "notes.md").read_text() == "idea: try 0.4\n"
@@ -219,11 +219,11 @@ def test_ctrl_c_during_a_confirmation_keeps_both_finished_runs(tmp_path, agent):
     assert proc.returncode == 130, out + err
     got = [(r.commit, r.status, r.kind, r.value) for r in rows(root)]
     base = got[0][0]
-    assert [g[1:3] for g in got] == [("keep", "baseline"), ("keep", "baseline"), ("keep", "confirm"),
-                                      ("discard", "experiment"), ("interrupted", "confirm")]
-    assert got[2][0] == base and got[2][3] == 1.0  # the frontier's re-run: a measurement of the frontier
-    assert got[3][3] == 0.5 and got[4][3] == 0.0  # the candidate's finished run keeps its value
-    assert rows(root)[3].reason.startswith("not decided: interrupted")
+    assert [g[1:3] for g in got] == [("keep", "baseline"), ("keep", "baseline"), ("discard", "experiment"),
+                                      ("keep", "confirm"), ("interrupted", "confirm")]
+    assert got[3][0] == base and got[3][3] == 1.0  # the frontier's re-run: a measurement of the frontier
+    assert got[2][3] == 0.5 and got[4][3] == 0.0  # the candidate's finished run keeps its value
+    assert rows(root)[2].reason.startswith("not decided: interrupted")
     assert out.strip().splitlines()[-1].startswith(
         "interrupted: 1 experiment on autoresearch/test (2 baseline, 1 discard, 1 interrupted)")
     assert head(root)[:7] == base and clean(root)
