@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
 
 from autoresearch.research import keeprule
 from autoresearch.research.results import Row
@@ -84,7 +83,6 @@ def main() -> None:
     print("| scenario | kept | lines failing the figure | runs per experiment |")
     print("|---|---|---|---|")
     for label, effects, drift in SCENARIOS:
-        began = time.time()
         kept = fails = runs = 0
         for _ in range(args.branches):
             k, r = line(effects, drift=drift, rng=rng, rule=rule)
@@ -96,7 +94,6 @@ def main() -> None:
         total = args.branches * len(effects)
         fail = f"{fails / args.branches:.1%}" if all(e == 0 for e in effects) or effects == [2.0] * 40 else "—"
         print(f"| {label} | {kept / total:.1%} | {fail} | {runs / total:.2f} |", flush=True)
-        _ = began
 
 
 if __name__ == "__main__":

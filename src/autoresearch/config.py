@@ -52,8 +52,8 @@ class KeepRule:
     local_z: float = setting(0.5, "the frontier's re-runs beside a change must lose by this many standard errors")
 
     def rule(self) -> keeprule.Rule:
-        return keeprule.Rule(p_keep=self.p_keep, first_stop=self.first_stop, stop=self.stop, max_runs=self.max_runs,
-                             min_delta=self.min_delta, window=self.window, drift_z=self.drift_z, local_z=self.local_z)
+        """The test's settings (every field of keeprule.Rule has its namesake here)."""
+        return keeprule.Rule(**{f.name: getattr(self, f.name) for f in fields(keeprule.Rule)})
 
     def check(self) -> None:
         if not 0 < self.first_stop <= self.stop < self.p_keep < 1:

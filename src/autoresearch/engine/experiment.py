@@ -12,8 +12,9 @@
 3. Measure (measure.py): the harness's record, cross-checked with the printed line, the
    budget checked by the engine's clock. Anything wrong makes the run a `crash`.
 4. Decide with the keep rule (autoresearch.research.keeprule) against the frontier as
-   History computes it. A win is confirmed A-B-A: the frontier is run again, then the
-   candidate once more, and the pair is decided together.
+   History computes it, as a sequential test: while the evidence is neither strong nor weak,
+   the frontier is run again, then the candidate once more (A-B-A), and every run so far is
+   weighed again, up to `keep.max_runs` runs of the candidate.
 5. Record the row(s) in results.tsv atomically, then keep the commit or reset to the
    frontier. The journal in the state folder makes every step recoverable after `kill -9`
    (recover.py).
@@ -84,6 +85,10 @@ class Attempt:
     def add_run(self, m: Measurement, row: Row) -> None:
         self.measurements.append(m)
         self.block.append(row)
+
+    def settled(self, **fields) -> list[Row]:
+        """The block's rows with the candidate's measured runs given `fields` (status, reason)."""
+        return [replace(r, **fields) if r.commit == self.candidate[:7] and r.status != "crash" else r for r in self.block]
 
     def frontier_now(self) -> float | None:
         """The frontier's value with its re-runs so far."""
@@ -269,11 +274,10 @@ class Engine:
 
     def _decide(self, a: Attempt) -> keeprule.Decision:
         """The sequential test on every run so far: keep, discard, or one more run."""
-        rows = [*a.history.rows, *a.block]
-        start = len(a.history.rows)
-        evidence = keeprule.weigh(rows, a.frontier, a.candidate, start=start, direction=self.cfg.direction,
-                                  rule=self.cfg.keep.rule())
-        return keeprule.decide(evidence, self.cfg.keep.rule(), smaller=a.smaller)
+        rule = self.cfg.keep.rule()
+        evidence = keeprule.weigh([*a.history.rows, *a.block], a.frontier, a.candidate, start=len(a.history.rows),
+                                  direction=self.cfg.direction, rule=rule)
+        return keeprule.decide(evidence, rule, smaller=a.smaller)
 
     def _more(self, a: Attempt) -> None:
         """A-B-A: the frontier once more, then the candidate once more; then decide on every run."""
@@ -290,7 +294,7 @@ class Engine:
         a.decision = self._decide(a)
 
     def _rerun_frontier(self, a: Attempt) -> Row | None:
-        """Run the frontier once more, between a candidate's two runs.
+        """Run the frontier once more, before a candidate's next run.
 
         A wall-clock budget ties the metric to the machine's speed: when the machine gets faster
         (another job ends), every change looks like a win. Fresh runs of the frontier between the
@@ -322,9 +326,7 @@ class Engine:
         measurement of the frontier like any other. The code may be proposed again.
         """
         status, reason = _stop_status(exc)
-        rows = [r if r.commit != a.candidate[:7] else replace(
-            r, reason=f"not decided: {reason} before the decision" if r.status == "discard" else r.reason)
-            for r in a.block]
+        rows = a.settled(reason=f"not decided: {reason} before the decision")
         if a.in_flight is not None or not a.measurements:
             commit, kind, description = a.in_flight or (a.candidate, "experiment", a.description)
             rows.append(make_row(commit, status=status, kind=kind, description=description, reason=reason,
@@ -351,9 +353,7 @@ class Engine:
             status, reason = a.decision.action, a.decision.reason
         if first.ok and first.source == PRINTED:
             reason += PRINTED_NOTE
-        block = [r if r.commit != a.candidate[:7] else replace(r, status=status if r.status != "crash" else "crash",
-                                                             reason=reason if r.status != "crash" else r.reason)
-                 for r in a.block]
+        block = a.settled(status=status, reason=reason)
         rows = [r for r in block if r.commit == a.candidate[:7]]
         keep = status == "keep"
         self._write(a.journal, a.frontier, block, keep=keep, target=a.candidate if keep else a.frontier)

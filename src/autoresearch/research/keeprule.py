@@ -103,10 +103,14 @@ def pooled(groups: Iterable[Sequence[float]], prior_sigma: float, prior_dof: flo
         ss += sum((v - m) ** 2 for v in values)
         dof += len(values) - 1
         runs += len(values)
-    weight = prior_dof + dof
-    if weight <= 0:
+    if prior_dof + dof <= 0:
         return Noise(0.0, 0, 0, prior_sigma, prior_dof)
-    return Noise(math.sqrt((prior_dof * prior_sigma**2 + ss) / weight), dof, runs, prior_sigma, prior_dof)
+    return Noise(_shrunk(ss, dof, prior_sigma, prior_dof), dof, runs, prior_sigma, prior_dof)
+
+
+def _shrunk(ss: float, dof: int, prior_sigma: float, prior_dof: float) -> float:
+    """sqrt((prior_dof * prior_sigma^2 + ss) / (prior_dof + dof)): the pooled sigma with the prior mixed in."""
+    return math.sqrt((prior_dof * prior_sigma ** 2 + ss) / (prior_dof + dof))
 
 
 def measured(row) -> bool:
@@ -129,11 +133,7 @@ def baseline_value(rows) -> float | None:
 
 def noise(rows, prior_rel: float = PRIOR_REL, prior_dof: float = PRIOR_DOF) -> Noise:
     """The noise estimate from the rows of one line of research."""
-    reference = baseline_value(rows)
-    if reference is None:
-        values = [r.value for r in rows if measured(r)]
-        reference = mean(values) if values else 0.0
-    return pooled(repeat_groups(rows), prior_rel * abs(reference), prior_dof)
+    return pooled(repeat_groups(rows), prior_rel * abs(_reference(rows)), prior_dof)
 
 
 def band(min_delta: float, sigma_value: float) -> float:
@@ -212,6 +212,7 @@ def _positions(rows: Sequence) -> list[int]:
 
 
 def _reference(rows: Sequence) -> float:
+    """The magnitude the prior on sigma is relative to: the baseline, else the mean measurement."""
     value = baseline_value(rows)
     if value is None:
         values = [r.value for r in rows if measured(r)]
@@ -264,13 +265,13 @@ def weigh(rows: Sequence, frontier: str, candidate: str, *, start: int, directio
     now = (at[-1] + (rows[-1].status in RAN)) if rows else 0
     ss, dof, sxy, sxx = _spread(rows, at)
     s0 = prior_rel * abs(_reference(rows))
-    raw = math.sqrt((prior_dof * s0 ** 2 + ss) / (prior_dof + dof)) if prior_dof + dof > 0 else 0.0
+    raw = _shrunk(ss, dof, s0, prior_dof) if prior_dof + dof > 0 else 0.0
     slope = slope_var = 0.0
     if sxx > 0 and dof >= 2 and raw > 0 and abs(sxy / sxx) * math.sqrt(sxx) / raw > rule.drift_z:
         slope = sxy / sxx
         ss, dof = ss - sxy * sxy / sxx, dof - 1
-        raw = math.sqrt((prior_dof * s0 ** 2 + ss) / (prior_dof + dof))
-    sigma = raw * t975(dof + prior_dof) / 1.96
+        raw = _shrunk(ss, dof, s0, prior_dof)
+    sigma = Noise(raw, dof, 0, s0, prior_dof).sigma  # inflated by Student's t like the noise the views show
     if slope:
         slope_var = sigma ** 2 / sxx
 
