@@ -43,13 +43,14 @@ class KeepRule:
 
     baseline_runs: int = setting(2, "runs of the unchanged baseline, to estimate noise")
     p_keep: float = setting(0.96, "keep a change once P(better) reaches this, from its second run on")
-    first_stop: float = setting(0.58, "after one run, discard at or below this P(better)")
-    stop: float = setting(0.69, "from the second run on, discard at or below this P(better)")
-    max_runs: int = setting(5, "runs of one change at most (each after a re-run of the frontier)")
+    first_stop: float = setting(0.45, "after one run, discard at or below this P(better)")
+    stop: float = setting(0.55, "from the second run on, discard at or below this P(better)")
+    max_runs: int = setting(5, "runs of one change at most (with at most as many re-runs of the frontier)")
     min_delta: float = setting(0.001, "a win must also matter: P(better) is P(better by more than this)")
-    window: int = setting(10, "frontier runs older than this many runs are not compared with")
-    drift_z: float = setting(1.5, "a drift over time beyond this many standard errors is taken out")
-    local_z: float = setting(0.5, "the frontier's re-runs beside a change must lose by this many standard errors")
+    window: int = setting(20, "frontier re-runs older than this many runs are not compared with")
+    wander: float = setting(0.3, "the machine's speed may wander by this many sigma per run (random walk)")
+    luck: float = setting(0.25, "the runs that got the frontier kept may share this much luck, in sigma")
+    local_z: float = setting(0.5, "the frontier's re-runs beside a change must lose to it by this many standard errors")
 
     def rule(self) -> keeprule.Rule:
         """The test's settings (every field of keeprule.Rule has its namesake here)."""
@@ -60,11 +61,14 @@ class KeepRule:
             raise AutoresearchError(f"{CONFIG_NAME}: [keep] needs 0 < first_stop <= stop < p_keep < 1")
         if self.max_runs < 2 or self.baseline_runs < 1 or self.window < 1:
             raise AutoresearchError(f"{CONFIG_NAME}: [keep] needs max_runs >= 2, baseline_runs >= 1 and window >= 1")
+        if self.wander < 0 or self.luck < 0:
+            raise AutoresearchError(f"{CONFIG_NAME}: [keep] needs wander >= 0 and luck >= 0")
 
 
-# Settings of the keep rule's earlier form, read and ignored, so that a workspace made before
-# the sequential test still opens: the test replaced the single-run bar.
-LEGACY_KEEP = ("z", "confirm", "confirm_all")
+# Settings of the keep rule's earlier forms, read and ignored, so that an older workspace still
+# opens: the sequential test replaced the single-run bar (z, confirm), and the random-walk level
+# replaced the fitted straight-line drift (drift_z).
+LEGACY_KEEP = ("z", "confirm", "confirm_all", "drift_z")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@
    budget checked by the engine's clock. Anything wrong makes the run a `crash`.
 4. Decide with the keep rule (autoresearch.research.keeprule) against the frontier as
    History computes it, as a sequential test: while the evidence is neither strong nor weak,
-   the frontier is run again, then the candidate once more (A-B-A), and every run so far is
-   weighed again, up to `keep.max_runs` runs of the candidate.
+   the frontier or the candidate runs once more, as the test asks (no keep without a
+   frontier re-run beside the candidate: A-B-A), and every run so far is weighed again, up
+   to `keep.max_runs` runs of the candidate.
 5. Record the row(s) in results.tsv atomically, then keep the commit or reset to the
    frontier. The journal in the state folder makes every step recoverable after `kill -9`
    (recover.py).
@@ -280,12 +281,16 @@ class Engine:
         return keeprule.decide(evidence, rule, smaller=a.smaller)
 
     def _more(self, a: Attempt) -> None:
-        """A-B-A: the frontier once more, then the candidate once more; then decide on every run."""
+        """One more run, the frontier's or the candidate's as the test asks; then decide on every run."""
         last = a.measurements[-1]
         self.out(f"run {len(a.measurements)} {self.cfg.metric} {last.value:.6f}: {a.decision.reason}")
-        reference = self._rerun_frontier(a)
-        if reference is not None:  # drift in machine speed shows up beside the candidate, and moves the frontier
-            a.add_reference(reference)
+        if a.decision.evidence.rerun_frontier:
+            reference = self._rerun_frontier(a)
+            if reference is not None:  # drift in machine speed shows up beside the candidate
+                a.add_reference(reference)
+                a.decision = self._decide(a)
+                return
+            # a crashed re-run tells nothing: the candidate's next run still does
         m = self._candidate_run(a, "confirm")
         if not m.ok:
             a.decision = keeprule.Decision("discard", a.decision.evidence,
@@ -294,12 +299,12 @@ class Engine:
         a.decision = self._decide(a)
 
     def _rerun_frontier(self, a: Attempt) -> Row | None:
-        """Run the frontier once more, before a candidate's next run.
+        """Run the frontier once more, beside the candidate's runs.
 
         A wall-clock budget ties the metric to the machine's speed: when the machine gets faster
         (another job ends), every change looks like a win. Fresh runs of the frontier between the
-        candidate's runs measure that drift: they join the frontier's runs (moving its value and
-        the noise estimate) and the candidate must beat them too. Each is a kept `confirm` row of
+        candidate's runs measure that drift: the test weighs a run made beside the candidate over
+        one made long ago, and the re-runs join the frontier's runs for later candidates too. Each is a kept `confirm` row of
         the frontier's commit, written with the candidate's rows in one append. None when it
         crashed (then the earlier frontier runs stand).
         """
@@ -313,7 +318,7 @@ class Engine:
             self.out(f"frontier re-run crashed ({m.reason}); comparing with its earlier runs")
             return None
         self.out(f"frontier re-run {self.cfg.metric} {m.value:.6f}")
-        reason = "frontier re-run beside a confirm run, to measure drift" + (PRINTED_NOTE if m.source == PRINTED else "")
+        reason = "frontier re-run beside the candidate, to measure drift" + (PRINTED_NOTE if m.source == PRINTED else "")
         return make_row(a.frontier, status="keep", kind="confirm", description=description, reason=reason,
                         branch=a.branch, agent=a.agent, m=m)
 

@@ -6,8 +6,8 @@ From them it answers, the same way for the engine, the agent's prompt, `status`,
 and the dashboard:
 
 - the frontier: the commit of the last kept measurement and its value, the mean of every
-  kept measured run of that commit (the baseline runs, a confirm pair, the frontier's
-  re-runs beside a confirm run);
+  kept measured run of that commit (the baseline runs, the runs that got it kept, its
+  re-runs beside later candidates);
 - the frontier after each row (the series the views draw and the deltas are taken against);
 - the baseline: the mean of the measured baseline runs (for a file written by the original
   project, which has no kinds, its first measured row);

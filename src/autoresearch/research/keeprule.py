@@ -3,21 +3,22 @@
 A candidate is kept when the evidence that it beats the frontier by more than `min_delta`
 is strong, and it is run again while the evidence is neither strong nor weak:
 
-- the evidence is the difference of two means, the frontier's runs and the candidate's
-  runs, over its standard error `sigma * sqrt(1/n_frontier + 1/n_candidate)`; P(better) is
-  the normal probability of that z (sigma inflated by Student's t while it is young);
+- the evidence is the candidate's offset from the frontier, estimated from both commits' runs
+  by generalised least squares, and its standard error; P(better) is the normal probability
+  that the offset exceeds `min_delta` (sigma inflated by Student's t while it is young);
+- the machine's speed is taken to wander (a random walk of `wander` sigma per run), so a
+  frontier run made beside the candidate counts for more than one made long ago: a drift of
+  the machine cancels out of the side-by-side comparison instead of being fitted and
+  extrapolated;
+- the runs that got the frontier kept were selected for looking good, so they are taken to
+  share an unknown luck of `luck` sigma: the frontier's fresh re-runs outweigh them;
 - after its first run a candidate with P(better) <= `first_stop` stops there (one run for
   a clear loser); from its second run on it is kept at P(better) >= `p_keep`, stops at
   P(better) <= `stop`, and runs again otherwise, up to `max_runs` runs;
-- every further run of the candidate comes after a fresh run of the frontier (A-B-A): the
-  frontier runs made beside the candidate must also lose to it (`local_z`), so a drift of
-  the machine's speed cancels out of that comparison;
-- the frontier's value is taken from its runs made after it was kept (the runs that got a
-  candidate kept were selected for being lucky) and no older than `window` runs, falling
-  back to all of its runs when there are none;
-- a steady drift found in the repeated runs of the line (a slope over time beyond
-  `drift_z` standard errors) is taken out of every value before the means are compared,
-  its uncertainty added to the standard error;
+- the next run is the frontier's or the candidate's, whichever shrinks the standard error
+  more, with at most one frontier re-run per candidate run; and no keep without a frontier
+  re-run beside the candidate that also loses to it by `local_z` standard errors (A-B-A), so
+  that a sudden change of the machine's speed is not taken for a win;
 - a candidate that leaves fewer lines of code and is not worse beyond the noise (P(better)
   above `SIMPLER`) is kept as a simplification, once the test has stopped without a keep.
 
@@ -158,34 +159,33 @@ class Rule:
     """The settings of the test (config [keep]); docs/keep-rule.md has the figures behind them."""
 
     p_keep: float = 0.96  # keep at this P(better), from the second run on
-    first_stop: float = 0.58  # after one run, stop at or below this P(better)
-    stop: float = 0.69  # from the second run on, stop at or below this
+    first_stop: float = 0.45  # after one run, stop at or below this P(better)
+    stop: float = 0.55  # from the second run on, stop at or below this
     max_runs: int = 5  # runs of one candidate at most
     min_delta: float = 0.001  # a win must also matter: P(better) is P(better by more than this)
-    window: int = 10  # frontier runs older than this many runs are not compared with
-    drift_z: float = 1.5  # a slope over time beyond this many standard errors is taken out
-    local_z: float = 0.5  # the A-B-A frontier runs must lose to the candidate by this many standard errors
+    window: int = 20  # frontier re-runs older than this many runs are not compared with
+    wander: float = 0.3  # the machine's level may wander by this many sigma per run (a random walk)
+    luck: float = 0.25  # the runs that got the frontier kept may share this much luck, in sigma
+    local_z: float = 0.5  # the frontier's re-runs beside the candidate must lose to it by this many standard errors
 
 
 @dataclass(frozen=True)
 class Evidence:
     """What the runs say about a candidate against the frontier."""
 
-    gain: float  # the candidate's mean over the frontier's, positive: better (drift taken out)
+    gain: float  # the candidate's offset from the frontier, positive: better
     se: float  # its standard error
     p_better: float  # P(gain > min_delta)
     runs: int  # the candidate's runs
     frontier_runs: int  # the frontier's runs compared with
-    local_z: float | None  # against the frontier runs made beside it (None: none yet)
-    drift: float  # the slope per run taken out of the values (0: none found)
-    sigma: float
+    sigma: float  # one run's noise
+    beside: int = 0  # the frontier's re-runs among the candidate's runs
+    local_z: float = math.inf  # against those re-runs alone, in standard errors (inf: none yet)
+    rerun_frontier: bool = False  # if it runs again: the frontier's turn (else the candidate's)
 
     def describe(self) -> str:
         runs = "1 run" if self.runs == 1 else f"{self.runs} runs"
-        text = f"P(better) {self.p_better:.2f} over {runs}, {self.gain:+.6f} ± {self.se:.6f} vs {self.frontier_runs} of the frontier"
-        if self.drift:
-            text += f", drift {self.drift:+.2g}/run taken out"
-        return text
+        return f"P(better) {self.p_better:.2f} over {runs}, {self.gain:+.6f} ± {self.se:.6f} vs {self.frontier_runs} of the frontier"
 
 
 @dataclass(frozen=True)
@@ -220,41 +220,76 @@ def _reference(rows: Sequence) -> float:
     return value
 
 
-def _spread(rows: Sequence, at: list[int]) -> tuple[float, int, float, float]:
-    """(sum of squares, dof, sum of (t - mean t)(y - mean y), sum of (t - mean t)^2) within commits."""
-    groups: dict[str, list[tuple[int, float]]] = {}
-    for r, t in zip(rows, at):
-        if measured(r):
-            groups.setdefault(r.commit[:7], []).append((t, r.value))
-    ss = sxy = sxx = 0.0
-    dof = 0
-    for points in groups.values():
-        if len(points) < 2:
-            continue
-        mt = mean([t for t, _ in points])
-        my = mean([y for _, y in points])
-        ss += sum((y - my) ** 2 for _, y in points)
-        sxy += sum((t - mt) * (y - my) for t, y in points)
-        sxx += sum((t - mt) ** 2 for t, _ in points)
-        dof += len(points) - 1
-    return ss, dof, sxy, sxx
+def _frontier_runs(rows: Sequence, at: list[int], frontier: str, now: int, window: int) -> tuple[list[int], set[int]]:
+    """(indices of the frontier's runs to compare with, those among them that got it kept).
 
-
-def _frontier_runs(rows: Sequence, at: list[int], frontier: str, now: int, window: int) -> list[int]:
-    """Indices of the frontier's runs to compare with: those made after it was kept (a baseline's
-    all) within the window; else every one of its runs."""
+    Its re-runs no older than `window` runs, and the runs that got it kept (all of a baseline's):
+    those were selected for looking good, so `weigh` lets them share an unknown luck."""
     mine = [i for i, r in enumerate(rows) if r.commit[:7] == frontier[:7] and r.status == "keep" and measured(r)]
     if not mine:
-        return []
+        return [], set()
     first = mine[0]
-    selecting = set()
-    if rows[first].kind != "baseline":  # the runs that got it kept: contiguous from its first row
-        i = first
-        while i < len(rows) and rows[i].commit[:7] == frontier[:7]:
-            selecting.add(i)
-            i += 1
-    fresh = [i for i in mine if i not in selecting and at[i] >= now - window]
-    return fresh or mine
+    if rows[first].kind == "baseline":
+        return mine, set()
+    # its own experiment's block: up to the next experiment of another commit
+    end = next((i for i in range(first + 1, len(rows))
+                if rows[i].kind == "experiment" and rows[i].commit[:7] != frontier[:7]), len(rows))
+    selecting = {i for i in mine if i < end}
+    fresh = [i for i in mine if i >= end and at[i] >= now - window]
+    return sorted(selecting) + fresh, selecting
+
+
+def _solve(a: list[list[float]], columns: list[list[float]]) -> list[list[float]]:
+    """A^-1 times each column, A symmetric positive definite (Cholesky; n is a few dozen at most)."""
+    n = len(a)
+    low = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            s = a[i][j] - sum(low[i][k] * low[j][k] for k in range(j))
+            low[i][j] = math.sqrt(s) if i == j else s / low[j][j]
+    out = []
+    for b in columns:
+        z = [0.0] * n
+        for i in range(n):
+            z[i] = (b[i] - sum(low[i][k] * z[k] for k in range(i))) / low[i][i]
+        x = [0.0] * n
+        for i in reversed(range(n)):
+            x[i] = (z[i] - sum(low[k][i] * x[k] for k in range(i + 1, n))) / low[i][i]
+        out.append(x)
+    return out
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """The runs `weigh` compares: when each ran, its value (larger is better), whether it is the
+    candidate's, whether it got the frontier kept."""
+
+    times: list[int]
+    values: list[float]
+    candidate: list[float]  # 1.0 for the candidate's runs, 0.0 for the frontier's
+    lucky: list[bool]
+
+    def plus(self, time: int, candidate: bool) -> "_Runs":
+        return _Runs(self.times + [time], self.values + [0.0], self.candidate + [float(candidate)], self.lucky + [False])
+
+
+def _contrast(runs: _Runs, sigma: float, rule: Rule) -> tuple[float, float]:
+    """(estimate, variance) of the candidate's offset from the frontier, by generalised least squares.
+
+    The model: value = level(time) + offset * candidate + luck * lucky + noise, where the noise
+    has `sigma`, the level is a random walk of `rule.wander` sigma per run (a machine whose speed
+    changes: runs far apart say less about each other than runs side by side), and the runs that
+    got the frontier kept share one unknown luck of `rule.luck` sigma."""
+    t0 = min(runs.times)
+    walk, luck = (rule.wander * sigma) ** 2, (rule.luck * sigma) ** 2
+    cov = [[walk * (min(ti, tj) - t0) + (sigma ** 2 if i == j else 0.0) + (luck if li and lj else 0.0)
+            for j, (tj, lj) in enumerate(zip(runs.times, runs.lucky))]
+           for i, (ti, li) in enumerate(zip(runs.times, runs.lucky))]
+    w1, wc, wy = _solve(cov, [[1.0] * len(runs.times), runs.candidate, runs.values])
+    a11, a12, a22 = sum(w1), sum(wc), sum(c * w for c, w in zip(runs.candidate, wc))
+    b1, b2 = sum(wy), sum(c * w for c, w in zip(runs.candidate, wy))
+    det = a11 * a22 - a12 * a12
+    return (a11 * b2 - a12 * b1) / det, a11 / det
 
 
 def weigh(rows: Sequence, frontier: str, candidate: str, *, start: int, direction: str = "lower",
@@ -263,57 +298,57 @@ def weigh(rows: Sequence, frontier: str, candidate: str, *, start: int, directio
     runs and the frontier's re-runs beside it from index `start` on)."""
     at = _positions(rows)
     now = (at[-1] + (rows[-1].status in RAN)) if rows else 0
-    ss, dof, sxy, sxx = _spread(rows, at)
-    s0 = prior_rel * abs(_reference(rows))
-    raw = _shrunk(ss, dof, s0, prior_dof) if prior_dof + dof > 0 else 0.0
-    slope = slope_var = 0.0
-    if sxx > 0 and dof >= 2 and raw > 0 and abs(sxy / sxx) * math.sqrt(sxx) / raw > rule.drift_z:
-        slope = sxy / sxx
-        ss, dof = ss - sxy * sxy / sxx, dof - 1
-        raw = _shrunk(ss, dof, s0, prior_dof)
-    sigma = Noise(raw, dof, 0, s0, prior_dof).sigma  # inflated by Student's t like the noise the views show
-    if slope:
-        slope_var = sigma ** 2 / sxx
-
-    def values(indices: list[int]) -> tuple[float, float]:  # (mean value with drift out, mean time)
-        return mean([rows[i].value - slope * at[i] for i in indices]), mean([at[i] for i in indices])
-
-    f_idx = _frontier_runs(rows, at, frontier, now, rule.window)
-    c_idx = [i for i in range(start, len(rows)) if rows[i].commit[:7] == candidate[:7] and math.isfinite(rows[i].value)
-             and rows[i].status in MEASURED]
+    noise_now = noise(rows, prior_rel, prior_dof)
+    sigma = noise_now.sigma  # inflated by Student's t while young, as the views show it
+    f_idx, selecting = _frontier_runs(rows, at, frontier, now, rule.window)
+    c_idx = [i for i in range(start, len(rows)) if rows[i].commit[:7] == candidate[:7] and measured(rows[i])]
     if not f_idx or not c_idx:
         raise ValueError("weigh() needs measured runs of the frontier and of the candidate")
-    (fm, ft), (cm, ct) = values(f_idx), values(c_idx)
-    gain = improvement(fm, cm, direction)
-    se = math.sqrt(sigma ** 2 * (1 / len(f_idx) + 1 / len(c_idx)) + (ct - ft) ** 2 * slope_var)
+    sign = -1.0 if direction == "lower" else 1.0  # values turned so that larger is better
+    idx = f_idx + c_idx
+    runs = _Runs([at[i] for i in idx], [sign * rows[i].value for i in idx],
+                 [0.0] * len(f_idx) + [1.0] * len(c_idx), [i in selecting for i in idx])
+    beside = [i for i in f_idx if i >= start]
+    if sigma > 0:
+        gain, var = _contrast(runs, sigma, rule)
+        se = math.sqrt(var)
+    else:  # nothing to weigh the runs with: every run the same value
+        gain = improvement(mean([rows[i].value for i in f_idx]), mean([rows[i].value for i in c_idx]), direction)
+        se = 0.0
     p = _NORMAL.cdf((gain - rule.min_delta) / se) if se > 0 else float(gain > rule.min_delta)
-    beside = [i for i in range(start, len(rows)) if rows[i].commit[:7] == frontier[:7] and measured(rows[i])]
-    local = None
-    if beside:
-        lm, _ = values(beside)
+    if not beside and (p >= rule.p_keep or sigma == 0):  # A-B-A: no keep without a frontier re-run beside it
+        rerun = True
+    elif len(beside) < len(c_idx):  # else whichever run tells more, at most one re-run per candidate run
+        rerun = _contrast(runs.plus(now, False), sigma, rule)[1] < _contrast(runs.plus(now, True), sigma, rule)[1]
+    else:
+        rerun = False
+    local = math.inf
+    if beside:  # a sudden change of the machine's speed, beside the candidate, shows here
         lse = sigma * math.sqrt(1 / len(beside) + 1 / len(c_idx))
-        local = (improvement(lm, cm, direction) - rule.min_delta) / lse if lse > 0 else math.inf
-    return Evidence(gain, se, p, len(c_idx), len(f_idx), local, slope, sigma)
+        lgain = improvement(mean([rows[i].value for i in beside]), mean([rows[i].value for i in c_idx]), direction)
+        local = (lgain - rule.min_delta) / lse if lse > 0 else (math.inf if lgain > rule.min_delta else -math.inf)
+    return Evidence(gain, se, p, len(c_idx), len(f_idx), sigma, len(beside), local, rerun)
 
 
 def decide(ev: Evidence, rule: Rule = Rule(), *, smaller: bool = False) -> Decision:
     """Keep, discard, or run once more. Never keeps on one run: a single run of a wall-clock
     budget is tied to the machine's speed at that moment."""
     p, n = ev.p_better, ev.runs
-    if n >= 2 and p >= rule.p_keep and (ev.local_z is None or ev.local_z > rule.local_z):
+    local = ev.beside > 0 and ev.local_z > rule.local_z
+    if n >= 2 and p >= rule.p_keep and local:
         return Decision("keep", ev, f"better: {ev.describe()} (keeps at {rule.p_keep:g})")
     if n == 1 and p <= rule.first_stop:
         why = f"not better: {ev.describe()} (stops at {rule.first_stop:g} after one run)"
     elif n >= 2 and p <= rule.stop:
         why = f"not better: {ev.describe()} (stops at {rule.stop:g})"
+    elif n >= rule.max_runs and p >= rule.p_keep:
+        why = (f"not confirmed: the frontier's re-runs beside it did not lose to it "
+               f"(z {ev.local_z:.2f} <= {rule.local_z:g}); {ev.describe()}")
     elif n >= rule.max_runs:
-        if p >= rule.p_keep:
-            why = (f"not confirmed: the frontier, re-run beside it, did not lose to it "
-                   f"(z {ev.local_z:.2f} <= {rule.local_z:g}); {ev.describe()}")
-        else:
-            why = f"not shown better after {n} runs: {ev.describe()} (keeps at {rule.p_keep:g})"
+        why = f"not shown better after {n} runs: {ev.describe()} (keeps at {rule.p_keep:g})"
     else:
-        return Decision("more", ev, f"{ev.describe()}: run again beside the frontier")
+        nxt = "the frontier again" if ev.rerun_frontier else "it again"
+        return Decision("more", ev, f"{ev.describe()}: run {nxt}")
     if smaller and p > SIMPLER:
         return Decision("keep", ev, f"simplification: fewer lines of code, within the noise ({ev.describe()})", True)
     return Decision("discard", ev, why)

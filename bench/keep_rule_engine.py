@@ -1,0 +1,136 @@
+"""The keep rule through the real engine, on a synthetic metric of known truth.
+
+Each scenario is a fresh blank-template workspace whose run command is `python score.py`, the
+editable file: it prints `loss: 1 - DELTA + N(0, sigma)` (plus, with drift, `drift * sigma`
+per run made so far), DELTA being a constant in the file. Every experiment is a fresh change
+made the way an agent makes it, then measured by `Engine.experiment` exactly as
+`autoresearch run` does (commit, supervised runs, the sequential test, rows, reset):
+- a null change adds a comment line: the code scores the same;
+- a win of k sigma raises DELTA by k * sigma over the frontier it is tried against.
+
+It prints, per scenario, the changes kept and the runs per experiment (every run the engine
+made for it: the candidate's and the frontier's re-runs), then the figures of the keep-rule
+issue: at most 5 % of nulls kept (with and without drift), at least 80 % of 2-sigma wins kept,
+at most 3 runs per experiment over the mixed scenario.
+
+    python bench/keep_rule_engine.py [--experiments 40] [--seed 1] [--only mixed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.engine import Engine
+from autoresearch.workspace import Workspace, init_workspace
+
+SIGMA = 0.01  # one run's noise: 1 % of a loss near 1
+
+# The editable file. The run counter and the seed live outside the workspace, where no
+# experiment reaches them; the noise of run n is the same for every scenario with one seed.
+SCORE = '''\
+import random
+from pathlib import Path
+
+DELTA = {delta!r}
+
+counter = Path({counter!r})
+n = int(counter.read_text()) if counter.exists() else 0
+counter.write_text(str(n + 1))
+noise = random.Random({seed} * 1_000_003 + n).gauss(0.0, {sigma!r})
+print(f"loss: {{1.0 - DELTA + {drift!r} * {sigma!r} * n + noise:.6f}}")
+'''
+
+
+@dataclass(frozen=True)
+class Scenario:
+    label: str
+    effects: tuple[float, ...]  # per experiment, in sigmas of one run (0: a null change)
+    drift: float = 0.0  # sigmas per run added to every later run (negative: later runs look better)
+
+
+def scenarios(n: int) -> list[Scenario]:
+    half = n // 2
+    return [
+        Scenario(f"{n} nulls", (0.0,) * n),
+        Scenario(f"{n} nulls, drift -0.1 sigma/run", (0.0,) * n, -0.1),
+        Scenario(f"{n} nulls, drift +0.1 sigma/run", (0.0,) * n, 0.1),
+        Scenario(f"{n} wins of 1 sigma", (1.0,) * n),
+        Scenario(f"{n} wins of 2 sigma", (2.0,) * n),
+        Scenario(f"{n} wins of 3 sigma", (3.0,) * n),
+        Scenario(f"mixed: {half} nulls, {half} wins of 2 sigma", (0.0, 2.0) * half),
+    ]
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *args],
+                   cwd=root, check=True, capture_output=True)
+
+
+def workspace(folder: Path, scenario: Scenario, seed: int) -> Workspace:
+    folder.mkdir(parents=True)
+    init_workspace(folder / "ws", template="blank", command="python score.py", metric="loss", editable=("score.py",))
+    root = folder / "ws"
+    (root / "score.py").write_text(SCORE.format(delta=0.0, counter=str(folder / "runs"), seed=seed, sigma=SIGMA,
+                                                drift=scenario.drift))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "the synthetic metric")
+    git(root, "switch", "-qc", "autoresearch/bench")
+    return Workspace.load(root)
+
+
+def change(root: Path, effect: float, i: int) -> None:
+    """The agent's edit: a comment (a null change), with DELTA raised by `effect` sigma for a win.
+    The comment makes every change new code, as an agent's next idea is: a win tried again
+    after a discard would otherwise be the code that already ran."""
+    path = root / "score.py"
+    text = path.read_text() + f"# change {i}\n"
+    if effect:
+        current = float(re.search(r"^DELTA = (.+)$", text, re.M).group(1))
+        text = re.sub(r"^DELTA = .+$", f"DELTA = {current + effect * SIGMA!r}", text, count=1, flags=re.M)
+    path.write_text(text)
+
+
+def play(scenario: Scenario, seed: int, folder: Path) -> tuple[int, int, int]:
+    """(changes kept, experiments measured, runs made by the experiments)."""
+    ws = workspace(folder, scenario, seed)
+    engine = Engine(ws, out=lambda line: None, live=False)
+    kept = measured = runs = 0
+    with ws.state.locked("bench"):
+        engine.experiment("baseline")
+        for i, effect in enumerate(scenario.effects):
+            change(ws.root, effect, i)
+            outcome = engine.experiment(f"change {i}: {effect:g} sigma")
+            kept += outcome.status == "keep"
+            measured += outcome.status in ("keep", "discard")
+            runs += sum(1 for r in outcome.rows if r.status in ("keep", "discard", "crash"))
+    return kept, measured, runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--experiments", type=int, default=40, help="experiments per scenario (default 40)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--only", default="", help="run only the scenarios whose label contains this")
+    args = parser.parse_args()
+    chosen = [s for s in scenarios(args.experiments) if args.only in s.label]
+    print(f"sigma {SIGMA:g}, seed {args.seed}; the engine's default [keep] settings")
+    print("| scenario | kept | runs per experiment | seconds |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, scenario in enumerate(chosen):
+            t0 = time.perf_counter()
+            kept, measured, runs = play(scenario, args.seed, Path(tmp) / f"scenario{k}")
+            n = len(scenario.effects)
+            assert measured == n, f"{scenario.label}: {n - measured} experiments were not measured"
+            print(f"| {scenario.label} | {kept} of {n} ({kept / n:.0%}) | {runs / n:.2f} | "
+                  f"{time.perf_counter() - t0:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
