@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.engine import Engine
+from autoresearch.resultsfile import read_rows
 from autoresearch.workspace import Workspace, init_workspace
 
 SIGMA = 0.01  # one run's noise: 1 % of a loss near 1
@@ -105,10 +106,11 @@ def play(scenario: Scenario, seed: int, folder: Path) -> tuple[int, int, int]:
         engine.experiment("baseline")
         for i, effect in enumerate(scenario.effects):
             change(ws.root, effect, i)
+            before = len(read_rows(ws.results_path))
             outcome = engine.experiment(f"change {i}: {effect:g} sigma")
             kept += outcome.status == "keep"
             measured += outcome.status in ("keep", "discard")
-            runs += sum(1 for r in outcome.rows if r.status in ("keep", "discard", "crash"))
+            runs += len(read_rows(ws.results_path)) - before  # the candidate's rows and the frontier's re-runs
     return kept, measured, runs
 
 

@@ -104,7 +104,7 @@ def sequence(tmp_path, values: list[float], *, baseline_runs: int = 4):
 def test_a_borderline_candidate_gets_a_third_run_and_is_decided_on_all_of_them(tmp_path):
     # baseline 1.00 1.02 1.00 1.02; candidate 0.99, then 1.00 (still unsure), then 0.98 (likely
     # better, but never kept without the frontier re-run beside it), frontier 1.01
-    root = sequence(tmp_path, [1.00, 1.02, 1.00, 1.02, 0.99, 1.00, 0.98, 1.01])
+    root = sequence(tmp_path, [1.00, 1.02, 1.00, 1.02, 0.99, 1.00, 0.98, 1.01, 1.20])
     r = experiment(root, "borderline")
     assert "run 1 score 0.990000: P(better) 0.88 over 1 run" in r.stdout
     assert "run 2 score 1.000000: P(better) 0.89 over 2 runs" in r.stdout
@@ -114,6 +114,11 @@ def test_a_borderline_candidate_gets_a_third_run_and_is_decided_on_all_of_them(t
         ("experiment", "keep", 0.99), ("confirm", "keep", 1.0), ("confirm", "keep", 0.98), ("confirm", "keep", 1.01)]
     assert got[3].commit == rows(root)[0].commit != got[0].commit == got[1].commit == got[2].commit
     assert "over 3 runs" in got[0].reason and clean(root) and head(root)[:7] == got[0].commit
+    # the old frontier's re-run, written last, does not make it the frontier again
+    with open(root / "score.py", "a") as fh:
+        fh.write("# another comment\n")
+    out = experiment_json(root, "next")
+    assert out["frontier_value"] == pytest.approx(0.99) and out["status"] == "discard"
 
 
 def test_a_clear_loser_runs_once(tmp_path):

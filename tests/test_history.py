@@ -52,6 +52,17 @@ def test_the_series_follows_keeps_confirms_and_frontier_reruns():
     assert h.series[-1] == h.frontier_value  # one function gives both
 
 
+def test_a_re_run_of_the_old_frontier_after_a_kept_change_leaves_the_change_the_frontier():
+    # the change ran twice, then the old frontier beside it (the test's A-B-A before a keep)
+    rows = [r("a000000", 2.00, kind="baseline"), r("a000000", 2.02, kind="baseline"),
+            r("b000000", 1.90), r("b000000", 1.92, kind="confirm"),
+            r("a000000", 2.04, kind="confirm", description="re-run of the frontier beside: b")]
+    h = History(rows, B)
+    assert h.frontier_commit == "b000000" and h.frontier_value == pytest.approx(1.91)
+    assert h.series == pytest.approx([2.00, 2.01, 1.90, 1.91, 1.91])
+    assert [c.commit for c in h.kept_changes] == ["a000000", "b000000"]
+
+
 def test_nothing_kept_means_no_frontier():
     h = History([r("a000000", 0.0, status="crash", kind="baseline")], B)
     assert h.frontier_commit is None and h.frontier_value is None and h.series == [None]

@@ -100,6 +100,15 @@ class Usage:
     cost_usd: float | None
 
 
+def _arrivals(rows) -> list[str]:
+    """Short commits in the order they were first kept."""
+    out: dict[str, None] = {}
+    for r in rows:
+        if r.status == "keep" and keeprule.measured(r):
+            out.setdefault(r.commit[:7], None)
+    return list(out)
+
+
 class History:
     """The rows of one line of research and every number drawn from them."""
 
@@ -115,11 +124,11 @@ class History:
 
     @cached_property
     def frontier_commit(self) -> str | None:
-        """The short commit of the last kept measurement; None before anything was kept."""
-        for r in reversed(self.rows):
-            if r.status == "keep" and keeprule.measured(r):
-                return r.commit[:7]
-        return None
+        """The short commit kept last: the one whose first kept measurement came last (a re-run
+        of an older frontier, written after a change's runs, does not make it the frontier
+        again); None before anything was kept."""
+        arrivals = _arrivals(self.rows)
+        return arrivals[-1] if arrivals else None
 
     @cached_property
     def frontier_value(self) -> float | None:
@@ -145,9 +154,15 @@ class History:
         """The frontier value after each row (None before anything was kept)."""
         out: list[float | None] = []
         current: float | None = None
+        seen: set[str] = set()
+        frontier = ""
         for i, r in enumerate(self.rows):
             if r.status == "keep" and keeprule.measured(r):
-                current = kept_mean(self.rows[: i + 1], r.commit)
+                if r.commit[:7] not in seen:  # a newly kept commit is the frontier from here on
+                    seen.add(r.commit[:7])
+                    frontier = r.commit[:7]
+                if r.commit[:7] == frontier:  # a re-run of an older frontier leaves the value alone
+                    current = kept_mean(self.rows[: i + 1], frontier)
             out.append(current)
         return out
 
