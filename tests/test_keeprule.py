@@ -174,3 +174,12 @@ def test_t_quantiles_approach_the_normal():
     assert keeprule.t975(1) == pytest.approx(12.706)
     assert keeprule.t975(30) == pytest.approx(2.042)
     assert 1.96 < keeprule.t975(500) < 1.97
+
+
+def test_only_recent_re_runs_of_the_frontier_are_compared_with():
+    rows = [Row("b000000", 1.0, 0.0, "keep", "baseline", kind="baseline")] * 2
+    for i in range(30):  # each a discarded change and a re-run of the frontier: 60 runs
+        rows += [Row(f"d{i:06d}", 1.01, 0.0, "discard", "x"), Row("b000000", 1.0 + 0.001 * (i % 3), 0.0, "keep", "re-run", kind="confirm")]
+    rows.append(Row("c000000", 0.99, 0.0, "discard", "x"))
+    ev = keeprule.weigh(rows, "b000000", "c000000", start=len(rows) - 1, rule=keeprule.Rule(window=20))
+    assert ev.frontier_runs == 2 + 10  # the baseline's own runs, and the re-runs of the last 20 runs

@@ -229,8 +229,9 @@ def _frontier_runs(rows: Sequence, at: list[int], frontier: str, now: int, windo
     if not mine:
         return [], set()
     first = mine[0]
-    if rows[first].kind == "baseline":
-        return mine, set()
+    if rows[first].kind == "baseline":  # its own runs, unselected, and its re-runs in the window
+        own = [i for i in mine if rows[i].kind == "baseline"]
+        return own + [i for i in mine if i not in own and at[i] >= now - window], set()
     # its own experiment's block: up to the next experiment of another commit
     end = next((i for i in range(first + 1, len(rows))
                 if rows[i].kind == "experiment" and rows[i].commit[:7] != frontier[:7]), len(rows))
@@ -318,7 +319,7 @@ def weigh(rows: Sequence, frontier: str, candidate: str, *, start: int, directio
     p = _NORMAL.cdf((gain - rule.min_delta) / se) if se > 0 else float(gain > rule.min_delta)
     if not beside and (p >= rule.p_keep or sigma == 0):  # A-B-A: no keep without a frontier re-run beside it
         rerun = True
-    elif len(beside) < len(c_idx):  # else whichever run tells more, at most one re-run per candidate run
+    elif sigma > 0 and len(beside) < len(c_idx):  # else whichever run tells more, at most one re-run per candidate run
         rerun = _contrast(runs.plus(now, False), sigma, rule)[1] < _contrast(runs.plus(now, True), sigma, rule)[1]
     else:
         rerun = False
