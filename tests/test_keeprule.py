@@ -183,3 +183,9 @@ def test_only_recent_re_runs_of_the_frontier_are_compared_with():
     rows.append(Row("c000000", 0.99, 0.0, "discard", "x"))
     ev = keeprule.weigh(rows, "b000000", "c000000", start=len(rows) - 1, rule=keeprule.Rule(window=20))
     assert ev.frontier_runs == 2 + 10  # the baseline's own runs, and the re-runs of the last 20 runs
+
+
+def test_without_a_frontier_re_run_beside_it_the_cap_does_not_keep():
+    d = judge(line(*[("c000000", 0.90, "discard")] * 5))  # the frontier's re-runs all crashed
+    assert d.evidence.p_better > 0.99 and d.evidence.beside == 0
+    assert d.action == "discard" and d.reason.startswith("not confirmed: no re-run of the frontier beside it")

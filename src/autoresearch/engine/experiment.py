@@ -304,9 +304,9 @@ class Engine:
         A wall-clock budget ties the metric to the machine's speed: when the machine gets faster
         (another job ends), every change looks like a win. Fresh runs of the frontier between the
         candidate's runs measure that drift: the test weighs a run made beside the candidate over
-        one made long ago, and the re-runs join the frontier's runs for later candidates too. Each is a kept `confirm` row of
-        the frontier's commit, written with the candidate's rows in one append. None when it
-        crashed (then the earlier frontier runs stand).
+        one made long ago, and the re-runs join the frontier's runs for later candidates too.
+        Each is a kept `confirm` row of the frontier's commit, written with the candidate's rows
+        in one append. None when it crashed (then the earlier frontier runs stand).
         """
         description = RERUN + a.description
         self.guard.reset(a.frontier)

@@ -342,6 +342,8 @@ def decide(ev: Evidence, rule: Rule = Rule(), *, smaller: bool = False) -> Decis
         why = f"not better: {ev.describe()} (stops at {rule.first_stop:g} after one run)"
     elif n >= 2 and p <= rule.stop:
         why = f"not better: {ev.describe()} (stops at {rule.stop:g})"
+    elif n >= rule.max_runs and p >= rule.p_keep and not ev.beside:
+        why = f"not confirmed: no re-run of the frontier beside it ran; {ev.describe()}"
     elif n >= rule.max_runs and p >= rule.p_keep:
         why = (f"not confirmed: the frontier's re-runs beside it did not lose to it "
                f"(z {ev.local_z:.2f} <= {rule.local_z:g}); {ev.describe()}")
