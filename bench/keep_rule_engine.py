@@ -13,7 +13,7 @@ made for it: the candidate's and the frontier's re-runs), then the figures of th
 issue: at most 5 % of nulls kept (with and without drift), at least 80 % of 2-sigma wins kept,
 at most 3 runs per experiment over the mixed scenario.
 
-    python bench/keep_rule_engine.py [--experiments 40] [--seed 1] [--only mixed]
+    python bench/keep_rule_engine.py [--experiments 40] [--seed 1] [--only mixed] [--keep stop=0.6]
 """
 
 from __future__ import annotations
@@ -73,10 +73,16 @@ def git(root: Path, *args: str) -> None:
                    cwd=root, check=True, capture_output=True)
 
 
-def workspace(folder: Path, scenario: Scenario, seed: int) -> Workspace:
+def workspace(folder: Path, scenario: Scenario, seed: int, keep: dict[str, str]) -> Workspace:
     folder.mkdir(parents=True)
     init_workspace(folder / "ws", template="blank", command="python score.py", metric="loss", editable=("score.py",))
     root = folder / "ws"
+    toml = root / "autoresearch.toml"
+    for key, value in keep.items():  # the [keep] settings are the only `key = ` lines of that name
+        text, n = re.subn(rf"^{re.escape(key)} = [^#\n]*", f"{key} = {value} ", toml.read_text(), count=1, flags=re.M)
+        if n != 1:
+            raise SystemExit(f"--keep {key}: no such setting in [keep]")
+        toml.write_text(text)
     (root / "score.py").write_text(SCORE.format(delta=0.0, counter=str(folder / "runs"), seed=seed, sigma=SIGMA,
                                                 drift=scenario.drift))
     git(root, "add", "-A")
@@ -97,9 +103,9 @@ def change(root: Path, effect: float, i: int) -> None:
     path.write_text(text)
 
 
-def play(scenario: Scenario, seed: int, folder: Path) -> tuple[int, int, int]:
+def play(scenario: Scenario, seed: int, folder: Path, keep: dict[str, str]) -> tuple[int, int, int]:
     """(changes kept, experiments measured, runs made by the experiments)."""
-    ws = workspace(folder, scenario, seed)
+    ws = workspace(folder, scenario, seed, keep)
     engine = Engine(ws, out=lambda line: None, live=False)
     kept = measured = runs = 0
     with ws.state.locked("bench"):
@@ -119,15 +125,18 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=40, help="experiments per scenario (default 40)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", default="", help="run only the scenarios whose label contains this")
+    parser.add_argument("--keep", action="append", default=[], metavar="KEY=VALUE",
+                        help="a [keep] setting other than the default, e.g. stop=0.6 (repeatable)")
     args = parser.parse_args()
+    keep = dict(item.split("=", 1) for item in args.keep)
     chosen = [s for s in scenarios(args.experiments) if args.only in s.label]
-    print(f"sigma {SIGMA:g}, seed {args.seed}; the engine's default [keep] settings")
+    print(f"sigma {SIGMA:g}, seed {args.seed}; [keep] settings: " + (", ".join(args.keep) or "the defaults"))
     print("| scenario | kept | runs per experiment | seconds |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for k, scenario in enumerate(chosen):
             t0 = time.perf_counter()
-            kept, measured, runs = play(scenario, args.seed, Path(tmp) / f"scenario{k}")
+            kept, measured, runs = play(scenario, args.seed, Path(tmp) / f"scenario{k}", keep)
             n = len(scenario.effects)
             assert measured == n, f"{scenario.label}: {n - measured} experiments were not measured"
             print(f"| {scenario.label} | {kept} of {n} ({kept / n:.0%}) | {runs / n:.2f} | "
