@@ -70,8 +70,8 @@ class Attempt:
     key: str = ""  # the content key of its editable files
     smaller: bool = False
     measurements: list[Measurement] = field(default_factory=list)  # the candidate's runs
-    references: list[Row] = field(default_factory=list)  # the frontier's re-runs beside them
-    block: list[Row] = field(default_factory=list)  # both, in the order they ran (candidate rows provisional)
+    block: list[Row] = field(default_factory=list)  # their rows and the frontier's re-runs, in the order they ran
+    # (the candidate's rows provisional until the decision)
     decision: keeprule.Decision | None = None
     in_flight: tuple[str, str, str] | None = None  # (commit, kind, description) of the run going on
 
@@ -80,7 +80,6 @@ class Attempt:
         return self.history.value_of(self.frontier)
 
     def add_reference(self, row: Row) -> None:
-        self.references.append(row)
         self.block.append(row)
 
     def add_run(self, m: Measurement, row: Row) -> None:
@@ -92,8 +91,8 @@ class Attempt:
         return [replace(r, **fields) if r.commit == self.candidate[:7] and r.status != "crash" else r for r in self.block]
 
     def frontier_now(self) -> float | None:
-        """The frontier's value with its re-runs so far."""
-        return History([*self.history.rows, *self.references], self.branch, self.history.direction).value_of(self.frontier)
+        """The frontier's value with its re-runs so far (the candidate's rows are not kept rows of it)."""
+        return History([*self.history.rows, *self.block], self.branch, self.history.direction).value_of(self.frontier)
 
 
 class Engine:

@@ -100,15 +100,6 @@ class Usage:
     cost_usd: float | None
 
 
-def _arrivals(rows) -> list[str]:
-    """Short commits in the order they were first kept."""
-    out: dict[str, None] = {}
-    for r in rows:
-        if r.status == "keep" and keeprule.measured(r):
-            out.setdefault(r.commit[:7], None)
-    return list(out)
-
-
 class History:
     """The rows of one line of research and every number drawn from them."""
 
@@ -127,8 +118,7 @@ class History:
         """The short commit kept last: the one whose first kept measurement came last (a re-run
         of an older frontier, written after a change's runs, does not make it the frontier
         again); None before anything was kept."""
-        arrivals = _arrivals(self.rows)
-        return arrivals[-1] if arrivals else None
+        return self.kept_changes[-1].commit[:7] if self.kept_changes else None
 
     @cached_property
     def frontier_value(self) -> float | None:
@@ -248,7 +238,7 @@ class History:
     @cached_property
     def frontier_change(self) -> KeptChange | None:
         """The kept change that is the frontier now."""
-        return next((c for c in reversed(self.kept_changes) if c.commit[:7] == self.frontier_commit), None)
+        return self.kept_changes[-1] if self.kept_changes else None
 
     @cached_property
     def counts(self) -> dict[str, int]:

@@ -106,12 +106,7 @@ def pooled(groups: Iterable[Sequence[float]], prior_sigma: float, prior_dof: flo
         runs += len(values)
     if prior_dof + dof <= 0:
         return Noise(0.0, 0, 0, prior_sigma, prior_dof)
-    return Noise(_shrunk(ss, dof, prior_sigma, prior_dof), dof, runs, prior_sigma, prior_dof)
-
-
-def _shrunk(ss: float, dof: int, prior_sigma: float, prior_dof: float) -> float:
-    """sqrt((prior_dof * prior_sigma^2 + ss) / (prior_dof + dof)): the pooled sigma with the prior mixed in."""
-    return math.sqrt((prior_dof * prior_sigma ** 2 + ss) / (prior_dof + dof))
+    return Noise(math.sqrt((prior_dof * prior_sigma ** 2 + ss) / (prior_dof + dof)), dof, runs, prior_sigma, prior_dof)
 
 
 def measured(row) -> bool:
@@ -299,8 +294,7 @@ def weigh(rows: Sequence, frontier: str, candidate: str, *, start: int, directio
     runs and the frontier's re-runs beside it from index `start` on)."""
     at = _positions(rows)
     now = (at[-1] + (rows[-1].status in RAN)) if rows else 0
-    noise_now = noise(rows, prior_rel, prior_dof)
-    sigma = noise_now.sigma  # inflated by Student's t while young, as the views show it
+    sigma = noise(rows, prior_rel, prior_dof).sigma  # inflated by Student's t while young, as the views show it
     f_idx, selecting = _frontier_runs(rows, at, frontier, now, rule.window)
     c_idx = [i for i in range(start, len(rows)) if rows[i].commit[:7] == candidate[:7] and measured(rows[i])]
     if not f_idx or not c_idx:
