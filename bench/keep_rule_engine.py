@@ -23,9 +23,10 @@ import re
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from autoresearch.config import KeepRule
 from autoresearch.engine import Engine
 from autoresearch.resultsfile import read_rows
 from autoresearch.workspace import Workspace, init_workspace
@@ -128,7 +129,12 @@ def main() -> None:
     parser.add_argument("--keep", action="append", default=[], metavar="KEY=VALUE",
                         help="a [keep] setting other than the default, e.g. stop=0.6 (repeatable)")
     args = parser.parse_args()
+    if any("=" not in item for item in args.keep):
+        parser.error("--keep takes KEY=VALUE, e.g. --keep stop=0.6")
     keep = dict(item.split("=", 1) for item in args.keep)
+    unknown = sorted(set(keep) - {f.name for f in fields(KeepRule)})
+    if unknown:
+        parser.error(f"--keep {unknown[0]}: no such setting in [keep] (known: {', '.join(f.name for f in fields(KeepRule))})")
     chosen = [s for s in scenarios(args.experiments) if args.only in s.label]
     print(f"sigma {SIGMA:g}, seed {args.seed}; [keep] settings: " + (", ".join(args.keep) or "the defaults"))
     print("| scenario | kept | runs per experiment | seconds |")
