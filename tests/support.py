@@ -206,6 +206,16 @@ def rows(ws: Path) -> list:
     return results.read(Path(ws) / "results.tsv")[1]
 
 
+def kept_last(got: list) -> str:
+    """The commit kept last: the one whose first kept row comes last (a re-run of an older
+    frontier, written after a change's runs, is kept too but keeps nothing new)."""
+    firsts = {}
+    for x in got:
+        if x.status == "keep":
+            firsts.setdefault(x.commit, x)
+    return list(firsts)[-1]
+
+
 def head(ws: Path) -> str:
     return git(ws, "rev-parse", "HEAD")
 

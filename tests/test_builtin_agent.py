@@ -16,7 +16,7 @@ from autoresearch.agents.builtin import BuiltinAgent, derive, hyperparameters
 from autoresearch.research.results import Row
 from autoresearch.workspace import template_text
 
-from support import blank, cli, clean, git, head, rows
+from support import blank, cli, clean, git, head, kept_last, rows
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ def test_the_loop_drives_the_builtin_agent_on_any_script(tmp_path):
     assert len(experiments) == 5 and all(x.agent == "builtin" for x in experiments)
     kept = [x.value for x in got if x.status == "keep" and x.kind == "experiment"]
     assert kept and kept == sorted(kept) and len(set(kept)) == len(kept)  # strictly better each time
-    assert head(root)[:7] == [x for x in got if x.status == "keep"][-1].commit and clean(root)
+    assert head(root)[:7] == kept_last(got) and clean(root)
     # resumed: the next run goes on with the same study and proposes new values
     r = cli("run", "--max-experiments", "2", cwd=root)
     assert r.returncode == 0, r.stderr

@@ -19,7 +19,7 @@ import pytest
 from autoresearch import capsliterals
 from autoresearch.workspace import Workspace, fingerprint
 
-from support import cli, clean, git, head, rows
+from support import cli, clean, git, head, kept_last, rows
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def test_loop_with_the_builtin_agent(tmp_path, data_cache):
     assert len(experiments) == 6 and all(x.agent == "builtin" for x in experiments)
     # the branch tip is the last kept commit
     kept = [x for x in got if x.status == "keep"]
-    assert head(root)[:7] == kept[-1].commit
+    assert head(root)[:7] == kept_last(got)
     # kept values (the mean of each kept commit's runs) strictly improve
     by_commit = defaultdict(list)
     order = []
