@@ -58,3 +58,106 @@ def test_a_missing_agent_program_is_one_clear_error(tmp_path):
 
     with pytest.raises(AutoresearchError, match="agent program not found: no-such-agent-program"):
         proc.call(["no-such-agent-program"], cwd=tmp_path, timeout=5)
+
+
+# ---------------------------------------------------------------------------
+# supervise: run.log capped, the pipe never holds the engine
+
+
+def _supervise(tmp_path, code: str, limit: float = 60, **kw) -> tuple[proc.RunOutcome, bytes, float]:
+    log = tmp_path / "run.log"
+    started = time.monotonic()
+    outcome = proc.supervise([sys.executable, "-c", code], tmp_path, dict(os.environ), log, limit, **kw)
+    return outcome, log.read_bytes(), time.monotonic() - started
+
+
+def test_a_flood_of_output_leaves_a_capped_log_with_its_first_and_last_lines(tmp_path):
+    # 50 MB in about a second: run.log keeps the head and the tail, one line marks the cut
+    code = "import sys\nfor i in range(50_000): sys.stdout.write(f'line {i:06d} ' + 'x' * 987 + '\\n')"
+    outcome, data, wall = _supervise(tmp_path, code)
+    assert outcome.returncode == 0
+    marker = [line for line in data.split(b"\n") if line.startswith(b"[autoresearch: ")]
+    assert len(marker) == 1, marker
+    assert len(data) <= proc.LOG_HEAD_BYTES + proc.LOG_TAIL_BYTES + len(marker[0]) + 2
+    assert data.startswith(b"line 000000 " + b"x" * 987 + b"\n")
+    assert data.endswith(b"line 049999 " + b"x" * 987 + b"\n")
+    # the head (1 MiB) ends mid-line, so the cut line starts with a newline of its own
+    assert outcome.log_dropped == 50_000 * 1000 - (len(data) - len(marker[0]) - 2)
+    assert marker[0].decode() == (f"[autoresearch: {outcome.log_dropped} bytes of output dropped here; run.log keeps "
+                                  f"the first {proc.LOG_HEAD_BYTES} and the last {proc.LOG_TAIL_BYTES} bytes]")
+    # the cut falls between whole lines: the kept tail starts with a whole line
+    after = data.split(marker[0] + b"\n", 1)[1]
+    assert after.startswith(b"line ") and len(after.split(b"\n", 1)[0]) == 999
+    # the engine keeps up with the writer: the run is not slowed down by the copying
+    assert outcome.seconds < 8 and wall < 10
+
+
+def test_output_under_the_cap_is_kept_as_it_is(tmp_path):
+    code = "import sys\nfor i in range(1000): print(i)\nsys.stderr.write('on stderr\\n')"
+    outcome, data, _ = _supervise(tmp_path, code)
+    expected = "".join(f"{i}\n" for i in range(1000)) + "on stderr\n"
+    assert data.decode() == expected and outcome.log_dropped == 0
+
+
+def test_the_cap_is_a_setting_and_the_cut_line_says_what_was_kept(tmp_path):
+    code = "for i in range(100): print(f'{i:03d}')"  # 400 bytes
+    outcome, data, _ = _supervise(tmp_path, code, log_cap=(40, 80))
+    text = data.decode()
+    head, cut, tail = text.split("\n[", 1)[0], "[" + text.split("\n[", 1)[1].split("\n", 1)[0], text.split("]\n", 1)[1]
+    assert head == "".join(f"{i:03d}\n" for i in range(10)).rstrip("\n")
+    assert tail == "".join(f"{i:03d}\n" for i in range(80, 100))
+    assert cut == "[autoresearch: 280 bytes of output dropped here; run.log keeps the first 40 and the last 80 bytes]"
+    assert outcome.log_dropped == 280
+
+
+def test_the_tail_of_a_long_output_is_in_the_log_while_the_run_goes_on(tmp_path):
+    # past the cap, then a last line and a long wait: a live reader (read_tail) sees that line
+    from autoresearch.files import read_tail
+
+    log = tmp_path / "run.log"
+    code = ("import sys, time\nfor i in range(8_000): sys.stdout.write('y' * 1023 + '\\n')\n"
+            "print('step 00042 | the latest line', flush=True)\ntime.sleep(60)")
+    seen: list[str] = []
+
+    def tick(elapsed):
+        text = read_tail(log, 4096) or ""
+        if "step 00042 | the latest line" in text:
+            seen.append(text)
+            raise KeyboardInterrupt  # seen: stop the run, as Ctrl-C would
+
+    with pytest.raises(KeyboardInterrupt):
+        proc.supervise([sys.executable, "-c", code], tmp_path, dict(os.environ), log, 30, on_tick=tick, tick=0.1)
+    assert seen, "the recent output never showed in run.log during the run"
+    assert log.stat().st_size <= proc.LOG_HEAD_BYTES + proc.LOG_TAIL_BYTES + 200
+
+
+@pytest.mark.parametrize("writes", [False, True], ids=["silent", "writing"])
+def test_a_grandchild_that_left_the_group_holding_the_pipe_does_not_hold_the_run(tmp_path, writes):
+    # the grandchild starts a session of its own (so the group's kill misses it) and keeps the
+    # pipe open, silent or writing without end: supervise still returns at once
+    pidfile, script = tmp_path / "grandchild.pid", tmp_path / "grandchild.py"
+    script.write_text("import sys\nwhile True: sys.stdout.write('z' * 100 + '\\n')\n" if writes
+                      else "import time\ntime.sleep(60)\n")
+    code = (f"import subprocess, sys\nc = subprocess.Popen([sys.executable, {str(script)!r}], start_new_session=True)\n"
+            f"open({str(pidfile)!r}, 'w').write(str(c.pid))\nprint('parent done', flush=True)")
+    try:
+        outcome, data, wall = _supervise(tmp_path, code)
+        assert outcome.returncode == 0 and data.startswith(b"parent done\n")
+        assert wall < proc.LOG_DRAIN_SECONDS + 5
+    finally:
+        with_pid = pidfile.read_text() if pidfile.exists() else ""
+        if with_pid:
+            os.kill(int(with_pid), 9)
+
+
+def test_a_background_child_in_the_group_does_not_hold_the_run(tmp_path):
+    code = "import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\nprint('bye')"
+    outcome, data, wall = _supervise(tmp_path, code)
+    assert outcome.returncode == 0 and data == b"bye\n" and wall < 5
+
+
+def test_a_command_that_cannot_start_says_so_in_the_log(tmp_path):
+    log = tmp_path / "run.log"
+    outcome = proc.supervise([str(tmp_path / "no-such-program")], tmp_path, dict(os.environ), log, 10)
+    assert outcome.returncode is None and outcome.error.startswith("cannot start")
+    assert log.read_text().startswith("cannot start")

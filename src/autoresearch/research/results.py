@@ -15,6 +15,7 @@ together with the run it confirms).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 
@@ -61,9 +62,35 @@ class Row:
         ]
 
 
+# Text that came from a run or from the agent (run.log, descriptions, reasons, agent names) is
+# shown on terminals and written into results.tsv: `printable` is the one rule for it. It
+# lives here, in the pure layer, so that every layer can use it (research/ imports nothing).
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, clear screen (\x1b[2J)
+    r"|(?:\x1b[]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"  # OSC (title), DCS, SOS, PM, APC
+    r"|\x1b[ -/]*[0-~]"  # the other escapes: charset (ESC ( B), keypad (ESC =), save cursor (ESC 7)
+)
+# every control character but newline and tab: C0, DEL, C1; bidi overrides, embeddings, isolates
+# and marks (they reorder what a terminal shows); lone surrogates (invalid UTF-8 decoded with
+# surrogateescape: they cannot even be written out as UTF-8)
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def printable(text: str | bytes) -> str:
+    """`text` safe to show on a terminal: bytes decoded as UTF-8 (invalid bytes and lone
+    surrogates become U+FFFD), ANSI/OSC escape sequences removed, and every control character
+    except newline and tab (C0, DEL, C1 such as \\x9b, bidi overrides U+202A-U+202E and
+    isolates U+2066-U+2069, the marks U+200E, U+200F, U+061C) removed."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", errors="replace")
+    text = _SURROGATES.sub("\ufffd", str(text))
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
 def clean(text: str) -> str:
-    """One TSV cell: no tabs, no newlines."""
-    return " ".join(str(text).split())
+    """One TSV cell: printable (see above), no tabs, no newlines."""
+    return " ".join(printable(text).split())
 
 
 def header(metric: str = "val_bpb") -> str:

@@ -24,6 +24,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
 from autoresearch.research.history import History, interrupted
 from autoresearch.research.keeprule import measured
+from autoresearch.research.results import clean, printable
 from autoresearch.views.snapshot import (
     Source, best_so_far, git_head, open_source, pick_branch, summarize,
 )
@@ -41,8 +42,8 @@ LABEL_CHARS = 48
 
 
 def _short(text: str, limit: int = LABEL_CHARS) -> str:
-    """One line of plot text; `$` escaped so matplotlib never reads a description as math."""
-    text = " ".join(text.split())
+    """One line of plot text, printable; `$` escaped so matplotlib never reads a description as math."""
+    text = clean(text)
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return text.replace("$", r"\$")
 
@@ -79,7 +80,7 @@ def plot(history: History, path: Path, *, metric: str = "val_bpb", title: str = 
         title = f"{len(rows)} runs: {s.counts_text}"
         if s.baseline is not None and s.frontier is not None:
             title += f" — {shown_metric} {s.baseline:.6f} → {s.frontier:.6f}"
-    ax.set_title(title, fontsize=11)
+    ax.set_title(printable(title), fontsize=11)
     fig.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -227,7 +228,8 @@ def _limits(rows, s, direction: str) -> tuple[float, float]:
 
 
 def _md(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """One table cell or list item of the markdown: one printable line, `|` escaped."""
+    return clean(text).replace("|", "\\|")
 
 
 def markdown(history: History, *, metric: str = "val_bpb", name: str = "", results_name: str = "results.tsv",
@@ -284,7 +286,8 @@ def markdown(history: History, *, metric: str = "val_bpb", name: str = "", resul
                 desc += f" ({c.runs} runs)"
             out.append(f"| {c.index + 1} | `{c.commit[:7]}` | {c.value:.6f} | {delta} | {vs_base} | {desc} |")
     out += _failures(rows)
-    return "\n".join(out) + "\n"
+    # printable as a whole too: the metric's and the workspace's names come from files as well
+    return printable("\n".join(out) + "\n")
 
 
 def _failures(rows) -> list[str]:

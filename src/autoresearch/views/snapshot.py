@@ -30,13 +30,12 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.files import read_tail
 from autoresearch.research import keeprule
 from autoresearch.research.history import History, interrupted
-from autoresearch.research.results import Row, as_dict
+from autoresearch.research.results import Row, as_dict, printable
 from autoresearch.workspace import Folder, Workspace
 
 LOG_TAIL_BYTES = 64 * 1024
 DIFF_LIMIT = 200_000  # characters of a diff shown at most
 _COMMIT = re.compile(r"^[0-9a-fA-F]{4,40}$")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _PROGRESS = re.compile(r"^step\s+(\d+)\s*\|(.*)$")
 STARTING_SECONDS = 120  # a current.json without a pid older than this was left by a killed engine
 # Rates (experiments per hour, the share of wall-clock spent training) extrapolate from what ran
@@ -237,10 +236,14 @@ def tail_text(path: Path, limit: int = LOG_TAIL_BYTES) -> str | None:
 
 
 def clean_log(text: str) -> list[str]:
-    """Log lines as a terminal would show them: colour codes gone, carriage returns applied."""
+    """Log lines as a terminal would show them, carriage returns applied, and printable (no
+    colour codes, no escape sequences, no control characters: research.results.printable)."""
     lines = []
-    for line in _ANSI.sub("", text).split("\n"):
-        lines.append(line.rstrip("\r").split("\r")[-1])
+    for line in text.split("\n"):
+        parts = [printable(part) for part in line.split("\r")]
+        while len(parts) > 1 and not parts[-1]:  # "text\r" and "text\r\x1b[K" show the text
+            parts.pop()
+        lines.append(parts[-1])
     return lines
 
 

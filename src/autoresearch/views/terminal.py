@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from autoresearch.errors import AutoresearchError
+from autoresearch.research.results import printable
 from autoresearch.views.snapshot import Snapshot, open_source, snapshot
 
 
@@ -27,7 +28,8 @@ def duration(seconds) -> str:
 def progress_text(current: dict | None) -> str:
     if not current:
         return "nothing running"
-    head = f"{current['commit'][:7]} {current['description']!r}" if current.get("commit") else repr(current["description"])
+    description = repr(printable(current["description"]))  # quoted, what the agent wrote made harmless
+    head = f"{current['commit'][:7]} {description}" if current.get("commit") else description
     if current.get("kind") and current["kind"] != "experiment":
         head += f" ({current['kind']})"
     if not current.get("alive"):
@@ -139,17 +141,19 @@ def _noise_and_usage(s) -> list[tuple[str, str]]:
 
 
 def render(snap: Snapshot):
-    """A rich Table of the snapshot."""
+    """A rich Table of the snapshot. Every cell is printable (research.results.printable):
+    descriptions, agent names, branches and loop states come from the agent or from files it
+    could write, and rich passes escape sequences through to the terminal."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(show_header=False, box=None, pad_edge=False, title=Text(f"autoresearch · {snap.name}"),
+    table = Table(show_header=False, box=None, pad_edge=False, title=Text(printable(f"autoresearch · {snap.name}")),
                   title_justify="left", title_style="bold")
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column(overflow="fold")
     for label, text in rows_of_table(snap):
         style = "red" if label == "results" else None
-        table.add_row(label, Text(text), style=style)  # Text: a description is never read as markup
+        table.add_row(label, Text(printable(text)), style=style)  # Text: a description is never read as markup
     return table
 
 
