@@ -23,6 +23,7 @@ def _isolated_environment(tmp_path_factory):
     saved = dict(os.environ)
     os.environ.update({
         "AUTORESEARCH_CACHE_DIR": str(cache),
+        "AUTORESEARCH_HOME": str(tmp_path_factory.mktemp("autoresearch-home")),
         "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
         "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
     })

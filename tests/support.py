@@ -26,6 +26,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from autoresearch import pins
 from autoresearch import resultsfile as results
 from autoresearch.gitrepo import identity_args
 from autoresearch.proc import run
@@ -129,11 +130,12 @@ def dirty(ws: Workspace) -> list[str]:
 VAL_SHA = "ab" * 32
 
 FAKE_PREPARE = '''\
-"""A stand-in harness: evaluate_bpb writes the record the engine trusts."""
-import hashlib, json, os
+"""A stand-in harness: evaluate_bpb hands a number over; the engine's evaluator scores it."""
+import json, os
 
 TIME_BUDGET = 2
 MAX_SEQ_LEN = 16
+PREPARED_DIR = os.path.join(os.environ.get("AUTORESEARCH_CACHE_DIR", "/nonexistent"), "prepared", "fake")
 
 
 def manifest():
@@ -141,15 +143,18 @@ def manifest():
 
 
 def evaluate_bpb(value):
-    path = os.environ.get("AUTORESEARCH_RESULT")
-    if path:
-        with open(__file__, "rb") as fh:
-            me = hashlib.sha256(fh.read()).hexdigest()
-        record = {"val_bpb": value, "tokens": 100, "bytes": 400, "val_sha256": "%s",
-                  "harness_sha256": me, "eval_seconds": 0.01}
-        with open(path, "w") as fh:
-            json.dump(record, fh)
+    folder = os.environ.get("AUTORESEARCH_HANDOVER")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "value.json"), "w") as fh:
+            json.dump({"value": value}, fh)
     return value
+
+
+def score_handover(folder):
+    with open(os.path.join(folder, "value.json")) as fh:
+        value = json.load(fh)["value"]
+    return {"val_bpb": float(value), "tokens": 100, "bytes": 400, "val_sha256": "%s"}
 ''' % (VAL_SHA, VAL_SHA)
 
 TRAIN = '''\
@@ -187,6 +192,7 @@ def llm_like(folder: Path, *, value: float = 1.0, budget: float = 2, branch: str
     git(folder, "commit", "-qm", "fake llm workspace")
     (folder / ".autoresearch").mkdir(exist_ok=True)
     (folder / ".autoresearch" / "val_sha256").write_text(VAL_SHA + "\n")
+    pins.write(pins.fresh(folder, cfg.harness_sha256, VAL_SHA))
     if branch:
         git(folder, "switch", "-qc", branch)
     return Workspace.load(folder)

@@ -85,6 +85,16 @@ def test_a_win_within_min_delta_stops_after_one_run(ws):
     assert head(ws) == frontier and clean(ws)
 
 
+UNJAILED = "AUTORESEARCH_SANDBOX"
+
+
+@pytest.fixture
+def unjailed(monkeypatch):
+    """Runs without the sandbox: for scripts that keep a counter or a pid file outside their
+    folder, which a sandboxed run cannot reach (the sandbox's own tests: test_trust.py)."""
+    monkeypatch.setenv(UNJAILED, "off")
+
+
 def sequence(tmp_path, values: list[float], *, baseline_runs: int = 4):
     """A blank workspace whose command prints the next value of `values` at each run, whatever the code."""
     counter = tmp_path / "runs"
@@ -101,7 +111,7 @@ def sequence(tmp_path, values: list[float], *, baseline_runs: int = 4):
     return ws.root
 
 
-def test_a_borderline_candidate_gets_a_third_run_and_is_decided_on_all_of_them(tmp_path):
+def test_a_borderline_candidate_gets_a_third_run_and_is_decided_on_all_of_them(tmp_path, unjailed):
     # baseline 1.00 1.02 1.00 1.02; candidate 0.99, then 1.00 (still unsure), then 0.98 (likely
     # better, but never kept without the frontier re-run beside it), frontier 1.01
     root = sequence(tmp_path, [1.00, 1.02, 1.00, 1.02, 0.99, 1.00, 0.98, 1.01, 1.20])
@@ -121,7 +131,7 @@ def test_a_borderline_candidate_gets_a_third_run_and_is_decided_on_all_of_them(t
     assert out["frontier_value"] == pytest.approx(0.99) and out["status"] == "discard"
 
 
-def test_a_clear_loser_runs_once(tmp_path):
+def test_a_clear_loser_runs_once(tmp_path, unjailed):
     root = sequence(tmp_path, [1.00, 1.02, 1.00, 1.02, 1.08])
     assert experiment(root, "worse").returncode == 0
     got = rows(root)[4:]
@@ -248,7 +258,7 @@ def test_memory_error_is_a_crash(ws):
     assert last.reason.startswith("out of memory") and "MemoryError" in last.reason
 
 
-def test_a_hang_with_no_output_is_killed_at_the_hard_limit(tmp_path):
+def test_a_hang_with_no_output_is_killed_at_the_hard_limit(tmp_path, unjailed):
     root = tmp_path / "ws"
     llm_like(root, hard_limit=2)
     assert experiment(root, "baseline").returncode == 0
@@ -265,7 +275,7 @@ def test_a_hang_with_no_output_is_killed_at_the_hard_limit(tmp_path):
     assert not pid_alive(int(pidfile.read_text()))
 
 
-def test_a_background_child_left_running_is_killed_with_the_group(ws, tmp_path):
+def test_a_background_child_left_running_is_killed_with_the_group(ws, tmp_path, unjailed):
     pidfile = tmp_path / "child"
     body = ("import subprocess, sys\n"
             "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
@@ -276,39 +286,28 @@ def test_a_background_child_left_running_is_killed_with_the_group(ws, tmp_path):
     assert wait_for(lambda: not pid_alive(int(pidfile.read_text())), timeout=15)
 
 
-def test_a_printed_val_bpb_without_the_harness_record_is_not_kept(ws):
+def test_a_printed_val_bpb_without_a_hand_over_is_not_kept(ws):
     body = "print('---')\nprint('val_bpb:          0.001000')\nimport sys\nsys.exit(0)"
     r, last = run_fault(ws, body)
-    assert last.reason.startswith("no harness record")
+    assert "value.json" in last.reason  # the stand-in evaluator found nothing handed over
 
 
-def test_a_printed_value_that_disagrees_with_the_record_is_a_crash(ws):
-    body = "evaluate_bpb(VALUE)\nprint('---')\nprint('val_bpb:          0.001000')\nimport sys\nsys.exit(0)"
-    _, last = run_fault(ws, body)
-    assert "does not match the harness record" in last.reason
+def test_a_printed_value_is_never_the_score(ws):
+    change(ws, value=2.0, body="evaluate_bpb(VALUE)\nprint('---')\nprint('val_bpb:          0.001000')\nimport sys\nsys.exit(0)")
+    out = experiment_json(ws, "prints a better number than it reached")
+    assert out["status"] == "discard" and rows(ws)[-1].value == 2.0
 
 
-def test_prepare_py_modified_while_running_is_detected_and_restored(ws):
+def test_a_run_writes_only_its_own_copy_of_the_workspace(ws):
     original = (ws / "prepare.py").read_text()
-    body = "with open('prepare.py', 'a') as fh:\n    fh.write('# tampered\\n')"
-    _, last = run_fault(ws, body)
-    assert "prepare.py changed during the run" in last.reason
-    assert (ws / "prepare.py").read_text() == original
-
-
-def test_results_tsv_written_by_the_script_is_restored_and_flagged(ws):
     before = (ws / "results.tsv").read_text()
-    body = "with open('results.tsv', 'a') as fh:\n    fh.write('fake\\t0.1\\t0.0\\tkeep\\tforged\\n')"
-    _, last = run_fault(ws, body)
-    assert "wrote to results.tsv" in last.reason
+    body = ("with open('prepare.py', 'a') as fh:\n    fh.write('# tampered\\n')\n"
+            "with open('results.tsv', 'a') as fh:\n    fh.write('fake\\t0.1\\t0.0\\tkeep\\tforged\\n')")
+    change(ws, value=2.0, body=body)
+    assert experiment_json(ws, "writes the harness and the results")["status"] == "discard"
+    assert (ws / "prepare.py").read_text() == original
     text = (ws / "results.tsv").read_text()
     assert "forged" not in text and text.startswith(before)
-
-
-def test_exit_zero_without_a_summary_is_a_crash(ws):
-    body = "evaluate_bpb(VALUE)\nimport sys\nsys.exit(0)"
-    _, last = run_fault(ws, body)
-    assert "no summary" in last.reason
 
 
 def test_training_past_the_budget_is_flagged(ws):
@@ -328,7 +327,7 @@ def test_a_run_that_lies_about_its_training_time_is_caught_by_the_wall_clock(tmp
     frontier = head(root)
     change(root, value=0.5, body="import time\ntime.sleep(4)")
     out = experiment_json(root, "slow but claims 0.1 s")
-    assert out["status"] == "crash" and out["reason"].startswith("over budget: ran")
+    assert out["status"] == "crash" and out["reason"].startswith("over budget"), out["reason"]
     assert_intact(root, frontier, 3)
 
 
@@ -349,20 +348,19 @@ def test_a_command_that_cannot_start_is_a_crashed_baseline(tmp_path):
 # -- the environment of the run -----------------------------------------------------
 
 
-def test_secrets_never_reach_the_training_process_and_caches_stay_in_the_workspace(ws, tmp_path):
-    dump = tmp_path / "env.json"
-    change(ws, value=2.0, body=f"import json, os\njson.dump(dict(os.environ), open({str(dump)!r}, 'w'))")
+def test_secrets_never_reach_the_training_process_and_caches_stay_in_its_scratch(ws, tmp_path):
+    change(ws, value=2.0, body="import json, os\nprint('ENV ' + json.dumps(dict(os.environ)))")
     env = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "x", "HF_TOKEN": "hf", "AWS_SECRET_ACCESS_KEY": "a",
            "DB_PASSWORD": "p", "TOKENIZERS_PARALLELISM": "false", "MY_SETTING": "kept"}
     r = cli("experiment", "-d", "dump env", cwd=ws, env=env)
     assert r.returncode == 0, r.stderr
-    seen = json.loads(dump.read_text())
+    line = next(x for x in (ws / "run.log").read_text().splitlines() if x.startswith("ENV "))
+    seen = json.loads(line[4:])
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"):
         assert name not in seen
     assert seen["TOKENIZERS_PARALLELISM"] == "false" and seen["MY_SETTING"] == "kept"
-    state = str(ws / ".autoresearch")
-    assert seen["AUTORESEARCH_RESULT"].startswith(state)
-    assert seen["TORCHINDUCTOR_CACHE_DIR"].startswith(state) and seen["TRITON_CACHE_DIR"].startswith(state)
+    assert "AUTORESEARCH_RESULT" not in seen  # the record is the evaluator's to write
+    assert seen["TORCHINDUCTOR_CACHE_DIR"].startswith("/scratch/") and seen["TRITON_CACHE_DIR"].startswith("/scratch/")
     assert "sk-test" not in (ws / "run.log").read_text()
 
 
@@ -491,7 +489,9 @@ def test_results_header_uses_the_metric_name(tmp_path):
 
 
 def test_val_split_mismatch_is_a_crash(ws):
-    (ws / ".autoresearch" / "val_sha256").write_text("cd" * 32 + "\n")
+    from autoresearch import pins
+
+    pins.write(pins.read(ws).with_val("cd" * 32))  # the split the evaluator reads is no longer the pinned one
     frontier = head(ws)
     change(ws, value=0.5)
     out = experiment_json(ws, "other data")
@@ -519,7 +519,7 @@ def test_the_live_line_is_one_line_rewritten_in_place(tmp_path):
     assert text.endswith("\r\x1b[K")
 
 
-def test_drift_in_machine_speed_is_not_mistaken_for_a_win(tmp_path):
+def test_drift_in_machine_speed_is_not_mistaken_for_a_win(tmp_path, unjailed):
     """Every run scores better than the one before, whatever the code (a machine that keeps
     getting faster): the frontier's re-runs beside the candidate show the drift, and the
     candidate never beats them by enough to be kept."""

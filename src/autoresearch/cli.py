@@ -222,8 +222,12 @@ def experiment(description, where, as_json):
 @click.option("--agent-timeout", type=SECONDS, default=None,
               help="Seconds the agent may take per proposal (default: 1800 for claude, codex, aider and "
                    "command; 600 for anthropic and openai).")
+@click.option("--require-sandbox", is_flag=True,
+              help="Refuse to train without a sandbox (bubblewrap on Linux); also `require_sandbox = true` "
+                   "in autoresearch.toml.")
 @clean_errors
-def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, agent_command, agent_timeout):
+def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, agent_command, agent_timeout,
+        require_sandbox):
     """The unattended loop: baseline, then propose, experiment, keep or reset, until stopped.
 
     Outside a workspace it creates ./research (profile auto, offline data) and uses it from then
@@ -231,8 +235,15 @@ def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, ag
     cleanly (finished runs are kept, the one in flight is recorded as interrupted); `run` again
     resumes the same branch.
     """
-    from autoresearch import loop
+    import os
 
+    from autoresearch import loop, sandbox
+
+    if require_sandbox:
+        found = sandbox.detect()
+        if not found.on:
+            raise AutoresearchError(f"no sandbox for training here ({found.why}); --require-sandbox refuses to run")
+        os.environ["AUTORESEARCH_REQUIRE_SANDBOX"] = "1"
     plan = loop.Plan(agent=agent, tag=tag, max_experiments=max_experiments, hours=hours, max_cost=max_cost,
                      agent_options={"model": model, "base_url": base_url, "agent_command": agent_command,
                                     "agent_timeout": agent_timeout})

@@ -82,6 +82,7 @@ class Config:
     notes: str = setting("notes.md", "the agent's notebook; may change, never scored")
     hard_limit: float = setting(0.0, "seconds; 0 means 2 x budget + allowance")
     allowance: float = setting(0.0, "seconds beyond the budget for startup; 0 means 30 + 10 % of the budget")
+    require_sandbox: bool = setting(False, "refuse to run training without a sandbox (bubblewrap on Linux)")
     metric: str = setting("val_bpb", table="metric", key="name")
     direction: str = setting("lower", "lower or higher is better", table="metric")
     harness_record: bool = setting(True, "the run writes a JSON record to $AUTORESEARCH_RESULT", table="metric")

@@ -7,22 +7,63 @@ a later prepare that produced different validation data is refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
+import tempfile
+from pathlib import Path
 
+from autoresearch import pins
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import run
 from autoresearch.workspace import Workspace
 
 
-def manifest(ws: Workspace) -> dict | None:
-    """The harness's record of prepared data, or None when not prepared yet."""
-    code = "import json, prepare; print(json.dumps(prepare.manifest()))"
-    result = run([sys.executable, "-c", code], cwd=ws.root, check=False)
+def harness_copy(ws: Workspace, folder: Path) -> Path:
+    """The workspace's harness copied into `folder`, after checking it against the pin.
+
+    The engine never imports the harness from the workspace: a `prepare/` package, a planted
+    `__pycache__` file or a link there would be imported instead."""
+    if len(ws.config.harness_files) != 1:
+        raise AutoresearchError("the harness must be exactly one file (harness.files in autoresearch.toml)")
+    source = ws.root / ws.config.harness_files[0]
+    if source.is_symlink() or not source.is_file():
+        raise AutoresearchError(f"{ws.config.harness_files[0]} must be a regular file, not a link")
+    data = source.read_bytes()
+    if hashlib.sha256(data).hexdigest() != ws.pins.harness_sha256:
+        raise AutoresearchError(f"{ws.config.harness_files[0]} does not match its pinned fingerprint")
+    path = folder / "prepare.py"
+    path.write_bytes(data)
+    return path
+
+
+def _ask(ws: Workspace, code: str) -> str:
+    """The last line a short program prints with the pinned harness importable as `prepare`."""
+    with tempfile.TemporaryDirectory(prefix="autoresearch-harness-") as tmp:
+        harness_copy(ws, Path(tmp))
+        result = run([sys.executable, "-I", "-B", "-c", code], cwd=tmp, check=False, env=_env(tmp))
     if result.returncode != 0:
         lines = (result.stderr or "").strip().splitlines()
         raise AutoresearchError(f"cannot read the harness: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _env(folder: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def manifest(ws: Workspace) -> dict | None:
+    """The harness's record of prepared data, or None when not prepared yet."""
+    return json.loads(_ask(ws, "import sys; sys.path.insert(0, '.'); import json, prepare; "
+                              "print(json.dumps(prepare.manifest()))"))
+
+
+def prepared_dir(ws: Workspace, harness: Path | None = None) -> Path:
+    """Where the harness keeps this workspace's prepared data on this machine."""
+    return Path(_ask(ws, "import sys; sys.path.insert(0, '.'); import prepare; print(prepare.PREPARED_DIR)"))
 
 
 def is_prepared(ws: Workspace) -> bool:
@@ -35,13 +76,15 @@ def prepare(ws: Workspace) -> dict | None:
         return None
     if not ws.harness_ok():
         raise AutoresearchError("prepare.py does not match the workspace's fingerprint; restore it with `git checkout main -- prepare.py`")
-    result = run([sys.executable, "prepare.py"], cwd=ws.root, check=False, stream=True)
+    with tempfile.TemporaryDirectory(prefix="autoresearch-harness-") as tmp:
+        harness_copy(ws, Path(tmp))
+        result = run([sys.executable, "-B", "prepare.py"], cwd=tmp, check=False, stream=True, env=_env(tmp))
     if result.returncode != 0:
         raise AutoresearchError(f"prepare.py failed (exit {result.returncode}); see the line above")
     record = manifest(ws)
     if record is None:
         raise AutoresearchError("prepare.py finished but left no manifest")
-    pinned = ws.state.pinned_val()
+    pinned = ws.pins.val_sha256 or None
     if pinned is not None:
         if pinned != record["val_sha256"]:
             raise AutoresearchError(
@@ -49,5 +92,6 @@ def prepare(ws: Workspace) -> dict | None:
                 "results would not compare; make a new workspace"
             )
     else:
-        ws.state.pin_val(record["val_sha256"])
+        pins.write(ws.pins.with_val(record["val_sha256"]))
+        ws.state.pin_val(record["val_sha256"])  # a copy for the views; the engine reads the pins
     return record

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from autoresearch import capsliterals, gitrepo, profiles
+from autoresearch import capsliterals, gitrepo, pins, profiles
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
@@ -85,8 +85,20 @@ class Workspace(Folder):
     def results_path(self) -> Path:
         return self.root / "results.tsv"
 
+    @property
+    def pins(self) -> pins.Pins:
+        """The harness and validation pins from the engine's own folder; a workspace made before
+        they existed is pinned from its config and state folder on first use."""
+        found = pins.read(self.root)
+        if found is None:
+            val = self.state.pinned_val() or self.config.val_sha256
+            found = pins.write(pins.fresh(self.root, self.config.harness_sha256, val))
+        return found
+
     def harness_ok(self) -> bool:
-        return fingerprint(self.root, self.config.harness_files) == self.config.harness_sha256
+        """Whether the harness files match the pinned fingerprint (and the config agrees)."""
+        pinned = self.pins.harness_sha256
+        return fingerprint(self.root, self.config.harness_files) == pinned and self.config.harness_sha256 == pinned
 
     def save(self, config: Config) -> "Workspace":
         """Write a new config atomically and return the workspace with it."""
@@ -223,6 +235,7 @@ def _create(target: Path, files: dict[str, str], config: Config) -> Workspace:
         config = replace(config, harness_sha256=fingerprint(target, config.harness_files))
         (target / CONFIG_NAME).write_text(config.to_toml())
         gitrepo.init(target, f"autoresearch init ({config.template}, {config.profile})")
+        pins.write(pins.fresh(target, config.harness_sha256))
     except BaseException:
         if created:
             shutil.rmtree(target, ignore_errors=True)

@@ -73,6 +73,9 @@ class Guard:
     def violation(self, changed: list[str]) -> str:
         """Why a change may not run ("" when it may): files outside the editable set, or a
         harness that does not match its fingerprint."""
+        links = [p for p in (*changed, *self.protected()) if (self.root / p).is_symlink()]
+        if links:
+            return f"{links[0]} is a link: editable files and the notes must be regular files"
         outside = [p for p in changed if not self.is_editable(p)]
         if outside:
             more = " …" if len(outside) > 5 else ""

@@ -109,10 +109,15 @@ def usage_cells(usage: Any) -> dict:
     return out
 
 
+UNSANDBOXED = "unsandboxed"
+
+
 def make_row(commit: str, *, status: str, kind: str, description: str, reason: str, branch: str, agent: str = "",
              m: Measurement | None = None, usage: Any = None) -> Row:
     """A results row; a measurement's figures when there is one (a crash keeps its times, not its value)."""
     ok = m is not None and m.value is not None
+    if m is not None and m.unsandboxed and UNSANDBOXED not in reason:  # every row of such a run says so
+        reason = f"{reason}; {UNSANDBOXED}" if reason else UNSANDBOXED
     return Row(
         commit=commit[:7], value=m.value if ok else 0.0, memory_gb=m.memory_gb if ok else 0.0, status=status,
         description=description, timestamp=utc_now(), seconds=round(m.seconds, 1) if m else None,

@@ -11,19 +11,25 @@ It makes no git changes and writes no rows.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from autoresearch import proc
+from autoresearch import gitrepo, pins, preparing, proc, sandbox
 from autoresearch.engine.guard import Guard
+from autoresearch.errors import AutoresearchError
 from autoresearch.engine.measure import LOG_READ_BYTES, Limits, Measurement, measure, read_log
+from autoresearch.files import read_tail
+from autoresearch.research.results import printable
 from autoresearch.state import Current, Journal
 from autoresearch.workspace import Workspace
 
@@ -31,6 +37,7 @@ RESULT_VARIABLE = "AUTORESEARCH_RESULT"
 _SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
 _STEP = re.compile(r"^step\s+(\d+)\b(.*)$")
 _EVALUATING = re.compile(r"^evaluating\b")  # the harness's evaluate_bpb says so when it starts
+LIVE_READ_BYTES = 64 * 1024
 _FIELD = re.compile(r"\b(loss|remaining|progress)\s+([-+0-9.eE]+)(%|s)?")
 
 
@@ -56,22 +63,17 @@ class LiveLine:
 
     def __init__(self, stream: TextIO, log_path: Path, label: str):
         self.stream, self.log_path, self.label = stream, log_path, label
-        self.offset, self.partial, self.last = 0, b"", ""
+        self.last = ""
         self.evaluating = False
         self.shown = False
 
     def __call__(self, elapsed: float) -> None:
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(self.offset)
-                chunk = fh.read(LOG_READ_BYTES)
-                self.offset = fh.tell()
-        except OSError:
+        # the end of the log, read afresh each tick: a capped run.log stops growing but its tail moves
+        raw = read_tail(self.log_path, LIVE_READ_BYTES)
+        if raw is None:
             return
-        lines = (self.partial + chunk).replace(b"\r", b"\n").split(b"\n")
-        self.partial = lines.pop()
-        for raw in reversed(lines):
-            text = raw.decode(errors="replace").strip()
+        for line in reversed(raw.replace("\r", "\n").split("\n")[:-1]):
+            text = line.strip()
             if _EVALUATING.match(text):
                 self.evaluating = True
                 break
@@ -89,7 +91,7 @@ class LiveLine:
                 parts.append(f"{float(fields['remaining']):.0f} s left")
         if self.evaluating:
             parts.append("evaluating")
-        text = " | ".join(parts)
+        text = printable(" | ".join(parts)).replace("\n", " ")
         self.stream.write("\r\x1b[K" + text[:100])
         self.stream.flush()
         self.shown = True
@@ -101,30 +103,39 @@ class LiveLine:
             self.shown = False
 
 
+def _missing_program(program: str, cwd: Path) -> str:
+    """Why the command cannot start ("" when its program is there): said before any sandbox
+    is started, so the reason names the program and not the sandbox's own tools."""
+    if "/" in program:
+        found = (cwd / program).exists()
+    else:
+        found = shutil.which(program) is not None
+    return "" if found else f"cannot start {program}: No such file or directory"
+
+
 class Runner:
-    def __init__(self, ws: Workspace, limits: Limits, guard: Guard, *, stream: TextIO, live: bool):
+    """Runs one experiment's code: the trainer in the sandbox on a staged copy of the commit,
+    then (with a harness) the evaluator on the model it handed over; measures both."""
+
+    def __init__(self, ws: Workspace, limits: Limits, guard: Guard, *, stream: TextIO, live: bool,
+                 jail: sandbox.Sandbox | None = None):
         self.ws, self.limits, self.guard = ws, limits, guard
         self.state = ws.state
         self.stream, self.live = stream, live
-
-    def env(self, result_path: Path) -> dict[str, str]:
-        env = proc.scrubbed(os.environ)
-        cache = self.state.cache_dir
-        env[RESULT_VARIABLE] = str(result_path)
-        env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
-        env.setdefault("TRITON_CACHE_DIR", str(cache / "triton"))
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        self.sandbox = jail if jail is not None else sandbox.detect()
 
     def run(self, commit: str, journal: Journal, *, kind: str, description: str) -> Measurement:
-        """Run the command on the checked-out `commit` and measure it."""
+        """Run the command on `commit` (checked out) and measure it."""
+        if not self.sandbox.on and (self.ws.config.require_sandbox or os.environ.get(REQUIRE) == "1"):
+            raise AutoresearchError(f"no sandbox for the training run ({self.sandbox.why}), and the "
+                                    f"sandbox is required (require_sandbox / --require-sandbox)")
         runs = self.state.runs_dir
         runs.mkdir(parents=True, exist_ok=True)
         for old in runs.glob("*.json*"):
             with contextlib.suppress(OSError):
                 old.unlink()
         result_path = runs / f"{int(time.time())}-{uuid.uuid4().hex[:12]}.json"
-        pinned = self.state.pinned_val() or self.ws.config.val_sha256
+        pinned = self.ws.pins.val_sha256
         before = self.guard.snapshot()
         journal = replace(journal, kind=kind, result_path=str(result_path))
         self.state.write_journal(journal)
@@ -136,22 +147,186 @@ class Runner:
             self.state.write_journal(replace(journal, pgid=pgid))
             self.state.write_current(replace(current, pid=pgid))
 
-        live = LiveLine(self.stream, self.ws.log_path, f"{kind} {commit[:7]}") if self.live else None
+        scratch = Path(tempfile.mkdtemp(prefix="autoresearch-run-"))
         try:
-            outcome = proc.supervise(
-                command_argv(self.ws.config.command), self.ws.root, self.env(result_path), self.ws.log_path,
-                self.limits.hard, on_start=on_start, on_tick=live,
-            )
+            stage = Stage.make(self.ws, commit, scratch, self.sandbox)
+            live = LiveLine(self.stream, self.ws.log_path, f"{kind} {commit[:7]}") if self.live else None
+            argv = command_argv(self.ws.config.command)
+            try:
+                missing = _missing_program(argv[0], stage.cwd)
+                if missing:
+                    self.ws.log_path.write_text(missing + "\n")
+                    outcome = proc.RunOutcome(None, 0.0, error=missing)
+                else:
+                    outcome = proc.supervise(
+                        self.sandbox.wrap(argv, stage.trainer_jail()), stage.cwd,
+                        {**stage.outside_env(), RESULT_VARIABLE: str(result_path)}, self.ws.log_path,
+                        self.limits.hard, on_start=on_start, on_tick=live,
+                    )
+                log = read_log(self.ws.log_path)
+                evaluation = None
+                if self.ws.config.harness_record and outcome.returncode == 0 and not outcome.timed_out:
+                    if live is not None:
+                        live.evaluating = True
+                    evaluation = self._evaluate(stage, result_path, on_start)
+            finally:
+                if live is not None:
+                    live.clear()
+                self.state.clear_current()
         finally:
-            if live is not None:
-                live.clear()
-            self.state.clear_current()
+            shutil.rmtree(scratch, ignore_errors=True)
         self.state.write_journal(journal)
-        log = read_log(self.ws.log_path)
         tampered = self.guard.tampering(before)
-        m = measure(self.ws.config, self.limits, outcome, log, result_path, pinned)
+        m = measure(self.ws.config, self.limits, outcome, log, result_path, pinned, evaluation,
+                    harness_pin=self.ws.pins.harness_sha256)
         if tampered:
             m = replace(m, value=None, reason=tampered)
+        if not self.sandbox.on:
+            m = replace(m, unsandboxed=True)
         with contextlib.suppress(OSError):
             result_path.unlink()
         return m
+
+    def _evaluate(self, stage: "Stage", result_path: Path, on_start) -> proc.RunOutcome:
+        """The evaluator process on the hand-over: its output follows the trainer's in run.log."""
+        job = stage.evaluator_job(result_path)
+        record = sandbox.prepare_folder(stage.scratch / "record", self.sandbox.owner())
+        eval_log = stage.scratch / "evaluator.log"
+        outcome = proc.supervise(
+            self.sandbox.wrap([sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)],
+                              stage.evaluator_jail(result_path)),
+            stage.scratch, {**stage.outside_env(), RESULT_VARIABLE: str(result_path)}, eval_log,
+            max(EVALUATOR_LIMIT, self.limits.hard), on_start=on_start,
+        )
+        with open(self.ws.log_path, "ab") as log, contextlib.suppress(OSError):
+            log.write(b"\n[the engine's evaluator]\n")
+            log.write(Path(eval_log).read_bytes()[-LOG_READ_BYTES:])
+        written = record / result_path.name
+        if written.is_file() and not written.is_symlink():
+            shutil.copyfile(written, result_path)
+        return outcome
+
+
+REQUIRE = "AUTORESEARCH_REQUIRE_SANDBOX"  # set by `autoresearch run --require-sandbox`
+EVALUATOR_LIMIT = 600.0  # seconds the evaluator may take at least (a large model on a slow machine)
+INSIDE = Path("/workspace")  # where the staged code is, inside the sandbox
+HANDOVER = Path("/scratch/handover")
+DATA = Path("/data")  # AUTORESEARCH_CACHE_DIR inside the sandbox
+TRAIN_FILES = ("train.bin", "train.idx.npy", "manifest.json", "tokenizer")
+VAL_FILES = ("val.bin", "val.idx.npy", "manifest.json", "tokenizer")
+# the engine's environment that a run does not get: its secrets (proc.scrubbed), git's and
+# Python's settings, and paths of the engine's own
+_DROPPED = re.compile(r"^(GIT_|PYTHON|AUTORESEARCH_|XDG_|SSH_|VIRTUAL_ENV|CONDA_PREFIX|HOME$|PWD$|OLDPWD$|TMPDIR$)")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One run's scratch folder: the commit's tracked files (never the workspace itself), a
+    home, the hand-over folder and a compile cache, each writable by the run; and where the
+    prepared data is on this machine."""
+
+    ws: Workspace
+    box: sandbox.Sandbox
+    scratch: Path
+    work: Path
+    prepared: Path | None  # the harness's PREPARED_DIR on this machine (None: no harness)
+    harness: Path | None  # the pinned harness copied out of the workspace, for the evaluator
+
+    @classmethod
+    def make(cls, ws: Workspace, commit: str, scratch: Path, box: sandbox.Sandbox) -> "Stage":
+        owner = box.owner()
+        os.chmod(scratch, 0o755)
+        work = sandbox.prepare_folder(scratch / "work", None)
+        gitrepo.export_tree(ws.root, commit, work, exclude=[ws.config.notes] if ws.config.notes else [])
+        for folder in ("home", "handover", "cache", "work"):
+            sandbox.prepare_folder(scratch / folder, owner)
+        if owner is not None:
+            for path in work.rglob("*"):
+                os.chown(path, owner, owner, follow_symlinks=False)
+        prepared = harness = None
+        if ws.config.harness_record and ws.config.harness_files:
+            evaluator = sandbox.prepare_folder(scratch / "evaluator", None)
+            harness = preparing.harness_copy(ws, evaluator)
+            prepared = preparing.prepared_dir(ws, harness)
+        return cls(ws, box, scratch, work, prepared, harness)
+
+    @property
+    def cwd(self) -> Path:
+        return self.work
+
+    def outside_env(self) -> dict[str, str]:
+        """The environment of the sandbox program itself (the run gets `inside_env`)."""
+        env = proc.scrubbed(os.environ)
+        return env if self.box.on else self.inside_env()
+
+    def inside_env(self) -> dict[str, str]:
+        env = {k: v for k, v in proc.scrubbed(os.environ).items() if not _DROPPED.match(k)}
+        on = self.box.on
+        home = Path("/scratch/home") if on else self.scratch / "home"
+        cache = Path("/scratch/cache") if on else self.scratch / "cache"
+        env.update(
+            HOME=str(home), TMPDIR="/tmp", USER=sandbox.user_name(), LOGNAME=sandbox.user_name(),
+            PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1",
+            AUTORESEARCH_HANDOVER=str(HANDOVER if on else self.scratch / "handover"),
+            TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"), TRITON_CACHE_DIR=str(cache / "triton"),
+        )
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        if self.prepared is not None:
+            env["AUTORESEARCH_CACHE_DIR"] = str(DATA) if on else os.environ.get("AUTORESEARCH_CACHE_DIR", "")
+            if not env["AUTORESEARCH_CACHE_DIR"]:
+                del env["AUTORESEARCH_CACHE_DIR"]
+        return env
+
+    def _data_binds(self, names: tuple[str, ...]) -> tuple[sandbox.Bind, ...]:
+        if self.prepared is None:
+            return ()
+        inside = DATA / self.prepared.relative_to(self.prepared.parent.parent)  # CACHE_DIR/prepared/KEY
+        return tuple(sandbox.Bind(self.prepared / n, inside / n) for n in names if (self.prepared / n).exists())
+
+    def _hidden(self) -> tuple[Path, ...]:
+        hidden = [self.ws.root, pins.home()]
+        if self.prepared is not None:
+            hidden.append(self.prepared)
+        return tuple(hidden)
+
+    def trainer_jail(self) -> sandbox.Jail:
+        """The trainer sees its staged code, the training split and the tokenizer; not the
+        validation split, the workspace, .git, the engine's state or the pins."""
+        binds = (
+            sandbox.Bind(self.work, INSIDE, writable=True),
+            sandbox.Bind(self.scratch / "home", Path("/scratch/home"), writable=True),
+            sandbox.Bind(self.scratch / "handover", HANDOVER, writable=True),
+            sandbox.Bind(self.scratch / "cache", Path("/scratch/cache"), writable=True),
+            *self._data_binds(TRAIN_FILES),
+        )
+        return sandbox.Jail(binds, INSIDE, self.inside_env(), gpus=True, hidden=self._hidden())
+
+    def evaluator_job(self, result_path: Path) -> Path:
+        on = self.box.on
+        job = {
+            "harness": str(Path("/evaluator/prepare.py") if on else self.harness),
+            "harness_sha256": self.ws.pins.harness_sha256,
+            "handover": str(HANDOVER if on else self.scratch / "handover"),
+            "record": str((Path("/record") if on else self.scratch / "record") / result_path.name),
+            "metric": self.ws.config.metric,
+        }
+        path = self.scratch / "evaluator" / "job.json"
+        path.write_text(json.dumps(job))
+        return Path("/evaluator/job.json") if on else path
+
+    def evaluator_jail(self, result_path: Path) -> sandbox.Jail:
+        """The evaluator sees the pinned harness, the validation split and the hand-over (read
+        only) and writes one record; it runs as the engine's own code, apart from the trainer."""
+        binds = (
+            sandbox.Bind(self.scratch / "evaluator", Path("/evaluator")),
+            sandbox.Bind(self.scratch / "handover", HANDOVER),
+            sandbox.Bind(self.scratch / "record", Path("/record"), writable=True),
+            sandbox.Bind(self.scratch / "home", Path("/scratch/home"), writable=True),
+            # a compile cache of its own: nothing the trainer compiled is ever loaded here
+            sandbox.Bind(sandbox.prepare_folder(self.scratch / "evaluator-cache", self.box.owner()),
+                         Path("/scratch/cache"), writable=True),
+            *self._data_binds(VAL_FILES),
+        )
+        env = dict(self.inside_env())
+        env.pop("AUTORESEARCH_HANDOVER", None)
+        return sandbox.Jail(binds, Path("/evaluator"), env, gpus=True, hidden=(self.ws.root, pins.home()))

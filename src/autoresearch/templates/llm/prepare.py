@@ -13,17 +13,23 @@ dataloader and the metric:
 The metric is validation bits per byte: the model's summed cross-entropy over a fixed
 number of validation tokens, divided by the number of UTF-8 bytes those tokens stand for,
 in bits. It does not depend on the vocabulary, so tokenizer changes compare fairly.
-When the environment names a path in AUTORESEARCH_RESULT, `evaluate_bpb` also writes its
-result there as JSON; that record, not what train.py prints, is what the engine trusts.
+Under the engine, training runs in a sandbox that cannot see the validation split: there
+`evaluate_bpb` hands the trained model over instead of scoring it (AUTORESEARCH_HANDOVER
+names the folder): a torch.export program of `model(idx) -> logits`, its weights and no
+Python from train.py. The engine's evaluator process then calls `score_handover` with this
+very file (checked against its fingerprint) and the validation split: it computes the loss
+from the logits itself. What train.py prints is never the score.
 """
 
 import argparse
 import hashlib
+import io
 import json
 import math
 import os
 import pickle
 import random
+import re
 import sys
 import sysconfig
 import time
@@ -362,6 +368,15 @@ def _sha256_file(path):
     return h.hexdigest()
 
 
+def _val_digest():
+    """The validation pin: one sha256 over everything the metric reads (the split's tokens, its
+    document offsets and the token byte table), so none of them can change unnoticed."""
+    h = hashlib.sha256()
+    for path in (PREPARED_DIR / "val.bin", PREPARED_DIR / "val.idx.npy", TOKENIZER_DIR / "token_bytes.pt"):
+        h.update(_sha256_file(path).encode())
+    return h.hexdigest()
+
+
 def tokenize_split(tokenizer, docs, split, batch=256):
     dtype = np.uint16 if VOCAB_SIZE <= 65536 else np.uint32
     bin_tmp = PREPARED_DIR / f"{split}.bin.tmp"
@@ -412,7 +427,7 @@ def prepare():
         "dataset": DATASET, "vocab_size": VOCAB_SIZE, "max_seq_len": MAX_SEQ_LEN,
         "train_documents": sizes["train"][0], "train_tokens": sizes["train"][1],
         "val_documents": sizes["val"][0], "val_tokens": sizes["val"][1],
-        "val_sha256": _sha256_file(PREPARED_DIR / "val.bin"),
+        "val_sha256": _val_digest(),
         "token_bytes_sha256": _sha256_file(TOKENIZER_DIR / "token_bytes.pt"),
         "seconds": round(time.time() - t0, 1),
     }
@@ -538,19 +553,13 @@ def make_dataloader(tokenizer, B, T, split, device=None):
 # ---------------------------------------------------------------------------
 # Metric: validation bits per byte
 
-def _harness_sha256():
-    return _sha256_file(Path(__file__).resolve())
-
-
 def check_val_split():
     """The val split must be the one recorded at prepare time: a mismatch is an error, never a number."""
     record = _ready_manifest()
-    actual = _sha256_file(PREPARED_DIR / "val.bin")
+    actual = _val_digest()
     if actual != record["val_sha256"]:
         raise HarnessError(f"the validation split changed since prepare (sha256 {actual[:12]} != "
                            f"{record['val_sha256'][:12]}); refusing to evaluate")
-    if _sha256_file(TOKENIZER_DIR / "token_bytes.pt") != record["token_bytes_sha256"]:
-        raise HarnessError("the token byte table changed since prepare; refusing to evaluate")
     return record["val_sha256"]
 
 
@@ -558,39 +567,202 @@ def check_val_split():
 def evaluate_bpb(model, tokenizer, batch_size):
     """Bits per byte over EVAL_TOKENS validation tokens at MAX_SEQ_LEN.
 
-    model(x, y, reduction='none') must return per-token losses in nats. Sum of losses over
-    the sum of the target tokens' byte lengths, in bits; special tokens (BOS) count in
-    neither sum.
+    Under the engine (AUTORESEARCH_HANDOVER set) the model is handed over to the engine's
+    evaluator instead, and NaN comes back: the evaluator scores it (see score_handover).
+    Run by hand, the model is scored here: model(x) must return logits [B, T, vocab].
     """
-    t0 = time.time()
-    val_sha = check_val_split()
+    folder = os.environ.get("AUTORESEARCH_HANDOVER")
+    if folder:
+        hand_over(model, batch_size, Path(folder))
+        return float("nan")
     device = next(model.parameters()).device
+    check_val_split()
+    return _score(lambda x: model(x), batch_size, device, Tokenizer.from_directory().get_bos_token_id())
+
+
+def _score(logits_of, batch_size, device, bos):
+    """(bits per byte, tokens, bytes): the summed cross-entropy of the logits over the first
+    EVAL_TOKENS // MAX_SEQ_LEN validation rows, over the target tokens' UTF-8 bytes, in bits.
+    Special tokens (BOS) count in neither sum; the rows scored do not depend on batch_size."""
     token_bytes = get_token_bytes(device)
-    steps = max(1, EVAL_TOKENS // (batch_size * MAX_SEQ_LEN))
-    print(f"evaluating: {steps * batch_size * MAX_SEQ_LEN:,} validation tokens", flush=True)
-    loader = make_dataloader(tokenizer, batch_size, MAX_SEQ_LEN, "val", device=device)
+    rows = max(1, EVAL_TOKENS // MAX_SEQ_LEN)
+    print(f"evaluating: {rows * MAX_SEQ_LEN:,} validation tokens", flush=True)
+    loader = make_dataloader(_Bos(bos), batch_size, MAX_SEQ_LEN, "val", device=device)
     total_nats = torch.zeros((), dtype=torch.float64, device=device)
     total_bytes = torch.zeros((), dtype=torch.int64, device=device)
-    total_tokens = 0
-    for _ in range(steps):
+    total_tokens, done = 0, 0
+    while done < rows:
         x, y, _ = next(loader)
-        loss = model(x, y, reduction="none").reshape(-1).double()
-        nbytes = token_bytes[y.reshape(-1)]
+        take = min(batch_size, rows - done)
+        logits = _checked_logits(logits_of(x), x, token_bytes.numel())
+        loss = torch.nn.functional.cross_entropy(logits[:take].reshape(-1, logits.size(-1)),
+                                                 y[:take].reshape(-1), reduction="none").double()
+        nbytes = token_bytes[y[:take].reshape(-1)]
         counted = nbytes > 0
         total_nats += torch.where(counted, loss, torch.zeros_like(loss)).sum()
         total_bytes += nbytes.sum()
         total_tokens += int(counted.sum().item())
+        done += take
     nats, nbytes = total_nats.item(), total_bytes.item()
-    bpb = nats / (math.log(2) * nbytes)
-    path = os.environ.get("AUTORESEARCH_RESULT")
-    if path:
-        record = {"val_bpb": bpb, "tokens": total_tokens, "bytes": nbytes, "val_sha256": val_sha,
-                  "harness_sha256": _harness_sha256(), "eval_seconds": round(time.time() - t0, 3)}
-        tmp = path + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(record, fh)
-        os.replace(tmp, path)
-    return bpb
+    return nats / (math.log(2) * nbytes), total_tokens, nbytes
+
+
+class _Bos:
+    """What the dataloader needs of a tokenizer: its BOS id (the first special token)."""
+
+    def __init__(self, bos):
+        self.bos = bos
+
+    def get_bos_token_id(self):
+        return self.bos
+
+
+def _checked_logits(logits, x, vocab):
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (*x.shape, vocab):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise HarnessError(f"model(x) must return logits of shape {(*x.shape, vocab)}, got {shape}")
+    return logits.float()
+
+
+# ---------------------------------------------------------------------------
+# Hand-over: the trained model leaves the sandbox as data, never as code
+
+HANDOVER_FORMAT = 1
+# operations a handed-over program may not use: files, printing, randomness (which would let a
+# program behave differently when checked), host synchronisation
+FORBIDDEN_OPS = re.compile(r"from_file|_print|save|load|rand|bernoulli|multinomial|normal|uniform|dropout|"
+                           r"exponential|geometric|cauchy|poisson|seed|_local_scalar|_philox")
+ALLOWED_TARGET = re.compile(r"torch\.ops\.aten\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+|_operator\.getitem")
+
+
+def hand_over(model, batch_size, folder):
+    """Save model(idx) -> logits as a torch.export program (graph as JSON, tensors as tensors)."""
+    from torch._export.serde.serialize import serialize
+
+    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: export the module itself
+    device = next(model.parameters()).device
+    example = torch.zeros((batch_size, MAX_SEQ_LEN), dtype=torch.long, device=device)
+    t0 = time.time()
+    try:
+        with torch.autocast(device.type, enabled=False):
+            program = torch.export.export(model, (example,))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise HarnessError(f"cannot hand the model over: torch.export failed ({type(exc).__name__}: {first}); "
+                           f"model(idx) must be exportable and return logits") from None
+    artifact = serialize(program)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "program.json").write_bytes(artifact.exported_program)
+    (folder / "weights.pt").write_bytes(artifact.state_dict)
+    (folder / "constants.pt").write_bytes(artifact.constants)
+    (folder / "meta.json").write_text(json.dumps({"format": HANDOVER_FORMAT, "batch_size": int(batch_size)}))
+    print(f"handed over to the evaluator: torch.export program in {time.time() - t0:.1f}s", flush=True)
+
+
+def _program_problem(data):
+    """Why a handed-over program's graph may not be loaded ("" when it may): anything but plain
+    ATen operations, symbolic shapes (their text is evaluated when loaded) or custom objects."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in ("expr_str", "as_expr", "as_custom_obj", "as_graph", "class_fqn"):
+                    return f"it uses {key} (symbolic shapes, custom objects or subgraphs)"
+                if key == "target":
+                    if not isinstance(value, str) or not ALLOWED_TARGET.fullmatch(value):
+                        return f"it calls {str(value)[:80]}, which is not a plain PyTorch (ATen) operation"
+                    if FORBIDDEN_OPS.search(value.split(".")[3] if value.count(".") >= 3 else ""):
+                        return f"it calls {value}, which the evaluator does not run (files, printing or randomness)"
+                stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return ""
+
+
+def load_handover(folder, device):
+    """The handed-over program as a callable x -> logits, loaded without running any pickled
+    code: the graph is checked and rebuilt from JSON, the tensors are loaded weights-only."""
+    from torch._export.serde import schema
+    from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
+
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        data = json.loads((folder / "program.json").read_bytes())
+    except (OSError, ValueError):
+        raise HarnessError("no model was handed over (evaluate_bpb did not run, or the run wrote no program)") from None
+    if not isinstance(meta, dict) or meta.get("format") != HANDOVER_FORMAT or not isinstance(data, dict):
+        raise HarnessError("the hand-over is not in this harness's format")
+    batch = meta.get("batch_size")
+    if not isinstance(batch, int) or not 1 <= batch <= 65536:
+        raise HarnessError(f"the hand-over's batch size {batch!r} is not a whole number from 1 to 65536")
+    data["guards_code"] = []  # Python source in the program: never run; the shapes are fixed here
+    data["range_constraints"] = {}
+    for node in data.get("graph_module", {}).get("graph", {}).get("nodes", []):
+        if isinstance(node, dict):
+            node["metadata"] = {}  # stack traces and module paths: not needed to run it
+    problem = _program_problem(data)
+    if problem:
+        raise HarnessError(f"the model cannot be evaluated: {problem}")
+    tensors = []
+    for name in ("weights.pt", "constants.pt"):
+        raw = (folder / name).read_bytes() if (folder / name).exists() else b""
+        try:
+            tensors.append(torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True) if raw else {})
+        except Exception as exc:
+            raise HarnessError(f"the hand-over's {name} holds more than tensors: {str(exc)[:120]}") from None
+        if not isinstance(tensors[-1], dict) or not all(isinstance(t, torch.Tensor) for t in tensors[-1].values()):
+            raise HarnessError(f"the hand-over's {name} holds more than tensors")
+    try:
+        serialized = _dict_to_dataclass(schema.ExportedProgram, data)
+        program = ExportedProgramDeserializer().deserialize(serialized, tensors[0], tensors[1])
+        module = program.module().to(device)
+    except HarnessError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise HarnessError(f"the handed-over program does not load: {type(exc).__name__}: {first}") from None
+    return module, batch
+
+
+def score_handover(folder, device=None):
+    """The evaluator's side: the validation record of a handed-over model.
+
+    Before scoring, the program must be causal and treat rows independently: the logits of a
+    batch must not change where only later tokens, or other rows, changed (a model that reads
+    the tokens it is asked to predict would otherwise score near zero)."""
+    device = torch.device(device or _device_default())
+    val_sha = check_val_split()
+    token_bytes = get_token_bytes("cpu")
+    bos = token_bytes.numel() - len(SPECIAL_TOKENS)  # the first special token; see train_tokenizer
+    module, batch = load_handover(folder, device)
+    with torch.no_grad():
+        _check_independence(module, batch, device, bos, token_bytes.numel())
+        bpb, tokens, nbytes = _score(module, batch, device, bos)
+    return {"val_bpb": bpb, "tokens": tokens, "bytes": nbytes, "val_sha256": val_sha, "batch_size": batch}
+
+
+def _check_independence(module, batch, device, bos, vocab):
+    """Same logits for each row's prefix when its later tokens, and the other rows, change."""
+    loader = make_dataloader(_Bos(bos), batch, MAX_SEQ_LEN, "val", device=device)
+    x, _, _ = next(loader)
+    other, _, _ = next(loader)
+    base = _checked_logits(module(x), x, vocab)
+    g = torch.Generator().manual_seed(1234)
+    cuts = torch.randint(1, MAX_SEQ_LEN, (batch,), generator=g).tolist()
+    changed = x.clone()
+    for b, cut in enumerate(cuts):
+        changed[b, cut:] = other[b, cut:]
+    after = _checked_logits(module(changed), changed, vocab)
+    order = torch.randperm(batch, generator=g).to(device)
+    shuffled = _checked_logits(module(x[order]), x, vocab)
+    tol = 1e-3 + 1e-3 * base.abs().max().item()
+    for b, cut in enumerate(cuts):
+        if not torch.allclose(after[b, :cut], base[b, :cut], atol=tol, rtol=0):
+            raise HarnessError("the model's logits depend on later tokens (it is not causal); refusing to score it")
+    if not torch.allclose(shuffled, base[order], atol=tol, rtol=0):
+        raise HarnessError("the model's logits for a row depend on the other rows of the batch; refusing to score it")
 
 
 # ---------------------------------------------------------------------------

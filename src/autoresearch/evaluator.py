@@ -1,0 +1,73 @@
+"""The evaluator process: scores a handed-over model with the pinned harness, outside the trainer's sandbox.
+
+    python -I -B -m autoresearch.evaluator JOB.json
+
+JOB names the harness file (a copy the engine made of the workspace's harness), the sha256 it
+must have (the pin), the hand-over folder the trainer wrote and the record to write. The
+harness file is checked, imported as a module and asked to `score_handover(folder)`; the
+record the engine reads is written here, with the harness fingerprint this process checked
+and the evaluation time this process measured, never by the training run. A problem is a
+record with one `error` line (exit status 1).
+
+This module imports nothing else of the package, so the process starts with only the
+standard library, the harness and what the harness imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _write(path: Path, record: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+
+
+def evaluate(job: dict) -> dict:
+    harness = Path(job["harness"])
+    data = harness.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != job["harness_sha256"]:
+        return {"error": "the harness given to the evaluator does not match its pin"}
+    spec = importlib.util.spec_from_file_location("prepare", harness)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["prepare"] = module
+    started = time.monotonic()
+    try:
+        spec.loader.exec_module(module)
+        record = module.score_handover(job["handover"])
+    except Exception as exc:  # the harness's own errors are one line; anything else says what it was
+        known = getattr(module, "HarnessError", None)
+        text = str(exc).strip().splitlines()
+        line = text[0] if text else type(exc).__name__
+        return {"error": line if known and isinstance(exc, known) else f"{type(exc).__name__}: {line}"[:300]}
+    if not isinstance(record, dict):
+        return {"error": "the harness's score_handover returned no record"}
+    record = dict(record, harness_sha256=sha, eval_seconds=round(time.monotonic() - started, 3))
+    return record
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m autoresearch.evaluator JOB.json", file=sys.stderr)
+        return 2
+    job = json.loads(Path(argv[1]).read_text())
+    out = Path(job["record"])
+    record = evaluate(job)
+    _write(out, record)
+    if "error" in record:
+        print(f"evaluator: {record['error']}", file=sys.stderr)
+        return 1
+    print(f"evaluator: {job.get('metric', 'val_bpb')} {record.get(job.get('metric', 'val_bpb'))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,71 @@
+"""The pins: the harness fingerprint and the validation split's sha256, kept outside the workspace.
+
+Everything inside a workspace can be written by the agent (it edits files there) and the
+committed config can be rewritten with git, so the two numbers that make scores comparable
+are kept where neither the agent's edits nor a training run reach: one small JSON file per
+workspace in the engine's own folder (`$AUTORESEARCH_HOME/pins`, by default
+`$XDG_STATE_HOME/autoresearch/pins`, i.e. `~/.local/state/autoresearch/pins`). A training run
+never sees that folder (it is not bound into the sandbox).
+
+The harness is pinned when `init` makes the workspace, the validation split when `prepare`
+first makes it. A workspace made before pins existed is pinned from its config and state
+folder the first time the engine opens it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from autoresearch.files import atomic_write
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Pins:
+    root: str  # the workspace's resolved path
+    harness_sha256: str = ""
+    val_sha256: str = ""
+    version: int = VERSION
+
+    def with_val(self, sha256: str) -> "Pins":
+        return replace(self, val_sha256=sha256)
+
+
+def home() -> Path:
+    """The engine's own folder, outside every workspace."""
+    if os.environ.get("AUTORESEARCH_HOME"):
+        return Path(os.environ["AUTORESEARCH_HOME"]).expanduser()
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "autoresearch"
+
+
+def path_for(root: Path) -> Path:
+    key = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:20]
+    return home() / "pins" / f"{key}.json"
+
+
+def read(root: Path) -> Pins | None:
+    try:
+        data = json.loads(path_for(root).read_text())
+        pins = Pins(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    if pins.version != VERSION or pins.root != str(Path(root).resolve()):
+        return None
+    return pins
+
+
+def write(pins: Pins) -> Pins:
+    path = path_for(Path(pins.root))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(asdict(pins), indent=1) + "\n")
+    return pins
+
+
+def fresh(root: Path, harness_sha256: str, val_sha256: str = "") -> Pins:
+    return Pins(str(Path(root).resolve()), harness_sha256, val_sha256)

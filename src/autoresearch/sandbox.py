@@ -1,0 +1,248 @@
+"""The sandbox a training run and the evaluator run in: what a process may see and do.
+
+A `Jail` says what one run sees: folders bound read-only or writable at a path of the
+sandbox's own, the working folder, the environment, the GPU devices. `Sandbox.wrap(argv,
+jail)` turns a command into the command that runs it jailed. On Linux the jail is
+bubblewrap (`bwrap`, unprivileged user namespaces): a fresh mount namespace holding only the
+system's programs and libraries, the Python installation and the binds; its own process,
+network, IPC and hostname namespaces (no network, no other process visible, the engine's
+/proc/<pid>/environ out of reach); a new session; killed with the engine. When the engine
+runs as root, the run is switched to a user of its own (`RUN_UID`, no home, no groups, no
+capabilities) before the command starts, with a cap on its process count; on a machine
+without a GPU the address space is capped too.
+
+Without bubblewrap, or when it cannot start here (user namespaces switched off),
+`detect()` returns a Sandbox whose `kind` is "" and whose `why` says so: the run then goes
+unjailed and every place that shows a run says "unsandboxed". `AUTORESEARCH_SANDBOX=off`
+in the engine's environment asks for that on purpose.
+
+Not covered: macOS (no jail there yet: runs say "unsandboxed"); disk space written into the
+run's scratch folder; the kernel itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pwd
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoresearch import proc
+from autoresearch.errors import AutoresearchError
+
+RUN_UID = 64_999  # the uid (and gid) a root engine runs training as: no passwd entry, no files
+MAX_PROCESSES = 4096  # processes and threads of the run's own uid (root engine only)
+MEMORY_SHARE = 0.9  # CPU runs: address space capped at this share of the machine's memory
+TMP_BYTES = 2 << 30  # the jail's /tmp is a tmpfs of this size
+OFF = "AUTORESEARCH_SANDBOX"
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+SYSTEM_FILES = (
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime",
+    "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates",
+    "/etc/os-release", "/etc/mime.types",
+)
+GPU_DEVICES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: Path  # on this machine
+    target: Path  # inside the jail
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class Jail:
+    binds: tuple[Bind, ...]
+    cwd: Path  # inside the jail
+    env: dict[str, str] = field(default_factory=dict)
+    gpus: bool = True  # bind the NVIDIA devices that exist
+    hidden: tuple[Path, ...] = ()  # never visible, even inside the Python installation's folders
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    kind: str  # "bubblewrap", or "" for none
+    why: str = ""  # when none: why not
+    program: str = ""
+
+    @property
+    def on(self) -> bool:
+        return bool(self.kind)
+
+    @property
+    def label(self) -> str:
+        return f"sandboxed ({self.kind})" if self.on else "unsandboxed"
+
+    def wrap(self, argv: list[str], jail: Jail) -> list[str]:
+        """The command that runs `argv` in `jail` (argv itself when there is no sandbox)."""
+        if not self.on:
+            return list(argv)
+        return [self.program, *_bwrap_args(jail), "--", *_drop(jail), *argv]
+
+    def owner(self) -> int | None:
+        """The uid that must own the jail's writable folders (None: this process's own)."""
+        return RUN_UID if self.on and os.geteuid() == 0 else None
+
+
+def _bwrap_args(jail: Jail) -> list[str]:
+    root = os.geteuid() == 0
+    args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv"]
+    if not root:  # an unprivileged engine gets its namespaces through a user namespace
+        args += ["--unshare-user", "--disable-userns"]
+    made: set[str] = {"/"}
+    ordered: list[tuple[str, ...]] = []
+
+    def parents(target: Path) -> None:
+        # bwrap makes missing parents with mode 0700, which a dropped uid could not enter
+        for p in reversed(target.parents):
+            if str(p) not in made:
+                made.add(str(p))
+                ordered.append(("--perms", "0755", "--dir", str(p)))
+
+    for d in SYSTEM_DIRS:
+        path = Path(d)
+        if path.is_symlink():
+            ordered.append(("--symlink", os.readlink(path), d))
+            made.add(d)
+        elif path.is_dir():
+            ordered.append(("--ro-bind", d, d))
+            made.add(d)
+    for f in SYSTEM_FILES:
+        if os.path.exists(f):
+            parents(Path(f))
+            ordered.append(("--ro-bind", f, f))
+    for d in python_dirs(jail.hidden):
+        parents(d)
+        ordered.append(("--ro-bind", str(d), str(d)))
+        made.add(str(d))
+    ordered.append(("--proc", "/proc"))
+    ordered.append(("--dev", "/dev"))
+    made.update({"/proc", "/dev"})
+    if jail.gpus:
+        for dev in gpu_devices():
+            ordered.append(("--dev-bind", dev, dev))
+        if gpu_devices() and Path("/sys").is_dir():
+            ordered.append(("--ro-bind", "/sys", "/sys"))
+    ordered.append(("--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"))
+    made.add("/tmp")
+    for b in jail.binds:
+        parents(b.target)
+        ordered.append(("--bind" if b.writable else "--ro-bind", str(b.source), str(b.target)))
+        made.add(str(b.target))
+    for a in ordered:
+        args += a
+    for k, v in sorted(jail.env.items()):
+        args += ["--setenv", k, v]
+    args += ["--chdir", str(jail.cwd)]
+    return args
+
+
+def _drop(jail: Jail) -> list[str]:
+    """A root engine's run becomes RUN_UID, with no groups, no capabilities and capped limits."""
+    if os.geteuid() != 0:
+        return []
+    limits = [f"--nproc={MAX_PROCESSES}"]
+    memory = _memory_bytes()
+    if memory and not (jail.gpus and gpu_devices()):
+        limits.append(f"--as={int(memory * MEMORY_SHARE)}")
+    prlimit = shutil.which("prlimit")
+    head = [prlimit, *limits, "--"] if prlimit else []
+    return [*head, shutil.which("setpriv") or "setpriv", f"--reuid={RUN_UID}", f"--regid={RUN_UID}",
+            "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
+
+
+def _memory_bytes() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_devices() -> tuple[str, ...]:
+    devs = sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))
+    devs += [f"/dev/{n}" for n in GPU_DEVICES if Path(f"/dev/{n}").exists()]
+    caps = Path("/dev/nvidia-caps")
+    if caps.is_dir():
+        devs.append(str(caps))
+    return tuple(devs)
+
+
+def python_dirs(hidden: tuple[Path, ...] = ()) -> list[Path]:
+    """The Python installation the engine runs under (prefixes and import path), read-only in
+    every jail, so that the run has the same interpreter and packages. A folder that is the
+    root, the user's home or one of its parents, or that holds a `hidden` path (the workspace,
+    the data cache), is left out: it would bring those with it."""
+    home = Path.home().resolve()
+    hidden = tuple(Path(h).resolve() for h in hidden)
+    found: list[Path] = []
+    candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                  os.path.dirname(os.path.realpath(sys.executable)), *sys.path]
+    for entry in candidates:
+        if not entry or not os.path.isabs(entry):
+            continue
+        path = Path(entry).resolve()
+        if not path.exists() or path == Path("/") or path in home.parents or path == home:
+            continue
+        if any(h == path or path in h.parents for h in hidden):
+            continue
+        if any(str(path).startswith(d + "/") or str(path) == d for d in SYSTEM_DIRS):
+            continue
+        if path.is_file():
+            path = path.parent
+        found.append(path)
+    found.sort(key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for p in found:
+        if not any(p == k or k in p.parents for k in kept):
+            kept.append(p)
+    return kept
+
+
+def detect() -> Sandbox:
+    """The sandbox this machine offers, checked by starting one."""
+    if os.environ.get(OFF, "").lower() in ("off", "0", "no", "none"):
+        return Sandbox("", f"{OFF}=off")
+    return _probe()
+
+
+@functools.lru_cache(maxsize=1)
+def _probe() -> Sandbox:
+    if sys.platform != "linux":
+        return Sandbox("", f"no sandbox for {sys.platform} yet")
+    program = shutil.which("bwrap")
+    if not program:
+        return Sandbox("", "bubblewrap is not installed (apt install bubblewrap)")
+    sandbox = Sandbox("bubblewrap", program=program)
+    jail = Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False)
+    try:
+        probe = proc.run(sandbox.wrap([sys.executable, "-c", "pass"], jail), check=False, timeout=60)
+    except AutoresearchError as exc:
+        return Sandbox("", f"bubblewrap cannot start here: {exc}")
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+        return Sandbox("", f"bubblewrap cannot start here: {last}")
+    return sandbox
+
+
+def prepare_folder(path: Path, owner: int | None) -> Path:
+    """A fresh writable folder for a jail: owned by the run's uid when the engine is root."""
+    path.mkdir(parents=True, exist_ok=True)
+    if owner is not None:
+        os.chown(path, owner, owner)
+    return path
+
+
+def user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return "autoresearch"
