@@ -24,19 +24,16 @@ def test_init_prepare_train_prints_a_finite_val_bpb_that_beats_uniform(tmp_path,
     r = run(sys.executable, "-m", "autoresearch", "prepare", cwd=ws)
     assert r.returncode == 0, r.stderr
     assert (ws / ".autoresearch" / "val_sha256").read_text().strip()
-    record_path = tmp_path / "record.json"
-    r = run(sys.executable, "train.py", cwd=ws, env={**os.environ, "AUTORESEARCH_RESULT": str(record_path)}, timeout=300)
+    r = run(sys.executable, "train.py", cwd=ws, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     tail = r.stdout.split("\n---\n")[-1]
     values = dict(re.findall(r"^(\w+):\s+(\S+)", tail, re.M))
     assert set(SUMMARY) <= set(values), tail
     bpb = float(values["val_bpb"])
     assert math.isfinite(bpb)
-    record = json.loads(record_path.read_text())
-    assert record["val_bpb"] == pytest.approx(bpb, abs=1e-6)
-    # a model that knows nothing pays log2(V) bits per token
-    uniform = math.log2(2048) * record["tokens"] / record["bytes"]
-    assert bpb < uniform - 0.2, (bpb, uniform)
+    # a model that knows nothing pays log2(2048) = 11 bits per token, about 3.3 per byte here
+    print("val_bpb", bpb)
+    assert bpb < 3.0, bpb
     assert float(values["training_seconds"]) >= 4.0
     assert re.search(r"step \d+ \| .*loss [\d.]+ .*remaining \d+s", r.stdout)
     # nothing the run wrote is tracked: the tree stays clean

@@ -198,6 +198,19 @@ def test_a_signature_check_program_is_not_run_by_commit_patch(root, markers):
     assert ran(markers) == []
 
 
+def test_a_forged_partial_clone_starts_no_fetch_for_a_missing_object(root, markers, tmp_path):
+    # git would fetch the missing object from the promisor remote, running its upload-pack command
+    raw(root, "config", "core.repositoryformatversion", "1")
+    raw(root, "config", "extensions.partialClone", "origin")
+    raw(root, "config", "remote.origin.url", str(tmp_path))
+    raw(root, "config", "remote.origin.promisor", "true")
+    raw(root, "config", "remote.origin.uploadpack", str(program(markers, "upload-pack", "exit 1")))
+    missing = "1234567890" * 4
+    assert gitrepo.show(root, missing, "train.py") is None
+    assert not gitrepo.has_commit(root, missing)
+    assert ran(markers) == []
+
+
 # ---------------------------------------------------------------- what git reads
 
 
@@ -372,7 +385,7 @@ def test_clean_untracked_removes_ignored_and_hidden_files_and_keeps_the_engines(
     (outside / "precious.txt").write_text("keep\n")
     (root / "escape").symlink_to(outside, target_is_directory=True)
     gitrepo.clean_untracked(root, keep=["results.tsv", "run.log", ".autoresearch/", "notes.md"])
-    left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if ".git" not in p.relative_to(root).parts[:1])
+    left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.relative_to(root).parts[0] != ".git")
     assert left == [".autoresearch", ".autoresearch/state.json", ".gitignore", "notes.md", "prepare.py",
                     "results.tsv", "run.log", "run.sh", "train.py"]
     assert (root / "train.py").read_text() == "LR = 0.7\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import capsliterals
+from autoresearch import capsliterals, pins
 from autoresearch.workspace import Workspace, fingerprint
 
 from support import cli, clean, git, head, kept_last, rows
@@ -35,7 +35,9 @@ def real_workspace(root: Path) -> Path:
     train = root / "train.py"
     train.write_text(capsliterals.write_constants(train.read_text(), FAST_TRAIN))
     ws = Workspace.load(root)
-    ws.save(type(ws.config)(**{**ws.config.__dict__, "harness_sha256": fingerprint(root, ws.config.harness_files)}))
+    sha = fingerprint(root, ws.config.harness_files)
+    ws.save(type(ws.config)(**{**ws.config.__dict__, "harness_sha256": sha}))
+    pins.write(pins.fresh(root, sha))  # the harness is this test's to change: pin it again
     git(root, "commit", "-qam", "smaller evaluation and batch, for a test of seconds")
     r = cli("prepare", cwd=root, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

@@ -65,7 +65,8 @@ def main(argv: list[str]) -> int:
     if "error" in record:
         print(f"evaluator: {record['error']}", file=sys.stderr)
         return 1
-    print(f"evaluator: {job.get('metric', 'val_bpb')} {record.get(job.get('metric', 'val_bpb'))}")
+    print(f"evaluator: {job.get('metric', 'val_bpb')} {record.get(job.get('metric', 'val_bpb'))} "
+          f"in {record['eval_seconds']:.1f} s")
     return 0
 
 

@@ -35,10 +35,12 @@ Not covered:
 - Attributes of the tree that run nothing still apply: end-of-line conversion, `ident`,
   working-tree-encoding (git 2.39 has no way to ignore a tree's .gitattributes). export_tree
   checks each file against its blob id and writes the blob itself where they differ.
-- Index state the agent leaves (assume-unchanged or skip-worktree bits, forged stat data in
-  .git/index) can hide an edit of the working tree from `changes` and `commit_all`; and
-  .gitignore or .git/info/exclude can hide a new file. A run must therefore see
-  `export_tree`'s copy of the commit, or a work tree after `reset_hard` and `clean_untracked`.
+- Index state the agent leaves (assume-unchanged or skip-worktree bits, stat data forged in
+  .git/index) can hide an edit of the working tree from `changes` and `commit_all`, and
+  `reset_hard` does not undo a skip-worktree bit or forged stat data; .gitignore or
+  .git/info/exclude can hide a new file (`clean_untracked` removes it). A run must therefore
+  see `export_tree`'s copy of the commit, never the work tree.
+- Git LFS or any other filter the user relies on is off as well: a workspace must not need one.
 - What the agent may do with git itself: move branches and HEAD, write objects and reflogs.
   The engine checks the commits it resolves; this module only makes git read them faithfully.
 - Denial of service: a FIFO, a lock file, a broken config or a corrupt object in `.git/` makes
@@ -103,7 +105,10 @@ _SEALED: tuple[tuple[str, str], ...] = (
     ("gc.auto", "0"),  # no automatic gc: no pre-auto-gc hook, no background process, and no reflog
     ("maintenance.auto", "false"),  # expiry that would prune the discarded commits
     ("core.logAllRefUpdates", "true"),  # the reflog keeps discarded commits reachable
-    ("core.sparseCheckout", "false"),  # reset --hard writes every tracked file
+    ("core.sparseCheckout", "false"),  # no sparse patterns leaving tracked files out of a reset
+    ("core.ignoreStat", "false"),  # a change is seen by its stat data: no assume-unchanged bit set
+    ("core.trustctime", "true"),  # and by its ctime, which only root can set back (mtime anyone can)
+    ("core.checkStat", "default"),
     ("core.autocrlf", "false"),  # committed bytes are the file's bytes (no line-ending rewrite)
     ("color.ui", "never"),
     ("color.diff", "never"),
@@ -166,7 +171,8 @@ def _read_user_config(_key: tuple) -> _UserConfig:
         found[key.lower()] = value
     excludes = found.get("core.excludesfile", "")
     if not excludes:
-        xdg = os.environ.get("XDG_CONFIG_HOME") or (os.path.join(os.environ["HOME"], ".config") if os.environ.get("HOME") else "")
+        home = os.environ.get("HOME")
+        xdg = os.environ.get("XDG_CONFIG_HOME") or (os.path.join(home, ".config") if home else "")
         excludes = os.path.join(xdg, "git", "ignore") if xdg else _NULL
     return _UserConfig(found.get("user.name", ""), found.get("user.email", ""), excludes)
 
@@ -277,7 +283,7 @@ def _scan(root: Path) -> _Scan:
             section = section.lower()
             if subsection and section in _DRIVER_KEYS:
                 names.add((section, subsection))
-            elif key.lower() == "path" and ((section == "include" and not subsection) or (section == "includeif" and subsection)):
+            elif key.lower() == "path" and (section, bool(subsection)) in (("include", False), ("includeif", True)):
                 target = _include_target(value, path)
                 if target is not None:
                     queue.append((target, depth + 1))
@@ -327,20 +333,20 @@ def _environment(settings: Iterable[tuple[str, str]]) -> dict[str, str]:
     return env
 
 
-def _git(root: Path, args: tuple[str, ...], *, check: bool = True, binary: bool = False,
-         cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _git(root: Path, args: tuple[str, ...], *, check: bool = True, binary: bool = False) -> subprocess.CompletedProcess:
     root = Path(os.path.abspath(root))
     scan = _repository_settings(root)
     settings = (*_SEALED, ("core.excludesFile", _user_config().excludes), *scan.settings)
     cmd = ["git", "--no-pager", f"--git-dir={root / '.git'}", f"--work-tree={root}", *args]
     try:
-        result = run(cmd, cwd=cwd or root, check=False, env=_environment(settings), binary=binary)
+        result = run(cmd, cwd=root, check=False, env=_environment(settings), binary=binary)
     except UnicodeDecodeError as exc:
         raise AutoresearchError(f"git {args[0] if args else ''} printed a name that is not UTF-8 in {root}") from exc
     if check and result.returncode != 0:
         detail = result.stderr or result.stdout or ""
         lines = (detail.decode(errors="replace") if isinstance(detail, bytes) else detail).strip().splitlines()
-        raise AutoresearchError(f"git {' '.join(args)} failed: {lines[-1] if lines else f'exit status {result.returncode}'}")
+        last = lines[-1] if lines else f"exit status {result.returncode}"
+        raise AutoresearchError(f"git {' '.join(args)} failed: {last}")
     return result
 
 
@@ -354,7 +360,8 @@ def identity_args(root: Path) -> list[str]:
     config), else autoresearch's. The workspace's .git/config is not asked (the agent may write
     it); GIT_AUTHOR_* and GIT_COMMITTER_* in the environment still win, as git lets them."""
     user = _user_config()
-    return ["-c", f"user.name={user.name or 'autoresearch'}", "-c", f"user.email={user.email or 'autoresearch@localhost'}"]
+    name, email = user.name or "autoresearch", user.email or "autoresearch@localhost"
+    return ["-c", f"user.name={name}", "-c", f"user.email={email}"]
 
 
 def init(root: Path, message: str) -> None:
@@ -424,7 +431,8 @@ def _unquote(path: str) -> str:
 
 def changes(root: Path) -> list[str]:
     """Paths that differ from HEAD in the working tree or index, untracked files included
-    (ignored files never). A rename lists both its old and its new path."""
+    (ignored files never; a submodule only when its commit moved). A rename lists both its old
+    and its new path."""
     out = git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=dirty").stdout
     paths: list[str] = []
     items = out.split("\0")
@@ -571,7 +579,7 @@ def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo | None, fd: int, 
     applies attributes of the tree: end-of-line conversion, export-subst, export-ignore)."""
     if member is None:
         return False
-    digest = hashlib.new("sha256" if len(sha) == 64 else "sha1", b"blob %d\0" % member.size)
+    digest = hashlib.new("sha256" if len(sha) == 64 else "sha1", b"blob %d\0" % member.size, usedforsecurity=False)
     source = tar.extractfile(member)
     while source is not None and (chunk := source.read(_CHUNK)):
         digest.update(chunk)

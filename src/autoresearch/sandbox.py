@@ -116,6 +116,9 @@ def _bwrap_args(jail: Jail) -> list[str]:
         if os.path.exists(f):
             parents(Path(f))
             ordered.append(("--ro-bind", f, f))
+    # /tmp first: a bind below it (a Python installation under /tmp) must go on top of it
+    ordered.append(("--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"))
+    made.add("/tmp")
     for d in python_dirs(jail.hidden):
         parents(d)
         ordered.append(("--ro-bind", str(d), str(d)))
@@ -128,8 +131,6 @@ def _bwrap_args(jail: Jail) -> list[str]:
             ordered.append(("--dev-bind", dev, dev))
         if gpu_devices() and Path("/sys").is_dir():
             ordered.append(("--ro-bind", "/sys", "/sys"))
-    ordered.append(("--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"))
-    made.add("/tmp")
     for b in jail.binds:
         parents(b.target)
         ordered.append(("--bind" if b.writable else "--ro-bind", str(b.source), str(b.target)))

@@ -567,9 +567,10 @@ def check_val_split():
 def evaluate_bpb(model, tokenizer, batch_size):
     """Bits per byte over EVAL_TOKENS validation tokens at MAX_SEQ_LEN.
 
-    Under the engine (AUTORESEARCH_HANDOVER set) the model is handed over to the engine's
-    evaluator instead, and NaN comes back: the evaluator scores it (see score_handover).
-    Run by hand, the model is scored here: model(x) must return logits [B, T, vocab].
+    Run by hand, the model is scored here: model(x, y, reduction='none') must return
+    per-token losses in nats. Under the engine (AUTORESEARCH_HANDOVER set) the model is handed
+    over to the engine's evaluator instead and NaN comes back: the evaluator scores it from
+    model(x) -> logits [B, T, vocab] (see score_handover).
     """
     folder = os.environ.get("AUTORESEARCH_HANDOVER")
     if folder:
@@ -577,10 +578,11 @@ def evaluate_bpb(model, tokenizer, batch_size):
         return float("nan")
     device = next(model.parameters()).device
     check_val_split()
-    return _score(lambda x: model(x), batch_size, device, Tokenizer.from_directory().get_bos_token_id())
+    losses = lambda x, y: model(x, y, reduction="none")
+    return _score(losses, batch_size, device, Tokenizer.from_directory().get_bos_token_id())[0]
 
 
-def _score(logits_of, batch_size, device, bos):
+def _score(losses_of, batch_size, device, bos):
     """(bits per byte, tokens, bytes): the summed cross-entropy of the logits over the first
     EVAL_TOKENS // MAX_SEQ_LEN validation rows, over the target tokens' UTF-8 bytes, in bits.
     Special tokens (BOS) count in neither sum; the rows scored do not depend on batch_size."""
@@ -594,9 +596,7 @@ def _score(logits_of, batch_size, device, bos):
     while done < rows:
         x, y, _ = next(loader)
         take = min(batch_size, rows - done)
-        logits = _checked_logits(logits_of(x), x, token_bytes.numel())
-        loss = torch.nn.functional.cross_entropy(logits[:take].reshape(-1, logits.size(-1)),
-                                                 y[:take].reshape(-1), reduction="none").double()
+        loss = losses_of(x, y).reshape(y.shape)[:take].reshape(-1).double()
         nbytes = token_bytes[y[:take].reshape(-1)]
         counted = nbytes > 0
         total_nats += torch.where(counted, loss, torch.zeros_like(loss)).sum()
@@ -739,7 +739,14 @@ def score_handover(folder, device=None):
     module, batch = load_handover(folder, device)
     with torch.no_grad():
         _check_independence(module, batch, device, bos, token_bytes.numel())
-        bpb, tokens, nbytes = _score(module, batch, device, bos)
+        vocab = token_bytes.numel()
+
+        def losses(x, y):  # the cross-entropy of the logits, computed here, never by the program
+            logits = _checked_logits(module(x), x, vocab)
+            return torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1),
+                                                     reduction="none").view(y.shape)
+
+        bpb, tokens, nbytes = _score(losses, batch, device, bos)
     return {"val_bpb": bpb, "tokens": tokens, "bytes": nbytes, "val_sha256": val_sha, "batch_size": batch}
 
 
