@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import sys
 import textwrap
 from pathlib import Path
@@ -287,12 +288,16 @@ def test_real_claude_code_against_the_loopback_server(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("codex") is None, reason="codex is not installed (npm install -g @openai/codex)")
-def test_real_codex_against_the_loopback_server(tmp_path, monkeypatch):
+def test_real_codex_against_the_loopback_server(tmp_path, monkeypatch, request):
     """The real Codex CLI, its model replaced by the loopback server (Responses API): it runs one
     command in its sandbox to edit score.py, then answers."""
     from fakes.llm_server import FakeLLM, Turn
 
-    ws = blank(tmp_path)
+    # Codex's own bubblewrap sandbox mounts a fresh /tmp, which would hide a workspace under /tmp
+    # (where tmp_path is): the workspace and codex's home live under /var/tmp instead
+    outside_tmp = Path(tempfile.mkdtemp(prefix="autoresearch-codex-", dir="/var/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(outside_tmp, ignore_errors=True))
+    ws = blank(outside_tmp)
 
     def model(request):
         if request.api != "responses":
@@ -301,7 +306,7 @@ def test_real_codex_against_the_loopback_server(tmp_path, monkeypatch):
             return Turn(tools=[("exec_command", {"cmd": "sed -i 's/LR = 0.5/LR = 0.2/' score.py", "tty": False})])
         return Turn(text="Lowered the learning rate.\nDESCRIPTION: lower LR to 0.2 (real codex)")
 
-    home = tmp_path / "home"
+    home = outside_tmp / "home"
     (home / ".codex").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("CODEX_HOME", str(home / ".codex"))

@@ -82,6 +82,13 @@ def current(root: Path, kind: str = "experiment") -> dict | None:
     return data if data.get("pid") and data.get("kind") == kind else None
 
 
+@pytest.fixture
+def unjailed(monkeypatch):
+    """Runs without the sandbox: these scripts write their pid outside their folder so the test
+    can find the training process (a sandboxed run cannot; its own tests: test_trust.py)."""
+    monkeypatch.setenv("AUTORESEARCH_SANDBOX", "off")
+
+
 def test_the_loop_records_every_kind_of_proposal(tmp_path, agent):
     root = tmp_path / "ws"
     llm_like(root, branch="")
@@ -143,7 +150,7 @@ def test_an_agent_that_keeps_failing_stops_the_loop_with_a_clear_message(tmp_pat
     assert clean(root)
 
 
-def test_kill_9_of_the_loop_mid_run_then_resume(tmp_path, agent):
+def test_kill_9_of_the_loop_mid_run_then_resume(tmp_path, agent, unjailed):
     root = tmp_path / "ws"
     llm_like(root, branch="")
     pidfile = tmp_path / "train.pid"
@@ -172,7 +179,7 @@ def test_kill_9_of_the_loop_mid_run_then_resume(tmp_path, agent):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_kills_the_run_records_it_and_leaves_the_frontier(tmp_path, agent, sig):
+def test_ctrl_c_kills_the_run_records_it_and_leaves_the_frontier(tmp_path, agent, sig, unjailed):
     root = tmp_path / "ws"
     llm_like(root)
     pidfile = tmp_path / "train.pid"
@@ -199,7 +206,7 @@ def test_ctrl_c_kills_the_run_records_it_and_leaves_the_frontier(tmp_path, agent
     assert not (root / ".autoresearch" / "journal.json").exists()
 
 
-def test_ctrl_c_during_a_confirmation_keeps_both_finished_runs(tmp_path, agent):
+def test_ctrl_c_during_a_confirmation_keeps_both_finished_runs(tmp_path, agent, unjailed):
     """A win's first run and the frontier's re-run finished; Ctrl-C comes during its confirm run."""
     root = tmp_path / "ws"
     llm_like(root)

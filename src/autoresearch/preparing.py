@@ -42,14 +42,14 @@ def _ask(ws: Workspace, code: str) -> str:
     """The last line a short program prints with the pinned harness importable as `prepare`."""
     with tempfile.TemporaryDirectory(prefix="autoresearch-harness-") as tmp:
         harness_copy(ws, Path(tmp))
-        result = run([sys.executable, "-I", "-B", "-c", code], cwd=tmp, check=False, env=_env(tmp))
+        result = run([sys.executable, "-I", "-B", "-c", code], cwd=tmp, check=False, env=_env())
     if result.returncode != 0:
         lines = (result.stderr or "").strip().splitlines()
         raise AutoresearchError(f"cannot read the harness: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
     return result.stdout.strip().splitlines()[-1]
 
 
-def _env(folder: str) -> dict[str, str]:
+def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
@@ -61,9 +61,17 @@ def manifest(ws: Workspace) -> dict | None:
                               "print(json.dumps(prepare.manifest()))"))
 
 
-def prepared_dir(ws: Workspace, harness: Path | None = None) -> Path:
-    """Where the harness keeps this workspace's prepared data on this machine."""
-    return Path(_ask(ws, "import sys; sys.path.insert(0, '.'); import prepare; print(prepare.PREPARED_DIR)"))
+_PREPARED: dict[tuple[str, str, str], Path] = {}
+
+
+def prepared_dir(ws: Workspace) -> Path:
+    """Where the harness keeps this workspace's prepared data on this machine (asked once per
+    harness and cache folder: the answer takes an interpreter that imports torch)."""
+    key = (str(ws.root), ws.pins.harness_sha256, os.environ.get("AUTORESEARCH_CACHE_DIR", ""))
+    if key not in _PREPARED:
+        code = "import sys; sys.path.insert(0, '.'); import prepare; print(prepare.PREPARED_DIR)"
+        _PREPARED[key] = Path(_ask(ws, code))
+    return _PREPARED[key]
 
 
 def is_prepared(ws: Workspace) -> bool:
@@ -78,7 +86,7 @@ def prepare(ws: Workspace) -> dict | None:
         raise AutoresearchError("prepare.py does not match the workspace's fingerprint; restore it with `git checkout main -- prepare.py`")
     with tempfile.TemporaryDirectory(prefix="autoresearch-harness-") as tmp:
         harness_copy(ws, Path(tmp))
-        result = run([sys.executable, "-B", "prepare.py"], cwd=tmp, check=False, stream=True, env=_env(tmp))
+        result = run([sys.executable, "-B", "prepare.py"], cwd=tmp, check=False, stream=True, env=_env())
     if result.returncode != 0:
         raise AutoresearchError(f"prepare.py failed (exit {result.returncode}); see the line above")
     record = manifest(ws)

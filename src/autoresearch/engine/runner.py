@@ -247,7 +247,7 @@ class Stage:
         if ws.config.harness_record and ws.config.harness_files:
             evaluator = sandbox.prepare_folder(scratch / "evaluator", None)
             harness = preparing.harness_copy(ws, evaluator)
-            prepared = preparing.prepared_dir(ws, harness)
+            prepared = preparing.prepared_dir(ws)
         return cls(ws, box, scratch, work, prepared, harness)
 
     @property
