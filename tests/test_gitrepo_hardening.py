@@ -98,11 +98,17 @@ def test_no_hook_of_the_repository_runs(root, markers, hook):
     assert ran(markers) == []
 
 
-def test_no_hook_of_a_hooks_folder_set_in_the_config_runs(root, markers, tmp_path):
+def hooks_folder(markers: Path, tmp_path: Path) -> Path:
+    """A folder outside the repository holding every hook, each leaving a marker when run."""
     folder = tmp_path / "agent-hooks"
     folder.mkdir()
     for hook in HOOKS:
         os.replace(program(markers, hook), folder / hook)
+    return folder
+
+
+def test_no_hook_of_a_hooks_folder_set_in_the_config_runs(root, markers, tmp_path):
+    folder = hooks_folder(markers, tmp_path)
     raw(root, "config", "core.hooksPath", str(folder))
     exercise(root)
     assert ran(markers) == []
@@ -115,10 +121,7 @@ def test_fsmonitor_set_in_the_config_is_not_run(root, markers):
 
 
 def test_include_path_in_the_config_setting_a_hooks_folder_and_a_filter_is_ignored(root, markers, tmp_path):
-    folder = tmp_path / "agent-hooks"
-    folder.mkdir()
-    for hook in HOOKS:
-        os.replace(program(markers, hook), folder / hook)
+    folder = hooks_folder(markers, tmp_path)
     clean = program(markers, "clean", "cat >/dev/null; echo EVIL")
     (tmp_path / "evil.cfg").write_text(f'[core]\n\thooksPath = {folder}\n[filter "sneaky"]\n\tclean = {clean}\n')
     raw(root, "config", "include.path", "../../evil.cfg")  # relative to .git/config

@@ -135,7 +135,7 @@ class Runner:
             with contextlib.suppress(OSError):
                 old.unlink()
         result_path = runs / f"{int(time.time())}-{uuid.uuid4().hex[:12]}.json"
-        pinned = self.ws.pins.val_sha256
+        pinned = self.ws.pins  # read once: the pins file lives outside the workspace
         before = self.guard.snapshot()
         journal = replace(journal, kind=kind, result_path=str(result_path))
         self.state.write_journal(journal)
@@ -177,8 +177,8 @@ class Runner:
             shutil.rmtree(scratch, ignore_errors=True)
         self.state.write_journal(journal)
         tampered = self.guard.tampering(before)
-        m = measure(self.ws.config, self.limits, outcome, log, result_path, pinned, evaluation,
-                    harness_pin=self.ws.pins.harness_sha256)
+        m = measure(self.ws.config, self.limits, outcome, log, result_path, pinned.val_sha256, evaluation,
+                    harness_pin=pinned.harness_sha256)
         if tampered:
             m = replace(m, value=None, reason=tampered)
         if not self.sandbox.on:
@@ -236,7 +236,8 @@ class Stage:
     def make(cls, ws: Workspace, commit: str, scratch: Path, box: sandbox.Sandbox) -> "Stage":
         owner = box.owner()
         os.chmod(scratch, 0o755)
-        work = sandbox.prepare_folder(scratch / "work", None)
+        work = scratch / "work"
+        work.mkdir()
         gitrepo.export_tree(ws.root, commit, work, exclude=[ws.config.notes] if ws.config.notes else [])
         for folder in ("home", "handover", "cache", "work"):
             sandbox.prepare_folder(scratch / folder, owner)
