@@ -31,6 +31,7 @@ from autoresearch import resultsfile as results
 from autoresearch.gitrepo import identity_args
 from autoresearch.proc import run
 from autoresearch.research.results import Row, header
+from autoresearch.state import StateFolder
 from autoresearch.workspace import Workspace, fingerprint, init_workspace
 
 # ---------------------------------------------------------------- processes
@@ -178,10 +179,21 @@ def train_text(value: float = 1.0, body: str = "") -> str:
     return text.replace("# body\n", body.rstrip("\n") + "\n# body\n") if body else text
 
 
+def fake_prepared_data() -> Path:
+    """The files the engine checks for before a run, where FAKE_PREPARE says they are (empty:
+    the fake harness never reads them)."""
+    folder = Path(os.environ["AUTORESEARCH_CACHE_DIR"]) / "prepared" / "fake"
+    (folder / "tokenizer").mkdir(parents=True, exist_ok=True)
+    for name in ("train.bin", "train.idx.npy", "val.bin", "val.idx.npy", "manifest.json"):
+        (folder / name).touch()
+    return folder
+
+
 def llm_like(folder: Path, *, value: float = 1.0, budget: float = 2, branch: str = "autoresearch/test",
              baseline_runs: int = 2, hard_limit: float = 0, allowance: float = 0) -> Workspace:
     ws = init_workspace(folder, template="blank", command="python train.py", metric="val_bpb",
                         editable=("train.py",), budget=budget)
+    fake_prepared_data()
     (folder / "prepare.py").write_text(FAKE_PREPARE)
     (folder / "train.py").write_text(train_text(value))
     cfg = replace(ws.config, template="llm", harness_record=True, harness_files=("prepare.py",),
@@ -235,7 +247,7 @@ def assert_intact(ws: Path, frontier: str, n_rows: int) -> None:
     assert head(ws) == frontier
     assert clean(ws), git(ws, "status", "--porcelain")
     assert len(rows(ws)) == n_rows
-    assert not (Path(ws) / ".autoresearch" / "journal.json").exists()
+    assert StateFolder(Path(ws)).journal() is None
 
 
 # ---------------------------------------------------------------- a recorded line of research

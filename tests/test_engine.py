@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from autoresearch.state import StateFolder
 
 from support import (
     assert_intact, blank, clean, cli, commit, experiment, experiment_json, git, head, llm_like, pid_alive, rows, train_text,
@@ -387,19 +390,79 @@ def test_a_second_engine_on_the_same_workspace_is_refused(ws):
     assert r.returncode == 1 and "another autoresearch process" in r.stderr and "test holder" in r.stderr
 
 
+def test_deleting_the_state_folder_does_not_release_the_lock(ws):
+    """The attack: a run (or the agent) removes .autoresearch/ while an engine holds the lock,
+    so that a second engine starts beside it. The lock lives in the engine's private folder."""
+    from autoresearch.workspace import Workspace
+
+    change(ws, value=0.5)
+    with Workspace.load(ws).state.locked("test holder"):
+        shutil.rmtree(ws / ".autoresearch")
+        r = experiment(ws, "x")
+    assert r.returncode == 1 and "another autoresearch process" in r.stderr
+    assert len(rows(ws)) == 2
+
+
 # -- results.tsv problems -------------------------------------------------------------
 
 
-def test_a_corrupted_results_tsv_is_a_clear_error_and_is_not_overwritten(ws):
-    bad = (ws / "results.tsv").read_text() + "garbage line without tabs\n"
-    (ws / "results.tsv").write_text(bad)
+def test_a_damaged_results_tsv_is_restored_from_the_engines_record(ws):
+    good = (ws / "results.tsv").read_text()
+    (ws / "results.tsv").write_text(good + "garbage line without tabs\n")
+    change(ws, value=0.5)
+    r = experiment(ws, "x")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "results.tsv had 1 line the engine did not write: restored" in r.stdout
+    text = (ws / "results.tsv").read_text()
+    assert text.startswith(good) and "garbage" not in text and rows(ws)[-1].description == "x"
+
+
+def test_a_corrupted_ledger_is_a_clear_error_and_is_not_overwritten(ws):
+    ledger = StateFolder(ws).private / "results.tsv"
+    bad = ledger.read_text() + "garbage line without tabs\n"
+    ledger.write_text(bad)
     frontier = head(ws)
     change(ws, value=0.5)
     r = experiment(ws, "x")
     assert r.returncode == 1
     assert "results.tsv: line 4" in r.stderr and "nothing was changed" in r.stderr
-    assert (ws / "results.tsv").read_text() == bad
+    assert ledger.read_text() == bad
     assert head(ws) == frontier
+
+
+def test_missing_prepared_data_is_the_machines_failure_and_the_same_code_runs_again(ws, tmp_path, monkeypatch):
+    frontier = head(ws)
+    change(ws, value=0.5)
+    with monkeypatch.context() as m:
+        m.setenv("AUTORESEARCH_CACHE_DIR", str(tmp_path / "an-empty-cache"))
+        r = experiment(ws, "x")
+    assert r.returncode == 1 and "the prepared data is missing (train.bin" in r.stderr
+    last = rows(ws)[-1]
+    assert last.status == "crash" and last.reason.startswith("machine failure: the prepared data is missing")
+    assert head(ws) == frontier and clean(ws)
+    change(ws, value=0.5)  # the same code, with the data back: it runs, it is not a noop
+    out = experiment_json(ws, "x again")
+    assert out["status"] == "keep", out
+
+
+@pytest.mark.skipif(not shutil.which("bwrap"), reason="needs bubblewrap")
+def test_a_sandbox_that_cannot_start_is_the_machines_failure(ws, tmp_path, monkeypatch):
+    """bubblewrap starts for the probe but fails to set up the training run's jail (as on a
+    full /tmp or a kernel that refuses a mount): the run tells nothing about the code."""
+    real = shutil.which("bwrap")
+    shim = tmp_path / "bin" / "bwrap"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\ncase "$*" in *train.py*) echo "bwrap: Can\'t mount tmpfs on /newroot/tmp: '
+                    f'No space left on device" >&2; exit 1;; esac\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}:{os.environ['PATH']}")
+    frontier = head(ws)
+    change(ws, value=0.5)
+    r = experiment(ws, "x")
+    assert r.returncode == 1 and "the sandbox could not start: bwrap: Can't mount tmpfs" in r.stderr
+    last = rows(ws)[-1]
+    assert last.status == "crash" and last.reason.startswith("machine failure: the sandbox could not start")
+    assert head(ws) == frontier and clean(ws)
 
 
 def test_a_full_disk_while_recording_leaves_the_frontier_intact_and_is_recorded_later(ws):
@@ -412,7 +475,7 @@ def test_a_full_disk_while_recording_leaves_the_frontier_intact_and_is_recorded_
     frontier = head(ws)
     before = (ws / "results.tsv").read_text()
     change(ws, value=0.5)
-    trap = ws / f".results.tsv.{os.getpid()}.tmp"
+    trap = StateFolder(ws).private / f".results.tsv.{os.getpid()}.tmp"  # the ledger's, written first
     trap.symlink_to("/dev/full")
     with open(ws / ".git" / "info" / "exclude", "a") as fh:  # not the agent's file: the disk's
         fh.write(trap.name + "\n")
@@ -429,9 +492,12 @@ def test_a_full_disk_while_recording_leaves_the_frontier_intact_and_is_recorded_
     # with room again, the next start records what happened, and research goes on
     change(ws, value=2.0)
     out = experiment_json(ws, "next")
-    recovered = rows(ws)[-2]
-    assert recovered.status == "interrupted" and recovered.reason.startswith("not recorded")
-    assert out["status"] == "discard" and len(rows(ws)) == 4
+    got = rows(ws)
+    recovered = [r for r in got if r.description == "full disk"]
+    # its finished runs are recorded, undecided: never kept, but not thrown away either
+    assert recovered and all(r.status == "discard" and r.reason.startswith("not recorded") for r in recovered)
+    assert all(r.kind == "baseline" or r.status != "keep" or r.commit == frontier[:7] for r in got)
+    assert out["status"] == "discard" and got[-1].description == "next"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")

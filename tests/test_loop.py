@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch.research.results import line
+from autoresearch.state import StateFolder
 from support import clean, cli, git, head, llm_like, pid_alive, rows, train_text, wait_for
 
 AGENT = r'''
@@ -175,7 +177,7 @@ def test_kill_9_of_the_loop_mid_run_then_resume(tmp_path, agent, unjailed):
     assert got[0] == ("interrupted", "interrupted", "slow change")
     assert got[1][0] == "discard" and got[1][2] == "after the crash"
     assert head(root)[:7] == frontier and clean(root)
-    assert not (root / ".autoresearch" / "journal.json").exists()
+    assert StateFolder(root).journal() is None
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -203,7 +205,7 @@ def test_ctrl_c_kills_the_run_records_it_and_leaves_the_frontier(tmp_path, agent
     assert (last.status, last.reason, last.description) == ("interrupted", "interrupted", "slow change")
     assert len(rows(root)) == 3
     assert head(root)[:7] == frontier and clean(root)
-    assert not (root / ".autoresearch" / "journal.json").exists()
+    assert StateFolder(root).journal() is None
 
 
 def test_ctrl_c_during_a_confirmation_keeps_both_finished_runs(tmp_path, agent, unjailed):
@@ -234,7 +236,7 @@ def test_ctrl_c_during_a_confirmation_keeps_both_finished_runs(tmp_path, agent, 
     assert out.strip().splitlines()[-1].startswith(
         "interrupted: 1 experiment on autoresearch/test (2 baseline, 1 discard, 1 interrupted)")
     assert head(root)[:7] == base and clean(root)
-    assert not (root / ".autoresearch" / "journal.json").exists()
+    assert StateFolder(root).journal() is None
 
 
 def test_a_dirty_tree_at_start_is_one_clear_line_and_nothing_is_touched(tmp_path, agent):
@@ -303,3 +305,66 @@ def test_an_agent_that_is_not_ready_is_refused_before_the_baseline(tmp_path):
     r = cli("run", "--agent", "command", cwd=root)
     assert r.returncode == 1 and "agent 'command' is not ready" in r.stderr
     assert not (root / "results.tsv").exists()
+
+
+def test_kill_9_during_a_confirmation_records_the_finished_runs_at_the_next_start(tmp_path, agent, unjailed):
+    """The engine dies with the win's first run and the frontier's re-run measured: the next
+    start records both from the journal (the candidate's undecided), the confirm run as interrupted."""
+    root = tmp_path / "ws"
+    llm_like(root)
+    pidfile, runs = tmp_path / "train.pid", tmp_path / "runs"
+    body = (f"import os, time\nfrom pathlib import Path\nruns = Path({str(runs)!r})\n"
+            "n = int(runs.read_text()) if runs.exists() else 0\nruns.write_text(str(n + 1))\n"
+            f"if n >= 1:\n    open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n    time.sleep(120)")
+    env = agent([{"value": 0.5, "body": body, "desc": "a win"}, {"value": 2.0, "desc": "after the crash"}])
+    proc = start_loop(root, agent, env=env)
+    try:
+        assert wait_for(lambda: pidfile.exists() and current(root, "confirm") is not None, timeout=90)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(rows(root)) == 2  # only the baseline was recorded before the engine died
+    r = loop(root, agent, "--max-experiments", "1", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "recorded its 2 finished runs undecided, and the one in flight as interrupted" in r.stdout
+    got = [(r.commit, r.status, r.kind, r.value) for r in rows(root)]
+    base = got[0][0]
+    assert [g[1:3] for g in got[:5]] == [("keep", "baseline"), ("keep", "baseline"), ("discard", "experiment"),
+                                          ("keep", "confirm"), ("interrupted", "confirm")]
+    assert got[2][3] == 0.5 and got[3][0] == base and got[3][3] == 1.0
+    assert rows(root)[2].reason == "not decided: the engine stopped before the decision"
+    assert got[4][0] == got[2][0] and rows(root)[5].description == "after the crash"
+    assert head(root)[:7] == base and clean(root)
+
+
+def test_a_keep_row_appended_after_kill_9_is_not_adopted(tmp_path, agent, unjailed):
+    """The attack: kill the engine mid-run, then append a `keep` row for the candidate to
+    results.tsv. Recovery reads the engine's own ledger, so the forged row is dropped."""
+    root = tmp_path / "ws"
+    llm_like(root)
+    pidfile = tmp_path / "train.pid"
+    body = f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)"
+    env = agent([{"value": 0.5, "body": body, "desc": "slow change"}, {"value": 2.0, "desc": "after the crash"}])
+    proc = start_loop(root, agent, env=env)
+    try:
+        assert wait_for(lambda: current(root) is not None and pidfile.exists(), timeout=60), proc.stderr
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    frontier, candidate = rows(root)[0].commit, head(root)[:7]
+    assert candidate != frontier
+    forged = rows(root)[-1].__class__(candidate, 0.1, 0.5, "keep", "slow change", timestamp="2099-01-01T00:00:00Z",
+                                      kind="experiment", branch="autoresearch/test")
+    with open(root / "results.tsv", "a") as fh:
+        fh.write(line(forged))
+    r = loop(root, agent, "--max-experiments", "1", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "results.tsv had 1 line the engine did not write: restored" in r.stdout
+    got = rows(root)
+    assert not [x for x in got if x.status == "keep" and x.commit == candidate]
+    assert (got[2].status, got[2].description) == ("interrupted", "slow change")
+    assert head(root)[:7] != candidate and clean(root)

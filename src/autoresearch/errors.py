@@ -3,3 +3,8 @@
 
 class AutoresearchError(Exception):
     """Something the user can act on: bad input, a broken workspace, a refused change."""
+
+
+class MachineError(AutoresearchError):
+    """A failure of this machine rather than of the code under test (prepared data missing, the
+    sandbox unable to start): the run says nothing about the code, which may run again."""

@@ -44,9 +44,17 @@ def home() -> Path:
     return Path(state) / "autoresearch"
 
 
+def _key(root: Path) -> str:
+    return hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:20]
+
+
 def path_for(root: Path) -> Path:
-    key = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:20]
-    return home() / "pins" / f"{key}.json"
+    return home() / "pins" / f"{_key(root)}.json"
+
+
+def private_dir(root: Path) -> Path:
+    """The engine's private state folder of the workspace at `root` (see autoresearch.state)."""
+    return home() / "workspaces" / _key(root)
 
 
 def read(root: Path) -> Pins | None:

@@ -1,19 +1,24 @@
-"""The state folder, `.autoresearch/` in a workspace: the engine's own files, typed.
+"""The state folders of a workspace: the engine's own files, typed.
 
-Each file is a small versioned record:
+Two folders. `.autoresearch/` in the workspace holds what watchers read and what agents
+keep; the agent can write there (it edits files in the workspace), so the engine trusts
+nothing in it. What the engine decides by lives in its private folder outside the workspace
+(`pins.private_dir`, beside the pins), where neither a training run (the sandbox does not
+bind it) nor the agent's edits of the workspace reach.
 
 | file | record | written by | read by |
 | --- | --- | --- | --- |
-| `journal.json` | `Journal`: the experiment in progress, step by step | the engine | recovery after `kill -9` |
+| private `journal.json` | `Journal`: the experiment in progress, step by step | the engine | recovery after `kill -9` |
+| private `seen.json` | `Seen`: which code already ran (by content) | the engine | the guard |
+| private `lock` | one engine per workspace (flock) | the engine | another engine |
+| private `runs/` | the evaluator's record of the run in flight | the engine | the engine |
 | `current.json` | `Current`: the run in flight, for watchers | the engine | status, dashboard |
-| `seen.json` | `Seen`: which code already ran (by content) | the engine | the guard |
 | `loop.json` | `LoopState`: what `autoresearch run` is doing | the loop | status, dashboard |
-| `val_sha256` | the validation split's pin | `prepare` | the engine |
-| `lock` | one engine per workspace (flock) | the engine | another engine |
+| `val_sha256` | a copy of the validation split's pin, for the views | `prepare` | the views |
 
-Beside them: `runs/` (the harness records of the current run), `cache/` (compile caches),
-`diffs/` (diffs kept for the agent's prompt), and the agents' own files (prompts,
-transcripts, the built-in agent's search state).
+Beside them in `.autoresearch/`: `cache/` (compile caches), `diffs/` (diffs kept for the
+agent's prompt), and the agents' own files (prompts, transcripts, the built-in agent's
+search state).
 
 A record file that is missing, unreadable or of another version reads as None (the
 journal's absence means no experiment is in progress).
@@ -31,6 +36,7 @@ from typing import Any, TypeVar
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
+from autoresearch.pins import private_dir
 
 STATE_DIR = ".autoresearch"
 VERSION = 1
@@ -63,6 +69,10 @@ class Journal:
     recorded: bool = False  # its row(s) are in results.tsv
     keep: bool = False  # and they say keep
     reason: str = ""  # why it could not be recorded
+    # results.tsv lines of the runs that finished but are not recorded yet, as they would be
+    # recorded if the engine stopped now: recovery writes them after a `kill -9`
+    measured: tuple[str, ...] = ()
+    running: str = ""  # the commit of the run in flight (the frontier's, for a re-run beside the candidate)
     version: int = VERSION
 
 
@@ -136,13 +146,14 @@ class StateFolder:
 
     def __init__(self, root: Path):
         self.path = Path(root) / STATE_DIR
+        self.private = private_dir(root)
 
     def file(self, name: str) -> Path:
         return self.path / name
 
     @property
     def runs_dir(self) -> Path:
-        return self.path / "runs"
+        return self.private / "runs"
 
     @property
     def cache_dir(self) -> Path:
@@ -155,10 +166,10 @@ class StateFolder:
     # -- the journal and the run in flight ---------------------------------------
 
     def journal(self) -> Journal | None:
-        return _record(Journal, read_json(self.path / JOURNAL))
+        return _record(Journal, read_json(self.private / JOURNAL))
 
     def write_journal(self, journal: Journal) -> None:
-        write_json(self.path / JOURNAL, asdict(journal))
+        write_json(self.private / JOURNAL, asdict(journal))
 
     def current(self) -> Current | None:
         return _record(Current, read_json(self.path / CURRENT))
@@ -171,15 +182,15 @@ class StateFolder:
 
     def clear_experiment(self) -> None:
         """The experiment is over: no journal, nothing in flight."""
-        for name in (JOURNAL, CURRENT):
+        for path in (self.private / JOURNAL, self.path / CURRENT):
             with contextlib.suppress(OSError):
-                (self.path / name).unlink()
+                path.unlink()
 
     # -- code that already ran ----------------------------------------------------
 
     def seen(self) -> dict[str, SeenEntry] | None:
         """Content key -> its run; None when the file is missing or unreadable (rebuild it)."""
-        data = read_json(self.path / SEEN)
+        data = read_json(self.private / SEEN)
         if not isinstance(data, dict):
             return None
         out = {}
@@ -191,7 +202,7 @@ class StateFolder:
 
     def write_seen(self, seen: dict[str, SeenEntry]) -> None:
         with contextlib.suppress(OSError):
-            write_json(self.path / SEEN, {k: asdict(v) for k, v in seen.items()})
+            write_json(self.private / SEEN, {k: asdict(v) for k, v in seen.items()})
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -217,9 +228,12 @@ class StateFolder:
 
     @contextlib.contextmanager
     def locked(self, what: str):
-        """Hold the workspace lock: one engine (loop or experiment) per workspace at a time."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        """Hold the workspace lock: one engine (loop or experiment) per workspace at a time.
+
+        The lock file is in the private folder: deleting `.autoresearch/` (or the whole
+        workspace's untracked files) does not release it."""
+        self.private.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.private / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

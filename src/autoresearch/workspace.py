@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from autoresearch import capsliterals, gitrepo, pins, profiles
+from autoresearch import capsliterals, gitrepo, pins, profiles, resultsfile
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
@@ -84,6 +84,11 @@ class Workspace(Folder):
     @property
     def results_path(self) -> Path:
         return self.root / "results.tsv"
+
+    @property
+    def results(self) -> resultsfile.Results:
+        """The rows the engine wrote (its ledger), mirrored to results.tsv."""
+        return resultsfile.Results(self.results_path, self.state.private / "results.tsv", self.config.metric)
 
     @property
     def pins(self) -> pins.Pins:

@@ -41,16 +41,16 @@ from autoresearch.engine.measure import PRINTED, Limits, Measurement
 from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
 from autoresearch.engine.recover import recover
 from autoresearch.engine.runner import Runner
-from autoresearch.errors import AutoresearchError
+from autoresearch.errors import AutoresearchError, MachineError
 from autoresearch.proc import shielded
 from autoresearch.research import keeprule
 from autoresearch.research.history import History
-from autoresearch.research.results import Row
-from autoresearch.resultsfile import append, read_rows
+from autoresearch.research import results
 from autoresearch.state import Journal
 from autoresearch.workspace import Workspace
 
 PRINTED_NOTE = " (printed metric)"
+STOPPED = "the engine stopped"
 RERUN = "re-run of the frontier beside: "
 
 
@@ -70,7 +70,7 @@ class Attempt:
     key: str = ""  # the content key of its editable files
     smaller: bool = False
     measurements: list[Measurement] = field(default_factory=list)  # the candidate's runs
-    block: list[Row] = field(default_factory=list)  # their rows and the frontier's re-runs, in the order they ran
+    block: list[results.Row] = field(default_factory=list)  # their rows and the frontier's re-runs, in the order they ran
     # (the candidate's rows provisional until the decision)
     decision: keeprule.Decision | None = None
     in_flight: tuple[str, str, str] | None = None  # (commit, kind, description) of the run going on
@@ -79,14 +79,14 @@ class Attempt:
     def frontier_value(self) -> float | None:
         return self.history.value_of(self.frontier)
 
-    def add_reference(self, row: Row) -> None:
+    def add_reference(self, row: results.Row) -> None:
         self.block.append(row)
 
-    def add_run(self, m: Measurement, row: Row) -> None:
+    def add_run(self, m: Measurement, row: results.Row) -> None:
         self.measurements.append(m)
         self.block.append(row)
 
-    def settled(self, **fields) -> list[Row]:
+    def settled(self, **fields) -> list[results.Row]:
         """The block's rows with the candidate's measured runs given `fields` (status, reason)."""
         return [replace(r, **fields) if r.commit == self.candidate[:7] and r.status != "crash" else r for r in self.block]
 
@@ -124,7 +124,7 @@ class Engine:
         return name
 
     def history(self, branch: str) -> History:
-        return History(read_rows(self.ws.results_path), branch, self.cfg.direction)
+        return History(self.ws.results.rows(), branch, self.cfg.direction)
 
     def frontier(self, history: History) -> str:
         """The full sha of the frontier: the commit of the last kept row, else HEAD."""
@@ -220,7 +220,7 @@ class Engine:
         """An experiment that did not run (invalid, noop): one row at the frontier's commit."""
         row = make_row(attempt.frontier, status=status, kind="experiment", description=attempt.description,
                        reason=reason, branch=attempt.branch, agent=attempt.agent, usage=attempt.usage)
-        append(self.ws.results_path, row, self.cfg.metric)
+        self.ws.results.append(row)
         short = attempt.frontier[:7]
         return Outcome(status, "experiment", attempt.description, short, self.cfg.metric, self.cfg.direction,
                        frontier_before=short, frontier_value=attempt.frontier_value, frontier=short, reason=reason,
@@ -270,7 +270,15 @@ class Engine:
         a.add_run(m, make_row(a.candidate, status="discard" if m.ok else "crash", kind=kind, description=a.description,
                               reason="" if m.ok else m.reason, branch=a.branch, agent=a.agent, m=m,
                               usage=a.usage if not a.measurements else None))
+        self._note_measured(a)
         return m
+
+    def _note_measured(self, a: Attempt) -> None:
+        """Put the finished runs in the journal, as an interruption now would record them: a
+        `kill -9` of the engine before the decision then loses no measurement."""
+        rows = a.settled(reason=f"not decided: {STOPPED} before the decision")
+        a.journal = replace(a.journal, measured=tuple(results.line(r) for r in rows))
+        self.state.write_journal(a.journal)
 
     def _decide(self, a: Attempt) -> keeprule.Decision:
         """The sequential test on every run so far: keep, discard, or one more run."""
@@ -297,7 +305,7 @@ class Engine:
             return
         a.decision = self._decide(a)
 
-    def _rerun_frontier(self, a: Attempt) -> Row | None:
+    def _rerun_frontier(self, a: Attempt) -> results.Row | None:
         """Run the frontier once more, beside the candidate's runs.
 
         A wall-clock budget ties the metric to the machine's speed: when the machine gets faster
@@ -318,8 +326,11 @@ class Engine:
             return None
         self.out(f"frontier re-run {self.cfg.metric} {m.value:.6f}")
         reason = "frontier re-run beside the candidate, to measure drift" + (PRINTED_NOTE if m.source == PRINTED else "")
-        return make_row(a.frontier, status="keep", kind="confirm", description=description, reason=reason,
-                        branch=a.branch, agent=a.agent, m=m)
+        row = make_row(a.frontier, status="keep", kind="confirm", description=description, reason=reason,
+                       branch=a.branch, agent=a.agent, m=m)
+        a.journal = replace(a.journal, measured=(*a.journal.measured, results.line(row)))
+        self.state.write_journal(a.journal)
+        return row
 
     def _interrupted(self, a: Attempt, exc: BaseException) -> None:
         """Ctrl-C (or SIGTERM, or an error of the engine's own) mid-experiment: keep every run
@@ -337,9 +348,9 @@ class Engine:
                                  branch=a.branch, agent=a.agent, usage=None if a.measurements else a.usage))
         self._record_stop(a.journal, a.frontier, rows)
 
-    def _record_stop(self, journal: Journal, frontier: str, rows: list[Row]) -> None:
+    def _record_stop(self, journal: Journal, frontier: str, rows: list[results.Row]) -> None:
         try:
-            append(self.ws.results_path, rows, self.cfg.metric)
+            self.ws.results.append(rows)
         except AutoresearchError:
             return  # the journal stays: the next start records it
         self.state.write_journal(replace(journal, recorded=True, keep=False))
@@ -378,10 +389,10 @@ class Engine:
             log_tail=first.log_tail if status == "crash" else last.log_tail if not last.ok else "", rows=rows,
         )
 
-    def _write(self, journal: Journal, frontier: str, rows: list[Row], *, keep: bool, target: str) -> None:
+    def _write(self, journal: Journal, frontier: str, rows: list[results.Row], *, keep: bool, target: str) -> None:
         """Append the rows, then move the tree to `target`; a failed append resets to the frontier."""
         try:
-            append(self.ws.results_path, rows, self.cfg.metric)
+            self.ws.results.append(rows)
         except AutoresearchError as exc:
             with shielded():
                 with contextlib.suppress(Exception):
@@ -431,6 +442,8 @@ class Engine:
         reason = (label + (PRINTED_NOTE if m.source == PRINTED else "")) if m.ok else m.reason
         row = make_row(frontier, status="keep" if m.ok else "crash", kind="baseline", description="baseline",
                        reason=reason, branch=branch, m=m)
+        journal = replace(journal, measured=(results.line(row),))
+        self.state.write_journal(journal)
         self._write(journal, frontier, [row], keep=False, target=frontier)
         history = History([*history.rows, row], branch, self.cfg.direction)
         if m.ok:
@@ -464,4 +477,5 @@ def _stop_status(exc: BaseException) -> tuple[str, str]:
     crash of the code; an error of the engine's own is recorded as a crash that says so."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", "interrupted"
-    return "crash", f"engine error: {' '.join(str(exc).split())[:150] or type(exc).__name__}"
+    what = "machine failure" if isinstance(exc, MachineError) else "engine error"
+    return "crash", f"{what}: {' '.join(str(exc).split())[:150] or type(exc).__name__}"

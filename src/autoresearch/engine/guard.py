@@ -21,7 +21,8 @@ from autoresearch.research.results import Row
 from autoresearch.state import SeenEntry
 from autoresearch.workspace import Workspace
 
-NOT_RUN = ("interrupted", "not recorded", "engine error")  # crash reasons that say the code never finished
+# crash reasons that say the code never finished, or failed for reasons of the machine's
+NOT_RUN = ("interrupted", "not recorded", "engine error", "machine failure")
 
 
 def counts_as_run(row: Row) -> bool:

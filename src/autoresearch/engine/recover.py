@@ -2,18 +2,25 @@
 
 The caller holds the workspace lock, so no other engine is running: a journal left behind
 belongs to a dead one. Its leftover process group is killed (only while its processes
-still carry the run's marker), its row is written unless it already was (as a crash,
-"interrupted"), and the branch goes back to the frontier, or to the candidate when its
-row says keep.
+still carry the run's marker); the runs that finished are recorded from the journal (a
+candidate's as undecided, never kept), the run in flight as "interrupted", unless the rows
+are already in the ledger; and the branch goes back to the frontier, or to the candidate
+when its recorded rows say keep.
+
+Everything read here is the engine's own: the journal and the ledger live in its private
+folder (autoresearch.state), so a row someone else appended to results.tsv is never adopted.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from autoresearch import gitrepo, proc
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.outcome import make_row
 from autoresearch.engine.runner import marker
-from autoresearch.resultsfile import append, read_rows
+from autoresearch.errors import AutoresearchError
+from autoresearch.research.results import ResultsError, Row, header, parse
 from autoresearch.state import Journal
 from autoresearch.workspace import Workspace
 
@@ -25,10 +32,11 @@ def recover(ws: Workspace, guard: Guard, keep_edits: bool = False) -> str | None
     the working tree are left as they are and only the branch moves.
     """
     state = ws.state
+    restored = _restore_results(ws)
     j = state.journal()
     if j is None:
         state.clear_current()
-        return None
+        return restored
     killed = ""
     if j.pgid and j.result_path and proc.group_has_marker(j.pgid, marker(j.result_path)):
         proc.kill_group(j.pgid, None, grace=2.0)
@@ -55,18 +63,55 @@ def recover(ws: Workspace, guard: Guard, keep_edits: bool = False) -> str | None
     state.clear_experiment()
     if line:
         line += f"; tree reset to the frontier {target[:7]}"
-    return line
+    return "; ".join(x for x in (restored, line) if x) or None
 
 
 def _record_unwritten(ws: Workspace, j: Journal, candidate: str) -> tuple[bool, str | None]:
-    """(keep, line): whether the rows already written say keep; else write the crash row."""
-    written = [r for r in read_rows(ws.results_path)
+    """(keep, line): whether the rows already written say keep; else write what the journal
+    says finished, and the run in flight as interrupted."""
+    written = [r for r in ws.results.rows()
                if r.commit[:7] == candidate[:7] and r.branch in (j.branch, "") and r.kind in (j.kind, "confirm")
                and r.timestamp >= j.started_utc]
     if written:
         return j.kind != "baseline" and any(r.status == "keep" for r in written), None
-    reason = j.reason or "interrupted"
-    append(ws.results_path, make_row(candidate, status="interrupted", kind=j.kind, description=j.description, reason=reason,
-                                     branch=j.branch, agent=j.agent, usage=j.usage), ws.config.metric)
-    return False, (f"recovered an interrupted {j.kind} ({candidate[:7]} {j.description!r}): "
-                   f"recorded as interrupted ({reason})")
+    measured = _measured(j)
+    if j.reason:  # the engine saw why it could not record them
+        measured = [replace(r, reason=j.reason) if r.commit == candidate[:7] and r.status != "crash" else r
+                    for r in measured]
+    rows = list(measured)
+    in_flight = bool(j.pgid) or not measured
+    if in_flight:
+        reason = j.reason or "interrupted"
+        commit = j.running or candidate
+        rows.append(make_row(commit, status="interrupted", kind=j.kind if commit == candidate else "confirm",
+                             description=j.description, reason=reason, branch=j.branch, agent=j.agent,
+                             usage=None if measured else j.usage))
+    ws.results.append(rows)
+    what = f"recovered an interrupted {j.kind} ({candidate[:7]} {j.description!r})"
+    if measured:
+        runs = "run" if len(measured) == 1 else "runs"
+        return False, f"{what}: recorded its {len(measured)} finished {runs} undecided" + (
+            ", and the one in flight as interrupted" if in_flight else "")
+    return False, f"{what}: recorded as interrupted ({reason})"
+
+
+def _measured(j: Journal) -> list[Row]:
+    """The finished runs the journal holds (a damaged entry reads as none)."""
+    if not j.measured:
+        return []
+    try:
+        return parse(header() + "".join(ln if ln.endswith("\n") else ln + "\n" for ln in j.measured), "journal")[1]
+    except ResultsError:
+        return []
+
+
+def _restore_results(ws: Workspace) -> str | None:
+    """results.tsv back to the rows the engine wrote, saying so when someone else's were there."""
+    try:
+        foreign = ws.results.restore()
+    except AutoresearchError:
+        return None
+    if not foreign:
+        return None
+    lines = "line" if foreign == 1 else "lines"
+    return f"results.tsv had {foreign} {lines} the engine did not write: restored from the engine's record"

@@ -26,7 +26,7 @@ from typing import TextIO
 
 from autoresearch import gitrepo, pins, preparing, proc, sandbox
 from autoresearch.engine.guard import Guard
-from autoresearch.errors import AutoresearchError
+from autoresearch.errors import AutoresearchError, MachineError
 from autoresearch.engine.measure import LOG_READ_BYTES, Limits, Measurement, measure, read_log
 from autoresearch.files import read_tail
 from autoresearch.research.results import printable
@@ -137,7 +137,7 @@ class Runner:
         result_path = runs / f"{int(time.time())}-{uuid.uuid4().hex[:12]}.json"
         pinned = self.ws.pins  # read once: the pins file lives outside the workspace
         before = self.guard.snapshot()
-        journal = replace(journal, kind=kind, result_path=str(result_path))
+        journal = replace(journal, kind=kind, result_path=str(result_path), running=commit)
         self.state.write_journal(journal)
         current = Current(commit=commit[:7], description=description, kind=kind, started_at=time.time(),
                           budget=self.ws.config.budget, agent=journal.agent)
@@ -150,6 +150,7 @@ class Runner:
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-run-"))
         try:
             stage = Stage.make(self.ws, commit, scratch, self.sandbox)
+            stage.check_data()
             live = LiveLine(self.stream, self.ws.log_path, f"{kind} {commit[:7]}") if self.live else None
             argv = command_argv(self.ws.config.command)
             try:
@@ -164,6 +165,9 @@ class Runner:
                         self.limits.hard, on_start=on_start, on_tick=live,
                     )
                 log = read_log(self.ws.log_path)
+                if self.sandbox.on and outcome.returncode not in (0, None) and log.lstrip().startswith("bwrap: "):
+                    # bubblewrap's own error, before the command started: this machine's, not the code's
+                    raise MachineError(f"the sandbox could not start: {log.strip().splitlines()[0][:150]}")
                 evaluation = None
                 if self.ws.config.harness_record and outcome.returncode == 0 and not outcome.timed_out:
                     if live is not None:
@@ -254,6 +258,16 @@ class Stage:
     @property
     def cwd(self) -> Path:
         return self.work
+
+    def check_data(self) -> None:
+        """The prepared data must be there: without it the run would fail for this machine's
+        reasons, not the code's."""
+        if self.prepared is None:
+            return
+        missing = [n for n in dict.fromkeys((*TRAIN_FILES, *VAL_FILES)) if not (self.prepared / n).exists()]
+        if missing:
+            raise MachineError(f"the prepared data is missing ({', '.join(missing)} in {self.prepared}): "
+                               f"`autoresearch prepare` makes it")
 
     def outside_env(self) -> dict[str, str]:
         """The environment of the sandbox program itself (the run gets `inside_env`)."""

@@ -314,7 +314,7 @@ def report(where: str | Path = ".", results: str | Path | None = None, out: str 
     checked-out one, else the latest row's.
     """
     source: Source = open_source(where, results)
-    metric, all_rows = resultsfile.read(source.results_path)  # AutoresearchError when missing or malformed
+    metric, all_rows = resultsfile.read(source.rows_path)  # AutoresearchError when missing or malformed
     shown = pick_branch(all_rows, git_head(source)["branch"], branch)
     cfg = source.config
     history = History(all_rows, shown, direction or (cfg.direction if cfg else "lower"))

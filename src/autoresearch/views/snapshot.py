@@ -62,6 +62,16 @@ class Source(Folder):
     def is_git(self) -> bool:
         return gitrepo.is_repo(self.root)
 
+    @property
+    def rows_path(self) -> Path:
+        """Where the rows are read: a workspace's ledger (the rows its engine wrote, of which
+        results.tsv is a copy that the agent could edit), else the results file itself."""
+        if self.config is not None and self.results_path == self.root / "results.tsv":
+            ledger = self.state.private / "results.tsv"
+            if ledger.exists():
+                return ledger
+        return self.results_path
+
 
 def open_source(where: str | Path = ".", results: str | Path | None = None) -> Source:
     """The workspace holding `where`, or a folder (or file) with a results.tsv in it.
@@ -380,7 +390,7 @@ def load_rows(source: Source) -> tuple[str, list[Row], str | None]:
     """(metric, rows, error) — error is one line when results.tsv is missing or malformed."""
     metric = source.config.metric if source.config else "val_bpb"
     try:
-        metric, rows = resultsfile.read(source.results_path)
+        metric, rows = resultsfile.read(source.rows_path)
     except AutoresearchError as exc:
         return metric, [], str(exc)
     return metric, rows, None
