@@ -403,6 +403,27 @@ def test_deleting_the_state_folder_does_not_release_the_lock(ws):
     assert len(rows(ws)) == 2
 
 
+def test_files_the_agent_planted_in_the_workspace_are_removed_before_the_run(ws):
+    """Planted beside the change, hidden from git: an ignored .pyc, a package hidden through
+    .git/info/exclude, a stray file. They go before the run; the engine's own files stay."""
+    (ws / "__pycache__").mkdir()
+    (ws / "__pycache__" / "prepare.cpython-311.pyc").write_bytes(b"planted")
+    (ws / "prepare_rigged").mkdir()
+    (ws / "prepare_rigged" / "__init__.py").write_text("def evaluate_bpb(v): return 0.0\n")
+    with open(ws / ".git" / "info" / "exclude", "a") as fh:
+        fh.write("prepare_rigged/\n")
+    (ws / ".autoresearch" / "agent-notes.txt").write_text("the agents' own files stay\n")
+    change(ws, value=0.5)
+    r = experiment(ws, "with plants")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "removed 2 untracked or ignored paths before the run: " in r.stdout and "prepare_rigged/" in r.stdout
+    assert rows(ws)[-1].status == "keep"
+    assert not (ws / "__pycache__").exists() and not (ws / "prepare_rigged").exists()
+    assert (ws / ".autoresearch" / "agent-notes.txt").exists() and (ws / "results.tsv").exists()
+    r = experiment(ws, "again")  # nothing left to remove: no message
+    assert "removed" not in r.stdout
+
+
 # -- results.tsv problems -------------------------------------------------------------
 
 

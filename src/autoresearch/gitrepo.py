@@ -629,10 +629,12 @@ def _literal_pattern(path: str) -> str:
     return "/" + escaped
 
 
-def clean_untracked(root: Path, keep: Iterable[str] = ()) -> None:
+def clean_untracked(root: Path, keep: Iterable[str] = ()) -> list[str]:
     """Remove every untracked and every ignored file and folder of the work tree (`git clean
     -ffdx`: nested repositories too), except the paths in `keep` (files or folders, from the
     root: the engine's results.tsv, run.log, state folder, the notes). What .gitignore or
-    .git/info/exclude hides goes too. A symlink is removed as a link, never followed."""
+    .git/info/exclude hides goes too. A symlink is removed as a link, never followed.
+    Returns what was removed, as git names it (for a message)."""
     excluded = [arg for name in keep if name.strip("/") for arg in ("-e", _literal_pattern(name.strip("/")))]
-    git(root, "clean", "-q", "-f", "-f", "-d", "-x", *excluded)
+    out = git(root, "clean", "-f", "-f", "-d", "-x", *excluded).stdout
+    return [ln[len("Removing "):] for ln in out.splitlines() if ln.startswith("Removing ")]

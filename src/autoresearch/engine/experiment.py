@@ -109,7 +109,7 @@ class Engine:
         self.limits = Limits.of(self.cfg)
         self.guard = Guard(ws)
         self.runner = Runner(ws, self.limits, self.guard, stream=self.stream,
-                             live=self.stream.isatty() if live is None else live)
+                             live=self.stream.isatty() if live is None else live, out=self.out)
 
     # -- where the research stands ---------------------------------------------------
 

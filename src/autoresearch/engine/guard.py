@@ -18,7 +18,7 @@ from autoresearch.files import atomic_write
 from autoresearch.research import keeprule
 from autoresearch.research.history import History
 from autoresearch.research.results import Row
-from autoresearch.state import SeenEntry
+from autoresearch.state import STATE_DIR, SeenEntry
 from autoresearch.workspace import Workspace
 
 # crash reasons that say the code never finished, or failed for reasons of the machine's
@@ -51,6 +51,16 @@ class Guard:
         self.root = ws.root
 
     # -- what may change -----------------------------------------------------------
+
+    def engine_files(self) -> list[str]:
+        """Untracked files that stay when the rest go before a run: the engine's own outputs,
+        its state folder (the agents' files live there too) and the notes."""
+        return ["results.tsv", "run.log", "progress.png", "report.md", STATE_DIR + "/", *self.protected()]
+
+    def clean(self) -> list[str]:
+        """Remove every untracked and ignored file but the engine's own: nothing planted in the
+        workspace (a .pyc, a package hidden by .git/info/exclude) outlives the change that made it."""
+        return gitrepo.clean_untracked(self.root, keep=self.engine_files())
 
     def protected(self) -> list[str]:
         """Files that survive every reset: the agent's notes."""

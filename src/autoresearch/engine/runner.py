@@ -22,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from autoresearch import gitrepo, pins, preparing, proc, sandbox
 from autoresearch.engine.guard import Guard
@@ -118,10 +118,11 @@ class Runner:
     then (with a harness) the evaluator on the model it handed over; measures both."""
 
     def __init__(self, ws: Workspace, limits: Limits, guard: Guard, *, stream: TextIO, live: bool,
-                 jail: sandbox.Sandbox | None = None):
+                 jail: sandbox.Sandbox | None = None, out: Callable[[str], None] | None = None):
         self.ws, self.limits, self.guard = ws, limits, guard
         self.state = ws.state
         self.stream, self.live = stream, live
+        self.out = out or (lambda line: print(line, file=stream, flush=True))
         self.sandbox = jail if jail is not None else sandbox.detect()
 
     def run(self, commit: str, journal: Journal, *, kind: str, description: str) -> Measurement:
@@ -129,6 +130,11 @@ class Runner:
         if not self.sandbox.on and (self.ws.config.require_sandbox or os.environ.get(REQUIRE) == "1"):
             raise AutoresearchError(f"no sandbox for the training run ({self.sandbox.why}), and the "
                                     f"sandbox is required (require_sandbox / --require-sandbox)")
+        removed = self.guard.clean()
+        if removed:
+            shown = ", ".join(printable(p) for p in removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
+            self.out(f"removed {len(removed)} untracked or ignored {'path' if len(removed) == 1 else 'paths'} "
+                     f"before the run: {shown}")
         runs = self.state.runs_dir
         runs.mkdir(parents=True, exist_ok=True)
         for old in runs.glob("*.json*"):
