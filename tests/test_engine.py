@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -331,6 +332,39 @@ def test_a_run_that_lies_about_its_training_time_is_caught_by_the_wall_clock(tmp
     change(root, value=0.5, body="import time\ntime.sleep(4)")
     out = experiment_json(root, "slow but claims 0.1 s")
     assert out["status"] == "crash" and out["reason"].startswith("over budget"), out["reason"]
+    assert_intact(root, frontier, 3)
+
+
+def test_the_startup_allowance_is_derived_from_the_baseline_runs_only():
+    from autoresearch.engine.measure import derived_allowance
+    from autoresearch.research.results import Row
+
+    def row(kind: str, status: str, seconds: float, training: float | None) -> Row:
+        return Row("abc1234", 1.0, 0.0, status, "x", seconds=seconds, training_seconds=training, kind=kind)
+
+    allowance, basis = derived_allowance([], budget=300)
+    assert allowance == 60 and "until a baseline run" in basis
+    rows_ = [row("baseline", "keep", 305.0, 300.0), row("baseline", "keep", 364.0, 300.2), row("baseline", "crash", 900, None)]
+    assert derived_allowance(rows_, budget=300)[0] == 10 + 96  # 10 s + 1.5 x the slowest startup (63.8 s)
+    # a change that ran slowly (even one that was kept) does not widen it for the next
+    slow = [*rows_, row("experiment", "keep", 900.0, 300.0), row("confirm", "keep", 900.0, 300.0)]
+    assert derived_allowance(slow, budget=300)[0] == 106
+    assert derived_allowance([row("baseline", "keep", 12.0, None)], budget=10)[0] == 13  # no printed time: the budget
+
+
+def test_a_slow_start_is_killed_at_the_allowance_the_baseline_runs_call_for(tmp_path):
+    """The fake baseline starts in well under a second: the allowance is about 10 s, not the
+    31 s a workspace gets before any run; a change that sleeps 25 s before training is killed."""
+    root = tmp_path / "ws"
+    llm_like(root, budget=1)
+    r = experiment(root, "baseline")
+    assert r.returncode == 0 and "startup allowance 30.1 s (30 s + 10 % of the budget, until a baseline run)" in r.stdout
+    frontier = head(root)
+    change(root, value=0.5, body="import time\ntime.sleep(25)")
+    out = experiment_json(root, "slow start")
+    m = re.match(r"over budget: killed after ([0-9.]+) s \(budget 1 s \+ startup allowance ([0-9.]+) s\)", out["reason"])
+    assert out["status"] == "crash" and m, out["reason"]
+    assert 10 <= float(m.group(2)) < 15
     assert_intact(root, frontier, 3)
 
 

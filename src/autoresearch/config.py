@@ -80,8 +80,9 @@ class Config:
     command: str = setting("python train.py")
     editable: tuple[str, ...] = setting(("train.py",), "the only files an experiment may change")
     notes: str = setting("notes.md", "the agent's notebook; may change, never scored")
-    hard_limit: float = setting(0.0, "seconds; 0 means 2 x budget + allowance")
-    allowance: float = setting(0.0, "seconds beyond the budget for startup; 0 means 30 + 10 % of the budget")
+    hard_limit: float = setting(0.0, "seconds the training process may run; 0 means budget + allowance")
+    allowance: float = setting(0.0, "seconds beyond the budget for startup; 0 derives it from the baseline runs "
+                                    "(10 + 1.5 x their slowest startup; 30 + 10 % of the budget before the first)")
     require_sandbox: bool = setting(False, "refuse to run training without a sandbox (bubblewrap on Linux)")
     metric: str = setting("val_bpb", table="metric", key="name")
     direction: str = setting("lower", "lower or higher is better", table="metric")

@@ -259,7 +259,12 @@ class Engine:
             raise
         return self._conclude(a)
 
+    def _refresh_limits(self) -> None:
+        """The startup allowance follows the baseline runs recorded so far."""
+        self.limits = self.runner.limits = Limits.of(self.cfg, self.ws.results.rows())
+
     def _run(self, a: Attempt, commit: str, kind: str, description: str) -> Measurement:
+        self._refresh_limits()
         a.in_flight = (commit, kind, description)
         m = self.runner.run(commit, a.journal, kind=kind, description=description)
         a.in_flight = None
@@ -430,6 +435,7 @@ class Engine:
         journal = Journal(branch=branch, frontier=frontier, candidate=frontier, kind="baseline",
                           description="baseline", pid=os.getpid(), started_utc=utc_now())
         self.state.write_journal(journal)
+        self._refresh_limits()
         self.out(f"{label}: {self.cfg.command!r} on {frontier[:7]} ({self.limits.describe()})")
         try:
             m = self.runner.run(frontier, journal, kind="baseline", description="baseline")

@@ -19,17 +19,26 @@ import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from autoresearch.config import Config
 from autoresearch.files import read_tail
 from autoresearch.proc import RunOutcome
+from autoresearch.research.results import Row
 
-# Seconds granted beyond the training budget for startup (imports, data, compilation) and
-# anything else that is not evaluation: 30 s plus 10 % of the budget. A cold torch.compile
-# of the reference model takes about 53 s on an H100, inside the 60 s this gives a 300 s
-# budget; a CPU run starts in a few seconds. Settable as `allowance` in autoresearch.toml.
+# Seconds granted beyond the training budget for startup (imports, data, compilation) and the
+# hand-over of the model (evaluation is another process, timed on its own). Unless
+# autoresearch.toml sets `allowance`, it is derived from what this workspace's baseline runs
+# needed (the unchanged code, run by the engine): 10 s plus 1.5 x the most any of them spent
+# outside training. The margin and the factor leave room for a change that compiles more, or a
+# machine under load; the derivation uses baseline runs only, so a change cannot widen it for
+# later changes by running slowly. Before the first baseline run: 30 s plus 10 % of the budget
+# (a cold torch.compile of the reference model takes about 53 s on an H100, inside the 60 s
+# this gives a 300 s budget).
 ALLOWANCE_BASE = 30.0
 ALLOWANCE_FRAC = 0.10
+ALLOWANCE_MARGIN = 10.0
+ALLOWANCE_FACTOR = 1.5
 # An honest training loop checks the clock after each step, so it may overrun by one step:
 # the printed training time may pass the budget by 3 s, 2 % of the budget, or two average
 # steps, whichever is largest (a slow CPU can take seconds per step).
@@ -50,16 +59,41 @@ class Limits:
     allowance: float  # startup etc. beyond the budget, evaluation aside
     hard: float  # wall-clock limit of the whole run
     overrun: float  # how far past the budget the printed training_seconds may go
+    basis: str = ""  # where the allowance comes from, for messages
 
     @classmethod
-    def of(cls, cfg: Config) -> "Limits":
-        allowance = cfg.allowance if cfg.allowance > 0 else ALLOWANCE_BASE + ALLOWANCE_FRAC * cfg.budget
+    def of(cls, cfg: Config, rows: Iterable[Row] = ()) -> "Limits":
+        """The limits of the next run; `rows` are the workspace's rows (the engine's ledger)."""
+        if cfg.allowance > 0:
+            allowance, basis = cfg.allowance, "set in autoresearch.toml"
+        else:
+            allowance, basis = derived_allowance(rows, cfg.budget)
         # the training process is killed once past the budget and its startup allowance
         hard = cfg.hard_limit if cfg.hard_limit > 0 else cfg.budget + allowance
-        return cls(cfg.budget, allowance, hard, max(OVERRUN_MIN, OVERRUN_FRAC * cfg.budget))
+        return cls(cfg.budget, allowance, hard, max(OVERRUN_MIN, OVERRUN_FRAC * cfg.budget), basis)
 
     def describe(self) -> str:
-        return f"budget {self.budget:g} s, hard limit {self.hard:g} s"
+        return f"budget {self.budget:g} s, startup allowance {self.allowance:g} s ({self.basis}), hard limit {self.hard:g} s"
+
+
+def startup_seconds(row: Row, budget: float) -> float | None:
+    """What a measured run spent outside training: its wall time less the training it printed
+    (or less the budget, when it printed none)."""
+    if row.seconds is None:
+        return None
+    training = row.training_seconds if row.training_seconds is not None and row.training_seconds > 0 else budget
+    return max(0.0, row.seconds - training)
+
+
+def derived_allowance(rows: Iterable[Row], budget: float) -> tuple[float, str]:
+    """(seconds, basis): the startup allowance this workspace's baseline runs call for."""
+    spent = [s for r in rows if r.kind == "baseline" and r.status == "keep"
+             for s in [startup_seconds(r, budget)] if s is not None]
+    if not spent:
+        return ALLOWANCE_BASE + ALLOWANCE_FRAC * budget, f"{ALLOWANCE_BASE:g} s + {100 * ALLOWANCE_FRAC:g} % of the budget, until a baseline run"
+    allowance = math.ceil(ALLOWANCE_MARGIN + ALLOWANCE_FACTOR * max(spent))
+    runs = "run" if len(spent) == 1 else "runs"
+    return float(allowance), f"from {len(spent)} baseline {runs}: at most {max(spent):.1f} s outside training"
 
 
 @dataclass(frozen=True)
