@@ -8,6 +8,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -456,6 +458,48 @@ def test_files_the_agent_planted_in_the_workspace_are_removed_before_the_run(ws)
     assert (ws / ".autoresearch" / "agent-notes.txt").exists() and (ws / "results.tsv").exists()
     r = experiment(ws, "again")  # nothing left to remove: no message
     assert "removed" not in r.stdout
+
+
+def _kill_experiment_mid_run(root: Path, description: str) -> None:
+    """`autoresearch experiment` killed with SIGKILL while its training run sleeps."""
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "experiment", "-d", description], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        path = root / ".autoresearch" / "current.json"
+        assert wait_for(lambda: path.exists() and json.loads(path.read_text() or "{}").get("pid"), timeout=60)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize("conflict", [False, True])
+def test_an_interrupted_candidate_is_not_folded_into_the_next_commit(ws, conflict):
+    """The engine dies mid-run; the agent (HEAD at its candidate) edits on and calls
+    `experiment` again: the next commit holds the new edit, not the interrupted change."""
+    frontier = head(ws)
+    slow = train_text(0.5, body="import time\ntime.sleep(60)")
+    (ws / "train.py").write_text(slow)
+    _kill_experiment_mid_run(ws, "slow")
+    assert head(ws) != frontier  # the candidate was committed when the engine died
+    text = (ws / "train.py").read_text()
+    if conflict:  # an edit of the very lines the candidate changed
+        edited = text.replace("time.sleep(60)", "time.sleep(0)")
+    else:  # an edit elsewhere in the file
+        edited = text + "# a new idea\n"
+    (ws / "train.py").write_text(edited)
+    r = experiment(ws, "next idea")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "recovered an interrupted experiment" in r.stdout
+    got = rows(ws)
+    assert (got[2].status, got[2].description) == ("interrupted", "slow")
+    committed = git(ws, "show", f"{got[3].commit}:train.py") if got[3].status != "noop" else None
+    if conflict:
+        assert "conflict with undoing it: dropped" in r.stdout and got[3].status == "noop"
+    else:
+        assert committed == (train_text(1.0) + "# a new idea\n").strip()  # the frontier's file, the new edit only
+    assert clean(ws)
 
 
 # -- results.tsv problems -------------------------------------------------------------

@@ -493,6 +493,19 @@ def show(root: Path, commit: str, path: str) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
+def merge_text(root: Path, ours: str, base: str, theirs: str) -> str | None:
+    """Three-way merge of one file's text (`git merge-file`): `theirs` with the change from
+    `base` to `ours` applied; None when the two conflict."""
+    with tempfile.TemporaryDirectory(prefix="autoresearch-merge-") as tmp:
+        paths = []
+        for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
+            path = Path(tmp) / name
+            path.write_text(text)
+            paths.append(str(path))
+        result = git(root, "merge-file", "-p", *paths, check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
 def move_branch(root: Path, commit: str, *, keep_tree: bool = False) -> None:
     """Point the branch at `commit`, leaving the working tree alone: with `keep_tree` the index
     follows (`--mixed`, the tree's edits show as changes), else it stays (`--soft`, they stay staged)."""

@@ -57,7 +57,11 @@ def recover(ws: Workspace, guard: Guard, keep_edits: bool = False) -> str | None
             line += killed
     target = candidate if keep and candidate else frontier
     if keep_edits and guard.dirty():
-        gitrepo.move_branch(ws.root, target, keep_tree=True)
+        if candidate and target != candidate and gitrepo.head(ws.root) == candidate:
+            unfolded = _unfold(ws, guard, candidate, target)
+            line = "; ".join(x for x in (line, unfolded) if x) or None
+        else:
+            gitrepo.move_branch(ws.root, target, keep_tree=True)
     else:
         guard.reset(target)
     state.clear_experiment()
@@ -93,6 +97,33 @@ def _record_unwritten(ws: Workspace, j: Journal, candidate: str) -> tuple[bool, 
         return False, f"{what}: recorded its {len(measured)} finished {runs} undecided" + (
             ", and the one in flight as interrupted" if in_flight else "")
     return False, f"{what}: recorded as interrupted ({reason})"
+
+
+def _unfold(ws: Workspace, guard: Guard, candidate: str, target: str) -> str | None:
+    """New edits made on top of the interrupted candidate, without the candidate: each edited
+    file becomes the frontier's with the edit since the candidate merged in, so the next commit
+    does not carry the interrupted change along. An edit that conflicts is dropped, and said."""
+    root = ws.root
+    edited = {p: (root / p).read_text() if (root / p).is_file() else None for p in guard.dirty()}
+    guard.reset(target)
+    dropped = []
+    for path, text in edited.items():
+        base = gitrepo.show(root, candidate, path)
+        theirs = gitrepo.show(root, target, path)
+        if text is None:  # deleted since the candidate
+            if theirs is not None and theirs == base:
+                (root / path).unlink(missing_ok=True)
+            continue
+        merged = text if base is None else gitrepo.merge_text(root, text, base, theirs or "")
+        if merged is None:
+            dropped.append(path)
+            continue
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(merged)
+    if dropped:
+        return (f"the edits since then to {', '.join(dropped)} were built on the interrupted change "
+                f"and conflict with undoing it: dropped")
+    return None
 
 
 def _measured(j: Journal) -> list[Row]:
