@@ -14,6 +14,7 @@ folder (autoresearch.state), so a row someone else appended to results.tsv is ne
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from autoresearch import gitrepo, proc
 from autoresearch.engine.guard import Guard
@@ -104,12 +105,15 @@ def _unfold(ws: Workspace, guard: Guard, candidate: str, target: str) -> str | N
     file becomes the frontier's with the edit since the candidate merged in, so the next commit
     does not carry the interrupted change along. An edit that conflicts is dropped, and said."""
     root = ws.root
-    edited = {p: (root / p).read_text() if (root / p).is_file() else None for p in guard.dirty()}
+    edited = {p: _text(root / p) for p in guard.dirty()}
     guard.reset(target)
     dropped = []
     for path, text in edited.items():
         base = gitrepo.show(root, candidate, path)
         theirs = gitrepo.show(root, target, path)
+        if text is _UNREADABLE:
+            dropped.append(path)
+            continue
         if text is None:  # deleted since the candidate
             if theirs is not None and theirs == base:
                 (root / path).unlink(missing_ok=True)
@@ -124,6 +128,23 @@ def _unfold(ws: Workspace, guard: Guard, candidate: str, target: str) -> str | N
         return (f"the edits since then to {', '.join(dropped)} were built on the interrupted change "
                 f"and conflict with undoing it: dropped")
     return None
+
+
+_UNREADABLE = "\0unreadable"
+_MAX_EDIT = 16 * 1024 * 1024
+
+
+def _text(path: Path) -> str | None:
+    """An edited file's text; None when it is gone; _UNREADABLE for a link, a folder, a huge or
+    a binary file (the guard refuses those anyway: they are not carried over)."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_EDIT:
+            return _UNREADABLE
+        return path.read_bytes().decode()
+    except (OSError, UnicodeDecodeError):
+        return _UNREADABLE
 
 
 def _measured(j: Journal) -> list[Row]:

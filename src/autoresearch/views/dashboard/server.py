@@ -100,7 +100,7 @@ def signature(source: Source) -> str:
         except OSError:
             return "-"
 
-    rows = [source.results_path, source.root / ".git" / "HEAD"]
+    rows = [source.results_path, source.rows_path, source.root / ".git" / "HEAD"]
     try:
         head = (source.root / ".git" / "HEAD").read_text().strip()
         if head.startswith("ref: "):
