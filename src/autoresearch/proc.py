@@ -186,7 +186,7 @@ class RunOutcome:
     returncode: int | None
     seconds: float  # wall clock from start to exit (or to the kill)
     timed_out: bool = False
-    error: str = ""  # the command could not start
+    error: str = ""  # the command could not start, or why `stop_when` stopped it
     log_dropped: int = 0  # bytes of output left out of the log (the middle of a long output)
 
 
@@ -334,6 +334,7 @@ def supervise(
     *,
     on_start: Callable[[int], None] | None = None,
     on_tick: Callable[[float], None] | None = None,
+    stop_when: Callable[[], str] | None = None,
     tick: float = 0.5,
     log_cap: tuple[int, int] | None = None,
 ) -> RunOutcome:
@@ -348,7 +349,8 @@ def supervise(
     After `limit` seconds the group gets SIGTERM, then SIGKILL. After a normal exit the group
     is killed too, so background children never outlive the run; then the pipe is read for
     at most LOG_DRAIN_SECONDS more (a process that left the group may hold it open). On
-    KeyboardInterrupt the group is killed and the interrupt goes on.
+    KeyboardInterrupt the group is killed and the interrupt goes on. `stop_when` is asked at
+    each tick: a reason it returns stops the run like the time limit does, and is its `error`.
     """
     head, tail = log_cap if log_cap is not None else (LOG_HEAD_BYTES, LOG_TAIL_BYTES)
     start = time.monotonic()
@@ -368,6 +370,7 @@ def supervise(
     copier = _CappedLog(proc.stdout.fileno(), log, head, tail)
     pgid = proc.pid
     timed_out = False
+    stopped = ""
     try:
         if on_start is not None:
             on_start(pgid)
@@ -382,6 +385,9 @@ def supervise(
             except subprocess.TimeoutExpired:
                 if on_tick is not None:
                     on_tick(time.monotonic() - start)
+                stopped = stop_when() if stop_when is not None else ""
+                if stopped:
+                    break
     except BaseException:
         with shielded():
             kill_group(pgid, proc)
@@ -392,6 +398,8 @@ def supervise(
     kill_group(pgid, proc)
     dropped = copier.close()
     proc.stdout.close()
+    if stopped:
+        return RunOutcome(None, seconds, error=stopped, log_dropped=dropped)
     return RunOutcome(None if timed_out else proc.returncode, seconds, timed_out, log_dropped=dropped)
 
 

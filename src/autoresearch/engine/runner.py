@@ -168,7 +168,7 @@ class Runner:
                     outcome = proc.supervise(
                         self.sandbox.wrap(argv, stage.trainer_jail()), stage.cwd,
                         {**stage.outside_env(), RESULT_VARIABLE: str(result_path)}, self.ws.log_path,
-                        self.limits.hard, on_start=on_start, on_tick=live,
+                        self.limits.hard, on_start=on_start, on_tick=live, stop_when=DiskGuard(scratch),
                     )
                 log = read_log(self.ws.log_path)
                 if self.sandbox.on and outcome.returncode not in (0, None) and log.lstrip().startswith("bwrap: "):
@@ -217,6 +217,34 @@ class Runner:
         return outcome
 
 
+class DiskGuard:
+    """Stops a run that fills the disk: it may use at most DISK_SHARE of the space that was free
+    under its scratch folder when it started (the engine needs room to record it, and the next
+    run to start). Checked at each tick of the supervisor, with statvfs: cheap, whatever the
+    number of files."""
+
+    def __init__(self, folder: Path, allowed: int | None = None):
+        self.folder = folder
+        free = self._free()
+        self.allowed = allowed if allowed is not None else int(free * DISK_SHARE)
+        self.floor = free - self.allowed
+
+    def _free(self) -> int:
+        st = os.statvfs(self.folder)
+        return st.f_bavail * st.f_frsize
+
+    def __call__(self) -> str:
+        try:
+            free = self._free()
+        except OSError:
+            return ""
+        if free >= self.floor:
+            return ""
+        return (f"over its disk share: the run wrote more than {self.allowed / 2**30:.2f} GiB "
+                f"(a run may fill {100 * DISK_SHARE:g} % of the disk space free when it starts)")
+
+
+DISK_SHARE = 0.5
 REQUIRE = "AUTORESEARCH_REQUIRE_SANDBOX"  # set by `autoresearch run --require-sandbox`
 EVALUATOR_LIMIT = 600.0  # seconds the evaluator may take at least (a large model on a slow machine)
 INSIDE = Path("/workspace")  # where the staged code is, inside the sandbox
