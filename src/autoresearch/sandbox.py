@@ -16,8 +16,18 @@ Without bubblewrap, or when it cannot start here (user namespaces switched off),
 unjailed and every place that shows a run says "unsandboxed". `AUTORESEARCH_SANDBOX=off`
 in the engine's environment asks for that on purpose.
 
-Not covered: macOS (no jail there yet: runs say "unsandboxed"); disk space written into the
-run's scratch folder; the kernel itself.
+On macOS the jail is a Seatbelt profile run by `sandbox-exec` (`seatbelt_profile`): no
+network, no signals to or inspection of processes outside the sandbox, no reads of the
+user's home, the workspace, the engine's folder or the prepared data except the Python
+installation and the binds, and writes only to the writable binds. Seatbelt does not move
+files, so there a bind's target is its source (`Sandbox.remaps` is False) and the run sees
+the real paths. The run is not switched to another user and has no process namespace of its
+own: it dies with its process group, which the engine kills. This profile is written from
+the documented rules of the profile language and is not exercised by the test suite, which
+runs on Linux; `detect()` starts one before trusting it, and a Mac where it fails to start
+runs unsandboxed, and says so.
+
+Not covered: the kernel itself.
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ from pathlib import Path
 from autoresearch import proc
 from autoresearch.errors import AutoresearchError
 
+BUBBLEWRAP = "bubblewrap"
+SEATBELT = "seatbelt"
 RUN_UID = 64_999  # the uid (and gid) a root engine runs training as: no passwd entry, no files
 MAX_PROCESSES = 4096  # processes and threads of the run's own uid (root engine only)
 MEMORY_SHARE = 0.9  # CPU runs: address space capped at this share of the machine's memory
@@ -77,15 +89,28 @@ class Sandbox:
     def label(self) -> str:
         return f"sandboxed ({self.kind})" if self.on else "unsandboxed"
 
+    @property
+    def remaps(self) -> bool:
+        """Whether a bind appears at its own target path inside (bubblewrap) or where it is (Seatbelt, none)."""
+        return self.kind == BUBBLEWRAP
+
     def wrap(self, argv: list[str], jail: Jail) -> list[str]:
         """The command that runs `argv` in `jail` (argv itself when there is no sandbox)."""
         if not self.on:
             return list(argv)
+        if self.kind == SEATBELT:
+            return [self.program, "-p", seatbelt_profile(jail), *argv]
         return [self.program, *_bwrap_args(jail), "--", *_drop(jail), *argv]
 
     def owner(self) -> int | None:
         """The uid that must own the jail's writable folders (None: this process's own)."""
-        return RUN_UID if self.on and os.geteuid() == 0 else None
+        return RUN_UID if self.kind == BUBBLEWRAP and os.geteuid() == 0 else None
+
+    def failed_to_start(self, log: str) -> str:
+        """The sandbox program's own error line when it could not set the jail up ("" otherwise)."""
+        first = (log.strip().splitlines() or [""])[0]
+        name = Path(self.program).name if self.program else ""
+        return first[:150] if self.on and name and first.startswith(f"{name}: ") else ""
 
 
 def _bwrap_args(jail: Jail) -> list[str]:
@@ -141,6 +166,48 @@ def _bwrap_args(jail: Jail) -> list[str]:
         args += ["--setenv", k, v]
     args += ["--chdir", str(jail.cwd)]
     return args
+
+
+def _sbpl(path: Path) -> str:
+    """A path as an SBPL string: the real path (Seatbelt matches /private/tmp, not /tmp), quoted."""
+    text = str(Path(path).resolve())
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _filters(paths, folders: bool = False) -> str:
+    """SBPL filters for `paths`: a folder and all below it, or the one file."""
+    return " ".join(f"(subpath {_sbpl(p)})" if folders or Path(p).is_dir() else f"(literal {_sbpl(p)})"
+                    for p in paths)
+
+
+def seatbelt_profile(jail: Jail) -> str:
+    """The Seatbelt profile of `jail`. The last matching rule wins, so the order says it: read
+    anything, but not the homes, the hidden paths (the workspace, the engine's folder, the
+    prepared data); yet the Python installation and the binds; write only the writable binds;
+    no network at all."""
+    homes = [Path("/Users"), Path.home(), *(Path(p) for p in ("/Volumes",) if Path(p).exists())]
+    readable = [b.source for b in jail.binds if not b.writable]
+    writable = [b.source for b in jail.binds if b.writable]
+    rules = [
+        "(version 1)",
+        "(deny default)",
+        "(allow process-exec process-fork)",
+        "(allow signal (target same-sandbox))",
+        "(allow process-info* (target same-sandbox))",
+        "(allow sysctl-read)",
+        "(allow mach-lookup)",  # system services, the GPU's (Metal) among them
+        "(allow iokit-open)",
+        "(allow ipc-posix-shm* ipc-posix-sem)",
+        "(allow file-ioctl)",
+        "(allow pseudo-tty)",
+        "(allow file-read*)",
+        f"(deny file-read* {_filters([*homes, *jail.hidden], folders=True)})",
+        f"(allow file-read* {_filters([*python_dirs(jail.hidden), *readable])})" if python_dirs(jail.hidden) or readable else "",
+        f"(allow file-read* file-write* {_filters(writable)})" if writable else "",
+        '(allow file-write* (literal "/dev/null") (literal "/dev/tty") (regex #"^/dev/ttys[0-9]+$"))',
+        "(deny network*)",
+    ]
+    return "\n".join(r for r in rules if r) + "\n"
 
 
 def _drop(jail: Jail) -> list[str]:
@@ -217,20 +284,26 @@ def detect() -> Sandbox:
 
 @functools.lru_cache(maxsize=1)
 def _probe() -> Sandbox:
-    if sys.platform != "linux":
+    if sys.platform == "darwin":
+        program = shutil.which("sandbox-exec") or ("/usr/bin/sandbox-exec" if Path("/usr/bin/sandbox-exec").exists() else "")
+        if not program:
+            return Sandbox("", "sandbox-exec is not on this Mac")
+        sandbox = Sandbox(SEATBELT, program=program)
+    elif sys.platform == "linux":
+        program = shutil.which("bwrap")
+        if not program:
+            return Sandbox("", "bubblewrap is not installed (apt install bubblewrap)")
+        sandbox = Sandbox(BUBBLEWRAP, program=program)
+    else:
         return Sandbox("", f"no sandbox for {sys.platform} yet")
-    program = shutil.which("bwrap")
-    if not program:
-        return Sandbox("", "bubblewrap is not installed (apt install bubblewrap)")
-    sandbox = Sandbox("bubblewrap", program=program)
     jail = Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False)
     try:
         probe = proc.run(sandbox.wrap([sys.executable, "-c", "pass"], jail), check=False, timeout=60)
     except AutoresearchError as exc:
-        return Sandbox("", f"bubblewrap cannot start here: {exc}")
+        return Sandbox("", f"{sandbox.kind} cannot start here: {exc}")
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
-        return Sandbox("", f"bubblewrap cannot start here: {last}")
+        return Sandbox("", f"{sandbox.kind} cannot start here: {last}")
     return sandbox
 
 

@@ -171,9 +171,9 @@ class Runner:
                         self.limits.hard, on_start=on_start, on_tick=live, stop_when=DiskGuard(scratch),
                     )
                 log = read_log(self.ws.log_path)
-                if self.sandbox.on and outcome.returncode not in (0, None) and log.lstrip().startswith("bwrap: "):
-                    # bubblewrap's own error, before the command started: this machine's, not the code's
-                    raise MachineError(f"the sandbox could not start: {log.strip().splitlines()[0][:150]}")
+                failed = self.sandbox.failed_to_start(log) if outcome.returncode not in (0, None) else ""
+                if failed:  # the sandbox program's own error, before the command started: the machine's
+                    raise MachineError(f"the sandbox could not start: {failed}")
                 evaluation = None
                 if self.ws.config.harness_record and outcome.returncode == 0 and not outcome.timed_out:
                     if live is not None:
@@ -303,20 +303,25 @@ class Stage:
             raise MachineError(f"the prepared data is missing ({', '.join(missing)} in {self.prepared}): "
                                f"`autoresearch prepare` makes it")
 
+    def _at(self, inside: Path, outside: Path) -> Path:
+        """Where a bound folder is, as the run sees it: its target in a sandbox that moves
+        binds (bubblewrap), else where it is on this machine (Seatbelt, no sandbox)."""
+        return inside if self.box.remaps else outside
+
     def outside_env(self) -> dict[str, str]:
         """The environment of the sandbox program itself (the run gets `inside_env`)."""
-        env = proc.scrubbed(os.environ)
-        return env if self.box.on else self.inside_env()
+        return proc.scrubbed(os.environ) if self.box.remaps else self.inside_env()
 
-    def inside_env(self) -> dict[str, str]:
+    def inside_env(self, cache: Path | None = None) -> dict[str, str]:
         env = {k: v for k, v in proc.scrubbed(os.environ).items() if not _DROPPED.match(k)}
-        on = self.box.on
-        home = Path("/scratch/home") if on else self.scratch / "home"
-        cache = Path("/scratch/cache") if on else self.scratch / "cache"
+        on = self.box.remaps
+        home = self._at(Path("/scratch/home"), self.scratch / "home")
+        cache = self._at(Path("/scratch/cache"), cache or self.scratch / "cache")
+        tmp = "/tmp" if on or not self.box.on else str(self.scratch / "tmp")  # Seatbelt: /tmp is not writable
         env.update(
-            HOME=str(home), TMPDIR="/tmp", USER=sandbox.user_name(), LOGNAME=sandbox.user_name(),
+            HOME=str(home), TMPDIR=tmp, USER=sandbox.user_name(), LOGNAME=sandbox.user_name(),
             PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1",
-            AUTORESEARCH_HANDOVER=str(HANDOVER if on else self.scratch / "handover"),
+            AUTORESEARCH_HANDOVER=str(self._at(HANDOVER, self.scratch / "handover")),
             TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"), TRITON_CACHE_DIR=str(cache / "triton"),
         )
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -348,34 +353,43 @@ class Stage:
             sandbox.Bind(self.scratch / "cache", Path("/scratch/cache"), writable=True),
             *self._data_binds(TRAIN_FILES),
         )
-        return sandbox.Jail(binds, INSIDE, self.inside_env(), gpus=True, hidden=self._hidden())
+        return sandbox.Jail(binds + self._tmp_bind(), self._at(INSIDE, self.work), self.inside_env(), gpus=True,
+                            hidden=self._hidden())
+
+    def _tmp_bind(self) -> tuple[sandbox.Bind, ...]:
+        """A writable temporary folder where the sandbox does not make one (Seatbelt)."""
+        if self.box.remaps or not self.box.on:
+            return ()
+        return (sandbox.Bind(sandbox.prepare_folder(self.scratch / "tmp", self.box.owner()), self.scratch / "tmp",
+                             writable=True),)
 
     def evaluator_job(self, result_path: Path) -> Path:
-        on = self.box.on
         job = {
-            "harness": str(Path("/evaluator/prepare.py") if on else self.harness),
+            "harness": str(self._at(Path("/evaluator/prepare.py"), self.harness)),
             "harness_sha256": self.ws.pins.harness_sha256,
-            "handover": str(HANDOVER if on else self.scratch / "handover"),
-            "record": str((Path("/record") if on else self.scratch / "record") / result_path.name),
+            "handover": str(self._at(HANDOVER, self.scratch / "handover")),
+            "record": str(self._at(Path("/record"), self.scratch / "record") / result_path.name),
             "metric": self.ws.config.metric,
         }
         path = self.scratch / "evaluator" / "job.json"
         path.write_text(json.dumps(job))
-        return Path("/evaluator/job.json") if on else path
+        return self._at(Path("/evaluator/job.json"), path)
 
     def evaluator_jail(self, result_path: Path) -> sandbox.Jail:
         """The evaluator sees the pinned harness, the validation split and the hand-over (read
         only) and writes one record; it runs as the engine's own code, apart from the trainer."""
+        # a compile cache of its own: nothing the trainer compiled is ever loaded here
+        cache = sandbox.prepare_folder(self.scratch / "evaluator-cache", self.box.owner())
         binds = (
             sandbox.Bind(self.scratch / "evaluator", Path("/evaluator")),
             sandbox.Bind(self.scratch / "handover", HANDOVER),
             sandbox.Bind(self.scratch / "record", Path("/record"), writable=True),
             sandbox.Bind(self.scratch / "home", Path("/scratch/home"), writable=True),
-            # a compile cache of its own: nothing the trainer compiled is ever loaded here
-            sandbox.Bind(sandbox.prepare_folder(self.scratch / "evaluator-cache", self.box.owner()),
-                         Path("/scratch/cache"), writable=True),
+            sandbox.Bind(cache, Path("/scratch/cache"), writable=True),
             *self._data_binds(VAL_FILES),
+            *self._tmp_bind(),
         )
-        env = dict(self.inside_env())
+        env = dict(self.inside_env(cache=cache))
         env.pop("AUTORESEARCH_HANDOVER", None)
-        return sandbox.Jail(binds, Path("/evaluator"), env, gpus=True, hidden=(self.ws.root, pins.home()))
+        return sandbox.Jail(binds, self._at(Path("/evaluator"), self.scratch / "evaluator"), env, gpus=True,
+                            hidden=(self.ws.root, pins.home()))
