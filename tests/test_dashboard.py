@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support import append_row, commit_change, init_research, research_row, write_results
+from support import append_row, cli, commit_change, init_research, llm_like, research_row, write_results
 
 STATIC = Path(__file__).parent.parent / "src" / "autoresearch" / "views" / "dashboard" / "static"
 
@@ -283,3 +283,24 @@ def test_the_page_ships_everything_it_needs():
     for path in STATIC.iterdir():
         text = path.read_text()
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), path.name
+
+
+def test_runs_without_a_sandbox_are_flagged_by_status_and_on_the_page(tmp_path):
+    root = tmp_path / "ws"
+    llm_like(root)
+    assert cli("experiment", "-d", "baseline", cwd=root, env={"AUTORESEARCH_SANDBOX": "off"}).returncode == 0
+    r = cli("status", cwd=root)
+    assert r.returncode == 0 and "2 of 2 runs unsandboxed" in r.stdout, r.stdout
+    summary = json.loads(cli("status", "--json", cwd=root).stdout)["summary"]
+    assert (summary["unsandboxed"], summary["runs"]) == (2, 2)
+    sync_playwright = browser_or_skip()
+    with dashboard(root) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_selector("#card-sandbox", timeout=WAIT_MS)
+            text = page.inner_text("#card-sandbox")
+            assert "unsandboxed" in text and "2 of 2 runs" in text
+        finally:
+            browser.close()

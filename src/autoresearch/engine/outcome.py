@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from autoresearch.engine.measure import Measurement
-from autoresearch.research.results import Row
+from autoresearch.research.results import UNSANDBOXED, Row
 
 
 @dataclass
@@ -107,9 +107,6 @@ def usage_cells(usage: Any) -> dict:
             with contextlib.suppress(TypeError, ValueError):
                 out[key] = kind(value)
     return out
-
-
-UNSANDBOXED = "unsandboxed"
 
 
 def make_row(commit: str, *, status: str, kind: str, description: str, reason: str, branch: str, agent: str = "",

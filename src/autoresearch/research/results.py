@@ -27,6 +27,10 @@ EXTRA = (
 STATUSES = ("keep", "discard", "crash", "invalid", "noop", "interrupted")
 
 
+# appended to the reason of every row of a run that went without a sandbox (none could be had)
+UNSANDBOXED = "unsandboxed"
+
+
 class ResultsError(ValueError):
     """A results text that does not parse; the message names the line."""
 

@@ -30,7 +30,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.files import read_tail
 from autoresearch.research import keeprule
 from autoresearch.research.history import History, interrupted
-from autoresearch.research.results import Row, as_dict, printable
+from autoresearch.research.results import UNSANDBOXED, Row, as_dict, printable
 from autoresearch.workspace import Folder, Workspace
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -141,6 +141,8 @@ class Summary:
     # numbers stay in the summary either way, the views show rates_note instead while False
     rates_meaningful: bool = False
     rates_note: str = ""
+    runs: int = 0  # rows of runs that went to an end (keep, discard, crash)
+    unsandboxed: int = 0  # of them, those that ran without a sandbox
 
 
 def noise_of(history: History, judged: bool = True) -> tuple[float | None, int, float, str]:
@@ -197,6 +199,9 @@ def rates_state(history: History) -> tuple[bool, str]:
                    f"and {RATE_MIN_SECONDS / 60:.0f} minutes")
 
 
+RAN = ("keep", "discard", "crash")
+
+
 def summarize(history: History, metric: str = "val_bpb", keep: KeepRule | None = None, judged: bool = True) -> Summary:
     """The numbers of a branch's results."""
     keep = keep or KeepRule()
@@ -216,6 +221,8 @@ def summarize(history: History, metric: str = "val_bpb", keep: KeepRule | None =
         tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,
         labelled_counts=labelled, counts_text=", ".join(f"{n} {k}" for k, n in labelled.items() if n) or "none",
         rates_meaningful=meaningful, rates_note=note,
+        runs=sum(1 for r in history.rows if r.status in RAN),
+        unsandboxed=sum(1 for r in history.rows if r.status in RAN and UNSANDBOXED in r.reason),
     )
 
 

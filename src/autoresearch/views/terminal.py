@@ -106,6 +106,11 @@ def _numbers(snap: Snapshot) -> list[tuple[str, str]]:
     else:
         out.append(("improvement", "—"))
     out.append(("experiments", f"{s.experiments}" + (f": {s.counts_text}" if s.experiments else "")))
+    if s.unsandboxed:
+        out.append(("sandbox", f"{s.unsandboxed} of {s.runs} runs unsandboxed: no sandbox could be had "
+                               f"(`autoresearch run --require-sandbox` refuses that; see docs/trust.md)"))
+    elif s.runs:
+        out.append(("sandbox", f"every run sandboxed ({s.runs})"))
     return out + _pace(s) + _noise_and_usage(s)
 
 

@@ -157,6 +157,11 @@ function renderCards(snap) {
       "of wall-clock", "card-training"),
     card("noise σ", s.sigma === null ? "—" : fmt(s.sigma), s.sigma === null ? "nothing run twice yet" : `kept at P(better) ≥ ${s.p_keep}`),
   ];
+  if (s.unsandboxed > 0) {  // runs without a sandbox: their scores are not protected (docs/trust.md)
+    const warn = card("sandbox", "unsandboxed", `${s.unsandboxed} of ${s.runs} runs`, "card-sandbox");
+    warn.classList.add("warn");
+    cards.push(warn);
+  }
   if (s.tokens_in !== null || s.cost_usd !== null) {
     cards.push(card("agent usage", s.cost_usd === null ? "—" : `$${s.cost_usd.toFixed(2)}`, `${intf(s.tokens_in || 0)} in · ${intf(s.tokens_out || 0)} out`));
   }
