@@ -208,14 +208,21 @@ def test_ctrl_c_kills_the_run_records_it_and_leaves_the_frontier(tmp_path, agent
     assert StateFolder(root).journal() is None
 
 
-def test_ctrl_c_during_a_confirmation_keeps_both_finished_runs(tmp_path, agent, unjailed):
-    """A win's first run and the frontier's re-run finished; Ctrl-C comes during its confirm run."""
-    root = tmp_path / "ws"
-    llm_like(root)
+def stalls_on_confirm(tmp_path: Path) -> tuple[Path, str]:
+    """(pid file, train.py body): a change whose first run finishes and whose second (its
+    confirm run) writes its pid and sleeps."""
     pidfile, runs = tmp_path / "train.pid", tmp_path / "runs"
     body = (f"import os, time\nfrom pathlib import Path\nruns = Path({str(runs)!r})\n"
             "n = int(runs.read_text()) if runs.exists() else 0\nruns.write_text(str(n + 1))\n"
             f"if n >= 1:\n    open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n    time.sleep(120)")
+    return pidfile, body
+
+
+def test_ctrl_c_during_a_confirmation_keeps_both_finished_runs(tmp_path, agent, unjailed):
+    """A win's first run and the frontier's re-run finished; Ctrl-C comes during its confirm run."""
+    root = tmp_path / "ws"
+    llm_like(root)
+    pidfile, body = stalls_on_confirm(tmp_path)
     env = agent([{"value": 0.5, "body": body, "desc": "a win"}])
     proc = start_loop(root, agent, env=env)
     try:
@@ -312,10 +319,7 @@ def test_kill_9_during_a_confirmation_records_the_finished_runs_at_the_next_star
     start records both from the journal (the candidate's undecided), the confirm run as interrupted."""
     root = tmp_path / "ws"
     llm_like(root)
-    pidfile, runs = tmp_path / "train.pid", tmp_path / "runs"
-    body = (f"import os, time\nfrom pathlib import Path\nruns = Path({str(runs)!r})\n"
-            "n = int(runs.read_text()) if runs.exists() else 0\nruns.write_text(str(n + 1))\n"
-            f"if n >= 1:\n    open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n    time.sleep(120)")
+    pidfile, body = stalls_on_confirm(tmp_path)
     env = agent([{"value": 0.5, "body": body, "desc": "a win"}, {"value": 2.0, "desc": "after the crash"}])
     proc = start_loop(root, agent, env=env)
     try:
