@@ -239,7 +239,7 @@ def measure(cfg: Config, lim: Limits, outcome: RunOutcome, log: str, result_path
 
     if cfg.harness_record:
         record = _record(result_path)
-        if evaluation is None or record is None:
+        if evaluation is None or record is None or (evaluation.returncode != 0 and "error" not in record):
             why = "did not run" if evaluation is None else (
                 evaluation.error or ("timed out" if evaluation.timed_out else f"exit status {evaluation.returncode}"))
             return crash(f"no evaluation: the engine's evaluator {why}")

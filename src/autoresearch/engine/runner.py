@@ -170,6 +170,10 @@ class Runner:
                         {**stage.outside_env(), RESULT_VARIABLE: str(result_path)}, self.ws.log_path,
                         self.limits.hard, on_start=on_start, on_tick=live, stop_when=DiskGuard(scratch),
                     )
+                # only the evaluator writes the record: anything the trainer left there goes
+                # (without a sandbox it can reach this path)
+                with contextlib.suppress(OSError):
+                    result_path.unlink()
                 log = read_log(self.ws.log_path)
                 failed = self.sandbox.failed_to_start(log) if outcome.returncode not in (0, None) else ""
                 if failed:  # the sandbox program's own error, before the command started: the machine's
