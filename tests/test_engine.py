@@ -706,3 +706,21 @@ def test_drift_in_machine_speed_is_not_mistaken_for_a_win(tmp_path, unjailed):
     assert len(candidate) == 5 and all(x.status == "discard" for x in candidate)
     assert "not shown better after 5 runs" in got[0].reason
     assert clean(root) and head(root)[:7] == rows(root)[0].commit
+
+
+def test_a_record_is_used_only_from_an_evaluator_that_finished(tmp_path):
+    """A record at the path with the right pins, but the evaluator was killed: a forged or
+    stale file, never the score (without a sandbox the trainer could write there)."""
+    from autoresearch.config import Config
+    from autoresearch.engine.measure import Limits, measure
+    from autoresearch.proc import RunOutcome
+
+    cfg = Config(budget=2)
+    record = tmp_path / "record.json"
+    record.write_text(json.dumps({"val_bpb": 0.1, "harness_sha256": "h" * 64, "val_sha256": "v" * 64}))
+    log = "---\nval_bpb: 0.100000\ntraining_seconds: 1.0\n"
+    trained = RunOutcome(0, 3.0)
+    killed = measure(cfg, Limits.of(cfg), trained, log, record, "v" * 64, RunOutcome(-9, 1.0), harness_pin="h" * 64)
+    assert killed.value is None and killed.reason == "no evaluation: the engine's evaluator exit status -9"
+    finished = measure(cfg, Limits.of(cfg), trained, log, record, "v" * 64, RunOutcome(0, 1.0), harness_pin="h" * 64)
+    assert finished.value == 0.1
