@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -162,3 +163,38 @@ def test_the_real_harness_refuses_validation_reads_and_a_model_that_peeks(tmp_pa
     out = json.loads(run("experiment", "-d", "attends to the future", "--json").stdout)
     assert out["status"] == "crash" and "not causal" in out["reason"], out
     assert clean(root) and head(root)[:7] == base[-1].commit
+
+
+WRAPPED_LIMIT = (
+    "import pathlib, sys\n"
+    "from autoresearch import proc, sandbox\n"
+    "jail = sandbox.Jail(binds=(), cwd=pathlib.Path('/'), env={'PATH': '/usr/bin:/bin'}, gpus=False)\n"
+    "box = sandbox.detect()\n"
+    "probe = 'import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0])'\n"
+    "r = proc.run(box.wrap([sys.executable, '-c', probe], jail), check=False)\n"
+    "print(box.kind, r.stdout.strip() or r.stderr.strip())\n"
+)
+
+
+@pytest.mark.parametrize("user", ["root", "unprivileged"])
+def test_a_run_has_its_memory_capped_whoever_runs_the_engine(tmp_path, user):
+    """Without a GPU the run's address space is capped at 90 % of memory: for a root engine
+    (with a uid of the run's own) and for an unprivileged one (user namespaces) alike."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the engine side as root and as an unprivileged user")
+    import autoresearch
+
+    python, prefix = sys.executable, []
+    if user == "unprivileged":  # the system's Python: the engine's may sit in root's home (pyenv)
+        python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(Path(autoresearch.__file__).parent.parent)}
+    os.chmod(tmp_path, 0o777)
+    r = subprocess.run([*prefix, python, "-c", WRAPPED_LIMIT], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    if user != "root" and re.search(r"ModuleNotFoundError|PermissionError", r.stderr):
+        pytest.skip(f"an unprivileged user cannot run the package here: {r.stderr.strip().splitlines()[-1]}")
+    assert r.returncode == 0, r.stderr
+    kind, limit = r.stdout.split()
+    memory = sandbox._memory_bytes()
+    assert kind == "bubblewrap" and int(limit) == int(memory * sandbox.MEMORY_SHARE), r.stdout

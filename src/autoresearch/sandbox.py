@@ -8,8 +8,8 @@ system's programs and libraries, the Python installation and the binds; its own 
 network, IPC and hostname namespaces (no network, no other process visible, the engine's
 /proc/<pid>/environ out of reach); a new session; killed with the engine. When the engine
 runs as root, the run is switched to a user of its own (`RUN_UID`, no home, no groups, no
-capabilities) before the command starts, with a cap on its process count; on a machine
-without a GPU the address space is capped too.
+capabilities) before the command starts, with a cap on its process count. On a machine
+without a GPU the address space is capped too, for any engine (`prlimit`).
 
 Without bubblewrap, or when it cannot start here (user namespaces switched off),
 `detect()` returns a Sandbox whose `kind` is "" and whose `why` says so: the run then goes
@@ -211,15 +211,18 @@ def seatbelt_profile(jail: Jail) -> str:
 
 
 def _drop(jail: Jail) -> list[str]:
-    """A root engine's run becomes RUN_UID, with no groups, no capabilities and capped limits."""
-    if os.geteuid() != 0:
-        return []
-    limits = [f"--nproc={MAX_PROCESSES}"]
+    """Capped limits for every run (any user may lower its own); a root engine's run also
+    becomes RUN_UID, with no groups and no capabilities, and a process cap (a count per uid,
+    which only a uid of the run's own makes safe)."""
+    root = os.geteuid() == 0
+    limits = [f"--nproc={MAX_PROCESSES}"] if root else []
     memory = _memory_bytes()
     if memory and not (jail.gpus and gpu_devices()):
         limits.append(f"--as={int(memory * MEMORY_SHARE)}")
     prlimit = shutil.which("prlimit")
-    head = [prlimit, *limits, "--"] if prlimit else []
+    head = [prlimit, *limits, "--"] if prlimit and limits else []
+    if not root:
+        return head
     return [*head, shutil.which("setpriv") or "setpriv", f"--reuid={RUN_UID}", f"--regid={RUN_UID}",
             "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
 
@@ -257,8 +260,12 @@ def python_dirs(hidden: tuple[Path, ...] = ()) -> list[Path]:
     for entry in candidates:
         if not entry or not os.path.isabs(entry):
             continue
-        path = Path(entry).resolve()
-        if not path.exists() or path == Path("/") or path in home.parents or path == home:
+        try:
+            path = Path(entry).resolve()
+            there = path.exists()
+        except OSError:  # a folder this user may not look into
+            continue
+        if not there or path == Path("/") or path in home.parents or path == home:
             continue
         if any(h == path or path in h.parents for h in hidden):
             continue
