@@ -724,3 +724,13 @@ def test_a_record_is_used_only_from_an_evaluator_that_finished(tmp_path):
     assert killed.value is None and killed.reason == "no evaluation: the engine's evaluator exit status -9"
     finished = measure(cfg, Limits.of(cfg), trained, log, record, "v" * 64, RunOutcome(0, 1.0), harness_pin="h" * 64)
     assert finished.value == 0.1
+
+
+def test_a_results_tsv_that_is_not_text_is_one_error_line_before_the_first_run(tmp_path):
+    root = tmp_path / "ws"
+    llm_like(root)
+    (root / "results.tsv").write_bytes(b"commit\tval_bpb\n\xff\xfe\x00 not text\n")
+    r = experiment(root, "baseline")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "cannot read results.tsv" in r.stderr and "nothing was changed" in r.stderr
+    assert (root / "results.tsv").read_bytes().startswith(b"commit\tval_bpb\n\xff")

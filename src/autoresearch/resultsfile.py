@@ -128,10 +128,11 @@ class Results:
     def _adopt(self) -> None:
         if self.ledger.exists() or not self.public.exists() or self.public.is_symlink():
             return
-        text = self.public.read_text()
         try:
+            text = self.public.read_text()
             parse(text, self.public.name)
-        except ResultsError as exc:
-            raise AutoresearchError(f"{exc}; fix or move results.tsv away (nothing was changed)") from exc
+        except (OSError, UnicodeDecodeError, ResultsError) as exc:
+            raise AutoresearchError(f"cannot read {self.public.name} ({exc}); fix or move it away "
+                                    f"(nothing was changed)") from exc
         self.ledger.parent.mkdir(parents=True, exist_ok=True)
         _write_whole(self.ledger, text if text.endswith("\n") else text + "\n")
