@@ -517,7 +517,7 @@ def test_a_damaged_results_tsv_is_restored_from_the_engines_record(ws):
 
 
 def test_a_corrupted_ledger_is_a_clear_error_and_is_not_overwritten(ws):
-    ledger = StateFolder(ws).private / "results.tsv"
+    ledger = StateFolder(ws).ledger
     bad = ledger.read_text() + "garbage line without tabs\n"
     ledger.write_text(bad)
     frontier = head(ws)

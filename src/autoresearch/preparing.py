@@ -20,8 +20,9 @@ from autoresearch.proc import run
 from autoresearch.workspace import Workspace
 
 
-def harness_copy(ws: Workspace, folder: Path) -> Path:
-    """The workspace's harness copied into `folder`, after checking it against the pin.
+def harness_copy(ws: Workspace, folder: Path, sha256: str | None = None) -> Path:
+    """The workspace's harness copied into `folder`, after checking it against the pin
+    (`sha256`: the pin a run already read; else the pins file is read).
 
     The engine never imports the harness from the workspace: a `prepare/` package, a planted
     `__pycache__` file or a link there would be imported instead."""
@@ -31,7 +32,7 @@ def harness_copy(ws: Workspace, folder: Path) -> Path:
     if source.is_symlink() or not source.is_file():
         raise AutoresearchError(f"{ws.config.harness_files[0]} must be a regular file, not a link")
     data = source.read_bytes()
-    if hashlib.sha256(data).hexdigest() != ws.pins.harness_sha256:
+    if hashlib.sha256(data).hexdigest() != (sha256 if sha256 is not None else ws.pins.harness_sha256):
         raise AutoresearchError(f"{ws.config.harness_files[0]} does not match its pinned fingerprint")
     path = folder / "prepare.py"
     path.write_bytes(data)

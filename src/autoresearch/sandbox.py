@@ -186,7 +186,7 @@ def seatbelt_profile(jail: Jail) -> str:
     prepared data); yet the Python installation and the binds; write only the writable binds;
     no network at all."""
     homes = [Path("/Users"), Path.home(), *(Path(p) for p in ("/Volumes",) if Path(p).exists())]
-    readable = [b.source for b in jail.binds if not b.writable]
+    readable = [*python_dirs(jail.hidden), *(b.source for b in jail.binds if not b.writable)]
     writable = [b.source for b in jail.binds if b.writable]
     rules = [
         "(version 1)",
@@ -202,7 +202,7 @@ def seatbelt_profile(jail: Jail) -> str:
         "(allow pseudo-tty)",
         "(allow file-read*)",
         f"(deny file-read* {_filters([*homes, *jail.hidden], folders=True)})",
-        f"(allow file-read* {_filters([*python_dirs(jail.hidden), *readable])})" if python_dirs(jail.hidden) or readable else "",
+        f"(allow file-read* {_filters(readable)})" if readable else "",
         f"(allow file-read* file-write* {_filters(writable)})" if writable else "",
         '(allow file-write* (literal "/dev/null") (literal "/dev/tty") (regex #"^/dev/ttys[0-9]+$"))',
         "(deny network*)",

@@ -16,9 +16,10 @@ bind it) nor the agent's edits of the workspace reach.
 | `loop.json` | `LoopState`: what `autoresearch run` is doing | the loop | status, dashboard |
 | `val_sha256` | a copy of the validation split's pin, for the views | `prepare` | the views |
 
-Beside them in `.autoresearch/`: `cache/` (compile caches), `diffs/` (diffs kept for the
-agent's prompt), and the agents' own files (prompts, transcripts, the built-in agent's
-search state).
+Beside them in `.autoresearch/`: `diffs/` (diffs kept for the agent's prompt) and the agents'
+own files (prompts, transcripts, the built-in agent's search state). Compile caches live in
+each run's scratch folder, thrown away with it. In the private folder: `results.tsv`, the
+ledger of the rows the engine wrote (autoresearch.resultsfile.Results).
 
 A record file that is missing, unreadable or of another version reads as None (the
 journal's absence means no experiment is in progress).
@@ -46,6 +47,7 @@ CURRENT = "current.json"
 SEEN = "seen.json"
 LOOP = "loop.json"
 LOCK = "lock"
+LEDGER = "results.tsv"
 VAL_PIN = "val_sha256"
 
 R = TypeVar("R")
@@ -152,12 +154,13 @@ class StateFolder:
         return self.path / name
 
     @property
-    def runs_dir(self) -> Path:
-        return self.private / "runs"
+    def ledger(self) -> Path:
+        """The engine's own copy of every row it wrote (see autoresearch.resultsfile.Results)."""
+        return self.private / LEDGER
 
     @property
-    def cache_dir(self) -> Path:
-        return self.path / "cache"
+    def runs_dir(self) -> Path:
+        return self.private / "runs"
 
     @property
     def diffs_dir(self) -> Path:

@@ -88,7 +88,7 @@ class Workspace(Folder):
     @property
     def results(self) -> resultsfile.Results:
         """The rows the engine wrote (its ledger), mirrored to results.tsv."""
-        return resultsfile.Results(self.results_path, self.state.private / "results.tsv", self.config.metric)
+        return resultsfile.Results(self.results_path, self.state.ledger, self.config.metric)
 
     @property
     def pins(self) -> pins.Pins:

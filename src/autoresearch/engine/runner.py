@@ -155,7 +155,7 @@ class Runner:
 
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-run-"))
         try:
-            stage = Stage.make(self.ws, commit, scratch, self.sandbox)
+            stage = Stage.make(self.ws, commit, scratch, self.sandbox, pinned)
             stage.check_data()
             live = LiveLine(self.stream, self.ws.log_path, f"{kind} {commit[:7]}") if self.live else None
             argv = command_argv(self.ws.config.command)
@@ -269,13 +269,16 @@ class Stage:
 
     ws: Workspace
     box: sandbox.Sandbox
+    pinned: pins.Pins  # as the run read them, once
     scratch: Path
     work: Path
     prepared: Path | None  # the harness's PREPARED_DIR on this machine (None: no harness)
     harness: Path | None  # the pinned harness copied out of the workspace, for the evaluator
 
     @classmethod
-    def make(cls, ws: Workspace, commit: str, scratch: Path, box: sandbox.Sandbox) -> "Stage":
+    def make(cls, ws: Workspace, commit: str, scratch: Path, box: sandbox.Sandbox,
+             pinned: pins.Pins | None = None) -> "Stage":
+        pinned = pinned or ws.pins
         owner = box.owner()
         os.chmod(scratch, 0o755)
         work = scratch / "work"
@@ -289,9 +292,9 @@ class Stage:
         prepared = harness = None
         if ws.config.harness_record and ws.config.harness_files:
             evaluator = sandbox.prepare_folder(scratch / "evaluator", None)
-            harness = preparing.harness_copy(ws, evaluator)
+            harness = preparing.harness_copy(ws, evaluator, pinned.harness_sha256)
             prepared = preparing.prepared_dir(ws)
-        return cls(ws, box, scratch, work, prepared, harness)
+        return cls(ws, box, pinned, scratch, work, prepared, harness)
 
     @property
     def cwd(self) -> Path:
@@ -370,7 +373,7 @@ class Stage:
     def evaluator_job(self, result_path: Path) -> Path:
         job = {
             "harness": str(self._at(Path("/evaluator/prepare.py"), self.harness)),
-            "harness_sha256": self.ws.pins.harness_sha256,
+            "harness_sha256": self.pinned.harness_sha256,
             "handover": str(self._at(HANDOVER, self.scratch / "handover")),
             "record": str(self._at(Path("/record"), self.scratch / "record") / result_path.name),
             "metric": self.ws.config.metric,

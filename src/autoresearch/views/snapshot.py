@@ -67,7 +67,7 @@ class Source(Folder):
         """Where the rows are read: a workspace's ledger (the rows its engine wrote, of which
         results.tsv is a copy that the agent could edit), else the results file itself."""
         if self.config is not None and self.results_path == self.root / "results.tsv":
-            ledger = self.state.private / "results.tsv"
+            ledger = self.state.ledger
             if ledger.exists():
                 return ledger
         return self.results_path
