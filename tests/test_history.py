@@ -88,7 +88,7 @@ def test_a_file_without_kinds_takes_its_first_measured_row_as_the_baseline():
 
 def test_counts_kept_changes_and_the_streak():
     h = History([*LIFE, r("f000000", 1.9, status="discard"), r("g000000", 0.0, status="noop")], B)
-    assert h.counts == {"keep": 7, "discard": 2, "crash": 1, "invalid": 0, "noop": 1, "interrupted": 0}
+    assert h.counts == {"keep": 7, "discard": 2, "crash": 1, "invalid": 0, "noop": 1, "interrupted": 0, "stale": 0}
     changes = [(c.commit, c.runs, c.baseline) for c in h.kept_changes]
     assert changes == [("a000000", 3, True), ("b000000", 2, False), ("c000000", 2, False)]
     assert h.kept_changes[1].delta == pytest.approx(1.92 - 2.02)

@@ -25,7 +25,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_summary_of_our_results():
     metric, rows = read(FIXTURES / "results_ours.tsv")
     s = st.summarize(History(rows), metric)
-    assert s.counts == {"keep": 8, "discard": 5, "crash": 1, "invalid": 1, "noop": 1, "interrupted": 0}
+    assert s.counts == {"keep": 8, "discard": 5, "crash": 1, "invalid": 1, "noop": 1, "interrupted": 0, "stale": 0}
     assert s.baseline == pytest.approx((1.482310 + 1.484150) / 2) and s.baseline_runs == 2
     assert s.frontier == pytest.approx(1.440250) and s.frontier_commit == "3d4e5fc"
     assert s.improvement == pytest.approx(s.baseline - 1.440250)

@@ -225,9 +225,12 @@ def experiment(description, where, as_json):
 @click.option("--require-sandbox", is_flag=True,
               help="Refuse to train without a sandbox (bubblewrap on Linux); also `require_sandbox = true` "
                    "in autoresearch.toml.")
+@click.option("--workers", default=None, metavar="N|auto",
+              help="Experiments in flight at once: one per GPU on NVIDIA (auto: every GPU), else N slots sharing "
+                   "the CPU cores. The agent proposes the next while they train (default: one at a time).")
 @clean_errors
 def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, agent_command, agent_timeout,
-        require_sandbox):
+        require_sandbox, workers):
     """The unattended loop: baseline, then propose, experiment, keep or reset, until stopped.
 
     Outside a workspace it creates ./research (profile auto, offline data) and uses it from then
@@ -244,7 +247,10 @@ def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, ag
         if not found.on:
             raise AutoresearchError(f"no sandbox for training here ({found.why}); --require-sandbox refuses to run")
         os.environ["AUTORESEARCH_REQUIRE_SANDBOX"] = "1"
+    from autoresearch.engine import slots
+
     plan = loop.Plan(agent=agent, tag=tag, max_experiments=max_experiments, hours=hours, max_cost=max_cost,
+                     workers=slots.parse_count(workers) if workers is not None else None,
                      agent_options={"model": model, "base_url": base_url, "agent_command": agent_command,
                                     "agent_timeout": agent_timeout})
     summary = loop.run(where, plan)

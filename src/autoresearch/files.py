@@ -52,3 +52,24 @@ def read_tail(path: Path, limit: int) -> str | None:
         return None
     text = data.decode("utf-8", errors="replace")
     return text.split("\n", 1)[-1] if size > limit else text
+
+
+def open_unlinked(path: Path, *, append: bool = False):
+    """`path` opened for binary writing, never through a link: a link planted in its place is
+    removed first, and O_NOFOLLOW refuses one that appears in between. (run.log is in the
+    workspace, where the agent writes: a link there must not aim the run's output at a file
+    of the engine's.)"""
+    path = Path(path)
+    if path.is_symlink():
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o666), "ab" if append else "wb", buffering=0)
+
+
+def real_folder(path: Path) -> Path:
+    """`path` as a folder of its own: a link or a file in its place is removed, then it is made."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

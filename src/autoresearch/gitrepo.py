@@ -459,6 +459,18 @@ def changed_since(root: Path, commit: str) -> list[str]:
     return sorted({p for p in (*tracked, *untracked) if p})
 
 
+def changed_between(root: Path, old: str, new: str) -> list[str]:
+    """Paths whose content differs between two commits."""
+    out = git(root, "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", old, new, "--").stdout
+    return sorted(p for p in out.split("\0") if p)
+
+
+def message(root: Path, commit: str) -> str:
+    """A commit's message (its first paragraph, as one line)."""
+    result = git(root, "log", "-1", "--format=%s", commit, "--", check=False)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
 def commit_all(root: Path, message: str, exclude: Iterable[str] = ()) -> str:
     """Stage every change except `exclude` (paths), commit, and return the new sha."""
     pathspec = ["--", ".", *(f":(exclude,literal){p}" for p in exclude)]

@@ -24,7 +24,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TextIO
@@ -33,6 +33,9 @@ from autoresearch import agents, gitrepo
 from autoresearch.agents import Agent
 from autoresearch.agents import context as context_mod
 from autoresearch.engine import Engine
+from autoresearch.engine import slots
+from autoresearch.engine.outcome import Outcome
+from autoresearch.engine.pool import Pool
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import shielded, sigterm_as_interrupt
 from autoresearch.research.history import History
@@ -150,6 +153,7 @@ class Plan:
     max_experiments: int | None = None  # None: no limit
     hours: float | None = None
     max_cost: float | None = None
+    workers: int | str | None = None  # None: one experiment at a time; a number or "auto": a pool
 
     def check(self) -> None:
         if self.max_experiments is not None and self.max_experiments < 0:
@@ -160,6 +164,8 @@ class Plan:
             raise AutoresearchError("--max-cost must be 0 or more")
         if self.tag is not None:
             check_tag(self.tag)
+        if self.workers is not None and self.workers != slots.AUTO and int(self.workers) < 1:
+            raise AutoresearchError("--workers must be 1 or more")
 
 
 class Loop:
@@ -193,7 +199,10 @@ class Loop:
     def run(self, agent: Agent | None = None) -> Summary:
         """The loop, with `agent` (checked already), or the plan's, loaded and checked here."""
         ws = self.ws
-        engine = Engine(ws, out=self.out, stream=self.stream)
+        seats = slots.local(self.plan.workers) if self.plan.workers is not None else []
+        # with a pool, the baseline runs on the first worker's share of the machine, as candidates will
+        engine = Engine(ws, out=self.out, stream=self.stream,
+                        **({"slot": replace(seats[0], name=""), "live": False} if seats else {}))
         note = engine.recover()
         if note:
             self.out(note)
@@ -217,7 +226,10 @@ class Loop:
             self.state("baseline")
             engine.ensure_baseline(self.branch)
             self.summary.start_value = engine.history(self.branch).baseline
-            self._loop(engine, agent)
+            if seats:
+                self._loop_pool(engine, agent, seats)
+            else:
+                self._loop(engine, agent)
         except KeyboardInterrupt:
             self.summary.interrupted = True
             self.summary.stopped = "interrupted"
@@ -239,52 +251,100 @@ class Loop:
         self.state("preparing")
         preparing.prepare(self.ws)
 
-    def _loop(self, engine: Engine, agent) -> None:
-        failures = 0
-        deadline = self.started + self.plan.hours * 3600 if self.plan.hours else None
-        while True:
-            if self.plan.max_experiments is not None and self.summary.experiments >= self.plan.max_experiments:
-                self.summary.stopped = "reached --max-experiments"
-                return
-            if deadline is not None and time.time() >= deadline:
-                self.summary.stopped = f"reached --hours {self.plan.hours:g}"
-                return
-            if self.plan.max_cost is not None and self.summary.cost_usd >= self.plan.max_cost:
-                self.summary.stopped = f"reached --max-cost {self.plan.max_cost:g}"
-                return
-            history = engine.history(self.branch)
-            ctx = context_mod.build(self.ws, history, extra=self._extra(engine, history))
-            number = self.summary.experiments + 1
-            self.state("proposing", experiment=number)
-            try:
-                proposal = agent.propose(ctx)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # any agent error: log, clean up, ask again
-                failures += 1
-                message = " ".join(str(exc).split())[:300] or type(exc).__name__
-                self.out(f"agent {self.agent_name} failed ({failures} in a row): {message}")
-                with shielded():
-                    if engine.guard.dirty():
-                        engine.guard.reset(gitrepo.head(self.ws.root))
-                if failures >= MAX_AGENT_FAILURES:
-                    self.summary.stopped = "stopped"
-                    raise AutoresearchError(
-                        f"the agent {self.agent_name!r} failed {failures} times in a row (last: {message}); stopping"
-                    ) from exc
-                time.sleep(min(10.0, float(failures)))
-                continue
-            failures = 0
-            self.summary.experiments = number
-            usage = getattr(proposal, "usage", None)
-            cost = getattr(usage, "cost_usd", None) if usage is not None else None
-            if cost:
-                self.summary.cost_usd += float(cost)
-            self.out(f"[{number}] {proposal.description}")
-            self.state("running", experiment=number, description=proposal.description)
-            engine.experiment(proposal.description, agent=self.agent_name, usage=usage)
+    def _limit(self) -> str:
+        """Why no further experiment may start ("" while one may)."""
+        if self.plan.max_experiments is not None and self.summary.experiments >= self.plan.max_experiments:
+            return "reached --max-experiments"
+        if self.plan.hours and time.time() >= self.started + self.plan.hours * 3600:
+            return f"reached --hours {self.plan.hours:g}"
+        if self.plan.max_cost is not None and self.summary.cost_usd >= self.plan.max_cost:
+            return f"reached --max-cost {self.plan.max_cost:g}"
+        return ""
 
-    def _extra(self, engine: Engine, history: History) -> dict:
+    def _loop(self, engine: Engine, agent) -> None:
+        self._failures = 0
+        while True:
+            self.summary.stopped = self._limit()
+            if self.summary.stopped:
+                return
+            proposal = self._propose(engine, agent)
+            if proposal is None:
+                continue
+            self.state("running", experiment=self.summary.experiments, description=proposal.description)
+            engine.experiment(proposal.description, agent=self.agent_name, usage=getattr(proposal, "usage", None))
+
+    def _propose(self, engine: Engine, agent, pool: Pool | None = None):
+        """Ask the agent for one change (it edits the tree); None when it failed (said, and the
+        tree cleaned); several failures in a row stop the loop."""
+        history = engine.history(self.branch)
+        ctx = context_mod.build(self.ws, history, extra=self._extra(engine, history, pool))
+        number = self.summary.experiments + 1
+        self.state("proposing", experiment=number)
+        try:
+            proposal = agent.propose(ctx)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # any agent error: log, clean up, ask again
+            self._failures += 1
+            message = " ".join(str(exc).split())[:300] or type(exc).__name__
+            self.out(f"agent {self.agent_name} failed ({self._failures} in a row): {message}")
+            with shielded():
+                if engine.guard.dirty():
+                    engine.guard.reset(gitrepo.head(self.ws.root))
+            if self._failures >= MAX_AGENT_FAILURES:
+                self.summary.stopped = "stopped"
+                raise AutoresearchError(
+                    f"the agent {self.agent_name!r} failed {self._failures} times in a row (last: {message}); stopping"
+                ) from exc
+            time.sleep(min(10.0, float(self._failures)))
+            return None
+        self._failures = 0
+        self.summary.experiments = number
+        usage = getattr(proposal, "usage", None)
+        cost = getattr(usage, "cost_usd", None) if usage is not None else None
+        if cost:
+            self.summary.cost_usd += float(cost)
+        self.out(f"[{number}] {proposal.description}")
+        return proposal
+
+    def _loop_pool(self, engine: Engine, agent, seats: list[slots.Slot]) -> None:
+        """N workers train while the agent proposes the next candidates, each from the current
+        frontier with the ones in flight in its prompt (engine/pool.py has the ratchet)."""
+        self._failures = 0
+        pool = Pool(engine, seats, out=self.out)
+        self.out(f"{len(seats)} worker{'s' if len(seats) != 1 else ''}: {', '.join(s.describe() for s in seats)}; "
+                 f"run logs in {self.ws.state_dir.name}/workers/")
+        pool.start()
+        try:
+            while True:
+                for outcome in pool.collect():
+                    self._show(outcome)
+                self.summary.stopped = self._limit()
+                if self.summary.stopped:
+                    break
+                if pool.outstanding() >= pool.capacity:
+                    self.state("running", experiment=self.summary.experiments)
+                    for outcome in pool.collect(timeout=1.0):
+                        self._show(outcome)
+                    continue
+                engine.guard.clean()  # nothing planted in the tree reaches the agent's next edit
+                proposal = self._propose(engine, agent, pool)
+                if proposal is None:
+                    continue
+                outcome = pool.submit(proposal.description, agent=self.agent_name, usage=getattr(proposal, "usage", None))
+                if outcome is not None:
+                    self._show(outcome)
+            self.state("running", experiment=self.summary.experiments, reason="finishing the experiments in flight")
+            pool.drain(self._show)
+        finally:
+            with shielded():
+                pool.close()
+
+    def _show(self, outcome: Outcome) -> None:
+        for line in outcome.lines():
+            self.out(line)
+
+    def _extra(self, engine: Engine, history: History, pool: Pool | None = None) -> dict:
         keep = self.ws.config.keep
         frontier = engine.frontier(history)
         value = history.value_of(frontier)
@@ -299,6 +359,13 @@ class Loop:
             extra["frontier_value"] = f"{value:.6f}"
         if self.plan.max_experiments is not None:
             extra["experiments_left"] = self.plan.max_experiments - self.summary.experiments
+        if pool is not None:
+            flying = pool.in_flight()
+            # the agent should not propose what is already being measured
+            extra["in_flight"] = "; ".join(f.line() for f in flying) if flying else "nothing"
+            if pool.returned:
+                extra["returned"] = ("wins that conflict with the current frontier, to redo on it: "
+                                     + "; ".join(f"{c} {d}" for c, d in pool.returned[-5:]))
         return extra
 
     def _finish(self, engine: Engine) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Mapping, Sequence
 
 from autoresearch.errors import AutoresearchError
+from autoresearch.files import open_unlinked
 
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 
@@ -354,7 +355,7 @@ def supervise(
     """
     head, tail = log_cap if log_cap is not None else (LOG_HEAD_BYTES, LOG_TAIL_BYTES)
     start = time.monotonic()
-    log = open(log_path, "wb", buffering=0)
+    log = open_unlinked(log_path)
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -65,9 +65,13 @@ def append(path: Path, rows: list[Row] | Row, metric: str = "val_bpb") -> None:
     if path.exists():
         old = path.read_text()
         try:
-            parse(old, path.name)  # refuse to extend a corrupted file
+            metric, earlier = parse(old, path.name)  # refuse to extend a corrupted file
         except ResultsError as exc:
             raise AutoresearchError(str(exc)) from exc
+        if old.split("\n", 1)[0] + "\n" != header(metric):
+            # written with fewer columns (the original's five, or before a column was added):
+            # rewritten whole with today's, so every line has as many cells as the header
+            old = header(metric) + "".join(line(r) for r in earlier)
         if old and not old.endswith("\n"):
             old += "\n"
     else:

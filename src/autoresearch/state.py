@@ -28,10 +28,11 @@ journal's absence means no experiment is in progress).
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,6 +90,7 @@ class Current:
     budget: float = 0.0
     pid: int | None = None  # the process group, once started
     agent: str = ""
+    worker: str = ""  # with `run --workers N`: which worker runs it
     version: int = VERSION
 
 
@@ -149,6 +151,28 @@ class StateFolder:
     def __init__(self, root: Path):
         self.path = Path(root) / STATE_DIR
         self.private = private_dir(root)
+        self.worker = ""  # set on a worker's view (see `seat`)
+        self._journal, self._current, self._runs = JOURNAL, CURRENT, "runs"
+
+    def seat(self, worker: str, ticket: str) -> "StateFolder":
+        """The view of one worker of a pool running one experiment (`ticket`): its own journal
+        (so that the engine can record one experiment while the worker starts the next), its
+        own current record for watchers and its own folder of run records."""
+        view = copy.copy(self)
+        view.name_files(worker, f"journal-{ticket}.json", f"current-{worker}.json", f"runs-{worker}")
+        return view
+
+    def name_files(self, worker: str, journal: str, current: str, runs: str) -> None:
+        self.worker, self._journal, self._current, self._runs = worker, journal, current, runs
+
+    def worker_journals(self) -> list[tuple[Path, Journal | None]]:
+        """The journals the workers of a pool left (each experiment in flight has one)."""
+        return [(p, _record(Journal, read_json(p))) for p in sorted(self.private.glob("journal-*.json"))]
+
+    def worker_runs(self) -> list[Current]:
+        """What each worker of a pool is running, for watchers."""
+        found = (_record(Current, read_json(p)) for p in sorted(self.path.glob("current-*.json")))
+        return [c for c in found if c is not None]
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -160,7 +184,7 @@ class StateFolder:
 
     @property
     def runs_dir(self) -> Path:
-        return self.private / "runs"
+        return self.private / self._runs
 
     @property
     def diffs_dir(self) -> Path:
@@ -169,23 +193,23 @@ class StateFolder:
     # -- the journal and the run in flight ---------------------------------------
 
     def journal(self) -> Journal | None:
-        return _record(Journal, read_json(self.private / JOURNAL))
+        return _record(Journal, read_json(self.private / self._journal))
 
     def write_journal(self, journal: Journal) -> None:
-        write_json(self.private / JOURNAL, asdict(journal))
+        write_json(self.private / self._journal, asdict(journal))
 
     def current(self) -> Current | None:
-        return _record(Current, read_json(self.path / CURRENT))
+        return _record(Current, read_json(self.path / self._current))
 
     def write_current(self, current: Current) -> None:
-        write_json(self.path / CURRENT, asdict(current))
+        write_json(self.path / self._current, asdict(replace(current, worker=self.worker)))
 
     def clear_current(self) -> None:
-        (self.path / CURRENT).unlink(missing_ok=True)
+        (self.path / self._current).unlink(missing_ok=True)
 
     def clear_experiment(self) -> None:
         """The experiment is over: no journal, nothing in flight."""
-        for path in (self.private / JOURNAL, self.path / CURRENT):
+        for path in (self.private / self._journal, self.path / self._current):
             with contextlib.suppress(OSError):
                 path.unlink()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from autoresearch import capsliterals, gitrepo, pins, profiles, resultsfile
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import AutoresearchError
-from autoresearch.files import atomic_write
+from autoresearch.files import atomic_write, real_folder
 from autoresearch.state import STATE_DIR, StateFolder
 GITIGNORE = """\
 # written by the engine, never committed
@@ -70,6 +70,10 @@ class Folder:
     @property
     def log_path(self) -> Path:
         return self.root / "run.log"
+
+    def worker_log(self, worker: str) -> Path:
+        """The run.log of one worker of `run --workers N`: .autoresearch/workers/<worker>.log."""
+        return real_folder(real_folder(self.state_dir) / "workers") / f"{worker}.log"
 
 
 @dataclass(frozen=True)

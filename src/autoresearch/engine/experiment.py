@@ -41,6 +41,7 @@ from autoresearch.engine.measure import PRINTED, Limits, Measurement
 from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
 from autoresearch.engine.recover import recover
 from autoresearch.engine.runner import Runner
+from autoresearch.engine.slots import Slot
 from autoresearch.errors import AutoresearchError, MachineError
 from autoresearch.proc import shielded
 from autoresearch.research import keeprule
@@ -99,7 +100,7 @@ class Engine:
     """Runs experiments in one workspace. The caller holds the workspace lock."""
 
     def __init__(self, ws: Workspace, *, out: Callable[[str], None] | None = None, stream: TextIO | None = None,
-                 live: bool | None = None):
+                 live: bool | None = None, slot: Slot = Slot(), halt: Callable[[], bool] | None = None):
         self.ws = ws
         self.cfg = ws.config
         self.root = ws.root
@@ -108,8 +109,20 @@ class Engine:
         self.out = out or (lambda line: print(line, file=self.stream, flush=True))
         self.limits = Limits.of(self.cfg)
         self.guard = Guard(ws)
+        # a worker of a pool (engine/pool.py) runs committed candidates and leaves the working
+        # tree, the branch and results.tsv to the pool's driver
+        self.slot = slot
+        self.owns_tree = not slot.name
         self.runner = Runner(ws, self.limits, self.guard, stream=self.stream,
-                             live=self.stream.isatty() if live is None else live, out=self.out)
+                             live=self.stream.isatty() if live is None else live, out=self.out, slot=slot, halt=halt)
+
+    def _row(self, commit: str, **fields) -> results.Row:
+        """A results row of this engine's runs (it names the worker, in a pool)."""
+        return make_row(commit, worker=self.slot.name, **fields)
+
+    def seat(self, ticket: str) -> None:
+        """A worker's journal and run records for the experiment `ticket` (see StateFolder.seat)."""
+        self.state = self.runner.state = self.ws.state.seat(self.slot.name, ticket)
 
     # -- where the research stands ---------------------------------------------------
 
@@ -160,7 +173,7 @@ class Engine:
             self.out(note)
         history = self.history(branch)
         frontier = self.frontier(history)
-        self._squash_onto(frontier, branch)
+        self.squash_onto(frontier, branch)
         attempt = Attempt(" ".join(str(description).split()) or "(no description)", agent, usage_json(usage), branch,
                           frontier, history)
         changed = self.guard.changed(frontier)
@@ -169,7 +182,7 @@ class Engine:
             self.guard.reset(frontier)
             if self.cfg.harness_files and not self.ws.harness_ok():
                 raise AutoresearchError(f"{reason} even at the frontier {frontier[:7]}; restore it from main")
-            return self._record_plain(attempt, "invalid", reason + " (reverted)")
+            return self.record_plain(attempt, "invalid", reason + " (reverted)")
         if self._baseline_needed(history, frontier):
             if not changed:
                 return self.baseline(branch, history, frontier)
@@ -179,10 +192,10 @@ class Engine:
             attempt.history = self.history(branch)
             changed = self.guard.changed(frontier)
         if not changed:
-            return self._record_plain(attempt, "noop", "no change to the editable files")
+            return self.record_plain(attempt, "noop", "no change to the editable files")
         return self._candidate(attempt)
 
-    def _squash_onto(self, frontier: str, branch: str) -> None:
+    def squash_onto(self, frontier: str, branch: str) -> None:
         """An agent that committed its change: squash its commits back into the working tree."""
         head = gitrepo.head(self.root)
         if head == frontier:
@@ -216,9 +229,9 @@ class Engine:
             return False
         return len(runs) < max(1, self.cfg.keep.baseline_runs)
 
-    def _record_plain(self, attempt: Attempt, status: str, reason: str) -> Outcome:
+    def record_plain(self, attempt: Attempt, status: str, reason: str) -> Outcome:
         """An experiment that did not run (invalid, noop): one row at the frontier's commit."""
-        row = make_row(attempt.frontier, status=status, kind="experiment", description=attempt.description,
+        row = self._row(attempt.frontier, status=status, kind="experiment", description=attempt.description,
                        reason=reason, branch=attempt.branch, agent=attempt.agent, usage=attempt.usage)
         self.ws.results.append(row)
         short = attempt.frontier[:7]
@@ -243,21 +256,27 @@ class Engine:
             self.state.clear_experiment()
             shown = f" {earlier.value:.6f}" if earlier.status in ("keep", "discard") else ""
             why = f": {earlier.reason}" if earlier.reason and earlier.status == "crash" else ""
-            return self._record_plain(
+            return self.record_plain(
                 a, "noop", f"same code as {earlier.commit}, which already ran ({earlier.status}{shown}{why}); not run again")
 
-        a.smaller = self.guard.smaller(a.frontier, a.candidate)
         try:
-            first = self._candidate_run(a, "experiment")
-            if first.ok and a.frontier_value is not None:
-                a.decision = self._decide(a)
-                while a.decision.action == "more":
-                    self._more(a)
+            self.trial(a)
         except BaseException as exc:
             with shielded():
                 self._interrupted(a, exc)
             raise
         return self._conclude(a)
+
+    def trial(self, a: Attempt) -> None:
+        """Run a committed candidate and the frontier beside it until the keep rule decides
+        (`a.decision`; None when its first run crashed or there is nothing to compare with).
+        Writes no rows: the journal holds each finished run until the caller records them."""
+        a.smaller = self.guard.smaller(a.frontier, a.candidate)
+        first = self._candidate_run(a, "experiment")
+        if first.ok and a.frontier_value is not None:
+            a.decision = self._decide(a)
+            while a.decision.action == "more":
+                self._more(a)
 
     def _refresh_limits(self) -> None:
         """The startup allowance follows the baseline runs recorded so far."""
@@ -272,7 +291,7 @@ class Engine:
 
     def _candidate_run(self, a: Attempt, kind: str) -> Measurement:
         m = self._run(a, a.candidate, kind, a.description)
-        a.add_run(m, make_row(a.candidate, status="discard" if m.ok else "crash", kind=kind, description=a.description,
+        a.add_run(m, self._row(a.candidate, status="discard" if m.ok else "crash", kind=kind, description=a.description,
                               reason="" if m.ok else m.reason, branch=a.branch, agent=a.agent, m=m,
                               usage=a.usage if not a.measurements else None))
         self._note_measured(a)
@@ -321,17 +340,19 @@ class Engine:
         in one append. None when it crashed (then the earlier frontier runs stand).
         """
         description = RERUN + a.description
-        self.guard.reset(a.frontier)
+        if self.owns_tree:  # the run uses a copy of the commit; the tree follows for the tampering check
+            self.guard.reset(a.frontier)
         try:
             m = self._run(a, a.frontier, "confirm", description)
         finally:
-            self.guard.reset(a.candidate)
+            if self.owns_tree:
+                self.guard.reset(a.candidate)
         if not m.ok:
             self.out(f"frontier re-run crashed ({m.reason}); comparing with its earlier runs")
             return None
         self.out(f"frontier re-run {self.cfg.metric} {m.value:.6f}")
         reason = "frontier re-run beside the candidate, to measure drift" + (PRINTED_NOTE if m.source == PRINTED else "")
-        row = make_row(a.frontier, status="keep", kind="confirm", description=description, reason=reason,
+        row = self._row(a.frontier, status="keep", kind="confirm", description=description, reason=reason,
                        branch=a.branch, agent=a.agent, m=m)
         a.journal = replace(a.journal, measured=(*a.journal.measured, results.line(row)))
         self.state.write_journal(a.journal)
@@ -345,11 +366,11 @@ class Engine:
         decision needed the runs that did not happen); a finished re-run of the frontier is a
         measurement of the frontier like any other. The code may be proposed again.
         """
-        status, reason = _stop_status(exc)
+        status, reason = stop_status(exc)
         rows = a.settled(reason=f"not decided: {reason} before the decision")
         if a.in_flight is not None or not a.measurements:
             commit, kind, description = a.in_flight or (a.candidate, "experiment", a.description)
-            rows.append(make_row(commit, status=status, kind=kind, description=description, reason=reason,
+            rows.append(self._row(commit, status=status, kind=kind, description=description, reason=reason,
                                  branch=a.branch, agent=a.agent, usage=None if a.measurements else a.usage))
         self._record_stop(a.journal, a.frontier, rows)
 
@@ -359,11 +380,13 @@ class Engine:
         except AutoresearchError:
             return  # the journal stays: the next start records it
         self.state.write_journal(replace(journal, recorded=True, keep=False))
-        self.guard.reset(frontier)
+        if self.owns_tree:
+            self.guard.reset(frontier)
         self.state.clear_experiment()
 
-    def _conclude(self, a: Attempt) -> Outcome:
-        """Write the candidate's rows (and the frontier's re-run), then keep or reset."""
+    @staticmethod
+    def verdict(a: Attempt) -> tuple[str, str]:
+        """(status, reason) of a candidate whose runs are over."""
         first = a.measurements[0]
         if not first.ok:
             status, reason = "crash", first.reason
@@ -373,10 +396,20 @@ class Engine:
             status, reason = a.decision.action, a.decision.reason
         if first.ok and first.source == PRINTED:
             reason += PRINTED_NOTE
+        return status, reason
+
+    def _conclude(self, a: Attempt) -> Outcome:
+        """Write the candidate's rows (and the frontier's re-run), then keep or reset."""
+        status, reason = self.verdict(a)
         block = a.settled(status=status, reason=reason)
-        rows = [r for r in block if r.commit == a.candidate[:7]]
         keep = status == "keep"
         self._write(a.journal, a.frontier, block, keep=keep, target=a.candidate if keep else a.frontier)
+        return self.outcome(a, status, reason, block, keep=keep)
+
+    def outcome(self, a: Attempt, status: str, reason: str, block: list[results.Row], *, keep: bool) -> Outcome:
+        """What a recorded candidate came to, for the loop and `experiment --json`; remembers its code as run."""
+        rows = [r for r in block if r.commit == a.candidate[:7]]
+        first = a.measurements[0]
         values = [m.value for m in a.measurements if m.ok]
         value = keeprule.mean(values) if values and status != "crash" else None
         self.guard.remember(a.key, replace(rows[0], value=value if value is not None else 0.0))
@@ -441,12 +474,12 @@ class Engine:
             m = self.runner.run(frontier, journal, kind="baseline", description="baseline")
         except BaseException as exc:
             with shielded():
-                status, reason = _stop_status(exc)
-                self._record_stop(journal, frontier, [make_row(frontier, status=status, kind="baseline",
+                status, reason = stop_status(exc)
+                self._record_stop(journal, frontier, [self._row(frontier, status=status, kind="baseline",
                                                                description="baseline", reason=reason, branch=branch)])
             raise
         reason = (label + (PRINTED_NOTE if m.source == PRINTED else "")) if m.ok else m.reason
-        row = make_row(frontier, status="keep" if m.ok else "crash", kind="baseline", description="baseline",
+        row = self._row(frontier, status="keep" if m.ok else "crash", kind="baseline", description="baseline",
                        reason=reason, branch=branch, m=m)
         journal = replace(journal, measured=(results.line(row),))
         self.state.write_journal(journal)
@@ -478,7 +511,7 @@ class Engine:
         return self.baseline(branch, history, frontier)
 
 
-def _stop_status(exc: BaseException) -> tuple[str, str]:
+def stop_status(exc: BaseException) -> tuple[str, str]:
     """(status, reason) of a run the engine stopped: Ctrl-C or SIGTERM is an interruption, not a
     crash of the code; an error of the engine's own is recorded as a crash that says so."""
     if isinstance(exc, KeyboardInterrupt):

@@ -27,7 +27,7 @@ NOT_RUN = ("interrupted", "not recorded", "engine error", "machine failure")
 
 def counts_as_run(row: Row) -> bool:
     """Whether a row says its code ran to an answer (so it need not run again)."""
-    if row.status in ("keep", "discard"):
+    if row.status in ("keep", "discard", "stale"):
         return True
     return row.status == "crash" and not row.reason.startswith(NOT_RUN)
 
@@ -42,6 +42,7 @@ class RunSnapshot:
 
     results: bytes | None
     tracked: dict[str, str]
+    watch_results: bool = True
 
 
 class Guard:
@@ -137,20 +138,22 @@ class Guard:
 
     # -- during a run --------------------------------------------------------------------
 
-    def snapshot(self) -> RunSnapshot:
+    def snapshot(self, *, results: bool = True) -> RunSnapshot:
+        """The protected files before a run; without `results`, results.tsv is not watched (a pool's
+        driver rewrites it while its workers run)."""
         tracked = {}
         for name in gitrepo.tracked(self.root):
             if self.is_editable(name) or name in self.protected():
                 continue
             tracked[name] = _sha256(self.root / name)
-        return RunSnapshot(self._results_bytes(), tracked)
+        return RunSnapshot(self._results_bytes(), tracked, results)
 
     def tampering(self, before: RunSnapshot) -> str:
         """What the run changed that it must not have ("" for nothing); results.tsv is restored."""
         problems = []
         if self.cfg.harness_files and not self.ws.harness_ok():
             problems.append(f"{', '.join(self.cfg.harness_files)} changed during the run (harness fingerprint)")
-        if self._results_bytes() != before.results:
+        if before.watch_results and self._results_bytes() != before.results:
             if before.results is None:
                 self.ws.results_path.unlink(missing_ok=True)
             else:

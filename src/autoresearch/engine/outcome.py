@@ -110,7 +110,7 @@ def usage_cells(usage: Any) -> dict:
 
 
 def make_row(commit: str, *, status: str, kind: str, description: str, reason: str, branch: str, agent: str = "",
-             m: Measurement | None = None, usage: Any = None) -> Row:
+             m: Measurement | None = None, usage: Any = None, worker: str = "") -> Row:
     """A results row; a measurement's figures when there is one (a crash keeps its times, not its value)."""
     ok = m is not None and m.value is not None
     if m is not None and m.unsandboxed and UNSANDBOXED not in reason:  # every row of such a run says so
@@ -119,5 +119,5 @@ def make_row(commit: str, *, status: str, kind: str, description: str, reason: s
         commit=commit[:7], value=m.value if ok else 0.0, memory_gb=m.memory_gb if ok else 0.0, status=status,
         description=description, timestamp=utc_now(), seconds=round(m.seconds, 1) if m else None,
         training_seconds=m.training_seconds if m else None, steps=m.steps if m else None, kind=kind,
-        reason=reason, agent=agent, branch=branch, **usage_cells(usage),
+        reason=reason, agent=agent, branch=branch, worker=worker, **usage_cells(usage),
     )

@@ -33,7 +33,7 @@ def recover(ws: Workspace, guard: Guard, keep_edits: bool = False) -> str | None
     the working tree are left as they are and only the branch moves.
     """
     state = ws.state
-    restored = _restore_results(ws)
+    restored = "; ".join(x for x in (_restore_results(ws), _recover_workers(ws)) if x) or None
     j = state.journal()
     if j is None:
         state.clear_current()
@@ -69,6 +69,24 @@ def recover(ws: Workspace, guard: Guard, keep_edits: bool = False) -> str | None
     if line:
         line += f"; tree reset to the frontier {target[:7]}"
     return "; ".join(x for x in (restored, line) if x) or None
+
+
+def _recover_workers(ws: Workspace) -> str | None:
+    """The experiments a dead pool's workers had in flight (`run --workers N`), one journal
+    each: leftover processes stopped, finished runs recorded undecided, the run in flight as
+    interrupted. Their candidates were never on the branch, so the tree is not touched."""
+    lines = []
+    for path, j in ws.state.worker_journals():
+        if j is not None and not j.recorded and j.candidate:
+            if j.pgid and j.result_path and proc.group_has_marker(j.pgid, marker(j.result_path)):
+                proc.kill_group(j.pgid, None, grace=2.0)
+            _, line = _record_unwritten(ws, j, j.candidate)
+            if line:
+                lines.append(line)
+        path.unlink(missing_ok=True)
+    for path in ws.state.path.glob("current-*.json"):
+        path.unlink(missing_ok=True)
+    return "; ".join(lines) or None
 
 
 def _record_unwritten(ws: Workspace, j: Journal, candidate: str) -> tuple[bool, str | None]:

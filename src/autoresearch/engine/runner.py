@@ -26,9 +26,10 @@ from typing import Callable, TextIO
 
 from autoresearch import gitrepo, pins, preparing, proc, sandbox
 from autoresearch.engine.guard import Guard
+from autoresearch.engine.slots import Slot
 from autoresearch.errors import AutoresearchError, MachineError
 from autoresearch.engine.measure import LOG_READ_BYTES, Limits, Measurement, measure, read_log
-from autoresearch.files import read_tail
+from autoresearch.files import open_unlinked, read_tail
 from autoresearch.research.results import printable
 from autoresearch.state import Current, Journal
 from autoresearch.workspace import Workspace
@@ -118,19 +119,35 @@ class Runner:
     then (with a harness) the evaluator on the model it handed over; measures both."""
 
     def __init__(self, ws: Workspace, limits: Limits, guard: Guard, *, stream: TextIO, live: bool,
-                 jail: sandbox.Sandbox | None = None, out: Callable[[str], None] | None = None):
+                 jail: sandbox.Sandbox | None = None, out: Callable[[str], None] | None = None,
+                 slot: Slot = Slot(), halt: Callable[[], bool] | None = None):
         self.ws, self.limits, self.guard = ws, limits, guard
         self.state = ws.state
         self.stream, self.live = stream, live
         self.out = out or (lambda line: print(line, file=stream, flush=True))
         self.sandbox = jail if jail is not None else sandbox.detect()
+        # a worker of a pool (`run --workers N`): its own run.log, its share of the machine; the
+        # pool's driver cleans the workspace and owns results.tsv, and `halt` stops its runs
+        self.slot, self.halt = slot, halt
+        self.log_path = ws.worker_log(slot.name) if slot.name else ws.log_path
+
+    def _stop_when(self, disk: "DiskGuard") -> Callable[[], str]:
+        def check() -> str:
+            if self.halt is not None and self.halt():
+                return "interrupted"
+            return disk()
+        return check
+
+    def _halted(self) -> None:
+        if self.halt is not None and self.halt():
+            raise KeyboardInterrupt  # the pool is stopping: this run is interrupted, not a crash
 
     def run(self, commit: str, journal: Journal, *, kind: str, description: str) -> Measurement:
         """Run the command on `commit` (checked out) and measure it."""
         if not self.sandbox.on and (self.ws.config.require_sandbox or os.environ.get(REQUIRE) == "1"):
             raise AutoresearchError(f"no sandbox for the training run ({self.sandbox.why}), and the "
                                     f"sandbox is required (require_sandbox / --require-sandbox)")
-        removed = self.guard.clean()
+        removed = [] if self.slot.name else self.guard.clean()
         if removed:
             shown = ", ".join(printable(p) for p in removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
             self.out(f"removed {len(removed)} untracked or ignored {'path' if len(removed) == 1 else 'paths'} "
@@ -142,7 +159,7 @@ class Runner:
                 old.unlink()
         result_path = runs / f"{int(time.time())}-{uuid.uuid4().hex[:12]}.json"
         pinned = self.ws.pins  # read once: the pins file lives outside the workspace
-        before = self.guard.snapshot()
+        before = self.guard.snapshot(results=not self.slot.name)
         journal = replace(journal, kind=kind, result_path=str(result_path), running=commit)
         self.state.write_journal(journal)
         current = Current(commit=commit[:7], description=description, kind=kind, started_at=time.time(),
@@ -155,26 +172,29 @@ class Runner:
 
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-run-"))
         try:
-            stage = Stage.make(self.ws, commit, scratch, self.sandbox, pinned)
+            stage = Stage.make(self.ws, commit, scratch, self.sandbox, pinned, self.slot)
             stage.check_data()
-            live = LiveLine(self.stream, self.ws.log_path, f"{kind} {commit[:7]}") if self.live else None
+            live = LiveLine(self.stream, self.log_path, f"{kind} {commit[:7]}") if self.live else None
+            disk = DiskGuard(scratch)
             argv = command_argv(self.ws.config.command)
             try:
                 missing = _missing_program(argv[0], stage.cwd)
                 if missing:
-                    self.ws.log_path.write_text(missing + "\n")
+                    with open_unlinked(self.log_path) as fh:
+                        fh.write(missing.encode() + b"\n")
                     outcome = proc.RunOutcome(None, 0.0, error=missing)
                 else:
                     outcome = proc.supervise(
                         self.sandbox.wrap(argv, stage.trainer_jail()), stage.cwd,
-                        {**stage.outside_env(), RESULT_VARIABLE: str(result_path)}, self.ws.log_path,
-                        self.limits.hard, on_start=on_start, on_tick=live, stop_when=DiskGuard(scratch),
+                        {**stage.outside_env(), RESULT_VARIABLE: str(result_path)}, self.log_path,
+                        self.limits.hard, on_start=on_start, on_tick=live, stop_when=self._stop_when(disk),
                     )
+                self._halted()
                 # only the evaluator writes the record: anything the trainer left there goes
                 # (without a sandbox it can reach this path)
                 with contextlib.suppress(OSError):
                     result_path.unlink()
-                log = read_log(self.ws.log_path)
+                log = read_log(self.log_path)
                 failed = self.sandbox.failed_to_start(log) if outcome.returncode not in (0, None) else ""
                 if failed:  # the sandbox program's own error, before the command started: the machine's
                     raise MachineError(f"the sandbox could not start: {failed}")
@@ -182,7 +202,8 @@ class Runner:
                 if self.ws.config.harness_record and outcome.returncode == 0 and not outcome.timed_out:
                     if live is not None:
                         live.evaluating = True
-                    evaluation = self._evaluate(stage, result_path, on_start)
+                    evaluation = self._evaluate(stage, result_path, on_start, disk)
+                    self._halted()
             finally:
                 if live is not None:
                     live.clear()
@@ -201,7 +222,7 @@ class Runner:
             result_path.unlink()
         return m
 
-    def _evaluate(self, stage: "Stage", result_path: Path, on_start) -> proc.RunOutcome:
+    def _evaluate(self, stage: "Stage", result_path: Path, on_start, disk: "DiskGuard") -> proc.RunOutcome:
         """The evaluator process on the hand-over: its output follows the trainer's in run.log."""
         job = stage.evaluator_job(result_path)
         record = sandbox.prepare_folder(stage.scratch / "record", self.sandbox.owner())
@@ -210,9 +231,9 @@ class Runner:
             self.sandbox.wrap([sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)],
                               stage.evaluator_jail(result_path)),
             stage.scratch, {**stage.outside_env(), RESULT_VARIABLE: str(result_path)}, eval_log,
-            max(EVALUATOR_LIMIT, self.limits.hard), on_start=on_start,
+            max(EVALUATOR_LIMIT, self.limits.hard), on_start=on_start, stop_when=self._stop_when(disk),
         )
-        with open(self.ws.log_path, "ab") as log, contextlib.suppress(OSError):
+        with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
             log.write(b"\n[the engine's evaluator]\n")
             log.write(Path(eval_log).read_bytes()[-LOG_READ_BYTES:])
         written = record / result_path.name
@@ -274,10 +295,11 @@ class Stage:
     work: Path
     prepared: Path | None  # the harness's PREPARED_DIR on this machine (None: no harness)
     harness: Path | None  # the pinned harness copied out of the workspace, for the evaluator
+    slot: Slot = Slot()  # the worker's share of the machine (its GPU, its threads)
 
     @classmethod
     def make(cls, ws: Workspace, commit: str, scratch: Path, box: sandbox.Sandbox,
-             pinned: pins.Pins | None = None) -> "Stage":
+             pinned: pins.Pins | None = None, slot: Slot = Slot()) -> "Stage":
         pinned = pinned or ws.pins
         owner = box.owner()
         os.chmod(scratch, 0o755)
@@ -294,7 +316,7 @@ class Stage:
             evaluator = sandbox.prepare_folder(scratch / "evaluator", None)
             harness = preparing.harness_copy(ws, evaluator, pinned.harness_sha256)
             prepared = preparing.prepared_dir(ws)
-        return cls(ws, box, pinned, scratch, work, prepared, harness)
+        return cls(ws, box, pinned, scratch, work, prepared, harness, slot)
 
     @property
     def cwd(self) -> Path:
@@ -332,6 +354,7 @@ class Stage:
             TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"), TRITON_CACHE_DIR=str(cache / "triton"),
         )
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env.update(self.slot.env)
         if self.prepared is not None:
             env["AUTORESEARCH_CACHE_DIR"] = str(DATA) if on else os.environ.get("AUTORESEARCH_CACHE_DIR", "")
             if not env["AUTORESEARCH_CACHE_DIR"]:

@@ -144,7 +144,7 @@ def code_lines(text: str) -> int:
 
 # -- the sequential test ---------------------------------------------------------------
 
-RAN = ("keep", "discard", "crash", "interrupted")  # statuses of rows that used the machine
+RAN = ("keep", "discard", "crash", "interrupted", "stale")  # statuses of rows that used the machine
 SIMPLER = 0.05  # a simplification is kept while P(better) stays above this: not worse beyond the noise
 _NORMAL = NormalDist()
 

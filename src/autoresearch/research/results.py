@@ -3,11 +3,14 @@ columns first, then ours. No file I/O here (autoresearch.resultsfile reads and a
 
 Upstream columns (in order): commit, <metric> (val_bpb), memory_gb, status, description.
 Ours after them: timestamp, seconds, training_seconds, steps, kind, reason, agent,
-tokens_in, tokens_out, cost_usd, branch (the research branch of the row). A file written by
+tokens_in, tokens_out, cost_usd, branch (the research branch of the row), worker (which of
+`run --workers N` ran it; empty for one at a time). A file written by
 the original project (five columns, no extras) reads fine; missing extras are empty.
 
 Statuses: keep, discard, crash, invalid, noop, interrupted (a run stopped by Ctrl-C, SIGTERM
-or the engine's own death: it says nothing about the code). Kinds: baseline (a run of the unchanged
+or the engine's own death: it says nothing about the code), stale (with several workers, a win
+against a frontier that moved while it ran: rebased and measured again, or in conflict with
+the new frontier). Kinds: baseline (a run of the unchanged
 starting point), experiment, confirm (the re-run of a small win; its status is decided
 together with the run it confirms).
 """
@@ -22,9 +25,9 @@ from dataclasses import asdict, dataclass
 UPSTREAM = ("commit", "val_bpb", "memory_gb", "status", "description")
 EXTRA = (
     "timestamp", "seconds", "training_seconds", "steps", "kind", "reason",
-    "agent", "tokens_in", "tokens_out", "cost_usd", "branch",
+    "agent", "tokens_in", "tokens_out", "cost_usd", "branch", "worker",
 )
-STATUSES = ("keep", "discard", "crash", "invalid", "noop", "interrupted")
+STATUSES = ("keep", "discard", "crash", "invalid", "noop", "interrupted", "stale")
 
 
 # appended to the reason of every row of a run that went without a sandbox (none could be had)
@@ -53,6 +56,7 @@ class Row:
     tokens_out: int | None = None
     cost_usd: float | None = None
     branch: str = ""  # e.g. autoresearch/nov22; "" in files written before the column existed
+    worker: str = ""  # w1, w2, ... with `run --workers N`; "" for one experiment at a time
 
     def cells(self) -> list[str]:
         def num(v, fmt):
@@ -62,7 +66,7 @@ class Row:
             self.commit[:7], f"{self.value:.6f}", f"{self.memory_gb:.1f}", self.status, clean(self.description),
             self.timestamp, num(self.seconds, ".1f"), num(self.training_seconds, ".1f"), num(self.steps, "d"),
             self.kind, clean(self.reason), clean(self.agent), num(self.tokens_in, "d"), num(self.tokens_out, "d"),
-            num(self.cost_usd, ".4f"), clean(self.branch),
+            num(self.cost_usd, ".4f"), clean(self.branch), clean(self.worker),
         ]
 
 
@@ -144,7 +148,7 @@ def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
                 kind=get("kind") or "experiment", reason=get("reason"), agent=get("agent"),
                 tokens_in=int(get("tokens_in")) if get("tokens_in") else None,
                 tokens_out=int(get("tokens_out")) if get("tokens_out") else None,
-                cost_usd=_float(get("cost_usd")), branch=get("branch"),
+                cost_usd=_float(get("cost_usd")), branch=get("branch"), worker=get("worker"),
             )
         except ValueError as exc:
             raise ResultsError(f"{source}: line {number} is malformed ({exc})") from exc

@@ -1,0 +1,351 @@
+"""N experiments in flight on one machine: the engine side of `autoresearch run --workers N`.
+
+Who does what:
+- The driver (the thread that also asks the agent) alone writes the working tree, the branch,
+  results.tsv and seen.json. `submit` turns the agent's edit into a candidate commit whose
+  parent is the frontier, puts the tree back at the frontier, and queues the candidate;
+  `collect` records what the workers finished, keeps or discards, and rebases stale wins.
+- A worker (a thread with an Engine of its own on a Slot: its GPU or its share of the cores,
+  its run.log, its journal per experiment) takes the next candidate and runs it, and the
+  frontier beside it, until the keep rule decides (`Engine.trial`). It runs each commit from a
+  copy (never the working tree, which the agent is editing meanwhile) and writes no rows. The
+  frontier re-runs of a candidate run on its worker, so an A-B-A comparison never mixes slots.
+
+One ratchet: a win measured against a frontier that has moved since is not kept as it is. Its
+change is merged three-way onto the current frontier; when that applies cleanly, the merged
+commit is queued first and measured against the current frontier like any candidate; when it
+conflicts, it is recorded `stale` and goes back to the agent (`returned`).
+
+Faults: a worker whose run fails for the machine's reasons (MachineError) is retired, the
+experiment recorded as interrupted (never as run) and queued again for another worker. A
+`kill -9` of the driver leaves each experiment's journal; the next start records the finished
+runs undecided and the ones in flight as interrupted (recover.py). `close` (Ctrl-C) stops every
+worker's run and records them the same way.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import itertools
+import queue
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from autoresearch import gitrepo
+from autoresearch.engine.experiment import Attempt, Engine, stop_status
+from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
+from autoresearch.engine.slots import Slot
+from autoresearch.errors import AutoresearchError, MachineError
+from autoresearch.research import results
+from autoresearch.state import Journal, StateFolder
+
+
+@dataclass
+class Ticket:
+    """One candidate on its way through the pool."""
+
+    number: int  # in this session: names its journal
+    attempt: Attempt
+    rebased_from: str = ""  # short sha of the stale win it was rebased from
+    worker: str = ""  # who runs it (once taken)
+    state: StateFolder | None = None  # its worker's view of the state folder (its journal)
+    error: BaseException | None = None
+    started: float = 0.0
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A candidate queued or running, as the agent's prompt and the views show it."""
+
+    worker: str  # "" while queued
+    commit: str
+    description: str
+
+    def line(self) -> str:
+        return f"{self.worker or 'queued'} {self.commit} {self.description}"
+
+
+class Pool:
+    def __init__(self, engine: Engine, slots: list[Slot], *, out: Callable[[str], None] | None = None):
+        if not slots:
+            raise AutoresearchError("a pool needs at least one worker")
+        self.engine = engine  # the driver's: owns the tree
+        self.out = out or engine.out
+        self._say_lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._todo: collections.deque[Ticket] = collections.deque()
+        self._running: dict[str, Ticket] = {}
+        self._done: queue.Queue[Ticket] = queue.Queue()
+        self._halt = threading.Event()
+        self._numbers = itertools.count(1)
+        self.returned: list[tuple[str, str]] = []  # (commit, description) of stale wins that conflicted
+        self.workers = [_Worker(self, slot) for slot in slots]
+        self._started = False
+
+    # -- the driver's side -------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """How many candidates may wait or run at once: one per worker, and one more ready, so
+        that a worker that finishes starts the next at once while the agent thinks."""
+        return len(self.alive()) + 1
+
+    def alive(self) -> list["_Worker"]:
+        return [w for w in self.workers if not w.retired]
+
+    def outstanding(self) -> int:
+        with self._cv:
+            return len(self._todo) + len(self._running)
+
+    def in_flight(self) -> list[InFlight]:
+        with self._cv:
+            running = [InFlight(t.worker, t.attempt.candidate[:7], t.attempt.description) for t in self._running.values()]
+            queued = [InFlight("", t.attempt.candidate[:7], t.attempt.description) for t in self._todo]
+        return running + queued
+
+    def say(self, line: str) -> None:
+        with self._say_lock:
+            self.out(line)
+
+    def start(self) -> None:
+        if not self._started:
+            for w in self.workers:
+                w.start()
+            self._started = True
+
+    def submit(self, description: str, *, agent: str = "", usage: Any = None) -> Outcome | None:
+        """Take the agent's edit in the working tree as a candidate: an `invalid` or `noop` row
+        now (its Outcome), or a commit off the branch queued for a worker (None). The tree and
+        the branch are back at the frontier either way."""
+        e = self.engine
+        branch = e.branch()
+        history = e.history(branch)
+        frontier = e.frontier(history)
+        e.squash_onto(frontier, branch)
+        a = Attempt(" ".join(str(description).split()) or "(no description)", agent, usage_json(usage), branch,
+                    frontier, history)
+        changed = e.guard.changed(frontier)
+        reason = e.guard.violation(changed)
+        if reason:
+            e.guard.reset(frontier)
+            return e.record_plain(a, "invalid", reason + " (reverted)")
+        if not changed:
+            return e.record_plain(a, "noop", "no change to the editable files")
+        # committed on the branch for a moment, then the branch goes back: the candidate's only
+        # parent is the frontier and the reflog keeps it
+        a.candidate = gitrepo.commit_all(e.root, a.description, exclude=e.guard.protected())
+        e.guard.reset(frontier)
+        a.key = e.guard.content_key(a.candidate)
+        earlier = e.guard.seen(history).get(a.key)
+        if earlier is not None:
+            shown = f" {earlier.value:.6f}" if earlier.status in ("keep", "discard") else ""
+            return e.record_plain(a, "noop", f"same code as {earlier.commit}, which already ran ({earlier.status}{shown}); "
+                                             f"not run again")
+        with self._cv:
+            twin = next((t for t in (*self._todo, *self._running.values()) if t.attempt.key == a.key), None)
+        if twin is not None:
+            return e.record_plain(a, "noop", f"same code as {twin.attempt.candidate[:7]}, which is in flight; not run twice")
+        self._queue(Ticket(next(self._numbers), a))
+        return None
+
+    def _queue(self, ticket: Ticket, *, first: bool = False) -> None:
+        with self._cv:
+            if first:
+                self._todo.appendleft(ticket)
+            else:
+                self._todo.append(ticket)
+            self._cv.notify()
+
+    def collect(self, timeout: float = 0.0) -> list[Outcome]:
+        """Record what the workers finished (waiting up to `timeout` seconds for the first)."""
+        finished = []
+        try:
+            finished.append(self._done.get(timeout=timeout) if timeout > 0 else self._done.get_nowait())
+            while True:
+                finished.append(self._done.get_nowait())
+        except queue.Empty:
+            pass
+        outcomes = []
+        for ticket in finished:
+            outcome = self._settle(ticket)
+            if outcome is not None:
+                outcomes.append(outcome)
+        if not self.alive() and self.outstanding():
+            raise AutoresearchError("every worker failed for the machine's reasons; stopping (see the lines above)")
+        return outcomes
+
+    def drain(self, show: Callable[[Outcome], None]) -> None:
+        """Wait for every queued and running candidate (a rebased win too) and record it."""
+        while self.outstanding() or not self._done.empty():
+            for outcome in self.collect(timeout=0.5):
+                show(outcome)
+
+    def close(self) -> None:
+        """Stop the workers; runs still going are stopped and recorded as interrupted."""
+        self._halt.set()
+        with self._cv:
+            dropped = len(self._todo)
+            self._todo.clear()
+            self._cv.notify_all()
+        for w in self.workers:
+            if w.is_alive():
+                w.join()
+        try:
+            self.collect()
+        except AutoresearchError:
+            pass
+        if dropped:
+            self.say(f"{dropped} proposal{'s' if dropped != 1 else ''} waiting for a worker were not run")
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _settle(self, t: Ticket) -> Outcome | None:
+        a, e = t.attempt, self.engine
+        if t.error is not None:
+            return self._stopped(t)
+        status, reason = e.verdict(a)
+        frontier = e.frontier(e.history(a.branch))
+        if status == "keep" and frontier != a.frontier:
+            status, reason = "stale", self._rebase(t, frontier, reason)
+        block = [replace(r, worker=r.worker or t.worker) for r in a.settled(status=status, reason=reason)]
+        keep = status == "keep"
+        e.ws.results.append(block)  # an error here stops the driver; the journal records it at the next start
+        if t.state is not None:
+            t.state.clear_experiment()
+        if keep:
+            e.guard.reset(a.candidate)  # the branch moves on: the candidate's parent is the frontier
+        outcome = e.outcome(a, status, reason, block, keep=keep)
+        if not keep:
+            outcome = replace(outcome, frontier=frontier[:7])
+        return outcome
+
+    def _stopped(self, t: Ticket) -> Outcome | None:
+        """A candidate whose runs were cut short (Ctrl-C, a machine failure): its finished runs
+        are recorded undecided, the one in flight as interrupted; it is not marked as run."""
+        a, exc = t.attempt, t.error
+        status, reason = stop_status(exc)
+        if isinstance(exc, MachineError):
+            status = "interrupted"  # a worker's machine failed: not the code's doing
+        rows = a.settled(reason=f"not decided: {reason} before the decision")
+        if a.in_flight is not None or not a.measurements:
+            commit, kind, description = a.in_flight or (a.candidate, "experiment", a.description)
+            rows.append(make_row(commit, status=status, kind=kind, description=description, reason=reason,
+                                 branch=a.branch, agent=a.agent, usage=None if a.measurements else a.usage,
+                                 worker=t.worker))
+        self.engine.ws.results.append(rows)
+        if t.state is not None:
+            t.state.clear_experiment()
+        if isinstance(exc, MachineError) and not self._halt.is_set():
+            self.say(f"worker {t.worker} stopped ({reason}); {a.candidate[:7]} goes to another worker")
+            again = Attempt(a.description, a.agent, None, a.branch, a.frontier, a.history, candidate=a.candidate,
+                            key=a.key)
+            self._queue(Ticket(next(self._numbers), again, rebased_from=t.rebased_from), first=True)
+        return None
+
+    def _rebase(self, t: Ticket, frontier: str, why: str) -> str:
+        """The reason of a win whose frontier moved; the merged change is queued when it applies."""
+        a, e = t.attempt, self.engine
+        won = f"won against {a.frontier[:7]} ({why})"
+        merged = merge_onto(e, a.candidate, a.frontier, frontier)
+        if merged is None:
+            self.returned.append((a.candidate[:7], a.description))
+            return f"{won}, but its change conflicts with the frontier {frontier[:7]}: back to the agent"
+        key = e.guard.content_key(merged)
+        if key == e.guard.content_key(frontier):
+            return f"{won}, but the frontier {frontier[:7]} already has its change"
+        history = e.history(a.branch)
+        again = Attempt(a.description, a.agent, None, a.branch, frontier, history, candidate=merged, key=key)
+        self._queue(Ticket(next(self._numbers), again, rebased_from=a.candidate[:7]), first=True)
+        return f"{won}, but the frontier moved to {frontier[:7]}: rebased as {merged[:7]} and measured again"
+
+    # -- the workers' side -------------------------------------------------------------------
+
+    def halted(self) -> bool:
+        return self._halt.is_set()
+
+    def finished(self, ticket: Ticket) -> None:
+        with self._cv:  # on the done queue before it leaves the running: `drain` never sees neither
+            self._done.put(ticket)
+            if self._running.get(ticket.worker) is ticket:
+                del self._running[ticket.worker]
+
+    def take(self, worker: "_Worker") -> Ticket | None:
+        with self._cv:
+            while not self._todo and not self._halt.is_set():
+                self._cv.wait(timeout=1.0)
+            if self._halt.is_set():
+                return None
+            ticket = self._todo.popleft()
+            ticket.worker, ticket.started = worker.slot.name, time.time()
+            self._running[worker.slot.name] = ticket
+            return ticket
+
+
+class _Worker(threading.Thread):
+    """Runs candidates from the pool, one at a time, until the pool stops."""
+
+    def __init__(self, pool: Pool, slot: Slot):
+        super().__init__(name=f"autoresearch-{slot.name}", daemon=True)
+        self.pool, self.slot = pool, slot
+        self.retired = False
+        e = pool.engine
+        self.engine = Engine(e.ws, out=lambda line: pool.say(f"[{slot.name}] {line}"), stream=e.stream, live=False,
+                             slot=slot, halt=pool.halted)
+
+    def run(self) -> None:
+        while not self.retired:
+            ticket = self.pool.take(self)
+            if ticket is None:
+                return
+            a = ticket.attempt
+            self.engine.seat(f"{self.slot.name}-{ticket.number}")
+            ticket.state = self.engine.state
+            try:
+                a.history = self.engine.history(a.branch)  # the rows as they are now, its frontier's runs too
+                a.journal = Journal(branch=a.branch, frontier=a.frontier, kind="experiment", description=a.description,
+                                    candidate=a.candidate, agent=a.agent, pid=os.getpid(), started_utc=utc_now(),
+                                    usage=a.usage)
+                self.engine.state.write_journal(a.journal)
+                self.pool.say(f"[{self.slot.name}] {a.candidate[:7]} {a.description}")
+                self.engine.trial(a)
+            except BaseException as exc:  # recorded by the driver; a thread must not die silently
+                ticket.error = exc
+                if isinstance(exc, MachineError):
+                    self.retired = True
+            self.pool.finished(ticket)
+
+
+def merge_onto(e: Engine, candidate: str, base: str, onto: str) -> str | None:
+    """A commit on `onto` with the change from `base` to `candidate` merged in (three-way, file
+    by file); None when a file conflicts. The working tree ends at `onto`, as it started."""
+    root = e.root
+    merged: dict[str, str | None] = {}
+    for path in gitrepo.changed_between(root, base, candidate):
+        ours, old, theirs = (gitrepo.show(root, c, path) for c in (candidate, base, onto))
+        if ours is None:  # deleted by the candidate
+            if theirs is not None and theirs != old:
+                return None
+            merged[path] = None
+        elif old is None or theirs is None:  # new in the candidate, or gone from the frontier
+            if theirs is not None and theirs != ours:
+                return None
+            merged[path] = ours
+        else:
+            text = gitrepo.merge_text(root, ours, old, theirs)
+            if text is None:
+                return None
+            merged[path] = text
+    for path, text in merged.items():
+        target = root / path
+        if text is None:
+            target.unlink(missing_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+    message = gitrepo.message(root, candidate) or "rebased"
+    sha = gitrepo.commit_all(root, message, exclude=e.guard.protected())
+    e.guard.reset(onto)
+    return sha
