@@ -128,6 +128,12 @@ def test_ctrl_c_stops_every_worker_and_records_each_run_interrupted(tmp_path, ag
     try:
         assert wait_for(lambda: pids(tmp_path, "a", "b") is not None, timeout=90), proc.stderr
         running = pids(tmp_path, "a", "b")
+        assert wait_for(lambda: len(list((root / ".autoresearch").glob("current-*.json"))) == 2, timeout=30)
+        shown = json.loads(cli("status", "--json", cwd=root).stdout)["workers"]
+        assert sorted((w["worker"], w["description"]) for w in shown) == [("w1", "slow a"), ("w2", "slow b")] or \
+            sorted(w["description"] for w in shown) == ["slow a", "slow b"], shown
+        table = cli("status", cwd=root).stdout
+        assert "w1" in table and "w2" in table and "'slow a'" in table and "'slow b'" in table, table
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -31,6 +31,7 @@ from autoresearch.files import read_tail
 from autoresearch.research import keeprule
 from autoresearch.research.history import History, interrupted
 from autoresearch.research.results import UNSANDBOXED, Row, as_dict, printable
+from autoresearch.state import STATE_DIR, Current
 from autoresearch.workspace import Folder, Workspace
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -312,9 +313,11 @@ def pid_alive(pid) -> bool:
     return True
 
 
-def running(source: Source, now: float | None = None) -> dict | None:
-    """The experiment in flight (current.json) with its progress from run.log, or None."""
-    current = source.state.current()
+def running(source: Source, now: float | None = None, current: Current | None = None,
+            log: Path | None = None) -> dict | None:
+    """The experiment in flight (current.json) with its progress from run.log, or None; or
+    another run in flight (`current`, a worker's) with its own log."""
+    current = current if current is not None else source.state.current()
     if current is None:
         return None
     now = time.time() if now is None else now
@@ -330,9 +333,22 @@ def running(source: Source, now: float | None = None) -> dict | None:
         info["alive"] = info["elapsed"] is not None and info["elapsed"] < STARTING_SECONDS
     else:
         info["alive"] = pid_alive(current.pid)
-    text = tail_text(source.log_path, 16 * 1024)
+    text = tail_text(log or source.log_path, 16 * 1024)
     info["progress"] = parse_progress(text) if text else None
+    if current.worker:
+        info["worker"] = current.worker
     return info
+
+
+def workers(source: Source, now: float | None = None) -> list[dict]:
+    """What each worker of `run --workers N` is running (current-<worker>.json, its log)."""
+    found = []
+    for current in source.state.worker_runs():
+        log = Path(source.root) / STATE_DIR / "workers" / f"{current.worker}.log"
+        info = running(source, now, current, log)
+        if info is not None and info.get("alive"):
+            found.append(info)
+    return found
 
 
 def loop_state(source: Source) -> dict | None:
@@ -434,6 +450,7 @@ class Snapshot:
     summary: Summary
     time: float
     rows: list[dict] | None = field(default=None)  # with_rows only
+    workers: list[dict] = field(default_factory=list)  # with `run --workers N`: each worker's run
 
     @property
     def workspace(self) -> bool:
@@ -485,5 +502,6 @@ def snapshot(source: Source, direction: str | None = None, with_rows: bool = Fal
         error=error, branch=head["branch"], head=head["head"], rows_branch=shown_branch,
         branches=list(dict.fromkeys(r.branch for r in all_rows if r.branch)), rows_total=len(all_rows),
         agent=next((c for c in candidates if c), None), loop=loop, running=current, summary=summary,
+        workers=workers(source),
         time=time.time(), rows=row_dicts(history) if with_rows else None,
     )

@@ -55,7 +55,11 @@ def progress_text(current: dict | None) -> str:
 
 def rows_of_table(snap: Snapshot) -> list[tuple[str, str]]:
     """The status table as (label, text) pairs: what the terminal and tests read."""
-    return [*_where(snap), *_numbers(snap), ("running", progress_text(snap.running))]
+    if snap.workers:  # a pool: one line per worker
+        running = [(w["worker"], progress_text(w)) for w in snap.workers]
+    else:
+        running = [("running", progress_text(snap.running))]
+    return [*_where(snap), *_numbers(snap), *running]
 
 
 def _where(snap: Snapshot) -> list[tuple[str, str]]:
