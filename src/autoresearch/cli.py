@@ -228,9 +228,12 @@ def experiment(description, where, as_json):
 @click.option("--workers", default=None, metavar="N|auto",
               help="Experiments in flight at once: one per GPU on NVIDIA (auto: every GPU), else N slots sharing "
                    "the CPU cores. The agent proposes the next while they train (default: one at a time).")
+@click.option("--ray", "ray_address", default=None, is_flag=False, flag_value="auto", metavar="[ADDRESS]",
+              help="Run the workers as actors of a Ray cluster (one GPU each, on any node): the one `ray start` "
+                   "made on this machine, or ADDRESS. Needs `pip install \"autoresearch[ray]\"`.")
 @clean_errors
 def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, agent_command, agent_timeout,
-        require_sandbox, workers):
+        require_sandbox, workers, ray_address):
     """The unattended loop: baseline, then propose, experiment, keep or reset, until stopped.
 
     Outside a workspace it creates ./research (profile auto, offline data) and uses it from then
@@ -250,7 +253,7 @@ def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, ag
     from autoresearch.engine import slots
 
     plan = loop.Plan(agent=agent, tag=tag, max_experiments=max_experiments, hours=hours, max_cost=max_cost,
-                     workers=slots.parse_count(workers) if workers is not None else None,
+                     workers=slots.parse_count(workers) if workers is not None else None, ray=ray_address,
                      agent_options={"model": model, "base_url": base_url, "agent_command": agent_command,
                                     "agent_timeout": agent_timeout})
     summary = loop.run(where, plan)

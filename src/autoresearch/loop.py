@@ -154,6 +154,7 @@ class Plan:
     hours: float | None = None
     max_cost: float | None = None
     workers: int | str | None = None  # None: one experiment at a time; a number or "auto": a pool
+    ray: str | None = None  # a Ray cluster's address ("auto": the one `ray start` made here): the pool's workers are its actors
 
     def check(self) -> None:
         if self.max_experiments is not None and self.max_experiments < 0:
@@ -199,7 +200,7 @@ class Loop:
     def run(self, agent: Agent | None = None) -> Summary:
         """The loop, with `agent` (checked already), or the plan's, loaded and checked here."""
         ws = self.ws
-        seats = slots.local(self.plan.workers) if self.plan.workers is not None else []
+        seats = slots.local(self.plan.workers) if self.plan.workers is not None and self.plan.ray is None else []
         # with a pool, the baseline runs on the first worker's share of the machine, as candidates will
         engine = Engine(ws, out=self.out, stream=self.stream,
                         **({"slot": replace(seats[0], name=""), "live": False} if seats else {}))
@@ -222,12 +223,19 @@ class Loop:
         self.state("starting")
         self._prepare()
         agent = agent or ready_agent(self.plan)
+        cluster = None
         try:
+            if self.plan.ray is not None:
+                from autoresearch.engine.cluster import Cluster
+
+                cluster = Cluster(ws, self.plan.ray, self.plan.workers, self.out)
+                seats = cluster.slots
+                cluster.place(engine, slots.Slot())  # the baseline runs where the candidates will
             self.state("baseline")
             engine.ensure_baseline(self.branch)
             self.summary.start_value = engine.history(self.branch).baseline
             if seats:
-                self._loop_pool(engine, agent, seats)
+                self._loop_pool(engine, agent, seats, cluster.place if cluster else None)
             else:
                 self._loop(engine, agent)
         except KeyboardInterrupt:
@@ -238,6 +246,9 @@ class Loop:
                     engine.guard.reset(gitrepo.head(ws.root))  # an agent's half-made edit
         finally:
             self._finish(engine)
+            if cluster is not None:
+                with shielded():
+                    cluster.close()
         return self.summary
 
     def _prepare(self) -> None:
@@ -307,11 +318,11 @@ class Loop:
         self.out(f"[{number}] {proposal.description}")
         return proposal
 
-    def _loop_pool(self, engine: Engine, agent, seats: list[slots.Slot]) -> None:
+    def _loop_pool(self, engine: Engine, agent, seats: list[slots.Slot], place=None) -> None:
         """N workers train while the agent proposes the next candidates, each from the current
         frontier with the ones in flight in its prompt (engine/pool.py has the ratchet)."""
         self._failures = 0
-        pool = Pool(engine, seats, out=self.out)
+        pool = Pool(engine, seats, out=self.out, place=place)
         self.out(f"{len(seats)} worker{'s' if len(seats) != 1 else ''}: {', '.join(s.describe() for s in seats)}; "
                  f"run logs in {self.ws.state_dir.name}/workers/")
         pool.start()

@@ -69,7 +69,8 @@ class InFlight:
 
 
 class Pool:
-    def __init__(self, engine: Engine, slots: list[Slot], *, out: Callable[[str], None] | None = None):
+    def __init__(self, engine: Engine, slots: list[Slot], *, out: Callable[[str], None] | None = None,
+                 place: Callable[..., None] | None = None):
         if not slots:
             raise AutoresearchError("a pool needs at least one worker")
         self.engine = engine  # the driver's: owns the tree
@@ -82,8 +83,9 @@ class Pool:
         self._halt = threading.Event()
         self._numbers = itertools.count(1)
         self.returned: list[tuple[str, str]] = []  # (commit, description) of stale wins that conflicted
-        self.workers = [_Worker(self, slot) for slot in slots]
         self._started = False
+        self.place = place  # a Ray cluster's: sends each worker's runs to its actor (engine/cluster.py)
+        self.workers = [_Worker(self, slot) for slot in slots]
 
     # -- the driver's side -------------------------------------------------------------
 
@@ -294,6 +296,8 @@ class _Worker(threading.Thread):
         e = pool.engine
         self.engine = Engine(e.ws, out=lambda line: pool.say(f"[{slot.name}] {line}"), stream=e.stream, live=False,
                              slot=slot, halt=pool.halted)
+        if pool.place is not None:
+            pool.place(self.engine, slot, pool.halted)
 
     def run(self) -> None:
         while not self.retired:

@@ -102,7 +102,7 @@ def _record_unwritten(ws: Workspace, j: Journal, candidate: str) -> tuple[bool, 
         measured = [replace(r, reason=j.reason) if r.commit == candidate[:7] and r.status != "crash" else r
                     for r in measured]
     rows = list(measured)
-    in_flight = bool(j.pgid) or not measured
+    in_flight = bool(j.pgid) or bool(j.running) or not measured  # `running`: a run started, not noted yet
     if in_flight:
         reason = j.reason or "interrupted"
         commit = j.running or candidate
