@@ -159,6 +159,19 @@ def test_dashboard_in_chromium_live_rows_chart_diff_and_log(research_workspace, 
             page.wait_for_function("document.querySelector('#running-text').textContent.includes('step 12')", timeout=WAIT_MS)
             assert "48 s remaining" in page.inner_text("#running-text")
 
+            # a pool's worker (`run --workers N`): its own record and log, one line each
+            (state / "workers").mkdir(exist_ok=True)
+            (state / "workers" / "w2.log").write_text("step 00003 | progress 5.0% | loss 2.750000 | remaining 57s\n")
+            (state / "current-w2.json").write_text(json.dumps({
+                "commit": commit, "description": "a wider model", "kind": "experiment", "worker": "w2",
+                "started_at": time.time() - 3, "budget": 60, "pid": sleeper, "agent": "openai",
+            }))
+            page.wait_for_selector("#workers-list li[data-worker='w2']", timeout=WAIT_MS)
+            line = page.inner_text("#workers-list li[data-worker='w2']")
+            assert line.startswith("w2: ") and "a wider model" in line and "step 3" in line, line
+            (state / "current-w2.json").unlink()
+            page.wait_for_function("document.querySelector('#workers').hidden", timeout=WAIT_MS)
+
             # an interrupted run: its status and kind in the table, its own colour, a hollow circle on the chart
             append_row(root, research_row(commit, 0.0, "interrupted", "try a smaller step", "experiment", "interrupted", 7))
             page.wait_for_selector("#rows tr[data-row='7']", timeout=WAIT_MS)

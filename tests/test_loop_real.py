@@ -121,3 +121,23 @@ def test_loop_with_the_builtin_agent(tmp_path, data_cache):
             assert x.commit not in on_branch
     assert clean(root)
     assert r.stdout.strip().splitlines()[-1].startswith("reached --max-experiments: 6 experiments on autoresearch/cpu")
+
+
+def test_two_workers_with_the_builtin_agent(tmp_path, data_cache):
+    """`run --workers 2` on the real CPU template: both workers train (one core each), every row
+    names its worker, the file is whole, the tip is the last kept commit, the tree is clean."""
+    root = real_workspace(tmp_path / "pool")
+    r = cli("run", "--agent", "builtin", "--workers", "2", "--max-experiments", "3", "--tag", "pool", cwd=root,
+            timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 workers: w1 on 1 CPU thread, w2 on 1 CPU thread" in r.stdout
+    got = rows(root)  # parses: no torn line
+    experiments = [x for x in got if x.kind == "experiment"]
+    assert len(experiments) >= 3 and all(x.worker in ("w1", "w2") for x in experiments)
+    assert {x.worker for x in got if x.kind != "baseline"} == {"w1", "w2"}, r.stdout[-3000:]
+    assert all(x.status != "crash" for x in got), [(x.status, x.reason) for x in got]
+    kept = [x for x in got if x.status == "keep" and x.kind == "experiment"]
+    assert head(root)[:7] == (kept[-1].commit if kept else got[0].commit)
+    for name in ("w1", "w2"):
+        assert "val_bpb" in (root / ".autoresearch" / "workers" / f"{name}.log").read_text()
+    assert clean(root)

@@ -168,7 +168,29 @@ function renderCards(snap) {
   $("cards").replaceChildren(...cards);
 }
 
+// `run --workers N`: one line per worker and what it trains
+function renderWorkers() {
+  const box = $("workers");
+  const list = (state.snap && state.snap.workers) || [];
+  box.hidden = list.length === 0;
+  $("workers-list").replaceChildren(...list.map((w) => {
+    const li = document.createElement("li");
+    li.dataset.worker = w.worker;
+    const parts = [`${w.worker}: ${w.commit ? w.commit.slice(0, 7) + " " : ""}${w.description}${w.kind && w.kind !== "experiment" ? " (" + w.kind + ")" : ""}`];
+    const p = w.progress;
+    if (p) {
+      parts.push(`step ${p.step}`);
+      if (typeof p.loss === "number") parts.push(`loss ${p.loss.toFixed(4)}`);
+      if (p.evaluating) parts.push("evaluating");
+    }
+    if (w.started_at) parts.push(`running for ${duration(Date.now() / 1000 - w.started_at)}`);
+    li.textContent = parts.join(" · ");
+    return li;
+  }));
+}
+
 function renderRunning() {
+  renderWorkers();
   const box = $("running");
   const cur = state.snap && state.snap.running;
   if (!cur) {
@@ -212,6 +234,7 @@ const COLUMNS = [
   { key: "seconds", label: "seconds", num: true, get: (r) => (r.seconds === null ? "" : r.seconds.toFixed(1)) },
   { key: "memory_gb", label: "mem GB", num: true, get: (r) => (r.measured ? r.memory_gb.toFixed(1) : "") },
   { key: "agent", label: "agent", get: (r) => r.agent },
+  { key: "worker", label: "worker", get: (r) => r.worker || "" },
   { key: "tokens_in", label: "tokens in", num: true, get: (r) => intf(r.tokens_in) },
   { key: "tokens_out", label: "tokens out", num: true, get: (r) => intf(r.tokens_out) },
   { key: "cost_usd", label: "cost $", num: true, get: (r) => (r.cost_usd === null ? "" : r.cost_usd.toFixed(4)) },
