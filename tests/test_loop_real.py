@@ -133,7 +133,9 @@ def test_two_workers_with_the_builtin_agent(tmp_path, data_cache):
     assert "2 workers: w1 on 1 CPU thread, w2 on 1 CPU thread" in r.stdout
     got = rows(root)  # parses: no torn line
     experiments = [x for x in got if x.kind == "experiment"]
-    assert len(experiments) >= 3 and all(x.worker in ("w1", "w2") for x in experiments)
+    assert len(experiments) >= 3 and all(x.worker in ("w1", "w2") for x in experiments if x.status != "noop")
+    # the agent sees what is in flight: it does not propose a change that is already running
+    assert not [x for x in experiments if "in flight" in x.reason], [(x.description, x.reason) for x in experiments]
     assert {x.worker for x in got if x.kind != "baseline"} == {"w1", "w2"}, r.stdout[-3000:]
     assert all(x.status != "crash" for x in got), [(x.status, x.reason) for x in got]
     kept = [x for x in got if x.status == "keep" and x.kind == "experiment"]

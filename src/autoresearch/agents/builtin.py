@@ -308,7 +308,7 @@ class BuiltinAgent(Agent):
             if sum(params[i].constant in PRIORITY for i in order) >= 5:  # a train.py like ours
                 order = [i for i in order if params[i].constant in PRIORITY]
             state = {"version": STATE_VERSION, "target": target, "params": [asdict(p) for p in params],
-                     "order": [params[i].name for i in order], "trials": [], "pending": None,
+                     "order": [params[i].name for i in order], "trials": [], "pendings": [],
                      "coord": {"i": 0, "dir": 0, "flipped": False}}
         params = [Param(**p) for p in state["params"]]
         params = [p for p in params if p.constant in consts]
@@ -318,7 +318,7 @@ class BuiltinAgent(Agent):
         frontier = values_of(params, consts)
         self._note_frontier(state, frontier, context)
         seq_len = self._seq_len(context)
-        tried = {t["key"] for t in state["trials"]}
+        tried = {t["key"] for t in state["trials"]} | {p["key"] for p in state["pendings"]}  # in flight too
         tried.add(vector_key(frontier))
 
         change = self._coordinate(state, params, frontier, tried, seq_len)
@@ -336,8 +336,8 @@ class BuiltinAgent(Agent):
         self._write(context, target, text, consts, params, new_values)
         changed = {k: v for k, v in new_values.items() if v != frontier.get(k)}
         description = self._describe(consts, params, frontier, new_values)
-        state["pending"] = {"values": new_values, "key": vector_key(new_values), "rows_before": len(context.rows),
-                            "how": how, "changed": sorted(changed), "description": description}
+        state["pendings"].append({"values": new_values, "key": vector_key(new_values), "rows_before": len(context.rows),
+                                  "how": how, "changed": sorted(changed), "description": description})
         self._save(path, state)
         return Proposal(description)
 
@@ -368,23 +368,32 @@ class BuiltinAgent(Agent):
 
     # -- results -----------------------------------------------------------------
 
+    @classmethod
+    def _settle(cls, state: dict, ctx: Context) -> None:
+        """Attach the outcome of earlier proposals (from the rows the engine wrote). With several
+        workers (`run --workers N`) some are still in flight: they stay pending, and tried."""
+        pendings = state.pop("pendings", None) or ([state["pending"]] if state.get("pending") else [])
+        state.pop("pending", None)
+        in_flight = str(ctx.extra.get("in_flight") or "")
+        state["pendings"] = []
+        for pending in pendings:
+            outcome = cls._settle_one(state, ctx, pending)
+            if outcome == "waiting" and pending.get("description", "\0") in in_flight:
+                state["pendings"].append(pending)
+
     @staticmethod
-    def _settle(state: dict, ctx: Context) -> None:
-        """Attach the outcome of the last proposal (from the rows the engine wrote)."""
-        pending = state.get("pending")
-        state["pending"] = None
-        if not pending:
-            return
+    def _settle_one(state: dict, ctx: Context, pending: dict) -> str:
         rows = list(ctx.rows)
         start = int(pending.get("rows_before", len(rows)))
         if start > len(rows):
-            return
-        mine = [r for r in rows[start:] if r.kind in ("experiment", "confirm")]
+            return "gone"
+        mine = [r for r in rows[start:] if r.kind in ("experiment", "confirm")
+                and r.description == pending.get("description", r.description)]
         if not mine:
-            return  # never ran (the loop stopped before the experiment)
+            return "waiting"  # in flight, or never ran (the loop stopped before the experiment)
         first = mine[0]
         if first.status == "interrupted" or first.reason.startswith(("interrupted", "not decided")):
-            return  # may be proposed again
+            return "again"  # may be proposed again
         measured = [r.value for r in mine if r.status in ("keep", "discard") and math.isfinite(r.value)]
         trial = {"values": pending["values"], "key": pending["key"], "status": first.status,
                  "value": sum(measured) / len(measured) if measured else None,
@@ -400,6 +409,7 @@ class BuiltinAgent(Agent):
                 else:
                     coord.update(i=coord["i"] + 1, dir=0, flipped=False)
             # kept: keep going in the same direction on the same parameter
+        return "settled"
 
     def _note_frontier(self, state: dict, frontier: dict, ctx: Context) -> None:
         """The frontier is a trial too (the baseline, or code some other agent or a human wrote)."""
