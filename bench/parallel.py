@@ -2,12 +2,16 @@
 
 A blank-template workspace whose command sleeps RUN seconds and prints a noisy score (the
 editable file's value plus noise); the `command` agent is a script that sleeps THINK seconds
-and writes a random value. Each configuration runs the real loop (`autoresearch run`, a
-subprocess) for a number of proposals and reports, from the rows it wrote:
+and writes a value that loses clearly (so that each experiment is one run of fixed duration;
+`--mixed` lets a third of them win, which brings confirm runs, re-runs and rebases). Each
+configuration runs the real loop (`autoresearch run`, a subprocess) for a number of proposals
+and reports, from the rows it wrote (from the end of the baseline to the end of the last run):
 
-- experiments per hour and runs per hour (a run is any training run: a candidate's, its
-  confirm runs, the frontier's re-runs beside it), counted from the end of the baseline;
-- the share of wall-clock spent training: the runs' seconds over N x the wall clock.
+- experiments per hour and runs per hour;
+- the share of wall-clock spent training: the runs' seconds over N x that wall clock.
+
+With `--mixed`, workers that finish their last experiment early wait for the others at the end:
+compare such figures over many proposals.
 
     python bench/parallel.py                      # 1, 2 and 4 workers, agent 0 s, runs 10 s
     python bench/parallel.py --think 5 --workers 1 --sequential   # the agent's overlap
@@ -21,7 +25,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from autoresearch import resultsfile
@@ -36,7 +39,7 @@ AGENT = """import random, re, time
 from pathlib import Path
 time.sleep({think})
 text = Path("score.py").read_text()
-value = round(random.uniform(0.9, 1.2), 4)
+value = round(random.uniform({low}, 1.3), 4)
 Path("score.py").write_text(re.sub(r"^VALUE = .*$", f"VALUE = {{value}}", text, flags=re.M))
 print(f"DESCRIPTION: VALUE {{value}}")
 """
@@ -56,28 +59,30 @@ def when(stamp: str) -> float:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def measure(tmp: Path, workers: int | None, proposals: int, run: float, think: float) -> dict:
+def measure(tmp: Path, workers: int | None, proposals: int, run: float, think: float, mixed: bool) -> dict:
     label = f"workers-{workers}" if workers else "sequential"
     ws = make(tmp / label, run)
     agent = tmp / f"agent-{label}.py"
-    agent.write_text(AGENT.format(think=think))
+    agent.write_text(AGENT.format(think=think, low=0.9 if mixed else 1.05))
     cmd = [sys.executable, "-m", "autoresearch", "run", "--agent", "command", "--agent-command",
            f"{sys.executable} {agent}", "--max-experiments", str(proposals)]
     if workers:
         cmd += ["--workers", str(workers)]
     done = subprocess.run(cmd, cwd=ws.root, capture_output=True, text=True)
-    end = time.time()
     if done.returncode != 0:
         raise SystemExit(f"{label} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     rows = resultsfile.read(ws.root / "results.tsv")[1]
     start = max(when(r.timestamp) for r in rows if r.kind == "baseline")
-    after = [r for r in rows if r.kind != "baseline"]
-    runs = [r for r in after if r.seconds is not None and r.status != "noop"]
-    wall = end - start
+    runs = [(when(r.timestamp) - r.seconds, when(r.timestamp), r) for r in rows
+            if r.kind != "baseline" and r.seconds is not None and r.status not in ("noop", "invalid")]
+    end = max(stop for _, stop, _ in runs)
+    window = end - start
+    inside = sum(max(0.0, stop - max(begin, start)) for begin, stop, _ in runs)
+    started = [r for _, _, r in runs]
     n = workers or 1
-    return {"label": label, "experiments": sum(1 for r in after if r.kind == "experiment"), "runs": len(runs),
-            "wall": wall, "per_hour": 3600 * sum(1 for r in after if r.kind == "experiment") / wall,
-            "runs_per_hour": 3600 * len(runs) / wall, "share": sum(r.seconds for r in runs) / (n * wall)}
+    return {"label": label, "experiments": sum(1 for r in started if r.kind == "experiment"), "runs": len(started),
+            "wall": window, "per_hour": 3600 * sum(1 for r in started if r.kind == "experiment") / window,
+            "runs_per_hour": 3600 * len(started) / window, "share": inside / (n * window)}
 
 
 def main() -> None:
@@ -87,21 +92,23 @@ def main() -> None:
     parser.add_argument("--run", type=float, default=10.0, help="seconds each run sleeps")
     parser.add_argument("--think", type=float, default=0.0, help="seconds the agent takes per proposal")
     parser.add_argument("--sequential", action="store_true", help="also the loop without --workers")
+    parser.add_argument("--mixed", action="store_true", help="a third of the proposals win (more runs each)")
     args = parser.parse_args()
     os.environ.setdefault("AUTORESEARCH_HOME", tempfile.mkdtemp(prefix="autoresearch-bench-home-"))
     with tempfile.TemporaryDirectory() as tmp:
         results = []
         if args.sequential:
-            results.append(measure(Path(tmp), None, args.proposals, args.run, args.think))
+            results.append(measure(Path(tmp), None, args.proposals, args.run, args.think, args.mixed))
         for n in args.workers:
-            results.append(measure(Path(tmp), n, args.proposals * n, args.run, args.think))
+            results.append(measure(Path(tmp), n, args.proposals * n, args.run, args.think, args.mixed))
     base = next((r for r in results if r["label"] == "workers-1"), results[0])
+    ratio = "runs_per_hour" if args.mixed else "per_hour"
     print(f"runs of {args.run:g} s, agent {args.think:g} s per proposal")
     for r in results:
         n = int(r["label"].split("-")[1]) if r["label"].startswith("workers") else 1
         print(f"{r['label']:>11}: {r['experiments']} experiments, {r['runs']} runs in {r['wall']:.0f} s; "
               f"{r['per_hour']:.0f} experiments/h, {r['runs_per_hour']:.0f} runs/h "
-              f"({r['runs_per_hour'] / base['runs_per_hour'] / n:.2f} x N of one worker); "
+              f"({r[ratio] / base[ratio] / n:.2f} x N of one worker); "
               f"training {100 * r['share']:.0f} % of the wall clock")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from support import clean, cli, head, llm_like, rows, wait_for
-from test_pool import REPLACING
+from test_loop import AGENT
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -43,7 +43,7 @@ def test_a_lost_node_requeues_its_experiment_and_the_loop_finishes(tmp_path, clu
     root = tmp_path / "ws"
     llm_like(root)
     script = tmp_path / "agent.py"
-    script.write_text(REPLACING)
+    script.write_text(AGENT)
     steps = tmp_path / "steps.json"
     steps.write_text(json.dumps([{"value": 0.5, "body": waiter(tmp_path, "a"), "desc": "wait a"},
                                  {"value": 0.7, "body": waiter(tmp_path, "b"), "desc": "wait b"}]))

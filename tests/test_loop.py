@@ -42,6 +42,8 @@ for name, content in step.get("write", {}).items():
 for name, content in step.get("append", {}).items():
     with open(name, "a") as fh:
         fh.write(content)
+for old, new in step.get("replace", {}).items():
+    Path("train.py").write_text(Path("train.py").read_text().replace(old, new))
 print("DESCRIPTION: " + step.get("desc", "a change"))
 '''
 

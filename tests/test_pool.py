@@ -13,32 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch.engine import slots
+from autoresearch.errors import AutoresearchError
 from autoresearch.state import StateFolder
-from support import clean, cli, git, head, llm_like, pid_alive, rows, wait_for
-from test_loop import AGENT, start_loop
+from support import blank, clean, cli, git, head, llm_like, pid_alive, rows, wait_for
+from test_loop import AGENT, agent, start_loop  # noqa: F401 (agent: the fixture)
 
 
-# the scripted agent of test_loop, which can also replace a line of train.py
-REPLACING = AGENT + '''
-for old, new in step.get("replace", {}).items():
-    Path("train.py").write_text(Path("train.py").read_text().replace(old, new))
-'''
 SLOW = "import time\ntime.sleep(1.5)"
 SCALED = "from prepare import evaluate_bpb as _score\nevaluate_bpb = lambda v: _score(v * 0.9)"
-
-
-@pytest.fixture
-def agent(tmp_path):
-    script = tmp_path / "agent.py"
-    script.write_text(REPLACING)
-    steps = tmp_path / "steps.json"
-
-    def configure(step_list) -> dict:
-        steps.write_text(json.dumps(step_list))
-        return {"STEPS": str(steps)}
-
-    configure.command = f"{sys.executable} {script}"
-    return configure
 
 
 def run_pool(root: Path, agent, *args: str, env=None, timeout: float = 300):
@@ -119,19 +102,26 @@ def unjailed(monkeypatch):
     monkeypatch.setenv("AUTORESEARCH_SANDBOX", "off")
 
 
-def test_ctrl_c_stops_every_worker_and_records_each_run_interrupted(tmp_path, agent, unjailed):
+def two_sleeping(tmp_path: Path, agent):
+    """A pool of two workers, each training a change that sleeps: (workspace, env, loop, the runs' pids)."""
     root = tmp_path / "ws"
     llm_like(root)
     env = agent([{"value": 0.5, "body": sleeper(tmp_path, "a"), "desc": "slow a"},
                  {"value": 0.6, "body": sleeper(tmp_path, "b"), "desc": "slow b"}])
     proc = start_loop(root, agent, "--workers", "2", "--max-experiments", "2", env=env)
+    if not wait_for(lambda: pids(tmp_path, "a", "b") is not None, timeout=90):
+        proc.kill()
+        pytest.fail(proc.communicate()[1])
+    return root, env, proc, pids(tmp_path, "a", "b")
+
+
+def test_ctrl_c_stops_every_worker_and_records_each_run_interrupted(tmp_path, agent, unjailed):
+    root, env, proc, running = two_sleeping(tmp_path, agent)
     try:
-        assert wait_for(lambda: pids(tmp_path, "a", "b") is not None, timeout=90), proc.stderr
-        running = pids(tmp_path, "a", "b")
         assert wait_for(lambda: len(list((root / ".autoresearch").glob("current-*.json"))) == 2, timeout=30)
         shown = json.loads(cli("status", "--json", cwd=root).stdout)["workers"]
-        assert sorted((w["worker"], w["description"]) for w in shown) == [("w1", "slow a"), ("w2", "slow b")] or \
-            sorted(w["description"] for w in shown) == ["slow a", "slow b"], shown
+        assert sorted(w["description"] for w in shown) == ["slow a", "slow b"], shown
+        assert sorted(w["worker"] for w in shown) == ["w1", "w2"], shown
         table = cli("status", cwd=root).stdout
         assert "w1" in table and "w2" in table and "'slow a'" in table and "'slow b'" in table, table
         os.kill(proc.pid, signal.SIGINT)
@@ -141,22 +131,16 @@ def test_ctrl_c_stops_every_worker_and_records_each_run_interrupted(tmp_path, ag
             proc.kill()
     assert proc.returncode == 130, out + err
     assert wait_for(lambda: not any(pid_alive(p) for p in running), timeout=10)
-    got = [(x.status, x.description, x.worker) for x in rows(root) if x.kind != "baseline"]
-    assert sorted(got) == [("interrupted", "slow a", "w1"), ("interrupted", "slow b", "w2")] or \
-        sorted(g[:2] for g in got) == [("interrupted", "slow a"), ("interrupted", "slow b")], got
+    got = [x for x in rows(root) if x.kind != "baseline"]
+    assert sorted((x.status, x.description) for x in got) == [("interrupted", "slow a"), ("interrupted", "slow b")]
+    assert sorted(x.worker for x in got) == ["w1", "w2"]
     assert clean(root) and not list(StateFolder(root).worker_journals())
     assert not list((root / ".autoresearch").glob("current-*.json"))
 
 
 def test_kill_9_of_the_driver_records_what_the_workers_had_in_flight(tmp_path, agent, unjailed):
-    root = tmp_path / "ws"
-    llm_like(root)
-    env = agent([{"value": 0.5, "body": sleeper(tmp_path, "a"), "desc": "slow a"},
-                 {"value": 0.6, "body": sleeper(tmp_path, "b"), "desc": "slow b"}])
-    proc = start_loop(root, agent, "--workers", "2", "--max-experiments", "2", env=env)
+    root, env, proc, running = two_sleeping(tmp_path, agent)
     try:
-        assert wait_for(lambda: pids(tmp_path, "a", "b") is not None, timeout=90), proc.stderr
-        running = pids(tmp_path, "a", "b")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -173,3 +157,48 @@ def test_kill_9_of_the_driver_records_what_the_workers_had_in_flight(tmp_path, a
     assert got == [("discard", "after the crash"), ("interrupted", "slow a"), ("interrupted", "slow b")]
     assert head(root)[:7] == frontier and clean(root)
     assert not StateFolder(root).worker_journals()
+
+
+def test_three_workers_on_the_blank_template(tmp_path, agent):
+    """Any command, any metric: a blank workspace whose train.py prints its VALUE as the score."""
+    ws = blank(tmp_path, "VALUE = 1.0\n# body\nprint(f'score: {VALUE}')\n", editable=("train.py",))
+    git(ws.root, "switch", "-qc", "autoresearch/blank")
+    env = agent([{"value": v, "desc": f"VALUE {v}"} for v in (1.4, 1.3, 0.5, 1.2, 1.1)])
+    r = run_pool(ws.root, agent, "--workers", "3", "--max-experiments", "5", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 workers: w1 on 1 CPU thread" in r.stdout or "3 workers: w1 on" in r.stdout
+    got = rows(ws.root)
+    assert sorted(x.description for x in got if x.kind == "experiment") == [f"VALUE {v}" for v in (0.5, 1.1, 1.2, 1.3, 1.4)]
+    assert len({x.worker for x in got if x.kind != "baseline"}) >= 2
+    kept = [x for x in got if x.status == "keep" and x.kind == "experiment"]
+    assert [x.description for x in kept] == ["VALUE 0.5"] and head(ws.root)[:7] == kept[0].commit
+    assert clean(ws.root)
+
+
+def test_slots_share_the_machine_and_never_mix_gpu_models():
+    cpu = slots.local(2, models=[], cpus=4)
+    assert [s.name for s in cpu] == ["w1", "w2"] and all(dict(s.env)["OMP_NUM_THREADS"] == "2" for s in cpu)
+    assert dict(slots.local(3, models=[], cpus=2)[0].env)["OMP_NUM_THREADS"] == "1"
+    gpus = slots.local("auto", models=["NVIDIA H100"] * 4, environ={})
+    assert [(s.name, s.gpu, dict(s.env)["CUDA_VISIBLE_DEVICES"]) for s in gpus] == [
+        ("w1", 0, "0"), ("w2", 1, "1"), ("w3", 2, "2"), ("w4", 3, "3")]
+    assert [s.gpu for s in slots.local("auto", models=["NVIDIA H100"] * 4, environ={"CUDA_VISIBLE_DEVICES": "2,3"})] == [2, 3]
+    with pytest.raises(AutoresearchError, match="different models"):
+        slots.local(2, models=["NVIDIA H100", "NVIDIA A100"], environ={})
+    # the mixed pool is fine once the visible GPUs are of one model
+    assert len(slots.local("auto", models=["NVIDIA H100", "NVIDIA A100"], environ={"CUDA_VISIBLE_DEVICES": "1"})) == 1
+    with pytest.raises(AutoresearchError, match="one worker per GPU"):
+        slots.local(3, models=["NVIDIA H100"] * 2, environ={})
+    assert slots.parse_count("auto") == "auto" and slots.parse_count("3") == 3
+    for bad in ("0", "two"):
+        with pytest.raises(AutoresearchError):
+            slots.parse_count(bad)
+
+
+def test_bad_worker_counts_are_one_line_and_touch_nothing(tmp_path, agent):
+    root = tmp_path / "ws"
+    llm_like(root)
+    before = git(root, "rev-parse", "HEAD")
+    r = run_pool(root, agent, "--workers", "0")
+    assert r.returncode != 0 and r.stderr.strip() == "error: --workers must be 1 or more"
+    assert git(root, "rev-parse", "HEAD") == before and not (root / "results.tsv").exists()

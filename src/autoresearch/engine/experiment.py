@@ -171,18 +171,10 @@ class Engine:
         note = self.recover(keep_edits=True)
         if note:
             self.out(note)
-        history = self.history(branch)
-        frontier = self.frontier(history)
-        self.squash_onto(frontier, branch)
-        attempt = Attempt(" ".join(str(description).split()) or "(no description)", agent, usage_json(usage), branch,
-                          frontier, history)
-        changed = self.guard.changed(frontier)
-        reason = self.guard.violation(changed)
-        if reason:
-            self.guard.reset(frontier)
-            if self.cfg.harness_files and not self.ws.harness_ok():
-                raise AutoresearchError(f"{reason} even at the frontier {frontier[:7]}; restore it from main")
-            return self.record_plain(attempt, "invalid", reason + " (reverted)")
+        attempt, changed, refused = self.open_attempt(branch, description, agent, usage)
+        if refused is not None:
+            return refused
+        history, frontier = attempt.history, attempt.frontier
         if self._baseline_needed(history, frontier):
             if not changed:
                 return self.baseline(branch, history, frontier)
@@ -194,6 +186,24 @@ class Engine:
         if not changed:
             return self.record_plain(attempt, "noop", "no change to the editable files")
         return self._candidate(attempt)
+
+    def open_attempt(self, branch: str, description: str, agent: str, usage: Any
+                     ) -> tuple[Attempt, list[str], Outcome | None]:
+        """The agent's edit in the tree as an Attempt on the frontier, with the paths it changed;
+        and an `invalid` Outcome (row recorded, edit reverted) when it may not run."""
+        history = self.history(branch)
+        frontier = self.frontier(history)
+        self.squash_onto(frontier, branch)
+        attempt = Attempt(" ".join(str(description).split()) or "(no description)", agent, usage_json(usage), branch,
+                          frontier, history)
+        changed = self.guard.changed(frontier)
+        reason = self.guard.violation(changed)
+        if not reason:
+            return attempt, changed, None
+        self.guard.reset(frontier)
+        if self.cfg.harness_files and not self.ws.harness_ok():
+            raise AutoresearchError(f"{reason} even at the frontier {frontier[:7]}; restore it from main")
+        return attempt, changed, self.record_plain(attempt, "invalid", reason + " (reverted)")
 
     def squash_onto(self, frontier: str, branch: str) -> None:
         """An agent that committed its change: squash its commits back into the working tree."""

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from autoresearch import gitrepo
 from autoresearch.engine.experiment import Attempt, Engine, stop_status
-from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
+from autoresearch.engine.outcome import Outcome, make_row, utc_now
 from autoresearch.engine.slots import Slot
 from autoresearch.errors import AutoresearchError, MachineError
 from autoresearch.research import results
@@ -123,17 +123,10 @@ class Pool:
         now (its Outcome), or a commit off the branch queued for a worker (None). The tree and
         the branch are back at the frontier either way."""
         e = self.engine
-        branch = e.branch()
-        history = e.history(branch)
-        frontier = e.frontier(history)
-        e.squash_onto(frontier, branch)
-        a = Attempt(" ".join(str(description).split()) or "(no description)", agent, usage_json(usage), branch,
-                    frontier, history)
-        changed = e.guard.changed(frontier)
-        reason = e.guard.violation(changed)
-        if reason:
-            e.guard.reset(frontier)
-            return e.record_plain(a, "invalid", reason + " (reverted)")
+        a, changed, refused = e.open_attempt(e.branch(), description, agent, usage)
+        if refused is not None:
+            return refused
+        history, frontier = a.history, a.frontier
         if not changed:
             return e.record_plain(a, "noop", "no change to the editable files")
         # committed on the branch for a moment, then the branch goes back: the candidate's only
