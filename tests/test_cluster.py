@@ -71,7 +71,7 @@ def test_a_lost_node_requeues_its_experiment_and_the_loop_finishes(tmp_path, clu
     assert again and again[0].status in ("keep", "discard", "stale") and again[0].worker != lost[0].worker
     assert {x.description for x in got if x.kind == "experiment" and x.status != "interrupted"} == {"wait a", "wait b"}
     assert clean(root)
-    assert "lost its node" in out and "goes to another worker" in out
+    assert "lost its node" in out and "goes to the next worker" in out
 
 
 def test_a_node_that_prepares_other_validation_data_runs_nothing(tmp_path):

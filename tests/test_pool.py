@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch import sandbox
 from autoresearch.engine import slots
 from autoresearch.errors import AutoresearchError
 from autoresearch.state import StateFolder
@@ -202,3 +203,22 @@ def test_bad_worker_counts_are_one_line_and_touch_nothing(tmp_path, agent):
     r = run_pool(root, agent, "--workers", "0")
     assert r.returncode != 0 and r.stderr.strip() == "error: --workers must be 1 or more"
     assert git(root, "rev-parse", "HEAD") == before and not (root / "results.tsv").exists()
+
+
+def test_a_change_that_pretends_the_sandbox_failed_retires_no_worker(tmp_path, agent):
+    """train.py printing what a failing bubblewrap prints looks like the machine's fault once:
+    it goes to the next worker, then it is recorded, and both workers go on."""
+    if not sandbox.detect().on:
+        pytest.skip("needs the sandbox: a machine failure is told apart only with one")
+    root = tmp_path / "ws"
+    llm_like(root)
+    body = "import sys\nprint('bwrap: Creating new namespace failed: Operation not permitted', flush=True)\nsys.exit(1)"
+    env = agent([{"value": 0.5, "body": body, "desc": "pretend"}, {"value": 2.0, "desc": "honest a"},
+                 {"value": 3.0, "desc": "honest b"}])
+    r = run_pool(root, agent, "--workers", "2", "--max-experiments", "3", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = [(x.status, x.description, x.reason.split(":")[0]) for x in rows(root) if x.kind == "experiment"]
+    assert sorted(got) == [("crash", "pretend", "machine failure"), ("discard", "honest a", "not better"),
+                           ("discard", "honest b", "not better"), ("interrupted", "pretend", "machine failure")], got
+    assert len({x.worker for x in rows(root) if x.description.startswith("honest")}) >= 1
+    assert clean(root)

@@ -333,13 +333,17 @@ def _environment(settings: Iterable[tuple[str, str]]) -> dict[str, str]:
     return env
 
 
-def _git(root: Path, args: tuple[str, ...], *, check: bool = True, binary: bool = False) -> subprocess.CompletedProcess:
+def _git(root: Path, args: tuple[str, ...], *, check: bool = True, binary: bool = False,
+         index: Path | None = None) -> subprocess.CompletedProcess:
     root = Path(os.path.abspath(root))
     scan = _repository_settings(root)
     settings = (*_SEALED, ("core.excludesFile", _user_config().excludes), *scan.settings)
     cmd = ["git", "--no-pager", f"--git-dir={root / '.git'}", f"--work-tree={root}", *args]
+    env = _environment(settings)
+    if index is not None:  # an index of our own: the repository's index and branch stay as they are
+        env["GIT_INDEX_FILE"] = str(index)
     try:
-        result = run(cmd, cwd=root, check=False, env=_environment(settings), binary=binary)
+        result = run(cmd, cwd=root, check=False, env=env, binary=binary)
     except UnicodeDecodeError as exc:
         raise AutoresearchError(f"git {args[0] if args else ''} printed a name that is not UTF-8 in {root}") from exc
     if check and result.returncode != 0:
@@ -469,6 +473,30 @@ def message(root: Path, commit: str) -> str:
     """A commit's message (its first paragraph, as one line)."""
     result = git(root, "log", "-1", "--format=%s", commit, "--", check=False)
     return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def commit_off_branch(root: Path, parent: str, message: str, *, exclude: Iterable[str] = (),
+                      files: dict[str, str | None] | None = None) -> str:
+    """A new commit on `parent` that no branch points at; HEAD, the branch and the index stay.
+    Its content: the working tree's files (every change but `exclude`), or with `files` the
+    parent's with those paths set to the given texts (None: deleted), the tree left alone."""
+    with tempfile.TemporaryDirectory(prefix="autoresearch-index-") as tmp:
+        index = Path(tmp) / "index"
+        _git(root, ("read-tree", parent), index=index)
+        if files is None:
+            pathspec = ("--", ".", *(f":(exclude,literal){p}" for p in exclude))
+            _git(root, ("add", "-A", *pathspec), index=index)
+        else:
+            for n, (path, text) in enumerate(sorted(files.items())):
+                if text is None:
+                    _git(root, ("update-index", "--force-remove", "--", path), index=index)
+                    continue
+                blob = Path(tmp) / f"blob-{n}"
+                blob.write_text(text)
+                sha = git(root, "hash-object", "-w", "--no-filters", str(blob)).stdout.strip()
+                _git(root, ("update-index", "--add", "--cacheinfo", f"100644,{sha},{path}"), index=index)
+        tree = _git(root, ("write-tree",), index=index).stdout.strip()
+    return git(root, *identity_args(root), "commit-tree", tree, "-p", parent, "-m", message).stdout.strip()
 
 
 def commit_all(root: Path, message: str, exclude: Iterable[str] = ()) -> str:

@@ -20,15 +20,16 @@ from autoresearch.proc import run
 from autoresearch.workspace import Workspace
 
 
-def harness_copy(ws: Workspace, folder: Path, sha256: str | None = None) -> Path:
+def harness_copy(ws: Workspace, folder: Path, sha256: str | None = None, source_root: Path | None = None) -> Path:
     """The workspace's harness copied into `folder`, after checking it against the pin
-    (`sha256`: the pin a run already read; else the pins file is read).
+    (`sha256`: the pin a run already read; else the pins file is read); from `source_root`
+    (a run's copy of its commit) instead of the workspace when given.
 
     The engine never imports the harness from the workspace: a `prepare/` package, a planted
     `__pycache__` file or a link there would be imported instead."""
     if len(ws.config.harness_files) != 1:
         raise AutoresearchError("the harness must be exactly one file (harness.files in autoresearch.toml)")
-    source = ws.root / ws.config.harness_files[0]
+    source = (source_root or ws.root) / ws.config.harness_files[0]
     if source.is_symlink() or not source.is_file():
         raise AutoresearchError(f"{ws.config.harness_files[0]} must be a regular file, not a link")
     data = source.read_bytes()

@@ -76,6 +76,7 @@ class Journal:
     # recorded if the engine stopped now: recovery writes them after a `kill -9`
     measured: tuple[str, ...] = ()
     running: str = ""  # the commit of the run in flight (the frontier's, for a re-run beside the candidate)
+    worker: str = ""  # the pool's worker that runs it ("" one at a time)
     version: int = VERSION
 
 

@@ -32,9 +32,9 @@ from autoresearch import gitrepo, pins, preparing
 from autoresearch.config import CONFIG_NAME
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.measure import Limits, Measurement
-from autoresearch.engine.runner import Runner
+from autoresearch.engine.runner import REQUIRE, Runner
 from autoresearch.engine.slots import Slot, check_models, gpu_models
-from autoresearch.errors import AutoresearchError, MachineError
+from autoresearch.errors import AutoresearchError, MachineError, WorkerLost
 from autoresearch.files import open_unlinked
 from autoresearch.state import Current, Journal
 from autoresearch.workspace import Workspace
@@ -59,7 +59,9 @@ class NodeReport:
 class Node:
     """A worker's actor: runs commits it is sent, in a workspace of its own on its node."""
 
-    def __init__(self, config_text: str, harness_sha256: str, val_sha256: str):
+    def __init__(self, config_text: str, harness_sha256: str, val_sha256: str, require_sandbox: bool = False):
+        if require_sandbox:  # `run --require-sandbox` on the driver holds on every node
+            os.environ[REQUIRE] = "1"
         self.base = Path(tempfile.mkdtemp(prefix="autoresearch-node-"))
         self.root = self.base / "ws"
         self.root.mkdir()
@@ -144,7 +146,7 @@ class RemoteRunner:
                     raise KeyboardInterrupt
             m, log = ray.get(ref)
         except self.cluster.lost as exc:
-            raise MachineError(f"worker {self.slot.name} lost its node ({type(exc).__name__})") from exc
+            raise WorkerLost(f"worker {self.slot.name} lost its node ({type(exc).__name__})") from exc
         finally:
             self.state.clear_current()
         with open_unlinked(self.log_path) as fh:
@@ -180,7 +182,8 @@ class Cluster:
         config = (ws.root / CONFIG_NAME).read_text()
         options = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         actor_class = ray.remote(**options)(Node).options(scheduling_strategy="SPREAD", max_restarts=0)
-        self.actors = [actor_class.remote(config, pinned.harness_sha256, pinned.val_sha256) for _ in range(n)]
+        require = ws.config.require_sandbox or os.environ.get(REQUIRE) == "1"
+        self.actors = [actor_class.remote(config, pinned.harness_sha256, pinned.val_sha256, require) for _ in range(n)]
         reports = ray.get([a.report.remote() for a in self.actors])
         check_models([r.gpu for r in reports if r.gpu] if gpus else [])
         self.slots = [Slot(f"w{k + 1}") for k in range(n)]

@@ -16,8 +16,11 @@ change is merged three-way onto the current frontier; when that applies cleanly,
 commit is queued first and measured against the current frontier like any candidate; when it
 conflicts, it is recorded `stale` and goes back to the agent (`returned`).
 
-Faults: a worker whose run fails for the machine's reasons (MachineError) is retired, the
-experiment recorded as interrupted (never as run) and queued again for another worker. A
+Faults: a run that fails for the machine's reasons (MachineError) is recorded as interrupted
+(never as run) and its experiment queued again, once, for the next worker; a second failure
+of the same candidate is recorded as a machine failure and not queued again (train.py can
+print what a failing sandbox prints). A worker is retired when it is lost for good (its Ray
+actor died: WorkerLost) or after MAX_WORKER_FAILURES machine failures in a row. A
 `kill -9` of the driver leaves each experiment's journal; the next start records the finished
 runs undecided and the ones in flight as interrupted (recover.py). `close` (Ctrl-C) stops every
 worker's run and records them the same way.
@@ -38,9 +41,13 @@ from autoresearch import gitrepo
 from autoresearch.engine.experiment import Attempt, Engine, stop_status
 from autoresearch.engine.outcome import Outcome, make_row, utc_now
 from autoresearch.engine.slots import Slot
-from autoresearch.errors import AutoresearchError, MachineError
+from autoresearch.errors import AutoresearchError, MachineError, WorkerLost
+from autoresearch.proc import shielded
 from autoresearch.research import results
 from autoresearch.state import Journal, StateFolder
+
+
+MAX_WORKER_FAILURES = 2  # machine failures in a row that retire a worker
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Ticket:
     state: StateFolder | None = None  # its worker's view of the state folder (its journal)
     error: BaseException | None = None
     started: float = 0.0
+    retries: int = 0  # times it was queued again after a machine failure
 
 
 @dataclass(frozen=True)
@@ -129,9 +137,8 @@ class Pool:
         history, frontier = a.history, a.frontier
         if not changed:
             return e.record_plain(a, "noop", "no change to the editable files")
-        # committed on the branch for a moment, then the branch goes back: the candidate's only
-        # parent is the frontier and the reflog keeps it
-        a.candidate = gitrepo.commit_all(e.root, a.description, exclude=e.guard.protected())
+        # a commit on the frontier that no branch points at: the branch moves only when it wins
+        a.candidate = gitrepo.commit_off_branch(e.root, frontier, a.description, exclude=e.guard.protected())
         e.guard.reset(frontier)
         a.key = e.guard.content_key(a.candidate)
         earlier = e.guard.seen(history).get(a.key)
@@ -140,7 +147,8 @@ class Pool:
             return e.record_plain(a, "noop", f"same code as {earlier.commit}, which already ran ({earlier.status}{shown}); "
                                              f"not run again")
         with self._cv:
-            twin = next((t for t in (*self._todo, *self._running.values()) if t.attempt.key == a.key), None)
+            flying = (*self._todo, *self._running.values(), *list(self._done.queue))  # finished, not yet recorded too
+            twin = next((t for t in flying if t.attempt.key == a.key), None)
         if twin is not None:
             return e.record_plain(a, "noop", f"same code as {twin.attempt.candidate[:7]}, which is in flight; not run twice")
         self._queue(Ticket(next(self._numbers), a))
@@ -164,8 +172,13 @@ class Pool:
         except queue.Empty:
             pass
         outcomes = []
-        for ticket in finished:
-            outcome = self._settle(ticket)
+        for n, ticket in enumerate(finished):
+            try:
+                outcome = self._settle(ticket)
+            except BaseException:
+                for later in finished[n + 1:]:  # recorded by the next collect, or by close
+                    self._done.put(later)
+                raise
             if outcome is not None:
                 outcomes.append(outcome)
         if not self.alive() and self.outstanding():
@@ -182,7 +195,7 @@ class Pool:
         """Stop the workers; runs still going are stopped and recorded as interrupted."""
         self._halt.set()
         with self._cv:
-            dropped = len(self._todo)
+            dropped = list(self._todo)
             self._todo.clear()
             self._cv.notify_all()
         for w in self.workers:
@@ -192,8 +205,12 @@ class Pool:
             self.collect()
         except AutoresearchError:
             pass
-        if dropped:
-            self.say(f"{dropped} proposal{'s' if dropped != 1 else ''} waiting for a worker were not run")
+        if dropped:  # proposals no worker took: one interrupted row each (their agent's usage with it)
+            self.engine.ws.results.append([
+                make_row(t.attempt.candidate, status="interrupted", kind="experiment", description=t.attempt.description,
+                         reason="interrupted before a worker took it", branch=t.attempt.branch, agent=t.attempt.agent,
+                         usage=t.attempt.usage) for t in dropped])
+            self.say(f"{len(dropped)} proposal{'s' if len(dropped) != 1 else ''} waiting for a worker were not run")
 
     # -- recording -------------------------------------------------------------------------
 
@@ -207,11 +224,12 @@ class Pool:
             status, reason = "stale", self._rebase(t, frontier, reason)
         block = [replace(r, worker=r.worker or t.worker) for r in a.settled(status=status, reason=reason)]
         keep = status == "keep"
-        e.ws.results.append(block)  # an error here stops the driver; the journal records it at the next start
-        if t.state is not None:
-            t.state.clear_experiment()
-        if keep:
-            e.guard.reset(a.candidate)  # the branch moves on: the candidate's parent is the frontier
+        with shielded():  # the rows, the branch, then the journal: recovery finishes what a kill -9 cut
+            e.ws.results.append(block)  # an error here stops the driver; the journal records it at the next start
+            if keep:
+                e.guard.reset(a.candidate)  # the branch moves on: the candidate's parent is the frontier
+            if t.state is not None:
+                t.state.clear_experiment()
         outcome = e.outcome(a, status, reason, block, keep=keep)
         if not keep:
             outcome = replace(outcome, frontier=frontier[:7])
@@ -222,7 +240,8 @@ class Pool:
         are recorded undecided, the one in flight as interrupted; it is not marked as run."""
         a, exc = t.attempt, t.error
         status, reason = stop_status(exc)
-        if isinstance(exc, MachineError):
+        again = isinstance(exc, MachineError) and not self._halt.is_set() and t.retries < 1
+        if again:
             status = "interrupted"  # a worker's machine failed: not the code's doing
         rows = a.settled(reason=f"not decided: {reason} before the decision")
         if a.in_flight is not None or not a.measurements:
@@ -233,17 +252,21 @@ class Pool:
         self.engine.ws.results.append(rows)
         if t.state is not None:
             t.state.clear_experiment()
-        if isinstance(exc, MachineError) and not self._halt.is_set():
-            self.say(f"worker {t.worker} stopped ({reason}); {a.candidate[:7]} goes to another worker")
-            again = Attempt(a.description, a.agent, None, a.branch, a.frontier, a.history, candidate=a.candidate,
+        if again:
+            self.say(f"{t.worker}: {reason}; {a.candidate[:7]} goes to the next worker")
+            retry = Attempt(a.description, a.agent, None, a.branch, a.frontier, a.history, candidate=a.candidate,
                             key=a.key)
-            self._queue(Ticket(next(self._numbers), again, rebased_from=t.rebased_from), first=True)
+            self._queue(Ticket(next(self._numbers), retry, rebased_from=t.rebased_from, retries=t.retries + 1),
+                        first=True)
         return None
 
     def _rebase(self, t: Ticket, frontier: str, why: str) -> str:
         """The reason of a win whose frontier moved; the merged change is queued when it applies."""
         a, e = t.attempt, self.engine
         won = f"won against {a.frontier[:7]} ({why})"
+        if self._halt.is_set():
+            self.returned.append((a.candidate[:7], a.description))
+            return f"{won}, but the frontier moved to {frontier[:7]} and the loop stopped before it could run there"
         merged = merge_onto(e, a.candidate, a.frontier, frontier)
         if merged is None:
             self.returned.append((a.candidate[:7], a.description))
@@ -286,6 +309,7 @@ class _Worker(threading.Thread):
         super().__init__(name=f"autoresearch-{slot.name}", daemon=True)
         self.pool, self.slot = pool, slot
         self.retired = False
+        self.failures = 0  # machine failures in a row
         e = pool.engine
         self.engine = Engine(e.ws, out=lambda line: pool.say(f"[{slot.name}] {line}"), stream=e.stream, live=False,
                              slot=slot, halt=pool.halted)
@@ -304,20 +328,22 @@ class _Worker(threading.Thread):
                 a.history = self.engine.history(a.branch)  # the rows as they are now, its frontier's runs too
                 a.journal = Journal(branch=a.branch, frontier=a.frontier, kind="experiment", description=a.description,
                                     candidate=a.candidate, agent=a.agent, pid=os.getpid(), started_utc=utc_now(),
-                                    usage=a.usage)
+                                    usage=a.usage, worker=self.slot.name)
                 self.engine.state.write_journal(a.journal)
                 self.pool.say(f"[{self.slot.name}] {a.candidate[:7]} {a.description}")
                 self.engine.trial(a)
+                self.failures = 0
             except BaseException as exc:  # recorded by the driver; a thread must not die silently
                 ticket.error = exc
                 if isinstance(exc, MachineError):
-                    self.retired = True
+                    self.failures += 1
+                    self.retired = isinstance(exc, WorkerLost) or self.failures >= MAX_WORKER_FAILURES
             self.pool.finished(ticket)
 
 
 def merge_onto(e: Engine, candidate: str, base: str, onto: str) -> str | None:
     """A commit on `onto` with the change from `base` to `candidate` merged in (three-way, file
-    by file); None when a file conflicts. The working tree ends at `onto`, as it started."""
+    by file), off the branch; None when a file conflicts. The working tree is not touched."""
     root = e.root
     merged: dict[str, str | None] = {}
     for path in gitrepo.changed_between(root, base, candidate):
@@ -335,14 +361,5 @@ def merge_onto(e: Engine, candidate: str, base: str, onto: str) -> str | None:
             if text is None:
                 return None
             merged[path] = text
-    for path, text in merged.items():
-        target = root / path
-        if text is None:
-            target.unlink(missing_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
     message = gitrepo.message(root, candidate) or "rebased"
-    sha = gitrepo.commit_all(root, message, exclude=e.guard.protected())
-    e.guard.reset(onto)
-    return sha
+    return gitrepo.commit_off_branch(root, onto, message, files=merged)

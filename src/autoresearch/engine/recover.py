@@ -33,7 +33,7 @@ def recover(ws: Workspace, guard: Guard, keep_edits: bool = False) -> str | None
     the working tree are left as they are and only the branch moves.
     """
     state = ws.state
-    restored = "; ".join(x for x in (_restore_results(ws), _recover_workers(ws)) if x) or None
+    restored = "; ".join(x for x in (_restore_results(ws), _recover_workers(ws, guard)) if x) or None
     j = state.journal()
     if j is None:
         state.clear_current()
@@ -71,18 +71,21 @@ def recover(ws: Workspace, guard: Guard, keep_edits: bool = False) -> str | None
     return "; ".join(x for x in (restored, line) if x) or None
 
 
-def _recover_workers(ws: Workspace) -> str | None:
+def _recover_workers(ws: Workspace, guard: Guard) -> str | None:
     """The experiments a dead pool's workers had in flight (`run --workers N`), one journal
     each: leftover processes stopped, finished runs recorded undecided, the run in flight as
-    interrupted. Their candidates were never on the branch, so the tree is not touched."""
+    interrupted. Their candidates are not on the branch, unless the engine recorded a keep and
+    died before moving the branch: then it moves now."""
     lines = []
     for path, j in ws.state.worker_journals():
         if j is not None and not j.recorded and j.candidate:
             if j.pgid and j.result_path and proc.group_has_marker(j.pgid, marker(j.result_path)):
                 proc.kill_group(j.pgid, None, grace=2.0)
-            _, line = _record_unwritten(ws, j, j.candidate)
+            keep, line = _record_unwritten(ws, j, j.candidate)
             if line:
                 lines.append(line)
+            if keep and gitrepo.parent(ws.root, j.candidate) == gitrepo.head(ws.root) and not guard.dirty():
+                guard.reset(j.candidate)
         path.unlink(missing_ok=True)
     for path in ws.state.path.glob("current-*.json"):
         path.unlink(missing_ok=True)
@@ -94,7 +97,7 @@ def _record_unwritten(ws: Workspace, j: Journal, candidate: str) -> tuple[bool, 
     says finished, and the run in flight as interrupted."""
     written = [r for r in ws.results.rows()
                if r.commit[:7] == candidate[:7] and r.branch in (j.branch, "") and r.kind in (j.kind, "confirm")
-               and r.timestamp >= j.started_utc]
+               and r.timestamp >= j.started_utc and r.worker == j.worker]  # a pool's worker: its own rows
     if written:
         return j.kind != "baseline" and any(r.status == "keep" for r in written), None
     measured = _measured(j)

@@ -159,7 +159,10 @@ class Runner:
                 old.unlink()
         result_path = runs / f"{int(time.time())}-{uuid.uuid4().hex[:12]}.json"
         pinned = self.ws.pins  # read once: the pins file lives outside the workspace
-        before = self.guard.snapshot(results=not self.slot.name)
+        # a pool's sandboxed run cannot see the workspace, where the agent edits meanwhile: only a
+        # run that could reach it (one at a time, or unsandboxed) is checked against it
+        watch = not self.slot.name or not self.sandbox.on
+        before = self.guard.snapshot(results=not self.slot.name) if watch else None
         journal = replace(journal, kind=kind, result_path=str(result_path), running=commit)
         self.state.write_journal(journal)
         current = Current(commit=commit[:7], description=description, kind=kind, started_at=time.time(),
@@ -211,7 +214,7 @@ class Runner:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         self.state.write_journal(journal)
-        tampered = self.guard.tampering(before)
+        tampered = self.guard.tampering(before) if before is not None else ""
         m = measure(self.ws.config, self.limits, outcome, log, result_path, pinned.val_sha256, evaluation,
                     harness_pin=pinned.harness_sha256)
         if tampered:
@@ -314,7 +317,8 @@ class Stage:
         prepared = harness = None
         if ws.config.harness_record and ws.config.harness_files:
             evaluator = sandbox.prepare_folder(scratch / "evaluator", None)
-            harness = preparing.harness_copy(ws, evaluator, pinned.harness_sha256)
+            # from the commit's own copy, made just now: the agent may be editing the workspace's
+            harness = preparing.harness_copy(ws, evaluator, pinned.harness_sha256, source_root=work)
             prepared = preparing.prepared_dir(ws)
         return cls(ws, box, pinned, scratch, work, prepared, harness, slot)
 
