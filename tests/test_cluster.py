@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from autoresearch.state import StateFolder
 from support import clean, cli, head, llm_like, rows, wait_for
 from test_loop import AGENT
 
@@ -91,3 +93,31 @@ def test_a_node_that_prepares_other_validation_data_runs_nothing(tmp_path):
     right = Node(config, ws.pins.harness_sha256, ws.pins.val_sha256)
     m, log = right.run(commit_files(Workspace.load(root), head(root)), limits, "baseline", "baseline")
     assert m.ok and m.value == 1.0 and b"val_bpb" in log
+
+
+def test_ctrl_c_stops_the_cluster_workers_and_records_their_runs(tmp_path, cluster):
+    root = tmp_path / "ws"
+    llm_like(root)
+    script = tmp_path / "agent.py"
+    script.write_text(AGENT)
+    steps = tmp_path / "steps.json"
+    steps.write_text(json.dumps([{"value": 0.5, "body": waiter(tmp_path, "a"), "desc": "wait a"},
+                                 {"value": 0.7, "body": waiter(tmp_path, "b"), "desc": "wait b"}]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "run", "--agent", "command", "--agent-command", f"{sys.executable} {script}",
+         "--ray", cluster.address, "--max-experiments", "2"],
+        cwd=root, env={**os.environ, "STEPS": str(steps)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert wait_for(lambda: (tmp_path / "a.pid").exists() and (tmp_path / "b.pid").exists(), timeout=120)
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        (tmp_path / "go").touch()  # the unsandboxed runs on the nodes outlive their actors
+    assert proc.returncode == 130, out + err
+    got = sorted((x.status, x.description) for x in rows(root) if x.kind != "baseline")
+    assert got == [("interrupted", "wait a"), ("interrupted", "wait b")], got
+    assert clean(root) and not StateFolder(root).worker_journals()
