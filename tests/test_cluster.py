@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.state import StateFolder
-from support import clean, cli, head, llm_like, rows, wait_for
+from support import clean, head, llm_like, rows, wait_for
 from test_loop import AGENT
 
 ray = pytest.importorskip("ray")
@@ -26,6 +26,25 @@ def waiter(tmp_path: Path, name: str) -> str:
     go = tmp_path / "go"
     return (f"import os, time\nopen({str(tmp_path / (name + '.pid'))!r}, 'w').write(str(os.getpid()))\n"
             f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.1)")
+
+
+def two_waiting(tmp_path: Path, cluster) -> tuple[Path, subprocess.Popen]:
+    """`run --ray` on the cluster with two changes that wait for tmp_path/go: (workspace, loop)."""
+    root = tmp_path / "ws"
+    llm_like(root)
+    script = tmp_path / "agent.py"
+    script.write_text(AGENT)
+    steps = tmp_path / "steps.json"
+    steps.write_text(json.dumps([{"value": 0.5, "body": waiter(tmp_path, "a"), "desc": "wait a"},
+                                 {"value": 0.7, "body": waiter(tmp_path, "b"), "desc": "wait b"}]))
+    # Ctrl-C must reach the loop however the suite was launched (see test_loop.start_loop)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "run", "--agent", "command", "--agent-command", f"{sys.executable} {script}",
+         "--ray", cluster.address, "--max-experiments", "2"],
+        cwd=root, env={**os.environ, "STEPS": str(steps)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    return root, proc
 
 
 @pytest.fixture
@@ -42,18 +61,7 @@ def cluster(monkeypatch):
 
 
 def test_a_lost_node_requeues_its_experiment_and_the_loop_finishes(tmp_path, cluster):
-    root = tmp_path / "ws"
-    llm_like(root)
-    script = tmp_path / "agent.py"
-    script.write_text(AGENT)
-    steps = tmp_path / "steps.json"
-    steps.write_text(json.dumps([{"value": 0.5, "body": waiter(tmp_path, "a"), "desc": "wait a"},
-                                 {"value": 0.7, "body": waiter(tmp_path, "b"), "desc": "wait b"}]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autoresearch", "run", "--agent", "command", "--agent-command", f"{sys.executable} {script}",
-         "--ray", cluster.address, "--max-experiments", "2"],
-        cwd=root, env={**os.environ, "STEPS": str(steps)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    root, proc = two_waiting(tmp_path, cluster)
     try:
         assert wait_for(lambda: (tmp_path / "a.pid").exists() and (tmp_path / "b.pid").exists(), timeout=120), \
             proc.stderr.read() if proc.poll() is not None else "not both running"
@@ -96,19 +104,7 @@ def test_a_node_that_prepares_other_validation_data_runs_nothing(tmp_path):
 
 
 def test_ctrl_c_stops_the_cluster_workers_and_records_their_runs(tmp_path, cluster):
-    root = tmp_path / "ws"
-    llm_like(root)
-    script = tmp_path / "agent.py"
-    script.write_text(AGENT)
-    steps = tmp_path / "steps.json"
-    steps.write_text(json.dumps([{"value": 0.5, "body": waiter(tmp_path, "a"), "desc": "wait a"},
-                                 {"value": 0.7, "body": waiter(tmp_path, "b"), "desc": "wait b"}]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autoresearch", "run", "--agent", "command", "--agent-command", f"{sys.executable} {script}",
-         "--ray", cluster.address, "--max-experiments", "2"],
-        cwd=root, env={**os.environ, "STEPS": str(steps)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    root, proc = two_waiting(tmp_path, cluster)
     try:
         assert wait_for(lambda: (tmp_path / "a.pid").exists() and (tmp_path / "b.pid").exists(), timeout=120)
         os.kill(proc.pid, signal.SIGINT)

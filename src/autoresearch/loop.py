@@ -181,6 +181,7 @@ class Loop:
         self.started = time.time()
         self.branch = ""
         self.rows_before = 0  # rows of the branch before this session
+        self._failures = 0  # the agent's failures in a row
 
     # -- loop.json -----------------------------------------------------------
 
@@ -273,7 +274,6 @@ class Loop:
         return ""
 
     def _loop(self, engine: Engine, agent) -> None:
-        self._failures = 0
         while True:
             self.summary.stopped = self._limit()
             if self.summary.stopped:
@@ -321,7 +321,6 @@ class Loop:
     def _loop_pool(self, engine: Engine, agent, seats: list[slots.Slot], place=None) -> None:
         """N workers train while the agent proposes the next candidates, each from the current
         frontier with the ones in flight in its prompt (engine/pool.py has the ratchet)."""
-        self._failures = 0
         pool = Pool(engine, seats, out=self.out, place=place)
         self.out(f"{len(seats)} worker{'s' if len(seats) != 1 else ''}: {', '.join(s.describe() for s in seats)}; "
                  f"run logs in {self.ws.state_dir.name}/workers/")

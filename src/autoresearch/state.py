@@ -50,6 +50,7 @@ LOOP = "loop.json"
 LOCK = "lock"
 LEDGER = "results.tsv"
 VAL_PIN = "val_sha256"
+WORKER_CURRENT = "current-*.json"  # current-<worker>.json: a pool's workers (StateFolder.seat)
 
 R = TypeVar("R")
 
@@ -172,8 +173,13 @@ class StateFolder:
 
     def worker_runs(self) -> list[Current]:
         """What each worker of a pool is running, for watchers."""
-        found = (_record(Current, read_json(p)) for p in sorted(self.path.glob("current-*.json")))
+        found = (_record(Current, read_json(p)) for p in sorted(self.path.glob(WORKER_CURRENT)))
         return [c for c in found if c is not None]
+
+    def clear_worker_runs(self) -> None:
+        for path in self.path.glob(WORKER_CURRENT):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def file(self, name: str) -> Path:
         return self.path / name

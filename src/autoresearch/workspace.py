@@ -71,9 +71,14 @@ class Folder:
     def log_path(self) -> Path:
         return self.root / "run.log"
 
-    def worker_log(self, worker: str) -> Path:
+    def worker_log_path(self, worker: str) -> Path:
         """The run.log of one worker of `run --workers N`: .autoresearch/workers/<worker>.log."""
-        return real_folder(real_folder(self.state_dir) / "workers") / f"{worker}.log"
+        return self.state_dir / "workers" / f"{worker}.log"
+
+    def worker_log(self, worker: str) -> Path:
+        """worker_log_path, its folders made (real folders: a link in their place goes)."""
+        real_folder(real_folder(self.state_dir) / "workers")
+        return self.worker_log_path(worker)
 
 
 @dataclass(frozen=True)

@@ -187,8 +187,8 @@ class Cluster:
         reports = ray.get([a.report.remote() for a in self.actors])
         check_models([r.gpu for r in reports if r.gpu] if gpus else [])
         self.slots = [Slot(f"w{k + 1}") for k in range(n)]
-        out(f"Ray cluster: {n} worker{'s' if n != 1 else ''} on "
-            f"{len({r.node for r in reports})} node{'s' if len({r.node for r in reports}) != 1 else ''} "
+        used = len({r.node for r in reports})
+        out(f"Ray cluster: {n} worker{'s' if n != 1 else ''} on {used} node{'s' if used != 1 else ''} "
             f"({reports[0].gpu or 'CPU'})")
 
     def place(self, engine, slot: Slot, halt: Callable[[], bool] | None = None) -> None:

@@ -87,8 +87,7 @@ def _recover_workers(ws: Workspace, guard: Guard) -> str | None:
             if keep and gitrepo.parent(ws.root, j.candidate) == gitrepo.head(ws.root) and not guard.dirty():
                 guard.reset(j.candidate)
         path.unlink(missing_ok=True)
-    for path in ws.state.path.glob("current-*.json"):
-        path.unlink(missing_ok=True)
+    ws.state.clear_worker_runs()
     return "; ".join(lines) or None
 
 

@@ -31,7 +31,7 @@ from autoresearch.files import read_tail
 from autoresearch.research import keeprule
 from autoresearch.research.history import History, interrupted
 from autoresearch.research.results import UNSANDBOXED, Row, as_dict, printable
-from autoresearch.state import STATE_DIR, Current
+from autoresearch.state import Current
 from autoresearch.workspace import Folder, Workspace
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -344,8 +344,7 @@ def workers(source: Source, now: float | None = None) -> list[dict]:
     """What each worker of `run --workers N` is running (current-<worker>.json, its log)."""
     found = []
     for current in source.state.worker_runs():
-        log = Path(source.root) / STATE_DIR / "workers" / f"{current.worker}.log"
-        info = running(source, now, current, log)
+        info = running(source, now, current, source.worker_log_path(current.worker))
         if info is not None and info.get("alive"):
             found.append(info)
     return found

@@ -111,11 +111,9 @@ def signature(source: Source) -> str:
     state = source.state
     for name, record in (("current.json", state.current()), ("loop.json", state.loop())):
         live.append(stamp(state.file(name)) + ("+" if record is not None and pid_alive(record.pid) else ""))
-    for current in state.worker_runs():  # a pool's workers: each its record and its log
-        log = source.root / ".autoresearch" / "workers" / f"{current.worker}.log"
-        live.append(f"{current.worker}:{stamp(log)}" + ("+" if pid_alive(current.pid) else ""))
-    for path in sorted(state.path.glob("current-*.json")):
-        live.append(stamp(path))
+    for c in state.worker_runs():  # a pool's workers: each its run (a new one has a new start) and its log
+        live.append(f"{c.worker}:{c.commit}:{c.started_at}:{c.pid}:{stamp(source.worker_log_path(c.worker))}"
+                    + ("+" if pid_alive(c.pid) else ""))
     return "|".join(stamp(p) for p in rows) + "~" + "|".join(live)
 
 
