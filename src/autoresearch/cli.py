@@ -194,6 +194,9 @@ def experiment(description, where, as_json):
 
     ws = Workspace.find(where)
     quiet = (lambda line: click.echo(line, err=True)) if as_json else None
+    from autoresearch import sandbox
+
+    click.echo(sandbox.detect().describe(), err=as_json)
     with sigterm_as_interrupt():
         try:
             with ws.state.locked("autoresearch experiment"):

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from autoresearch import agents, gitrepo
+from autoresearch import agents, gitrepo, sandbox
 from autoresearch.agents import Agent
 from autoresearch.agents import context as context_mod
 from autoresearch.engine import Engine
@@ -402,6 +402,7 @@ def run(start: str | Path, plan: Plan, *, out: Callable[[str], None] | None = No
     plan.check()
     agent = ready_agent(plan)  # every check that can fail comes before anything is created
     say = out or (lambda line: print(line, file=stream or sys.stdout, flush=True))
+    say(sandbox.detect().describe())  # first: whether the runs to come are jailed, and why not
     with sigterm_as_interrupt():
         try:
             ws = open_or_create(Path(start), say)

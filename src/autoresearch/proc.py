@@ -338,6 +338,7 @@ def supervise(
     stop_when: Callable[[], str] | None = None,
     tick: float = 0.5,
     log_cap: tuple[int, int] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> RunOutcome:
     """Run `argv` in a new session (its own process group), output to `log_path`.
 
@@ -359,7 +360,7 @@ def supervise(
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, pass_fds=pass_fds,
         )
     except OSError as exc:
         why = f"cannot start {argv[0]}: {exc.strerror or exc}"

@@ -32,20 +32,31 @@ Not covered: the kernel itself.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import pwd
+import random
 import shutil
 import sys
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterator
 
 from autoresearch import proc
 from autoresearch.errors import AutoresearchError
 
 BUBBLEWRAP = "bubblewrap"
 SEATBELT = "seatbelt"
-RUN_UID = 64_999  # the uid (and gid) a root engine runs training as: no passwd entry, no files
+RUN_UID = 64_999  # the uid (and gid) of a root engine's jail when no run has leased one (the probe)
+# A root engine runs each run as a uid (and gid) of its own from this range, leased for the run
+# (`leased`): the process cap counts per uid, so a run that exhausts its own cannot stop another
+# run, the evaluator or another engine on the host from starting threads. Below 65536, so that
+# it exists in containers whose user namespace maps only the first 65536 ids; Debian's range for
+# ids that no package owns.
+RUN_UIDS = range(64_000, 64_999)
 MAX_PROCESSES = 4096  # processes and threads of the run's own uid (root engine only)
 MEMORY_SHARE = 0.9  # CPU runs: address space capped at this share of the machine's memory
 TMP_BYTES = 2 << 30  # the jail's /tmp is a tmpfs of this size
@@ -70,9 +81,12 @@ class Bind:
 class Jail:
     binds: tuple[Bind, ...]
     cwd: Path  # inside the jail
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # the whole environment the command gets
     gpus: bool = True  # bind the NVIDIA devices that exist
     hidden: tuple[Path, ...] = ()  # never visible, even inside the Python installation's folders
+    # folders shown empty wherever they would be visible (under /usr, /opt or the Python
+    # installation): where the validation documents came from (see docs/trust.md)
+    masked: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ class Sandbox:
     kind: str  # "bubblewrap", or "" for none
     why: str = ""  # when none: why not
     program: str = ""
+    uid: int | None = None  # a root engine's run: the uid leased for it (`leased`)
 
     @property
     def on(self) -> bool:
@@ -89,34 +104,137 @@ class Sandbox:
     def label(self) -> str:
         return f"sandboxed ({self.kind})" if self.on else "unsandboxed"
 
+    def describe(self) -> str:
+        """One line for the start of a run: whether training is jailed, with what, or why not."""
+        if self.on:
+            return f"sandbox: {self.kind} ({self.program})"
+        return f"sandbox: none, training runs unsandboxed ({self.why})"
+
     @property
     def remaps(self) -> bool:
         """Whether a bind appears at its own target path inside (bubblewrap) or where it is (Seatbelt, none)."""
         return self.kind == BUBBLEWRAP
 
-    def wrap(self, argv: list[str], jail: Jail) -> list[str]:
-        """The command that runs `argv` in `jail` (argv itself when there is no sandbox)."""
+    def wrap(self, argv: list[str], jail: Jail, up: "UpSignal | None" = None) -> list[str]:
+        """The command that runs `argv` in `jail` (argv itself when there is no sandbox). Start it
+        with `jail.env` as its whole environment: the sandbox program passes it on, so no value
+        is ever on a command line (which every user of the host can read in /proc). With `up`,
+        the jail's first process reports through it that the jail is set up, then closes it
+        before the command starts, so the command cannot write to it."""
         if not self.on:
             return list(argv)
+        inner = [*self._drop(jail), *argv]
+        if up is not None:
+            inner = up.wrap(inner)
         if self.kind == SEATBELT:
-            return [self.program, "-p", seatbelt_profile(jail), *argv]
-        return [self.program, *_bwrap_args(jail), "--", *_drop(jail), *argv]
+            return [self.program, "-p", seatbelt_profile(jail), *inner]
+        return [self.program, *_bwrap_args(jail), "--", *inner]
 
     def owner(self) -> int | None:
         """The uid that must own the jail's writable folders (None: this process's own)."""
-        return RUN_UID if self.kind == BUBBLEWRAP and os.geteuid() == 0 else None
+        if self.kind == BUBBLEWRAP and os.geteuid() == 0:
+            return self.uid if self.uid is not None else RUN_UID
+        return None
 
-    def failed_to_start(self, log: str) -> str:
-        """The sandbox program's own error line when it could not set the jail up ("" otherwise)."""
-        first = (log.strip().splitlines() or [""])[0]
-        name = Path(self.program).name if self.program else ""
-        return first[:150] if self.on and name and first.startswith(f"{name}: ") else ""
+    def _drop(self, jail: Jail) -> list[str]:
+        """Capped limits for every run (any user may lower its own); a root engine's run also
+        becomes its own uid, with no groups and no capabilities, and a process cap (a count per
+        uid, which only a uid of the run's own makes safe)."""
+        root = os.geteuid() == 0
+        limits = [f"--nproc={MAX_PROCESSES}"] if root else []
+        memory = _memory_bytes()
+        if memory and not (jail.gpus and gpu_devices()):
+            limits.append(f"--as={int(memory * MEMORY_SHARE)}")
+        prlimit = shutil.which("prlimit")
+        head = [prlimit, *limits, "--"] if prlimit and limits else []
+        if not root or self.kind != BUBBLEWRAP:
+            return head
+        uid = self.owner()
+        return [*head, shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}",
+                "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
+
+
+class UpSignal:
+    """A pipe that tells a failure of the sandbox from a failure of the command: the jail's first
+    process writes one byte to it once the sandbox is set up, closes it and only then starts the
+    command. A run whose signal never came failed for the machine's reasons (the sandbox could
+    not start); whatever the command prints, it cannot write here."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_inheritable(self.write_fd, True)
+        self._up = False
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        fd = self.write_fd
+        return ["/bin/sh", "-c", f'printf up >&{fd} && exec {fd}>&- && exec "$@"', "sh", *argv]
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        return (self.write_fd,)
+
+    def started(self) -> bool:
+        """Whether the jail reported that it was set up (call once the command has ended)."""
+        self.close_write()
+        if not self._up and self.read_fd >= 0:
+            os.set_blocking(self.read_fd, False)
+            try:
+                self._up = os.read(self.read_fd, 16).startswith(b"up")
+            except BlockingIOError:
+                self._up = False
+        return self._up
+
+    def close_write(self) -> None:
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def close(self) -> None:
+        self.close_write()
+        if self.read_fd >= 0:
+            os.close(self.read_fd)
+            self.read_fd = -1
+
+    def __enter__(self) -> "UpSignal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def leased(box: Sandbox) -> Iterator[Sandbox]:
+    """`box` with a uid of its own for one run, held until the block ends (a root engine with
+    bubblewrap; anyone else gets `box` as it is). A uid is leased with a lock file that dies
+    with the process that holds it, so an engine killed with -9 frees its uids."""
+    if box.kind != BUBBLEWRAP or os.geteuid() != 0:
+        yield box
+        return
+    folder = Path(tempfile.gettempdir()) / "autoresearch-uids"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    start = random.randrange(len(RUN_UIDS))
+    for i in range(len(RUN_UIDS)):
+        uid = RUN_UIDS[(start + i) % len(RUN_UIDS)]
+        fd = os.open(folder / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            yield replace(box, uid=uid)
+        finally:
+            os.close(fd)
+        return
+    raise AutoresearchError(f"no free uid for a run: all {len(RUN_UIDS)} of {RUN_UIDS.start}-{RUN_UIDS.stop} are in use")
 
 
 def _bwrap_args(jail: Jail) -> list[str]:
     root = os.geteuid() == 0
+    # no --clearenv/--setenv: bwrap is started with the run's environment and passes it on, so
+    # no value appears on its command line
     args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv"]
+            "--die-with-parent", "--new-session", "--hostname", "sandbox"]
     if not root:  # an unprivileged engine gets its namespaces through a user namespace
         args += ["--unshare-user", "--disable-userns"]
     made: set[str] = {"/"}
@@ -148,6 +266,9 @@ def _bwrap_args(jail: Jail) -> list[str]:
         parents(d)
         ordered.append(("--ro-bind", str(d), str(d)))
         made.add(str(d))
+    for m in _masked_targets(jail.masked, made):
+        ordered.append(("--perms", "0755", "--tmpfs", m))
+        ordered.append(("--remount-ro", m))
     ordered.append(("--proc", "/proc"))
     ordered.append(("--dev", "/dev"))
     made.update({"/proc", "/dev"})
@@ -162,10 +283,21 @@ def _bwrap_args(jail: Jail) -> list[str]:
         made.add(str(b.target))
     for a in ordered:
         args += a
-    for k, v in sorted(jail.env.items()):
-        args += ["--setenv", k, v]
     args += ["--chdir", str(jail.cwd)]
     return args
+
+
+def _masked_targets(masked: tuple[Path, ...], made: set[str]) -> list[str]:
+    """The masked folders that would be visible in the jail (inside a folder bound into it), each
+    once, outer folders first (an inner one is hidden with its outer one)."""
+    shown = [Path(m) for m in made if m not in ("/", "/tmp")]
+    out: list[str] = []
+    for m in sorted({Path(p).resolve() for p in masked if Path(p).is_dir()}, key=lambda p: len(p.parts)):
+        if any(o == str(m) or Path(o) in m.parents for o in out):
+            continue
+        if any(b == m or b in m.parents for b in shown):
+            out.append(str(m))
+    return out
 
 
 def _sbpl(path: Path) -> str:
@@ -203,28 +335,12 @@ def seatbelt_profile(jail: Jail) -> str:
         "(allow file-read*)",
         f"(deny file-read* {_filters([*homes, *jail.hidden], folders=True)})",
         f"(allow file-read* {_filters(readable)})" if readable else "",
+        f"(deny file-read* {_filters(jail.masked, folders=True)})" if jail.masked else "",
         f"(allow file-read* file-write* {_filters(writable)})" if writable else "",
         '(allow file-write* (literal "/dev/null") (literal "/dev/tty") (regex #"^/dev/ttys[0-9]+$"))',
         "(deny network*)",
     ]
     return "\n".join(r for r in rules if r) + "\n"
-
-
-def _drop(jail: Jail) -> list[str]:
-    """Capped limits for every run (any user may lower its own); a root engine's run also
-    becomes RUN_UID, with no groups and no capabilities, and a process cap (a count per uid,
-    which only a uid of the run's own makes safe)."""
-    root = os.geteuid() == 0
-    limits = [f"--nproc={MAX_PROCESSES}"] if root else []
-    memory = _memory_bytes()
-    if memory and not (jail.gpus and gpu_devices()):
-        limits.append(f"--as={int(memory * MEMORY_SHARE)}")
-    prlimit = shutil.which("prlimit")
-    head = [prlimit, *limits, "--"] if prlimit and limits else []
-    if not root:
-        return head
-    return [*head, shutil.which("setpriv") or "setpriv", f"--reuid={RUN_UID}", f"--regid={RUN_UID}",
-            "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
 def _memory_bytes() -> int:

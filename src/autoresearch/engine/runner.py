@@ -35,6 +35,7 @@ from autoresearch.state import Current, Journal
 from autoresearch.workspace import Workspace
 
 RESULT_VARIABLE = "AUTORESEARCH_RESULT"
+DEADLINE_VARIABLE = "AUTORESEARCH_DEADLINE"  # Unix time at which the trainer is killed
 _SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
 _STEP = re.compile(r"^step\s+(\d+)\b(.*)$")
 _EVALUATING = re.compile(r"^evaluating\b")  # the harness's evaluate_bpb says so when it starts
@@ -175,42 +176,11 @@ class Runner:
 
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-run-"))
         try:
-            stage = Stage.make(self.ws, commit, scratch, self.sandbox, pinned, self.slot)
-            stage.check_data()
-            live = LiveLine(self.stream, self.log_path, f"{kind} {commit[:7]}") if self.live else None
-            disk = DiskGuard(scratch)
-            argv = command_argv(self.ws.config.command)
-            try:
-                missing = _missing_program(argv[0], stage.cwd)
-                if missing:
-                    with open_unlinked(self.log_path) as fh:
-                        fh.write(missing.encode() + b"\n")
-                    outcome = proc.RunOutcome(None, 0.0, error=missing)
-                else:
-                    outcome = proc.supervise(
-                        self.sandbox.wrap(argv, stage.trainer_jail()), stage.cwd,
-                        {**stage.outside_env(), RESULT_VARIABLE: str(result_path)}, self.log_path,
-                        self.limits.hard, on_start=on_start, on_tick=live, stop_when=self._stop_when(disk),
-                    )
-                self._halted()
-                # only the evaluator writes the record: anything the trainer left there goes
-                # (without a sandbox it can reach this path)
-                with contextlib.suppress(OSError):
-                    result_path.unlink()
-                log = read_log(self.log_path)
-                failed = self.sandbox.failed_to_start(log) if outcome.returncode not in (0, None) else ""
-                if failed:  # the sandbox program's own error, before the command started: the machine's
-                    raise MachineError(f"the sandbox could not start: {failed}")
-                evaluation = None
-                if self.ws.config.harness_record and outcome.returncode == 0 and not outcome.timed_out:
-                    if live is not None:
-                        live.evaluating = True
-                    evaluation = self._evaluate(stage, result_path, on_start, disk)
-                    self._halted()
-            finally:
-                if live is not None:
-                    live.clear()
-                self.state.clear_current()
+            with sandbox.leased(self.sandbox) as box:  # a root engine's run: a uid of its own
+                stage = Stage.make(self.ws, commit, scratch, box, pinned, self.slot)
+                outcome, log, evaluation = self._run_stage(stage, argv=command_argv(self.ws.config.command),
+                                                           result_path=result_path, kind=kind, commit=commit,
+                                                           on_start=on_start)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         self.state.write_journal(journal)
@@ -225,15 +195,62 @@ class Runner:
             result_path.unlink()
         return m
 
+    def _run_stage(self, stage: "Stage", *, argv: list[str], result_path: Path, kind: str, commit: str,
+                   on_start) -> tuple[proc.RunOutcome, str, proc.RunOutcome | None]:
+        """The trainer on the staged copy, then the evaluator on what it handed over."""
+        stage.check_data()
+        live = LiveLine(self.stream, self.log_path, f"{kind} {commit[:7]}") if self.live else None
+        disk = DiskGuard(stage.scratch)
+        try:
+            missing = _missing_program(argv[0], stage.cwd)
+            if missing:
+                with open_unlinked(self.log_path) as fh:
+                    fh.write(missing.encode() + b"\n")
+                outcome, started = proc.RunOutcome(None, 0.0, error=missing), True
+            else:
+                jail = stage.trainer_jail()
+                # the one deadline of the whole process, from its start (docs/trust.md)
+                env = {**jail.env, RESULT_VARIABLE: str(result_path),
+                       DEADLINE_VARIABLE: f"{time.time() + self.limits.hard:.3f}"}
+                with sandbox.UpSignal() as up:
+                    outcome = proc.supervise(
+                        stage.box.wrap(argv, jail, up if stage.box.on else None), stage.cwd, env, self.log_path,
+                        self.limits.hard, on_start=on_start, on_tick=live, stop_when=self._stop_when(disk),
+                        pass_fds=up.pass_fds if stage.box.on else (),
+                    )
+                    started = up.started() or not stage.box.on
+            self._halted()
+            # only the evaluator writes the record: anything the trainer left there goes
+            # (without a sandbox it can reach this path)
+            with contextlib.suppress(OSError):
+                result_path.unlink()
+            log = read_log(self.log_path)
+            if not started and outcome.returncode not in (0, None) and not outcome.error:
+                # the jail never said it was up: the sandbox failed, not the code (a channel the
+                # trainer cannot write; what it prints is never taken for this)
+                first = (log.strip().splitlines() or [f"exit status {outcome.returncode}"])[0][:150]
+                raise MachineError(f"the sandbox could not start: {first}")
+            evaluation = None
+            if self.ws.config.harness_record and outcome.returncode == 0 and not outcome.timed_out:
+                if live is not None:
+                    live.evaluating = True
+                evaluation = self._evaluate(stage, result_path, on_start, disk)
+                self._halted()
+        finally:
+            if live is not None:
+                live.clear()
+            self.state.clear_current()
+        return outcome, log, evaluation
+
     def _evaluate(self, stage: "Stage", result_path: Path, on_start, disk: "DiskGuard") -> proc.RunOutcome:
         """The evaluator process on the hand-over: its output follows the trainer's in run.log."""
         job = stage.evaluator_job(result_path)
-        record = sandbox.prepare_folder(stage.scratch / "record", self.sandbox.owner())
+        record = sandbox.prepare_folder(stage.scratch / "record", stage.box.owner())
         eval_log = stage.scratch / "evaluator.log"
+        jail = stage.evaluator_jail(result_path)
         outcome = proc.supervise(
-            self.sandbox.wrap([sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)],
-                              stage.evaluator_jail(result_path)),
-            stage.scratch, {**stage.outside_env(), RESULT_VARIABLE: str(result_path)}, eval_log,
+            stage.box.wrap([sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)], jail),
+            stage.scratch, {**jail.env, RESULT_VARIABLE: str(result_path)}, eval_log,
             max(EVALUATOR_LIMIT, self.limits.hard), on_start=on_start, stop_when=self._stop_when(disk),
         )
         with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
@@ -280,9 +297,12 @@ HANDOVER = Path("/scratch/handover")
 DATA = Path("/data")  # AUTORESEARCH_CACHE_DIR inside the sandbox
 TRAIN_FILES = ("train.bin", "train.idx.npy", "manifest.json", "tokenizer")
 VAL_FILES = ("val.bin", "val.idx.npy", "manifest.json", "tokenizer")
-# the engine's environment that a run does not get: its secrets (proc.scrubbed), git's and
-# Python's settings, and paths of the engine's own
-_DROPPED = re.compile(r"^(GIT_|PYTHON|AUTORESEARCH_|XDG_|SSH_|VIRTUAL_ENV|CONDA_PREFIX|HOME$|PWD$|OLDPWD$|TMPDIR$)")
+# the only variables of the engine's environment that a run gets (and never a secret,
+# proc.scrubbed): locale and time zone, the GPU's and the thread libraries' settings. Anything
+# else (a DATABASE_URL, git's or Python's settings, paths of the engine's own) stays out.
+_PASSED = re.compile(r"^(LANG|LANGUAGE|LC_[A-Z]+|TZ|TERM|LD_LIBRARY_PATH|CUDA_[A-Z0-9_]+|NVIDIA_[A-Z0-9_]+|"
+                     r"(OMP|MKL|OPENBLAS|NUMEXPR|VECLIB_MAXIMUM)_NUM_THREADS|KMP_[A-Z_]+|"
+                     r"PYTORCH_[A-Z0-9_]+|TORCH_[A-Z0-9_]+|TORCHINDUCTOR_[A-Z0-9_]+|TRITON_[A-Z0-9_]+)$")
 
 
 @dataclass(frozen=True)
@@ -341,12 +361,10 @@ class Stage:
         binds (bubblewrap), else where it is on this machine (Seatbelt, no sandbox)."""
         return inside if self.box.remaps else outside
 
-    def outside_env(self) -> dict[str, str]:
-        """The environment of the sandbox program itself (the run gets `inside_env`)."""
-        return proc.scrubbed(os.environ) if self.box.remaps else self.inside_env()
-
     def inside_env(self, cache: Path | None = None) -> dict[str, str]:
-        env = {k: v for k, v in proc.scrubbed(os.environ).items() if not _DROPPED.match(k)}
+        """The run's whole environment: the engine's variables that training needs (`_PASSED`:
+        locale, GPU and thread settings), never any other, and the paths it is given."""
+        env = {k: v for k, v in proc.scrubbed(os.environ).items() if _PASSED.match(k)}
         on = self.box.remaps
         home = self._at(Path("/scratch/home"), self.scratch / "home")
         cache = self._at(Path("/scratch/cache"), cache or self.scratch / "cache")
@@ -357,12 +375,12 @@ class Stage:
             AUTORESEARCH_HANDOVER=str(self._at(HANDOVER, self.scratch / "handover")),
             TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"), TRITON_CACHE_DIR=str(cache / "triton"),
         )
-        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env["PATH"] = os.pathsep.join(dict.fromkeys([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]))
         env.update(self.slot.env)
         if self.prepared is not None:
-            env["AUTORESEARCH_CACHE_DIR"] = str(DATA) if on else os.environ.get("AUTORESEARCH_CACHE_DIR", "")
-            if not env["AUTORESEARCH_CACHE_DIR"]:
-                del env["AUTORESEARCH_CACHE_DIR"]
+            # the data where this run finds it: bound at /data in the jail, else the engine's own
+            # cache (the run's HOME is a fresh one, so the harness's default would miss it)
+            env["AUTORESEARCH_CACHE_DIR"] = str(DATA) if on else str(self.prepared.parent.parent)
         return env
 
     def _data_binds(self, names: tuple[str, ...]) -> tuple[sandbox.Bind, ...]:
@@ -377,9 +395,23 @@ class Stage:
             hidden.append(self.prepared)
         return tuple(hidden)
 
+    def val_sources(self) -> tuple[Path, ...]:
+        """Folders the trainer must not see even where they lie inside what it is shown (the Python
+        installation, /usr, /opt): where the validation documents came from, as the manifest
+        records them (pysource: test folders of the Python installation; files: the folder),
+        and the whole data cache."""
+        if self.prepared is None:
+            return ()
+        try:
+            listed = json.loads((self.prepared / "manifest.json").read_text()).get("val_sources") or []
+        except (OSError, ValueError, AttributeError):
+            listed = []
+        return (self.prepared.parent.parent, *(Path(p) for p in listed if isinstance(p, str) and os.path.isabs(p)))
+
     def trainer_jail(self) -> sandbox.Jail:
         """The trainer sees its staged code, the training split and the tokenizer; not the
-        validation split, the workspace, .git, the engine's state or the pins."""
+        validation split or where its documents came from, the workspace, .git, the engine's
+        state or the pins."""
         binds = (
             sandbox.Bind(self.work, INSIDE, writable=True),
             sandbox.Bind(self.scratch / "home", Path("/scratch/home"), writable=True),
@@ -388,7 +420,7 @@ class Stage:
             *self._data_binds(TRAIN_FILES),
         )
         return sandbox.Jail(binds + self._tmp_bind(), self._at(INSIDE, self.work), self.inside_env(), gpus=True,
-                            hidden=self._hidden())
+                            hidden=self._hidden(), masked=self.val_sources())
 
     def _tmp_bind(self) -> tuple[sandbox.Bind, ...]:
         """A writable temporary folder where the sandbox does not make one (Seatbelt)."""

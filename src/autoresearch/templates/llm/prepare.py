@@ -77,7 +77,7 @@ class HarnessError(Exception):
 def _settings_key():
     """Names the prepared data: every constant that shapes it, plus the interpreter for pysource."""
     parts = [DATASET, VOCAB_SIZE, NUM_TRAIN_SHARDS, MAX_TRAIN_CHARS, MAX_VAL_CHARS,
-             TOKENIZER_TRAIN_CHARS, VAL_PERCENT, SPLIT_PATTERN, SPECIAL_TOKENS, 1]
+             TOKENIZER_TRAIN_CHARS, VAL_PERCENT, SPLIT_PATTERN, SPECIAL_TOKENS, 2]
     if DATASET == "pysource":
         parts.append(sys.prefix)
     digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
@@ -213,15 +213,31 @@ def _read_text(path):
         return None
 
 
+TEST_FOLDERS = ("test", "tests")       # pysource: validation documents come only from folders so named
+
+
+def _test_folder(root, rel):
+    """The outermost folder named test or tests on the way from `root` to the file `rel` (None if none)."""
+    parts = Path(rel).parts[:-1]
+    for i, part in enumerate(parts):
+        if part in TEST_FOLDERS:
+            return root.joinpath(*parts[:i + 1])
+    return None
+
+
 def pysource_documents():
-    """The .py files of this interpreter's stdlib and site-packages, one document per file."""
+    """The .py files of this interpreter's stdlib and site-packages, one document per file.
+
+    The validation documents come only from test folders (a `test` or `tests` package: the
+    stdlib's test suite, the tests that packages ship), which no training program imports: the
+    engine shows the folders they came from empty inside its sandbox, so a training run cannot
+    read them back from the Python installation it runs on. Returns (train, val, the folders
+    the validation documents came from)."""
     roots = []
     for key in ("stdlib", "purelib", "platlib"):
         path = sysconfig.get_paths().get(key)
         if path and Path(path).is_dir() and Path(path).resolve() not in [r for _, r in roots]:
             roots.append((key, Path(path).resolve()))
-    named, total = [], 0
-    budget = 2 * (MAX_TRAIN_CHARS + MAX_VAL_CHARS) * 100 // (100 - VAL_PERCENT)
     candidates = []
     for key, root in roots:
         for dirpath, dirnames, filenames in os.walk(root):
@@ -229,18 +245,34 @@ def pysource_documents():
                                  and not (key == "stdlib" and d == "site-packages"))
             for f in filenames:
                 if f.endswith(".py"):
-                    path = Path(dirpath) / f
-                    candidates.append((f"{key}/{path.relative_to(root).as_posix()}", path))
-    # read files in hash order and stop once there is comfortably enough text
+                    rel = (Path(dirpath) / f).relative_to(root)
+                    candidates.append((f"{key}/{rel.as_posix()}", root / rel, _test_folder(root, rel)))
+    # read files in hash order and stop once each split has enough text
     candidates.sort(key=lambda c: _stable_hash(c[0]))
-    for name, path in candidates:
-        if total >= budget:
-            break
+    train, val, sources = [], [], set()
+    train_chars = val_chars = 0
+    for name, path, folder in candidates:
+        to_val = folder is not None and val_chars < MAX_VAL_CHARS and _stable_hash("val:" + name) % 2 == 0
+        if not to_val and train_chars >= MAX_TRAIN_CHARS:
+            if val_chars >= MAX_VAL_CHARS:
+                break
+            continue
         text = _read_text(path)
-        if text and text.strip() and len(text) <= MAX_FILE_CHARS:
-            named.append((name, text))
-            total += len(text)
-    return _split_local(named)
+        if not text or not text.strip() or len(text) > MAX_FILE_CHARS:
+            continue
+        if to_val:
+            val.append(text)
+            val_chars += len(text)
+            sources.add(str(folder))
+        else:
+            train.append(text)
+            train_chars += len(text)
+    if not val:
+        raise HarnessError("pysource: this Python installation has no test folders (test/ or tests/) to hold "
+                           "out as validation documents; use another dataset (files:PATH)")
+    if not train:
+        raise HarnessError("pysource: no training documents found in this Python installation")
+    return _take(train, MAX_TRAIN_CHARS), _take(val, MAX_VAL_CHARS), sorted(sources)
 
 
 def files_documents(folder):
@@ -271,12 +303,14 @@ def files_documents(folder):
 
 
 def load_documents():
+    """(train, val, the folders the validation documents came from, which the engine keeps out
+    of the training sandbox whatever else it binds: see docs/trust.md)."""
     if DATASET in ("climbmix", "tinystories"):
-        return hub_documents()
+        return (*hub_documents(), [str(CACHE_DIR.resolve())])
     if DATASET == "pysource":
         return pysource_documents()
     if DATASET.startswith("files:"):
-        return files_documents(DATASET[len("files:"):])
+        return (*files_documents(DATASET[len("files:"):]), [str(Path(DATASET[len("files:"):]).expanduser().resolve())])
     raise HarnessError(f"unknown dataset {DATASET!r}: use climbmix, tinystories, pysource or files:PATH")
 
 
@@ -407,7 +441,7 @@ def prepare():
         return manifest()
     t0 = time.time()
     print(f"preparing {DATASET} into {PREPARED_DIR}", flush=True)
-    train_docs, val_docs = load_documents()
+    train_docs, val_docs, val_sources = load_documents()
     chars = sum(map(len, train_docs))
     print(f"documents: {len(train_docs):,} train ({chars / 1e6:.1f}M chars), {len(val_docs):,} val", flush=True)
     PREPARED_DIR.mkdir(parents=True, exist_ok=True)
@@ -429,6 +463,7 @@ def prepare():
         "val_documents": sizes["val"][0], "val_tokens": sizes["val"][1],
         "val_sha256": _val_digest(),
         "token_bytes_sha256": _sha256_file(TOKENIZER_DIR / "token_bytes.pt"),
+        "val_sources": val_sources,
         "seconds": round(time.time() - t0, 1),
     }
     tmp = PREPARED_DIR / "manifest.json.tmp"

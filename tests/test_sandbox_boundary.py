@@ -1,0 +1,203 @@
+"""The sandbox's edges, tried the way a hostile train.py or a careless setup would: what reaches a
+run through its environment, what the host can read of it, whether a run can pass for a sandbox
+that failed, whether one run can starve another, and whether the data a score is made of can be
+read back from the Python installation or a dataset folder.
+
+Runs through the real engine where the engine decides (support.llm_like: the stand-in harness,
+fast), and through `sandbox.Sandbox.wrap` where only the jail is in question.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from autoresearch import proc, sandbox
+from support import clean, cli, experiment, experiment_json, head, llm_like, rows, train_text
+
+ON = sandbox.detect()
+needs_sandbox = pytest.mark.skipif(not ON.on, reason=f"no sandbox here: {ON.why}")
+
+
+@pytest.fixture
+def ws(tmp_path):
+    root = tmp_path / "ws"
+    llm_like(root)
+    assert experiment(root, "baseline").returncode == 0
+    return root
+
+
+def printed(root: Path, tag: str) -> dict:
+    line = next(x for x in (root / "run.log").read_text().splitlines() if x.startswith(tag + " "))
+    return json.loads(line[len(tag) + 1:])
+
+
+@needs_sandbox
+def test_the_run_gets_the_environment_it_needs_and_nothing_else(ws):
+    """A DATABASE_URL with a password (not shaped like a key) never reaches the run or its log;
+    locale and thread settings do."""
+    password = "pw-" + uuid.uuid4().hex
+    body = "import json, os\nprint('ENV ' + json.dumps(dict(os.environ)))\n"
+    (ws / "train.py").write_text(train_text(value=2.0, body=body))
+    r = cli("experiment", "-d", "reads its environment", cwd=ws,
+            env={"DATABASE_URL": f"postgres://user:{password}@db.internal/prod", "OMP_NUM_THREADS": "1",
+                 "LC_ALL": "C.UTF-8", "SOME_TOOL_HOME": "/opt/tool", "GIT_DIR": "/elsewhere"})
+    assert r.returncode == 0, r.stderr
+    env = printed(ws, "ENV")
+    assert password not in (ws / "run.log").read_text()
+    assert "DATABASE_URL" not in env and "SOME_TOOL_HOME" not in env and "GIT_DIR" not in env
+    assert env["OMP_NUM_THREADS"] == "1" and env["LC_ALL"] == "C.UTF-8"
+    assert env["HOME"] == "/scratch/home" and env["AUTORESEARCH_CACHE_DIR"] == "/data"
+
+
+def _bwrap_cmdlines() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and Path(argv[0].decode(errors="replace")).name == "bwrap" and b"/workspace" in argv:
+            found.append(" ".join(a.decode(errors="replace") for a in argv))
+    return found
+
+
+@needs_sandbox
+def test_no_value_of_the_runs_environment_is_on_the_hosts_process_list(ws):
+    """Every user of the host can read a process's command line: the sandbox program gets the
+    run's environment as its own, never as --setenv arguments."""
+    zone = "Needle/" + uuid.uuid4().hex[:8]
+    body = "import os, time\nprint('TZ ' + '\"' + os.environ.get('TZ', '') + '\"', flush=True)\ntime.sleep(3)\n"
+    (ws / "train.py").write_text(train_text(value=2.0, body=body))
+    started = subprocess.Popen([sys.executable, "-m", "autoresearch", "experiment", "-d", "sleeps"], cwd=ws,
+                               env={**os.environ, "TZ": zone}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while not seen and time.monotonic() < deadline and started.poll() is None:
+        seen = _bwrap_cmdlines()
+        time.sleep(0.05)
+    started.communicate(timeout=120)
+    assert seen, "the sandbox program was never seen running"
+    assert printed(ws, "TZ") == zone  # the run did get it
+    for line in seen:
+        assert zone not in line and "--setenv" not in line and "AUTORESEARCH_RESULT" not in line, line
+
+
+@needs_sandbox
+def test_a_trainer_that_prints_what_a_failing_sandbox_prints_is_its_own_crash(ws):
+    """Whether the sandbox came up is told by a pipe the jail closes before train.py starts: a
+    train.py that imitates bubblewrap's error is a crash of the code, and is marked as run."""
+    frontier = head(ws)
+    body = ("import sys\nprint('bwrap: Creating new namespace failed: Operation not permitted', flush=True)\n"
+            "sys.exit(1)\n")
+    (ws / "train.py").write_text(train_text(value=0.5, body=body))
+    r = experiment(ws, "pretends")
+    assert r.returncode == 0, r.stderr
+    last = rows(ws)[-1]
+    assert last.status == "crash" and not last.reason.startswith("machine failure"), last.reason
+    assert head(ws) == frontier and clean(ws)
+    (ws / "train.py").write_text(train_text(value=0.5, body=body))  # the same code again: already ran
+    assert experiment_json(ws, "pretends again")["status"] == "noop"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or ON.kind != sandbox.BUBBLEWRAP, reason="a root engine with bubblewrap")
+def test_a_run_that_exhausts_its_process_cap_does_not_stop_another_from_starting_threads(tmp_path, monkeypatch):
+    """Each run of a root engine has a uid of its own, so the per-uid process cap of one run is
+    not shared with a run beside it."""
+    monkeypatch.setattr(sandbox, "MAX_PROCESSES", 40)
+    jail = sandbox.Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False)
+    hog = ("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(30)\n"
+           "            os._exit(0)\n        n += 1\nexcept OSError:\n    print('HOG', n, flush=True)\n    time.sleep(30)\n")
+    threads = ("import threading\nts = [threading.Thread(target=lambda: None) for _ in range(20)]\n"
+               "[t.start() for t in ts]\n[t.join() for t in ts]\nprint('THREADS OK')\n")
+    with sandbox.leased(ON) as first, sandbox.leased(ON) as second:
+        assert first.uid != second.uid and {first.uid, second.uid} <= set(sandbox.RUN_UIDS)
+        hogging = subprocess.Popen(first.wrap([sys.executable, "-c", hog], jail), stdout=subprocess.PIPE, text=True,
+                                   env=jail.env, start_new_session=True)
+        try:
+            assert hogging.stdout.readline().startswith("HOG")  # its cap is reached
+            other = proc.run(second.wrap([sys.executable, "-c", threads], jail), check=False, timeout=60, env=jail.env)
+            assert "THREADS OK" in other.stdout, other.stderr
+        finally:
+            proc.kill_group(hogging.pid, hogging)
+
+
+@pytest.mark.skipif(ON.kind != sandbox.BUBBLEWRAP, reason="needs bubblewrap")
+def test_a_masked_folder_of_the_python_installation_is_empty_inside(tmp_path):
+    """pysource's validation documents come from test folders of the Python installation, which
+    the jail binds read-only: masked, they are there but empty; the rest is intact."""
+    import email
+
+    folder = Path(email.__file__).parent  # a package of the standard library
+    jail = sandbox.Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False, masked=(folder,))
+    probe = f"import os, json\nprint(json.dumps(os.listdir({str(folder)!r})))"
+    r = proc.run(ON.wrap([sys.executable, "-c", probe], jail), check=False, timeout=60, env=jail.env)
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stderr
+    bare = sandbox.Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False)
+    r = proc.run(ON.wrap([sys.executable, "-c", probe], bare), check=False, timeout=60, env=bare.env)
+    assert "__init__.py" in json.loads(r.stdout)
+
+
+def test_pysource_takes_validation_only_from_test_folders_it_names(tmp_path):
+    """The split the engine masks: every validation document is a file of a test folder the
+    manifest will list, and no listed folder is imported by a plain `import torch`."""
+    from harness_util import import_harness, write_harness
+
+    harness = import_harness(write_harness(tmp_path, DATASET="pysource", MAX_TRAIN_CHARS=200_000,
+                                           MAX_VAL_CHARS=50_000), tmp_path / "cache")
+    train, val, sources = harness.pysource_documents()
+    assert val and train and sources
+    assert all(Path(s).name in harness.TEST_FOLDERS and Path(s).is_dir() for s in sources)
+    texts = set()
+    for s in sources:
+        texts.update(p.read_text(encoding="utf-8", errors="replace") for p in Path(s).rglob("*.py"))
+    assert all(v in texts or any(v in t for t in texts) for v in val)  # _take may cut the last one
+    loaded = subprocess.run([sys.executable, "-c", "import sys, torch, numpy; print('\\n'.join(m.__file__ or '' "
+                             "for m in list(sys.modules.values()) if getattr(m, '__file__', None)))"],
+                            capture_output=True, text=True, timeout=300).stdout.splitlines()
+    assert not [f for f in loaded if any(f.startswith(s + os.sep) for s in sources)]
+
+
+@needs_sandbox
+@pytest.mark.skipif(ON.kind != sandbox.BUBBLEWRAP or not os.access("/opt", os.W_OK), reason="bubblewrap, /opt writable")
+def test_a_files_dataset_folder_is_never_visible_to_the_trainer(ws):
+    """files:PATH under /opt, which the jail binds for the system's programs: the manifest names
+    the folder and the trainer finds it empty."""
+    from autoresearch import preparing
+    from autoresearch.workspace import Workspace
+
+    prepared = preparing.prepared_dir(Workspace.load(ws))
+    folder = Path("/opt") / f"autoresearch-test-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    try:
+        (folder / "secret-validation.txt").write_text("the validation text\n")
+        (prepared / "manifest.json").write_text(json.dumps({"val_sources": [str(folder)]}))
+        body = f"import os, json\nprint('SEES ' + json.dumps(os.listdir({str(folder)!r}) if os.path.isdir({str(folder)!r}) else None))\n"
+        (ws / "train.py").write_text(train_text(value=2.0, body=body))
+        assert experiment(ws, "looks for the data").returncode == 0
+        assert printed(ws, "SEES") in ([], None)
+    finally:
+        (prepared / "manifest.json").write_text("")
+        for p in folder.iterdir():
+            p.unlink()
+        folder.rmdir()
+
+
+def test_every_start_says_whether_training_is_sandboxed_and_why_not(tmp_path):
+    root = tmp_path / "ws"
+    llm_like(root)
+    r = cli("experiment", "-d", "baseline", cwd=root, env={sandbox.OFF: "off"})
+    assert r.stdout.splitlines()[0] == f"sandbox: none, training runs unsandboxed ({sandbox.OFF}=off)"
+    if ON.on:
+        r = cli("experiment", "-d", "again", cwd=root)
+        assert r.stdout.splitlines()[0].startswith(f"sandbox: {ON.kind} (")
