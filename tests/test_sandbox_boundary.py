@@ -201,3 +201,20 @@ def test_every_start_says_whether_training_is_sandboxed_and_why_not(tmp_path):
     if ON.on:
         r = cli("experiment", "-d", "again", cwd=root)
         assert r.stdout.splitlines()[0].startswith(f"sandbox: {ON.kind} (")
+
+
+def test_an_unsandboxed_run_is_pointed_at_the_engines_data_cache(tmp_path, monkeypatch):
+    """Without a sandbox the run still gets a fresh HOME of its own; the harness would then look
+    for the data under that HOME unless the run is told where the engine's cache is (the
+    default ~/.cache/autoresearch, when AUTORESEARCH_CACHE_DIR is not set)."""
+    from autoresearch.engine.runner import Stage
+    from autoresearch.workspace import Workspace
+
+    ws = llm_like(tmp_path / "ws")
+    monkeypatch.delenv("AUTORESEARCH_CACHE_DIR", raising=False)
+    cache = tmp_path / "home" / ".cache" / "autoresearch"
+    stage = Stage(Workspace.load(ws.root), sandbox.Sandbox("", "off"), ws.pins, tmp_path / "scratch",
+                  tmp_path / "scratch" / "work", cache / "prepared" / "key", None)
+    env = stage.inside_env()
+    assert env["AUTORESEARCH_CACHE_DIR"] == str(cache)
+    assert env["HOME"] == str(tmp_path / "scratch" / "home")
