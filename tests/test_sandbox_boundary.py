@@ -218,3 +218,27 @@ def test_an_unsandboxed_run_is_pointed_at_the_engines_data_cache(tmp_path, monke
     env = stage.inside_env()
     assert env["AUTORESEARCH_CACHE_DIR"] == str(cache)
     assert env["HOME"] == str(tmp_path / "scratch" / "home")
+
+
+@needs_sandbox
+def test_the_up_signal_works_whatever_descriptor_number_the_pipe_gets():
+    """The engine may hold many files open (a pool, a dashboard): the pipe's number is then far
+    above 9, which a POSIX shell could not redirect."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(40)]
+    try:
+        jail = sandbox.Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False)
+        with sandbox.UpSignal() as up:
+            assert up.write_fd > 9
+            done = subprocess.run(ON.wrap([sys.executable, "-c", "print('ran')"], jail, up), env=jail.env,
+                                  pass_fds=up.pass_fds, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0 and done.stdout.strip() == "ran", done.stderr
+            assert up.started()
+        with sandbox.UpSignal() as up:  # the jail failed before the command: no signal
+            broken = sandbox.Jail(binds=(sandbox.Bind(Path("/nonexistent-source"), Path("/x")),), cwd=Path("/"),
+                                  env={"PATH": "/usr/bin:/bin"}, gpus=False)
+            done = subprocess.run(ON.wrap([sys.executable, "-c", "print('ran')"], broken, up), env=broken.env,
+                                  pass_fds=up.pass_fds, capture_output=True, text=True, timeout=60)
+            assert done.returncode != 0 and not up.started()
+    finally:
+        for fd in held:
+            os.close(fd)

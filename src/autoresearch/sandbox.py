@@ -123,9 +123,8 @@ class Sandbox:
         before the command starts, so the command cannot write to it."""
         if not self.on:
             return list(argv)
-        inner = [*self._drop(jail), *argv]
-        if up is not None:
-            inner = up.wrap(inner)
+        # the signal is sent after the limits and the uid are set: a jail that fails there is the machine's
+        inner = [*self._drop(jail), *(up.wrap(argv) if up is not None else argv)]
         if self.kind == SEATBELT:
             return [self.program, "-p", seatbelt_profile(jail), *inner]
         return [self.program, *_bwrap_args(jail), "--", *inner]
@@ -154,6 +153,9 @@ class Sandbox:
                 "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
+_UP_SHIM = "import os, sys; fd = int(sys.argv[1]); os.write(fd, b'up'); os.close(fd); os.execvp(sys.argv[2], sys.argv[2:])"
+
+
 class UpSignal:
     """A pipe that tells a failure of the sandbox from a failure of the command: the jail's first
     process writes one byte to it once the sandbox is set up, closes it and only then starts the
@@ -166,8 +168,9 @@ class UpSignal:
         self._up = False
 
     def wrap(self, argv: list[str]) -> list[str]:
-        fd = self.write_fd
-        return ["/bin/sh", "-c", f'printf up >&{fd} && exec {fd}>&- && exec "$@"', "sh", *argv]
+        # the engine's own interpreter (every jail has it), not a shell: a POSIX shell may
+        # redirect only descriptors 0 to 9, and the pipe's number is whatever the engine got
+        return [sys.executable, "-I", "-S", "-c", _UP_SHIM, str(self.write_fd), *argv]
 
     @property
     def pass_fds(self) -> tuple[int, ...]:
