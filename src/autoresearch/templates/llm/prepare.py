@@ -23,7 +23,6 @@ from the logits itself. What train.py prints is never the score.
 
 import argparse
 import hashlib
-import io
 import json
 import math
 import os
@@ -68,6 +67,17 @@ CLIMBMIX_REPO = "karpathy/climbmix-400b-shuffle"
 CLIMBMIX_VAL_SHARD = 6542              # the last shard, pinned as validation
 TINYSTORIES_REPO = "roneneldan/TinyStories"
 MAX_FILE_CHARS = 1_000_000             # pysource/files: skip single documents larger than this
+
+
+def deadline():
+    """When the engine stops this training run, as a Unix time in seconds (time.time()), or None
+    when it runs by hand. The engine kills the whole process at that moment, whatever its clocks
+    say: a training loop ends early enough before it to hand the model over."""
+    try:
+        value = float(os.environ.get("AUTORESEARCH_DEADLINE", ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 class HarnessError(Exception):
@@ -664,10 +674,30 @@ def _checked_logits(logits, x, vocab):
 
 HANDOVER_FORMAT = 1
 # operations a handed-over program may not use: files, printing, randomness (which would let a
-# program behave differently when checked), host synchronisation
+# program behave differently when checked), host synchronisation, uninitialised memory (empty,
+# resize: it holds whatever an earlier call left there, a memory that outlives the call)
 FORBIDDEN_OPS = re.compile(r"from_file|_print|save|load|rand|bernoulli|multinomial|normal|uniform|dropout|"
-                           r"exponential|geometric|cauchy|poisson|seed|_local_scalar|_philox")
+                           r"exponential|geometric|cauchy|poisson|binomial|_standard_gamma|_sample_dirichlet|"
+                           r"rrelu|seed|_local_scalar|_philox|empty|resize")
 ALLOWED_TARGET = re.compile(r"torch\.ops\.aten\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+|_operator\.getitem")
+# the hand-over's files and the most bytes each may hold. Each is read whole into memory, so each
+# is capped before it is opened: the graph's JSON is a few MB even for a large model; 16 GiB of
+# tensors is a 4-billion-parameter model in float32, more than one run's budget trains on one
+# accelerator, and still within what the evaluator's machine holds
+HANDOVER_FILES = {"meta.json": 1 << 16, "program.json": 1 << 28, "weights.pt": 1 << 34, "constants.pt": 1 << 34}
+# The check of every scored batch (_scored_log_probs) compares log-probabilities, clamped from
+# below at CHECK_FLOOR, to within CHECK_TOL nats. Both are fixed: nothing the program returns
+# widens them (a tolerance scaled by the largest logit was widened by one huge logit on a token
+# that never occurs). A token whose log-probability is under the floor costs the program 50 nats
+# wherever it is the target, so differences below it cannot buy a score. Measured on the CPU:
+# the template GPT (fp32 and bf16, 1 and 2 threads, windows L and SSSL) gives bit-identical
+# log-probs with its rows permuted and their later tokens changed (difference 0: each row's
+# numbers go through the same kernels in the same order). The tolerance is room for a kernel
+# that sums in another order: a float32 matmul of width 512 summed differently moves the
+# log-probs by up to 4e-4 nats. A program can hide at most CHECK_TOL nats per token from the
+# check: 2e-3 nats is about 0.001 bits per byte, below the noise between two runs.
+CHECK_FLOOR = -50.0
+CHECK_TOL = 2e-3
 
 
 def hand_over(model, batch_size, folder):
@@ -708,53 +738,182 @@ def _program_problem(data):
                     if not isinstance(value, str) or not ALLOWED_TARGET.fullmatch(value):
                         return f"it calls {str(value)[:80]}, which is not a plain PyTorch (ATen) operation"
                     if FORBIDDEN_OPS.search(value.split(".")[3] if value.count(".") >= 3 else ""):
-                        return f"it calls {value}, which the evaluator does not run (files, printing or randomness)"
+                        return (f"it calls {value}, which the evaluator does not run (files, printing, "
+                                f"randomness or uninitialised memory)")
                 stack.append(value)
         elif isinstance(item, list):
             stack.extend(item)
     return ""
 
 
+def _signature_problem(inputs, outputs):
+    """Why a program with a signature of these kinds is not a pure function model(idx) -> logits
+    ("" when it is): it may take the tokens, its parameters, buffers and constants, and return the
+    logits, nothing else. A mutation (buffer_mutation, user_input_mutation, ...) is a memory that
+    outlives the call: a program that counts its calls can behave one way when it is checked and
+    another when it is scored; gradients and effect tokens have no place in scoring."""
+    for kind in inputs:
+        if kind not in ("user_input", "parameter", "buffer", "tensor_constant", "constant_tensor"):
+            return f"its signature takes {kind or 'an unknown input'}: model(idx) must be a pure function of idx"
+    for kind in outputs:
+        if kind != "user_output":
+            return (f"its signature has {kind or 'an unknown output'} (a call changes a tensor that outlives it): "
+                    f"model(idx) must be a pure function of idx")
+    if inputs.count("user_input") != 1 or len(outputs) != 1:
+        return "model(idx) must take one tensor of tokens and return one tensor of logits"
+    return ""
+
+
+def _graph_problem(program):
+    """Why a loaded, functionalised program may not run ("" when it may): every call must be a plain
+    ATen operation that writes to no tensor and is none of FORBIDDEN_OPS (functionalisation replaces
+    operations, so the graph is checked again as it will run)."""
+    import operator
+
+    for node in program.graph.nodes:
+        target = node.target
+        if node.op in ("placeholder", "output") or (node.op == "call_function" and target is operator.getitem):
+            continue
+        if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload) or target.namespace != "aten":
+            return f"it calls {str(target)[:80]}, which is not a plain PyTorch (ATen) operation"
+        name = target._schema.name.split("::")[-1]
+        if target._schema.is_mutable:
+            return f"it calls aten.{name}, which changes a tensor in place: model(idx) must be a pure function of idx"
+        if FORBIDDEN_OPS.search(name):
+            return (f"it calls aten.{name}, which the evaluator does not run (files, printing, randomness or "
+                    f"uninitialised memory)")
+    return ""
+
+
+def _open_handover(folder, name):
+    """The hand-over's file `name` opened for reading, or None when there is none. Only a plain file
+    within its cap (HANDOVER_FILES) is opened: a FIFO would hold the evaluator until its timeout, a
+    link to /dev/zero would fill its memory. O_NOFOLLOW and O_NONBLOCK keep a file swapped in after
+    the first look from doing either (no link is followed, opening a FIFO does not wait), and the
+    file that was opened is looked at again."""
+    import stat
+
+    path, cap = Path(folder) / name, HANDOVER_FILES[name]
+    refused = f"the hand-over's {name} is not a plain file (a link, FIFO or device); refusing it"
+    too_large = f"the hand-over's {name} is larger than the {cap >> 20} MiB it may hold; refusing it"
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise HarnessError(refused)
+        if info.st_size > cap:
+            raise HarnessError(too_large)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise HarnessError(f"the hand-over's {name} cannot be opened ({exc.strerror}); refusing it") from None
+    fh = os.fdopen(fd, "rb")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > cap:
+        fh.close()
+        raise HarnessError(refused if not stat.S_ISREG(info.st_mode) else too_large)
+    return fh
+
+
+def _read_handover_json(folder, name):
+    fh = _open_handover(folder, name)
+    if fh is None:
+        raise HarnessError("no model was handed over (evaluate_bpb did not run, or the run wrote no program)")
+    with fh:
+        raw = fh.read(HANDOVER_FILES[name] + 1)
+    if len(raw) > HANDOVER_FILES[name]:
+        raise HarnessError(f"the hand-over's {name} is larger than the {HANDOVER_FILES[name] >> 20} MiB it may hold")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise HarnessError("the hand-over is not in this harness's format") from None
+
+
+def _load_handover_tensors(folder, name):
+    """The tensors of weights.pt or constants.pt ({} when there are none), loaded weights-only (no
+    pickled code runs). torch.save stores its records uncompressed; a compressed record is refused
+    before anything is loaded, since a few kilobytes of one can unpack to more than the memory of
+    the machine. The records must also fit in the file (none may share its bytes with another)."""
+    import zipfile
+
+    fh = _open_handover(folder, name)
+    if fh is None:
+        return {}
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return {}
+        try:
+            records = zipfile.ZipFile(fh).infolist()
+        except Exception:
+            raise HarnessError(f"the hand-over's {name} is not a file written by torch.save") from None
+        if (any(r.compress_type != zipfile.ZIP_STORED or r.file_size != r.compress_size for r in records)
+                or sum(r.file_size for r in records) > size):
+            raise HarnessError(f"the hand-over's {name} holds compressed records (torch.save writes none); refusing it")
+        fh.seek(0)
+        try:
+            tensors = torch.load(fh, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            raise HarnessError(f"the hand-over's {name} holds more than tensors: {first}") from None
+    if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise HarnessError(f"the hand-over's {name} holds more than tensors")
+    return tensors
+
+
 def load_handover(folder, device):
     """The handed-over program as a callable x -> logits, loaded without running any pickled
-    code: the graph is checked and rebuilt from JSON, the tensors are loaded weights-only."""
+    code: the graph is checked and rebuilt from JSON, the tensors are loaded weights-only.
+
+    It must be a pure function of x: no call may change a tensor that outlives it. torch.export
+    writes changes to buffers as in-place operations in the graph, not in its signature, so the
+    program is functionalised first (in-place operations become plain ones, and whatever a call
+    changes besides its own intermediates becomes an output of the signature), then refused if
+    its signature has anything but the tokens in and the logits out."""
+    import warnings
     from torch._export.serde import schema
     from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
+    from torch.export.passes import move_to_device_pass
 
-    folder = Path(folder)
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        data = json.loads((folder / "program.json").read_bytes())
-    except (OSError, ValueError):
-        raise HarnessError("no model was handed over (evaluate_bpb did not run, or the run wrote no program)") from None
-    if not isinstance(meta, dict) or meta.get("format") != HANDOVER_FORMAT or not isinstance(data, dict):
+    meta = _read_handover_json(folder, "meta.json")
+    data = _read_handover_json(folder, "program.json")
+    graph_module = data.get("graph_module") if isinstance(data, dict) else None
+    if (not isinstance(meta, dict) or meta.get("format") != HANDOVER_FORMAT or not isinstance(graph_module, dict)
+            or not isinstance(graph_module.get("graph"), dict) or not isinstance(graph_module.get("signature"), dict)):
         raise HarnessError("the hand-over is not in this harness's format")
     batch = meta.get("batch_size")
     if not isinstance(batch, int) or not 1 <= batch <= 65536:
         raise HarnessError(f"the hand-over's batch size {batch!r} is not a whole number from 1 to 65536")
     data["guards_code"] = []  # Python source in the program: never run; the shapes are fixed here
     data["range_constraints"] = {}
-    for node in data.get("graph_module", {}).get("graph", {}).get("nodes", []):
+    for node in graph_module["graph"].get("nodes") or []:
         if isinstance(node, dict):
             node["metadata"] = {}  # stack traces and module paths: not needed to run it
-    problem = _program_problem(data)
+    signature = graph_module["signature"]
+    kinds = [[next(iter(spec), "") if isinstance(spec, dict) else "" for spec in signature.get(key) or []]
+             for key in ("input_specs", "output_specs")]
+    problem = _program_problem(data) or _signature_problem(*kinds)
     if problem:
         raise HarnessError(f"the model cannot be evaluated: {problem}")
-    tensors = []
-    for name in ("weights.pt", "constants.pt"):
-        raw = (folder / name).read_bytes() if (folder / name).exists() else b""
-        try:
-            tensors.append(torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True) if raw else {})
-        except Exception as exc:
-            raise HarnessError(f"the hand-over's {name} holds more than tensors: {str(exc)[:120]}") from None
-        if not isinstance(tensors[-1], dict) or not all(isinstance(t, torch.Tensor) for t in tensors[-1].values()):
-            raise HarnessError(f"the hand-over's {name} holds more than tensors")
+    tensors = [_load_handover_tensors(folder, name) for name in ("weights.pt", "constants.pt")]
     try:
         serialized = _dict_to_dataclass(schema.ExportedProgram, data)
-        program = ExportedProgramDeserializer().deserialize(serialized, tensors[0], tensors[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PyTorch's own deprecation notices
+            program = ExportedProgramDeserializer().deserialize(serialized, tensors[0], tensors[1])
+            program = move_to_device_pass(program, device)  # tensors and the graph's device arguments
+            program = program.run_decompositions({})  # functionalised only: no operation is decomposed
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise HarnessError(f"the handed-over program does not load: {type(exc).__name__}: {first}") from None
+    specs = program.graph_signature
+    problem = (_signature_problem([s.kind.name.lower() for s in specs.input_specs],
+                                  [s.kind.name.lower() for s in specs.output_specs])
+               or _graph_problem(program))
+    if problem:
+        raise HarnessError(f"the model cannot be evaluated: {problem}")
+    try:
         module = program.module().to(device)
-    except HarnessError:
-        raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise HarnessError(f"the handed-over program does not load: {type(exc).__name__}: {first}") from None
@@ -764,47 +923,89 @@ def load_handover(folder, device):
 def score_handover(folder, device=None):
     """The evaluator's side: the validation record of a handed-over model.
 
-    Before scoring, the program must be causal and treat rows independently: the logits of a
-    batch must not change where only later tokens, or other rows, changed (a model that reads
-    the tokens it is asked to predict would otherwise score near zero)."""
+    The program must be a pure function (load_handover), and every scored batch is checked with
+    one more call (_scored_log_probs): the log-probabilities of each row's prefix must not change
+    where only later tokens, or other rows, changed (a model that reads the tokens it is asked to
+    predict would otherwise score near zero). The first batch is also scored twice: the same
+    input must give the same log-probabilities."""
     device = torch.device(device or _device_default())
     val_sha = check_val_split()
     token_bytes = get_token_bytes("cpu")
     bos = token_bytes.numel() - len(SPECIAL_TOKENS)  # the first special token; see train_tokenizer
+    vocab = token_bytes.numel()
     module, batch = load_handover(folder, device)
+    scored = []
+
+    def losses(x, y):  # the cross-entropy of the logits, computed here, never by the program
+        log_probs = _scored_log_probs(module, x, vocab, again=not scored)
+        scored.append(len(x))
+        return -log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+
     with torch.no_grad():
-        _check_independence(module, batch, device, bos, token_bytes.numel())
-        vocab = token_bytes.numel()
-
-        def losses(x, y):  # the cross-entropy of the logits, computed here, never by the program
-            logits = _checked_logits(module(x), x, vocab)
-            return torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1),
-                                                     reduction="none").view(y.shape)
-
         bpb, tokens, nbytes = _score(losses, batch, device, bos)
     return {"val_bpb": bpb, "tokens": tokens, "bytes": nbytes, "val_sha256": val_sha, "batch_size": batch}
 
 
-def _check_independence(module, batch, device, bos, vocab):
-    """Same logits for each row's prefix when its later tokens, and the other rows, change."""
-    loader = make_dataloader(_Bos(bos), batch, MAX_SEQ_LEN, "val", device=device)
-    x, _, _ = next(loader)
-    other, _, _ = next(loader)
-    base = _checked_logits(module(x), x, vocab)
-    g = torch.Generator().manual_seed(1234)
-    cuts = torch.randint(1, MAX_SEQ_LEN, (batch,), generator=g).tolist()
-    changed = x.clone()
-    for b, cut in enumerate(cuts):
-        changed[b, cut:] = other[b, cut:]
-    after = _checked_logits(module(changed), changed, vocab)
-    order = torch.randperm(batch, generator=g).to(device)
-    shuffled = _checked_logits(module(x[order]), x, vocab)
-    tol = 1e-3 + 1e-3 * base.abs().max().item()
-    for b, cut in enumerate(cuts):
-        if not torch.allclose(after[b, :cut], base[b, :cut], atol=tol, rtol=0):
-            raise HarnessError("the model's logits depend on later tokens (it is not causal); refusing to score it")
-    if not torch.allclose(shuffled, base[order], atol=tol, rtol=0):
-        raise HarnessError("the model's logits for a row depend on the other rows of the batch; refusing to score it")
+def _finite(logits):
+    """Whether every logit is finite, as a tensor (nothing waits for the device); amax and amin
+    carry NaN through, and two reductions cost far less than isfinite(logits).all()."""
+    return torch.isfinite(logits.amax()) & torch.isfinite(logits.amin())
+
+
+def _log_probs(module, x, vocab):
+    """log_softmax of model(x) in float32, and whether every logit was finite. The program gets a
+    copy of x, which shares its memory with the targets."""
+    logits = _checked_logits(module(x.clone()), x, vocab)
+    return torch.log_softmax(logits, dim=-1), _finite(logits)
+
+
+def _scored_log_probs(module, x, vocab, again=False):
+    """The log-probabilities of model(x), returned only after one more call has checked them.
+
+    The check call gets a variant of x that the program cannot foresee: its rows in a random
+    order, and each row's tokens from a random cut on replaced by other tokens (each differs
+    from the token it replaces, so the one right at the cut does). The log-probabilities of each
+    row before its cut must be the same in both calls: a program whose logits look at the tokens
+    they predict (not causal) or at other rows is refused, and since every scored batch is
+    checked, so is one that behaves differently when it is checked. The randomness comes from
+    os.urandom for each batch: train.py can read this file, so a fixed seed would tell it where
+    the cuts fall. With `again` (the first batch), x is also scored a second time and must give
+    the same log-probabilities. The cost: one more forward per batch, its log_softmax made a few
+    rows at a time."""
+    B, T = x.shape
+    log_probs, finite = _log_probs(module, x, vocab)
+    rng = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
+    order = torch.randperm(B, generator=rng).to(x.device)
+    cuts = torch.randint(1, max(T, 2), (B, 1), generator=rng)
+    later = (torch.arange(T)[None, :] >= cuts).to(x.device)  # [B, T]: the tokens replaced, by row of x
+    other = (x + torch.randint(1, vocab, (B, T), generator=rng).to(x.device)) % vocab
+    variant = torch.where(later, other, x)[order]  # its row i is row order[i] of x, changed
+    logits = _checked_logits(module(variant), variant, vocab)
+    finite &= _finite(logits)
+    worst = torch.zeros((), device=x.device)
+    step = max(1, (1 << 24) // (T * vocab))
+    for i in range(0, B, step):
+        source = order[i:i + step]
+        diff = torch.log_softmax(logits[i:i + step], dim=-1).clamp_min_(CHECK_FLOOR)
+        diff.sub_(log_probs[source].clamp_min_(CHECK_FLOOR)).abs_()
+        worst = torch.maximum(worst, diff.amax(-1).masked_fill_(later[source], 0).amax())
+    del logits, diff
+    changed = torch.zeros((), device=x.device)
+    if again:
+        repeated, repeated_finite = _log_probs(module, x, vocab)
+        finite &= repeated_finite
+        changed = (repeated.clamp_min_(CHECK_FLOOR) - log_probs.clamp_min(CHECK_FLOOR)).abs_().amax()
+        del repeated
+    finite, worst, changed = torch.stack([finite.float(), worst, changed]).tolist()
+    if not finite:
+        raise HarnessError("the model's logits hold NaN or infinity; refusing to score it")
+    if not changed <= CHECK_TOL:
+        raise HarnessError("the model's logits for the same tokens changed from one call to the next "
+                           "(it is not a pure function); refusing to score it")
+    if not worst <= CHECK_TOL:
+        raise HarnessError("the model is not causal, or its rows are not independent: the logits of a row's "
+                           "prefix changed with its later tokens or with the other rows; refusing to score it")
+    return log_probs
 
 
 # ---------------------------------------------------------------------------

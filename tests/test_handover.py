@@ -1,0 +1,394 @@
+"""The evaluator's side of the hand-over (prepare.py's load_handover and score_handover).
+
+train.py is an adversary of the score: it hands over a torch.export program of model(idx) ->
+logits, and the evaluator computes the loss from the logits. Each test here is a way a program
+could score near zero by reading the tokens it is asked to predict, or a hand-over file that
+would hold or exhaust the evaluator. The attacks are real modules exported with the harness's
+own hand_over and scored by its own score_handover on real prepared data (a tiny corpus, short
+rows, so that a whole evaluation takes a fraction of a second).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import threading
+import time
+import types
+import zipfile
+
+import pytest
+import torch
+from torch import nn
+
+from autoresearch.workspace import template_text
+from harness_util import import_harness, write_harness
+
+VOCAB, SEQ, BATCH = 300, 64, 4   # 64 rows of 64 tokens are scored, 16 batches of 4
+LEAK = 30.0                      # nats added to the logit of the next token: its loss goes to about 0
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two cores shared with others: one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def h(tmp_path_factory):
+    """The real harness, with short rows and a small vocabulary, prepared once for the module."""
+    root = tmp_path_factory.mktemp("handover")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    rng = random.Random(0)
+    words = "alpha beta gamma delta the of and model token 12 345 6789 def return x = y + 1 ( ) : if".split()
+    for i in range(60):
+        lines = (" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) for _ in range(rng.randint(5, 40)))
+        (corpus / f"doc{i:03d}.txt").write_text("\n".join(lines))
+    path = write_harness(root / "ws", DATASET=f"files:{corpus}", VOCAB_SIZE=VOCAB, MAX_SEQ_LEN=SEQ,
+                         EVAL_TOKENS=SEQ * 64, TOKENIZER_TRAIN_CHARS=100_000, VAL_PERCENT=20)
+    harness = import_harness(path, root / "cache")
+    harness.prepare()
+    return harness
+
+
+def hand_over(h, model, folder):
+    h.hand_over(model, BATCH, folder)
+    return folder
+
+
+def score(h, folder):
+    return h.score_handover(folder, "cpu")
+
+
+# ---------------------------------------------------------------------------
+# models: an honest one and the attacks built on it
+
+class Bigram(nn.Module):
+    """Honest: the logits of the next token from the current token alone (a fixed random table)."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(VOCAB, VOCAB, generator=torch.Generator().manual_seed(seed)))
+
+    def forward(self, idx):
+        return nn.functional.embedding(idx, self.table)
+
+
+def next_token(idx):
+    """[B, T, VOCAB]: 1 at the token that follows each position (the one it is scored on), 0 at the last."""
+    ahead = (idx[:, 1:, None] == torch.arange(VOCAB)).float()
+    return torch.cat([ahead, torch.zeros_like(ahead[:, :1])], dim=1)
+
+
+class Peeks(Bigram):
+    """Reads the token it predicts, everywhere."""
+
+    def forward(self, idx):
+        return super().forward(idx) + LEAK * next_token(idx)
+
+
+class CountsItsCalls(Bigram):
+    """Attack 1: honest for the calls the old harness spent on its checks (three, on the first
+    batch), then it reads the token it predicts. The count lives in a buffer it changes."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def forward(self, idx):
+        self.calls += 1
+        scoring = (self.calls > 3).float()
+        return super().forward(idx) + scoring * LEAK * next_token(idx)
+
+
+class InflatesTheTolerance(Bigram):
+    """Attack 2: a logit of -1e5 on a token that never occurs (the last reserved special token)
+    costs nothing, and made the old tolerance (1e-3 + 1e-3 * max|logit|) 100: a leak of 30 hides."""
+
+    def __init__(self):
+        super().__init__()
+        far = torch.zeros(VOCAB)
+        far[VOCAB - 1] = -1e5
+        self.register_buffer("far", far)
+
+    def forward(self, idx):
+        return super().forward(idx) + LEAK * next_token(idx) + self.far
+
+
+class PredictsTheCuts(Bigram):
+    """Attack 3: the old check cut the rows where torch.Generator().manual_seed(1234) said, which
+    train.py can compute: it leaks everywhere but just before those cuts."""
+
+    def __init__(self):
+        super().__init__()
+        cuts = torch.randint(1, SEQ, (BATCH,), generator=torch.Generator().manual_seed(1234))
+        leak_at = torch.ones(SEQ)
+        leak_at[cuts - 1] = 0.0
+        self.register_buffer("leak_at", leak_at)
+
+    def forward(self, idx):
+        return super().forward(idx) + LEAK * next_token(idx) * self.leak_at[None, :, None]
+
+
+class LeaksSometimes(Bigram):
+    """Reads the token it predicts at one position in four: the check sees a row's position leak
+    only when the row's cut falls right after it, so this is caught over the rows (all 64 rows
+    missing it: odds of (47/63)^64, under 1e-8)."""
+
+    def forward(self, idx):
+        sometimes = (torch.arange(SEQ) % 4 == 1).float()[None, :, None]
+        return super().forward(idx) + LEAK * next_token(idx) * sometimes
+
+
+class WritesItsInput(Bigram):
+    """Fills its input with one token and predicts that token: the targets are the same tokens
+    shifted by one, in the same memory, so they would all become that token."""
+
+    def forward(self, idx):
+        idx.fill_(5)
+        logits = torch.zeros(idx.shape[0], idx.shape[1], VOCAB) + self.table[0, 0] * 0
+        return logits + LEAK * (torch.arange(VOCAB) == 5).float()
+
+
+class ReadsUninitialisedMemory(Bigram):
+    """torch.empty holds whatever an earlier call left in that memory: a memory between calls."""
+
+    def forward(self, idx):
+        scratch = torch.empty(idx.shape[0], idx.shape[1], VOCAB)
+        return super().forward(idx) + 0.0 * scratch
+
+
+class Remembers(nn.Module):
+    """A program with a memory, as if one got past load_handover: honest for its first `honest`
+    calls, then it reads the token it predicts."""
+
+    def __init__(self, honest):
+        super().__init__()
+        self.bigram, self.honest, self.calls = Bigram(), honest, 0
+
+    def forward(self, idx):
+        self.calls += 1
+        logits = self.bigram(idx)
+        return logits + LEAK * next_token(idx) if self.calls > self.honest else logits
+
+
+class ChangesWhenRepeated(Bigram):
+    """A program with a memory that answers its third call (the first batch again) differently."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, idx):
+        self.calls += 1
+        logits = super().forward(idx)
+        return logits + (torch.arange(VOCAB) == 7).float() if self.calls == 3 else logits
+
+
+class InPlaceIntermediates(Bigram):
+    """Honest, written with in-place operations on its own intermediates only."""
+
+    def __init__(self):
+        super().__init__()
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, idx):
+        h = super().forward(idx)
+        h.mul_(2.0)
+        h += 1.0
+        return self.act(h)
+
+
+class NaNLogits(Bigram):
+    def forward(self, idx):
+        logits = super().forward(idx)
+        return torch.where(idx[..., None] == idx[0, 1], torch.full_like(logits, float("nan")), logits)
+
+
+def template_gpt():
+    """The template train.py's GPT (everything above its Setup section), small, with the
+    projections that start at zero made random so that every layer counts."""
+    text = template_text("llm", "train.py")
+    head = text.split("# ---------------------------------------------------------------------------\n# Setup\n")[0]
+    head = "\n".join(line for line in head.splitlines() if not line.startswith("from prepare import"))
+    module = types.ModuleType("train_definitions")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    try:
+        exec(compile(head, "train.py", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    torch.manual_seed(0)
+    config = module.GPTConfig(sequence_len=SEQ, vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=64, window_pattern="SL")
+    model = module.GPT(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------
+# honest models are scored
+
+def test_the_template_gpt_is_scored_as_it_scores_itself(h, tmp_path):
+    model = template_gpt()
+    record = score(h, hand_over(h, model, tmp_path / "gpt"))
+    by_hand = h.evaluate_bpb(model, h.Tokenizer.from_directory(), BATCH)
+    assert record["val_bpb"] == pytest.approx(by_hand, rel=1e-5)
+    assert record["tokens"] > 0 and record["batch_size"] == BATCH
+
+
+def test_an_honest_model_is_scored_even_with_in_place_operations_inside(h, tmp_path):
+    plain = score(h, hand_over(h, Bigram(), tmp_path / "plain"))
+    assert 1.0 < plain["val_bpb"] < 20.0
+    record = score(h, hand_over(h, InPlaceIntermediates(), tmp_path / "in-place"))
+    assert 0.0 < record["val_bpb"] < 20.0 and record["tokens"] == plain["tokens"]
+
+
+def test_a_model_that_peeks_is_refused(h, tmp_path):
+    with pytest.raises(h.HarnessError, match="not causal"):
+        score(h, hand_over(h, Peeks(), tmp_path / "peeks"))
+
+
+# ---------------------------------------------------------------------------
+# attack 1: a program with a memory between calls
+
+def test_a_program_that_counts_its_calls_in_a_buffer_is_refused(h, tmp_path):
+    folder = hand_over(h, CountsItsCalls(), tmp_path / "counts")
+    program = json.loads((folder / "program.json").read_text())
+    # torch.export writes the count as in-place operations in the graph, not in the signature
+    assert not any("mutation" in next(iter(spec)) for spec in program["graph_module"]["signature"]["output_specs"])
+    with pytest.raises(h.HarnessError, match="pure function"):
+        h.load_handover(folder, "cpu")
+    with pytest.raises(h.HarnessError, match="buffer_mutation"):
+        score(h, folder)
+
+
+def test_every_batch_is_checked_not_only_the_first(h, tmp_path, monkeypatch):
+    """Should a memory get past load_handover, a program honest for the calls of the first batch
+    (scored, checked, scored again) and reading the tokens it predicts afterwards is still caught."""
+    monkeypatch.setattr(h, "load_handover", lambda folder, device: (Remembers(honest=3), BATCH))
+    with pytest.raises(h.HarnessError, match="not causal"):
+        score(h, tmp_path)
+
+
+def test_a_program_that_answers_differently_when_repeated_is_refused(h, tmp_path, monkeypatch):
+    monkeypatch.setattr(h, "load_handover", lambda folder, device: (ChangesWhenRepeated(), BATCH))
+    with pytest.raises(h.HarnessError, match="not a pure function"):
+        score(h, tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # PyTorch's own, from run_decompositions
+def test_a_program_whose_signature_changes_a_buffer_is_refused(h, tmp_path):
+    """The same attack, handed over already functionalised: the change is in the signature."""
+    from torch._export.serde.serialize import serialize
+
+    folder = hand_over(h, CountsItsCalls(), tmp_path / "counts")
+    program = torch.export.export(CountsItsCalls(), (torch.zeros(BATCH, SEQ, dtype=torch.long),))
+    artifact = serialize(program.run_decompositions({}))
+    written = json.loads(artifact.exported_program)
+    assert any("buffer_mutation" in spec for spec in written["graph_module"]["signature"]["output_specs"])
+    (folder / "program.json").write_bytes(artifact.exported_program)
+    (folder / "weights.pt").write_bytes(artifact.state_dict)
+    (folder / "constants.pt").write_bytes(artifact.constants)
+    with pytest.raises(h.HarnessError, match="buffer_mutation"):
+        h.load_handover(folder, "cpu")
+
+
+def test_a_program_that_writes_into_its_input_is_refused(h, tmp_path):
+    with pytest.raises(h.HarnessError, match="user_input_mutation"):
+        score(h, hand_over(h, WritesItsInput(), tmp_path / "writes"))
+
+
+def test_a_program_that_reads_uninitialised_memory_is_refused(h, tmp_path):
+    with pytest.raises(h.HarnessError, match="uninitialised memory"):
+        score(h, hand_over(h, ReadsUninitialisedMemory(), tmp_path / "empty"))
+
+
+# ---------------------------------------------------------------------------
+# attacks 2 and 3: hiding a leak from the check
+
+def test_an_enormous_logit_does_not_widen_the_tolerance(h, tmp_path):
+    with pytest.raises(h.HarnessError, match="not causal"):
+        score(h, hand_over(h, InflatesTheTolerance(), tmp_path / "inflates"))
+
+
+def test_the_check_cuts_cannot_be_predicted(h, tmp_path):
+    with pytest.raises(h.HarnessError, match="not causal"):
+        score(h, hand_over(h, PredictsTheCuts(), tmp_path / "predicts"))
+
+
+def test_a_leak_at_some_positions_only_is_caught_over_the_batches(h, tmp_path):
+    with pytest.raises(h.HarnessError, match="not causal"):
+        score(h, hand_over(h, LeaksSometimes(), tmp_path / "sometimes"))
+
+
+def test_nan_logits_are_refused(h, tmp_path):
+    with pytest.raises(h.HarnessError, match="NaN"):
+        score(h, hand_over(h, NaNLogits(), tmp_path / "nan"))
+
+
+# ---------------------------------------------------------------------------
+# attack 4: hand-over files that hold or exhaust the evaluator
+
+def refused_within_seconds(h, folder, seconds=5.0):
+    """score_handover's HarnessError, raised within `seconds` (a thread, so that a hang fails the
+    test instead of hanging it)."""
+    outcome = {}
+
+    def run():
+        started = time.monotonic()
+        try:
+            score(h, folder)
+            outcome["result"] = "scored"
+        except Exception as exc:  # reported by the test
+            outcome["result"] = exc
+        outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return thread, outcome
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero", "huge sparse file"])
+@pytest.mark.parametrize("name", ["weights.pt", "program.json"])
+def test_a_hand_over_file_that_is_not_a_small_plain_file_is_refused_at_once(h, tmp_path, kind, name):
+    folder = hand_over(h, Bigram(), tmp_path / "files")
+    path = folder / name
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "link to /dev/zero":
+        path.symlink_to("/dev/zero")
+    else:
+        with open(path, "wb") as fh:  # a hole: no disk is used
+            fh.truncate(64 << 30)
+    thread, outcome = refused_within_seconds(h, folder)
+    hanging = thread.is_alive()
+    if hanging and kind == "fifo":  # release a reader blocked on the FIFO
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    assert not hanging, f"the evaluator is still reading the {kind}"
+    assert isinstance(outcome["result"], h.HarnessError), outcome["result"]
+    assert outcome["seconds"] < 2.0
+    assert name in str(outcome["result"]) and "\n" not in str(outcome["result"])
+
+
+def test_compressed_tensors_are_refused(h, tmp_path):
+    """A compressed record of a few hundred kilobytes could unpack to gigabytes: torch.save writes
+    none, so none is accepted."""
+    folder = hand_over(h, Bigram(), tmp_path / "bomb")
+    plain = folder / "weights.pt"
+    with zipfile.ZipFile(plain) as src:
+        records = [(info.filename, src.read(info.filename)) for info in src.infolist()]
+    plain.unlink()
+    with zipfile.ZipFile(plain, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for filename, data in records:
+            out.writestr(filename, data)
+    with pytest.raises(h.HarnessError, match="compressed"):
+        score(h, folder)
