@@ -100,7 +100,10 @@ def test_higher_is_better():
 
 
 def test_a_simplification_is_kept_within_the_noise_and_confirmed_beyond_it():
-    within = judge(line(("c000000", 1.015, "discard")), smaller=True)
+    # within the noise, but measured on its own: the frontier runs beside it first
+    alone = judge(line(("c000000", 1.015, "discard")), smaller=True)
+    assert alone.action == "more" and alone.evidence.rerun_frontier and not alone.simplification
+    within = judge(line(("c000000", 1.015, "discard"), ("b000000", 1.01, "keep")), smaller=True)
     assert within.action == "keep" and within.simplification and "within the noise" in within.reason
     beyond = judge(line(("c000000", 0.90, "discard")), smaller=True)
     assert beyond.action == "more" and not beyond.simplification  # a big win is confirmed like any other
@@ -189,3 +192,26 @@ def test_without_a_frontier_re_run_beside_it_the_cap_does_not_keep():
     d = judge(line(*[("c000000", 0.90, "discard")] * 5))  # the frontier's re-runs all crashed
     assert d.evidence.p_better > 0.99 and d.evidence.beside == 0
     assert d.action == "discard" and d.reason.startswith("not confirmed: no re-run of the frontier beside it")
+
+
+def test_a_simplification_is_not_kept_without_a_successful_frontier_run_beside_it():
+    # the frontier's re-runs all crashed (they are not in the rows): the candidate ran alone
+    alone = [("c000000", 1.015, "discard")]
+    for n in range(2, 6):
+        d = judge(line(*alone), smaller=True)
+        assert d.action == "more" and d.evidence.rerun_frontier, d.reason
+        assert d.evidence.adjacent == 0
+        alone.append(("c000000", 1.01, "discard"))
+    d = judge(line(*alone), smaller=True)
+    assert d.evidence.runs == 5 and d.action == "discard" and not d.simplification
+    assert d.reason.startswith("not kept as a simplification: no re-run of the frontier beside it succeeded")
+
+
+def test_a_frontier_re_run_counts_for_a_simplification_only_next_to_a_measured_run_of_it():
+    # a frontier re-run after the candidate's crashed run was not measured beside it
+    crashed = line(("c000000", 1.015, "discard"), ("c000000", 0.0, "crash"), ("b000000", 1.01, "keep"))
+    ev = keeprule.weigh(crashed, "b000000", "c000000", start=4)
+    assert keeprule.decide(ev, smaller=True).action != "keep"
+    assert ev.beside == 1 and ev.adjacent == 0
+    beside = line(("c000000", 1.015, "discard"), ("b000000", 1.01, "keep"), ("c000000", 0.0, "crash"))
+    assert keeprule.weigh(beside, "b000000", "c000000", start=4).adjacent == 1

@@ -18,7 +18,7 @@ import torch
 from autoresearch import capsliterals, profiles
 from autoresearch.workspace import template_text
 
-PREPARE_IMPORT = "from prepare import MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, evaluate_bpb, make_dataloader\n"
+PREPARE_IMPORT = "from prepare import MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, deadline, evaluate_bpb, make_dataloader\n"
 SETUP_RULER = "# ---------------------------------------------------------------------------\n# Setup\n"
 
 

@@ -9,6 +9,7 @@ writing goes through tomlkit, so the file keeps its comments.
 
 from __future__ import annotations
 
+import posixpath
 import sys
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -81,8 +82,8 @@ class Config:
     editable: tuple[str, ...] = setting(("train.py",), "the only files an experiment may change")
     notes: str = setting("notes.md", "the agent's notebook; may change, never scored")
     hard_limit: float = setting(0.0, "seconds the training process may run; 0 means budget + allowance")
-    allowance: float = setting(0.0, "seconds beyond the budget for startup; 0 derives it from the baseline runs "
-                                    "(10 + 1.5 x their slowest startup; 30 + 10 % of the budget before the first)")
+    allowance: float = setting(0.0, "seconds beyond the budget for startup; 0 pins it once from the baseline runs "
+                                    "(their slowest startup + 5 % of the budget; 30 + 10 % of the budget until then)")
     require_sandbox: bool = setting(False, "refuse to run training without a sandbox (bubblewrap on Linux)")
     metric: str = setting("val_bpb", table="metric", key="name")
     direction: str = setting("lower", "lower or higher is better", table="metric")
@@ -136,10 +137,29 @@ class Config:
                 place = f"[{where}] " if where else ""
                 raise AutoresearchError(f"{CONFIG_NAME}: unknown setting {place}{unknown[0]!r}")
         cfg = cls(**values)
-        cfg.keep.check()
-        if cfg.direction not in ("lower", "higher"):
-            raise AutoresearchError(f"{CONFIG_NAME}: metric direction must be 'lower' or 'higher', not {cfg.direction!r}")
+        cfg.check()
         return cfg
+
+    def check(self) -> None:
+        """Refuse settings that cannot hold: the keep rule's order, the direction, and editable
+        files (or notes) that would take in the settings themselves or the harness."""
+        self.keep.check()
+        if self.direction not in ("lower", "higher"):
+            raise AutoresearchError(f"{CONFIG_NAME}: metric direction must be 'lower' or 'higher', not {self.direction!r}")
+        fixed = (CONFIG_NAME, *self.harness_files)
+        for what, names in (("editable", self.editable), ("notes", (self.notes,) if self.notes else ())):
+            for name in names:
+                hit = next((f for f in fixed if covers(name, f)), None)
+                if hit is not None:
+                    raise AutoresearchError(f"{CONFIG_NAME}: {what} may not name {name!r}: {hit} is never editable "
+                                            f"(the settings and the harness are fixed)")
+
+
+def covers(name: str, path: str) -> bool:
+    """Whether the editable entry `name` (a file, or a folder and all below it; "." the whole
+    workspace) takes in the workspace's file `path`."""
+    norm = posixpath.normpath(name.strip() or ".")
+    return norm == "." or path == norm or path.startswith(norm + "/")
 
 
 def _add(table, key: str, value: Any, comment: str) -> None:

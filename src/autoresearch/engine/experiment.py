@@ -35,9 +35,9 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, TextIO
 
-from autoresearch import gitrepo
+from autoresearch import gitrepo, pins
 from autoresearch.engine.guard import Guard
-from autoresearch.engine.measure import PRINTED, Limits, Measurement
+from autoresearch.engine.measure import PRINTED, Limits, Measurement, baseline_startup
 from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
 from autoresearch.engine.recover import recover
 from autoresearch.engine.runner import Runner
@@ -109,6 +109,7 @@ class Engine:
         self.out = out or (lambda line: print(line, file=self.stream, flush=True))
         self.limits = Limits.of(self.cfg)
         self.guard = Guard(ws)
+        self.baseline_evals: list[float] = []  # the evaluator's seconds of the baseline runs made here
         # a worker of a pool (engine/pool.py) runs committed candidates and leaves the working
         # tree, the branch and results.tsv to the pool's driver
         self.slot = slot
@@ -289,8 +290,24 @@ class Engine:
                 self._more(a)
 
     def _refresh_limits(self) -> None:
-        """The startup allowance follows the baseline runs recorded so far."""
-        self.limits = self.runner.limits = Limits.of(self.cfg, self.ws.results.rows())
+        """The limits of the next run: the defaults until the baseline is pinned, then the pinned ones."""
+        self.pin_baseline()
+        self.limits = self.runner.limits = Limits.of(self.cfg, self.ws.pins)
+
+    def pin_baseline(self) -> None:
+        """Once the first baseline has all its runs measured, pin what it needed, outside the
+        workspace: the most any of its runs spent outside training (every later run's deadline
+        follows from it) and its slowest evaluation (the evaluator's limit). Pinned once and
+        never derived again, so no later run, however slow, moves them."""
+        pinned = self.ws.pins
+        if pinned.baseline_startup is not None:
+            return
+        runs = [r for r in self.ws.results.rows() if r.kind == "baseline" and r.status == "keep"]
+        if len(runs) < max(1, self.cfg.keep.baseline_runs):
+            return
+        startup = baseline_startup(runs, self.cfg.budget)
+        if startup is not None:
+            pins.write(pinned.with_baseline(startup, max(self.baseline_evals) if self.baseline_evals else None))
 
     def _run(self, a: Attempt, commit: str, kind: str, description: str) -> Measurement:
         self._refresh_limits()
@@ -470,6 +487,9 @@ class Engine:
                  f"a change is kept at P(better) >= {self.cfg.keep.p_keep:g} over 2 to {self.cfg.keep.max_runs} runs")
         if outcome.source == PRINTED:
             self.out(f"the metric is read from the printed `{self.cfg.metric}:` line: this workspace has no harness record")
+        self._refresh_limits()  # the baseline is measured: its needs are pinned now, for every later run
+        self.out(f"each run from now on: {self.limits.describe()}"
+                 + (f"; evaluator limit {self.limits.evaluator:g} s" if self.cfg.harness_record else ""))
         outcome.rows = [r for r in history.rows if r.kind == "baseline" and r.commit[:7] == frontier[:7]][-need:]
         return outcome
 
@@ -489,6 +509,8 @@ class Engine:
                                                                description="baseline", reason=reason, branch=branch)])
             raise
         reason = (label + (PRINTED_NOTE if m.source == PRINTED else "")) if m.ok else m.reason
+        if m.ok and m.eval_seconds is not None:
+            self.baseline_evals.append(m.eval_seconds)
         row = self._row(frontier, status="keep" if m.ok else "crash", kind="baseline", description="baseline",
                        reason=reason, branch=branch, m=m)
         journal = replace(journal, measured=(results.line(row),))

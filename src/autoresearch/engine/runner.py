@@ -251,7 +251,7 @@ class Runner:
         outcome = proc.supervise(
             stage.box.wrap([sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)], jail),
             stage.scratch, {**jail.env, RESULT_VARIABLE: str(result_path)}, eval_log,
-            max(EVALUATOR_LIMIT, self.limits.hard), on_start=on_start, stop_when=self._stop_when(disk),
+            self.limits.evaluator, on_start=on_start, stop_when=self._stop_when(disk),
         )
         with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
             log.write(b"\n[the engine's evaluator]\n")
@@ -291,7 +291,6 @@ class DiskGuard:
 
 DISK_SHARE = 0.5
 REQUIRE = "AUTORESEARCH_REQUIRE_SANDBOX"  # set by `autoresearch run --require-sandbox`
-EVALUATOR_LIMIT = 600.0  # seconds the evaluator may take at least (a large model on a slow machine)
 INSIDE = Path("/workspace")  # where the staged code is, inside the sandbox
 HANDOVER = Path("/scratch/handover")
 DATA = Path("/data")  # AUTORESEARCH_CACHE_DIR inside the sandbox

@@ -20,7 +20,10 @@ is strong, and it is run again while the evidence is neither strong nor weak:
   re-run beside the candidate that also loses to it by `local_z` standard errors (A-B-A), so
   that a sudden change of the machine's speed is not taken for a win;
 - a candidate that leaves fewer lines of code and is not worse beyond the noise (P(better)
-  above `SIMPLER`) is kept as a simplification, once the test has stopped without a keep.
+  above `SIMPLER`) is kept as a simplification, once the test has stopped without a keep, and
+  only when it and the frontier were measured beside each other: a successful re-run of the
+  frontier next to a successful run of the candidate. Until there is one the frontier runs
+  again (up to `max_runs` runs of the candidate); without one it is discarded.
 
 docs/keep-rule.md has the figures behind these choices.
 """
@@ -28,7 +31,7 @@ docs/keep-rule.md has the figures behind these choices.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Iterable, Sequence
 
@@ -177,6 +180,7 @@ class Evidence:
     beside: int = 0  # the frontier's re-runs among the candidate's runs
     local_z: float = math.inf  # against those re-runs alone, in standard errors (inf: none yet)
     rerun_frontier: bool = False  # if it runs again: the frontier's turn (else the candidate's)
+    adjacent: int = 0  # the frontier's re-runs right before or after a measured run of the candidate
 
     def describe(self) -> str:
         runs = "1 run" if self.runs == 1 else f"{self.runs} runs"
@@ -304,6 +308,8 @@ def weigh(rows: Sequence, frontier: str, candidate: str, *, start: int, directio
     runs = _Runs([at[i] for i in idx], [sign * rows[i].value for i in idx],
                  [0.0] * len(f_idx) + [1.0] * len(c_idx), [i in selecting for i in idx])
     beside = [i for i in f_idx if i >= start]
+    mine = set(c_idx)  # measured runs of the candidate: a frontier re-run next to one was measured beside it
+    adjacent = sum(1 for i in beside if i - 1 in mine or i + 1 in mine)
     if sigma > 0:
         gain, var = _contrast(runs, sigma, rule)
         se = math.sqrt(var)
@@ -322,7 +328,7 @@ def weigh(rows: Sequence, frontier: str, candidate: str, *, start: int, directio
         lse = sigma * math.sqrt(1 / len(beside) + 1 / len(c_idx))
         lgain = improvement(mean([rows[i].value for i in beside]), mean([rows[i].value for i in c_idx]), direction)
         local = (lgain - rule.min_delta) / lse if lse > 0 else (math.inf if lgain > rule.min_delta else -math.inf)
-    return Evidence(gain, se, p, len(c_idx), len(f_idx), sigma, len(beside), local, rerun)
+    return Evidence(gain, se, p, len(c_idx), len(f_idx), sigma, len(beside), local, rerun, adjacent)
 
 
 def decide(ev: Evidence, rule: Rule = Rule(), *, smaller: bool = False) -> Decision:
@@ -347,5 +353,12 @@ def decide(ev: Evidence, rule: Rule = Rule(), *, smaller: bool = False) -> Decis
         nxt = "the frontier again" if ev.rerun_frontier else "it again"
         return Decision("more", ev, f"{ev.describe()}: run {nxt}")
     if smaller and p > SIMPLER:
-        return Decision("keep", ev, f"simplification: fewer lines of code, within the noise ({ev.describe()})", True)
+        # simpler is kept only on a side-by-side measurement: a successful frontier re-run next
+        # to a successful run of the candidate (without one, "no worse" rests on old runs alone)
+        if ev.adjacent:
+            return Decision("keep", ev, f"simplification: fewer lines of code, within the noise ({ev.describe()})", True)
+        if n < rule.max_runs:
+            return Decision("more", replace(ev, rerun_frontier=True),
+                            f"{ev.describe()}: fewer lines of code, within the noise: run the frontier beside it")
+        why = f"not kept as a simplification: no re-run of the frontier beside it succeeded; {why}"
     return Decision("discard", ev, why)
