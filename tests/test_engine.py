@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -109,8 +110,7 @@ def sequence(tmp_path, values: list[float], *, baseline_runs: int = 4):
               "n = int(p.read_text()) if p.exists() else 0\np.write_text(str(n + 1))\n"
               f"print(f'score: {{{values!r}[n]}}')\n")
     ws = blank(tmp_path, script, branch="autoresearch/test", folder="seq")
-    toml = ws.root / "autoresearch.toml"
-    toml.write_text(toml.read_text().replace("baseline_runs = 2", f"baseline_runs = {baseline_runs}"))
+    ws.save(replace(ws.config, keep=replace(ws.config.keep, baseline_runs=baseline_runs)))  # tree and pin
     commit(ws, "four baseline runs")
     assert experiment(ws.root, "baseline").returncode == 0
     with open(ws.root / "score.py", "a") as fh:
@@ -255,6 +255,53 @@ def test_nan_from_the_harness_is_a_crash(ws):
     assert "not finite" in last.reason
 
 
+# the baseline's extra lines, which a simplification drops; from the moment `flag` exists, the
+# baseline's code crashes (its re-runs beside a change), while the change itself runs
+PADDING = "import os, sys\nif os.path.exists({flag!r}):\n    sys.exit(3)\nPAD_A = 1\nPAD_B = 2\nPAD_C = 3"
+
+
+def simplifiable(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """A measured baseline with lines to drop, and the flag that makes its re-runs crash (the run
+    goes unsandboxed, so that it sees the flag outside its folder)."""
+    monkeypatch.setenv("AUTORESEARCH_SANDBOX", "off")
+    root, flag = tmp_path / "ws", tmp_path / "frontier-crashes"
+    llm_like(root)
+    change(root, body=PADDING.format(flag=str(flag)))
+    git(root, "commit", "-qam", "a baseline with lines to spare")
+    r = experiment(root, "baseline")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return root, flag
+
+
+def test_a_simplification_whose_frontier_re_runs_all_crash_is_not_kept(tmp_path, monkeypatch):
+    """Shorter and no worse than the baseline's old runs, but never measured beside a run of the
+    frontier: "no worse" rests on nothing measured alongside it. Before, it was kept on its first run."""
+    root, flag = simplifiable(tmp_path, monkeypatch)
+    frontier = head(root)
+    flag.touch()
+    change(root)  # the same value, in fewer lines
+    out = experiment_json(root, "drop the padding")
+    assert out["status"] == "discard", out
+    assert "not kept as a simplification: no re-run of the frontier beside it succeeded" in out["reason"]
+    got = rows(root)[2:]
+    assert got and all(x.commit != frontier[:7] for x in got)  # every re-run of the frontier crashed
+    assert all(x.status == "discard" for x in got) and len(got) == 5
+    assert head(root) == frontier and clean(root)
+
+
+def test_a_simplification_measured_beside_a_frontier_re_run_is_kept(tmp_path, monkeypatch):
+    root, _ = simplifiable(tmp_path, monkeypatch)
+    frontier = head(root)
+    change(root)
+    out = experiment_json(root, "drop the padding")
+    assert out["status"] == "keep" and out["reason"].startswith("simplification: fewer lines of code"), out
+    got = rows(root)[2:]
+    # the candidate's run, then the frontier's beside it, both measured
+    assert [(x.commit == frontier[:7], x.kind, x.status) for x in got[:2]] == [(False, "experiment", "keep"),
+                                                                                (True, "confirm", "keep")]
+    assert head(root)[:7] == got[0].commit and clean(root)
+
+
 def test_a_diverged_run_that_prints_fail_is_a_crash(ws):
     _, last = run_fault(ws, "import sys\nprint('FAIL', flush=True)\nsys.exit(1)")
     assert last.reason == "diverged (printed FAIL)"
@@ -338,37 +385,37 @@ def test_a_run_that_lies_about_its_training_time_is_caught_by_the_wall_clock(tmp
     assert_intact(root, frontier, 3)
 
 
-def test_the_startup_allowance_is_derived_from_the_baseline_runs_only():
-    from autoresearch.engine.measure import derived_allowance
+def test_the_deadline_is_pinned_from_the_baseline_runs_only():
+    from autoresearch.engine.measure import baseline_startup
     from autoresearch.research.results import Row
 
     def row(kind: str, status: str, seconds: float, training: float | None) -> Row:
         return Row("abc1234", 1.0, 0.0, status, "x", seconds=seconds, training_seconds=training, kind=kind)
 
-    allowance, basis = derived_allowance([], budget=300)
-    assert allowance == 60 and "until a baseline run" in basis
+    assert baseline_startup([], budget=300) is None
     rows_ = [row("baseline", "keep", 305.0, 300.0), row("baseline", "keep", 364.0, 300.2), row("baseline", "crash", 900, None)]
-    assert derived_allowance(rows_, budget=300)[0] == 10 + 96  # 10 s + 1.5 x the slowest startup (63.8 s)
-    # a change that ran slowly (even one that was kept) does not widen it for the next
+    assert baseline_startup(rows_, budget=300) == 63.8  # the slowest of its measured runs
+    # changes that ran slowly (even one that was kept) are not the baseline
     slow = [*rows_, row("experiment", "keep", 900.0, 300.0), row("confirm", "keep", 900.0, 300.0)]
-    assert derived_allowance(slow, budget=300)[0] == 106
-    assert derived_allowance([row("baseline", "keep", 12.0, None)], budget=10)[0] == 13  # no printed time: the budget
+    assert baseline_startup(slow, budget=300) == 63.8
+    assert baseline_startup([row("baseline", "keep", 12.0, None)], budget=10) == 2  # no printed time: the budget
 
 
-def test_a_slow_start_is_killed_at_the_allowance_the_baseline_runs_call_for(tmp_path):
-    """The fake baseline starts in well under a second: the allowance is about 10 s, not the
-    31 s a workspace gets before any run; a change that sleeps 25 s before training is killed."""
+def test_a_slow_start_is_killed_at_the_deadline_the_baseline_pinned(tmp_path):
+    """The fake baseline starts in well under a second: its deadline is about 1 s past the
+    budget, not the 31 s the baseline itself gets; a change that sleeps 25 s before training is killed."""
     root = tmp_path / "ws"
     llm_like(root, budget=1)
     r = experiment(root, "baseline")
-    assert r.returncode == 0 and "startup allowance 30.1 s (30 s + 10 % of the budget, until a baseline run)" in r.stdout
+    assert r.returncode == 0, r.stdout + r.stderr
     frontier = head(root)
     change(root, value=0.5, body="import time\ntime.sleep(25)")
     out = experiment_json(root, "slow start")
     m = re.match(r"over budget: killed after ([0-9.]+) s \(budget 1 s \+ startup allowance ([0-9.]+) s\)", out["reason"])
     assert out["status"] == "crash" and m, out["reason"]
-    assert 10 <= float(m.group(2)) < 15
+    assert 0.05 <= float(m.group(2)) < 3
     assert_intact(root, frontier, 3)
+    assert "startup allowance 30.1 s (30 s + 10 % of the budget, until the baseline is pinned)" in r.stdout
 
 
 def test_a_command_that_cannot_start_is_a_crashed_baseline(tmp_path):

@@ -109,6 +109,40 @@ def prepare(where):
     preparing.prepare(ws)
 
 
+@main.command(short_help='Show the pinned settings, or accept an edited autoresearch.toml.')
+@click.option("-C", "--workspace", "where", default=".", type=click.Path(file_okay=False), help="Workspace folder.")
+@click.option("--accept", is_flag=True,
+              help="Check the working tree's autoresearch.toml, commit it on the current branch and pin it.")
+@clean_errors
+def settings(where, accept):
+    """The workspace's settings, as the engine reads them: the copy pinned outside the workspace
+    (the agent can edit autoresearch.toml in the tree, the engine never reads it there).
+
+    To change a setting: edit autoresearch.toml, then `autoresearch settings --accept`. It
+    refuses a file that does not parse, that changes the harness or its fingerprint, or that
+    makes the settings or the harness editable; and it refuses while an engine runs here.
+    """
+    from autoresearch import pins
+    from autoresearch.workspace import Workspace, accept_settings, settings_diff
+
+    ws = Workspace.find(where)
+    if accept:
+        with ws.state.locked("autoresearch settings --accept"):
+            ws, line = accept_settings(ws)
+        click.echo(line)
+        return
+    click.echo(f"# the settings of {ws.root}, pinned in {pins.settings_path(ws.root)}")
+    click.echo(ws.settings_text, nl=False)
+    diff = settings_diff(ws)
+    if not diff:
+        click.echo("# the working tree's autoresearch.toml matches the pinned settings")
+        return
+    click.echo("# the working tree's autoresearch.toml differs from the pinned settings; the engine reads only the "
+               "pinned ones (`autoresearch settings --accept` makes the tree's the settings):")
+    for line in diff:
+        click.echo(line)
+
+
 @main.command(short_help='Where the research stands, and what runs now.')
 @click.option("-C", "--workspace", "where", default=".", type=click.Path(), help="Workspace folder.")
 @click.option("--results", "results", default=None, type=click.Path(), help="A results.tsv to read instead of the workspace's.")

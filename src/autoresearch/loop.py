@@ -32,6 +32,7 @@ from typing import Any, Callable, TextIO
 from autoresearch import agents, gitrepo, sandbox
 from autoresearch.agents import Agent
 from autoresearch.agents import context as context_mod
+from autoresearch.config import CONFIG_NAME
 from autoresearch.engine import Engine
 from autoresearch.engine import slots
 from autoresearch.engine.outcome import Outcome
@@ -212,7 +213,12 @@ class Loop:
         dirty = engine.guard.dirty()
         if dirty:
             shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
-            raise AutoresearchError(f"the workspace has uncommitted changes ({shown}); commit or discard them first (nothing was touched)")
+            hint = f"; a change of {CONFIG_NAME} goes through `autoresearch settings --accept`" if CONFIG_NAME in dirty else ""
+            raise AutoresearchError(f"the workspace has uncommitted changes ({shown}); commit or discard them first "
+                                    f"(nothing was touched){hint}")
+        if not engine.guard.settings_accepted():
+            self.out(f"note: {CONFIG_NAME} in the tree is not the pinned settings, which the engine uses "
+                     f"(`autoresearch settings` shows the difference)")
         if ws.config.harness_files and not ws.harness_ok():
             raise AutoresearchError(
                 f"{', '.join(ws.config.harness_files)} does not match the workspace fingerprint; "

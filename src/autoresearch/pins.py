@@ -8,8 +8,9 @@ workspace in the engine's own folder (`$AUTORESEARCH_HOME/pins`, by default
 never sees that folder (it is not bound into the sandbox).
 
 The harness is pinned when `init` makes the workspace, the validation split when `prepare`
-first makes it. A workspace made before pins existed is pinned from its config and state
-folder the first time the engine opens it.
+first makes it, and what the baseline needed (its time outside training, its evaluation) when
+the engine has measured the first baseline. A workspace made before pins existed is pinned
+from its config and state folder the first time the engine opens it.
 """
 
 from __future__ import annotations
@@ -31,9 +32,18 @@ class Pins:
     harness_sha256: str = ""
     val_sha256: str = ""
     version: int = VERSION
+    # what the first baseline needed, pinned once it is measured (None: not yet; files written
+    # before these existed load with None): the most any of its runs spent outside training,
+    # from which every run's deadline follows, and its slowest evaluation, from which the
+    # evaluator's limit does (engine/measure.py, Limits.of)
+    baseline_startup: float | None = None
+    baseline_eval: float | None = None
 
     def with_val(self, sha256: str) -> "Pins":
         return replace(self, val_sha256=sha256)
+
+    def with_baseline(self, startup: float, evaluation: float | None) -> "Pins":
+        return replace(self, baseline_startup=startup, baseline_eval=evaluation)
 
 
 def home() -> Path:
@@ -77,3 +87,33 @@ def write(pins: Pins) -> Pins:
 
 def fresh(root: Path, harness_sha256: str, val_sha256: str = "") -> Pins:
     return Pins(str(Path(root).resolve()), harness_sha256, val_sha256)
+
+
+SETTINGS_VERSION = 1
+
+
+def settings_path(root: Path) -> Path:
+    """Where the pinned settings (autoresearch.toml's text) of the workspace at `root` live."""
+    return home() / "pins" / f"{_key(root)}.settings.json"
+
+
+def read_settings(root: Path) -> str | None:
+    """The pinned text of the workspace's autoresearch.toml; None when absent, of another
+    workspace or version, or damaged (its text no longer matches its sha256)."""
+    try:
+        data = json.loads(settings_path(root).read_text())
+        text, digest = data["text"], data["sha256"]
+        ok = (data.get("version") == SETTINGS_VERSION and data.get("root") == str(Path(root).resolve())
+              and isinstance(text, str) and hashlib.sha256(text.encode()).hexdigest() == digest)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return text if ok else None
+
+
+def write_settings(root: Path, text: str) -> str:
+    path = settings_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"root": str(Path(root).resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest(),
+              "version": SETTINGS_VERSION, "text": text}
+    atomic_write(path, json.dumps(record, indent=1) + "\n")
+    return text

@@ -1,17 +1,21 @@
 """A research workspace: a git repository holding one line of research, and its config.
 
 `init_workspace` creates one from a template; `Workspace.find` opens the one that holds a
-folder. The config (autoresearch.toml, autoresearch.config) is written once by `init` and
-read by the engine; the engine's private state lives in the ignored folder `.autoresearch/`
-(autoresearch.state).
+folder. The config (autoresearch.toml, autoresearch.config) is written by `init`, committed,
+and pinned outside the workspace (autoresearch.pins): every command reads the pinned copy,
+never the working tree's file, which the agent can edit. A person changes a setting by
+editing the file and `accept_settings` (`autoresearch settings --accept`): it checks the
+file, commits it and pins it again. The engine's private state lives in the ignored folder
+`.autoresearch/` (autoresearch.state).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
@@ -88,7 +92,13 @@ class Workspace(Folder):
 
     @property
     def config_path(self) -> Path:
+        """The working tree's autoresearch.toml: a record for people, never read for the settings."""
         return self.root / CONFIG_NAME
+
+    @property
+    def settings_text(self) -> str:
+        """The pinned text of autoresearch.toml, which `config` was read from."""
+        return pinned_settings(self.root)
 
     @property
     def results_path(self) -> Path:
@@ -115,17 +125,21 @@ class Workspace(Folder):
         return fingerprint(self.root, self.config.harness_files) == pinned and self.config.harness_sha256 == pinned
 
     def save(self, config: Config) -> "Workspace":
-        """Write a new config atomically and return the workspace with it."""
-        atomic_write(self.config_path, config.to_toml())
+        """Write a new config (atomically, into the tree and the pinned copy) and return the
+        workspace with it. The tree's file is left for the caller to commit."""
+        config.check()
+        text = config.to_toml()
+        atomic_write(self.config_path, text)
+        pins.write_settings(self.root, text)
         return replace(self, config=config)
 
     @classmethod
     def load(cls, root: str | Path) -> "Workspace":
+        """The workspace at `root`, with its pinned settings."""
         root = Path(root).resolve()
-        path = root / CONFIG_NAME
-        if not path.is_file():
+        if not is_workspace(root):
             raise AutoresearchError(f"{root} is not an autoresearch workspace (no {CONFIG_NAME}); run `autoresearch init`")
-        return cls(root, Config.from_toml(path.read_text()))
+        return cls(root, Config.from_toml(pinned_settings(root)))
 
     @classmethod
     def find(cls, start: str | Path = ".") -> "Workspace":
@@ -133,11 +147,92 @@ class Workspace(Folder):
         `autoresearch run` makes in a folder that is not a workspace."""
         here = Path(start).resolve()
         for folder in (here, *here.parents):
-            if (folder / CONFIG_NAME).is_file():
+            if is_workspace(folder):
                 return cls.load(folder)
-        if (here / DEFAULT_FOLDER / CONFIG_NAME).is_file():
+        if is_workspace(here / DEFAULT_FOLDER):
             return cls.load(here / DEFAULT_FOLDER)
         raise AutoresearchError(f"{here} is not inside an autoresearch workspace; run `autoresearch init` first")
+
+
+def is_workspace(folder: Path) -> bool:
+    """A folder with an autoresearch.toml, or a git repository whose settings are pinned (the
+    agent deleting the file does not hide the workspace from the engine)."""
+    folder = Path(folder)
+    return (folder / CONFIG_NAME).is_file() or (pins.settings_path(folder).is_file() and gitrepo.is_repo(folder))
+
+
+def pinned_settings(root: Path) -> str:
+    """The pinned text of the workspace's autoresearch.toml. A workspace made before settings
+    were pinned is pinned now from its committed file (HEAD's, not the working tree's)."""
+    text = pins.read_settings(root)
+    if text is not None:
+        return text
+    committed = gitrepo.show(root, "HEAD", CONFIG_NAME) if gitrepo.is_repo(root) else None
+    if committed is None:
+        raise AutoresearchError(f"{root}: no committed {CONFIG_NAME} to take the settings from; commit it first")
+    try:
+        Config.from_toml(committed)  # refused here when it cannot hold, before it is pinned
+    except AutoresearchError as exc:
+        raise AutoresearchError(f"the committed {CONFIG_NAME} cannot become the pinned settings ({exc}); "
+                                f"fix it and commit it") from exc
+    return pins.write_settings(root, committed)
+
+
+def settings_changes(old: Config, new: Config) -> list[str]:
+    """The names of the settings that differ (the keep rule's as keep.NAME)."""
+    names = [f.name for f in fields(Config) if f.name != "keep" and getattr(old, f.name) != getattr(new, f.name)]
+    return names + [f"keep.{f.name}" for f in fields(old.keep) if getattr(old.keep, f.name) != getattr(new.keep, f.name)]
+
+
+def settings_diff(ws: Workspace) -> list[str]:
+    """How the working tree's autoresearch.toml differs from the pinned settings (a unified
+    diff; empty when it does not)."""
+    try:
+        tree = ws.config_path.read_text() if not ws.config_path.is_symlink() else "(a link)\n"
+    except (OSError, UnicodeDecodeError):
+        tree = "(missing or unreadable)\n"
+    return list(difflib.unified_diff(ws.settings_text.splitlines(), tree.splitlines(), "pinned", "working tree",
+                                     lineterm=""))
+
+
+def accept_settings(ws: Workspace) -> tuple[Workspace, str]:
+    """Make the working tree's autoresearch.toml the workspace's settings: it must parse, keep
+    the pinned harness and name no fixed file as editable; it is committed on the current branch
+    (that file alone) and pinned. Returns the workspace with them and a line saying what changed.
+    The caller holds the workspace lock. Either everything happens or nothing does."""
+    path = ws.config_path
+    if path.is_symlink() or not path.is_file():
+        raise AutoresearchError(f"{CONFIG_NAME} in the working tree is missing or not a regular file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AutoresearchError(f"{CONFIG_NAME} cannot be read as UTF-8 text ({exc})") from exc
+    new = Config.from_toml(text)
+    old = ws.config
+    pinned = ws.pins.harness_sha256
+    if new.harness_sha256 != pinned or new.harness_files != old.harness_files:
+        raise AutoresearchError(f"{CONFIG_NAME}: [harness] must keep the pinned files and fingerprint "
+                                f"({', '.join(old.harness_files) or 'none'}, {pinned[:12] or 'none'}); the harness "
+                                f"cannot change within a workspace")
+    changed = settings_changes(old, new)
+    committed = gitrepo.show(ws.root, "HEAD", CONFIG_NAME)
+    if text == ws.settings_text and committed == text:
+        return ws, "nothing to accept: the working tree's autoresearch.toml is the pinned settings"
+    what = ", ".join(changed) or "comments and layout"
+    sha = None
+    if committed != text:  # a commit of that file alone; the rest of the tree stays as it is
+        sha = gitrepo.commit_off_branch(ws.root, gitrepo.head(ws.root), f"autoresearch settings: {what}",
+                                        files={CONFIG_NAME: text})
+    before = ws.settings_text
+    pins.write_settings(ws.root, text)
+    try:
+        if sha is not None:
+            gitrepo.move_branch(ws.root, sha, keep_tree=True)
+    except BaseException:
+        pins.write_settings(ws.root, before)
+        raise
+    where = f" and committed as {sha[:7]}" if sha else ""
+    return replace(ws, config=new), f"accepted {CONFIG_NAME} ({what}): pinned{where}"
 
 
 def template_text(template: str, name: str) -> str:
@@ -200,6 +295,7 @@ def init_workspace(
         files, config = _llm(profile, dataset, budget, command, metric, direction, editable)
     else:
         files, config = _blank(budget, command, metric, direction, editable)
+    config.check()
     return _create(target, files, config)
 
 
@@ -250,7 +346,9 @@ def _create(target: Path, files: dict[str, str], config: Config) -> Workspace:
         (target / CONFIG_NAME).write_text(config.to_toml())
         gitrepo.init(target, f"autoresearch init ({config.template}, {config.profile})")
         pins.write(pins.fresh(target, config.harness_sha256))
+        pins.write_settings(target, config.to_toml())
     except BaseException:
+        pins.settings_path(target).unlink(missing_ok=True)
         if created:
             shutil.rmtree(target, ignore_errors=True)
         else:

@@ -6,7 +6,8 @@ worker's Engine gets a `RemoteRunner` in place of its Runner, which sends the co
 and the run's limits to that worker's actor and waits for the Measurement.
 
 An actor (`Node`, on whichever node Ray places it) keeps a small workspace of its own in a
-temporary folder: the driver's autoresearch.toml, its pins (harness and validation
+temporary folder: the driver's pinned settings (the text of autoresearch.toml that the
+driver's engine reads, never its working tree's), its pins (harness and validation
 fingerprints) and, for each run, the commit's tracked files committed there. Before its first
 run it prepares the data on its node with the pinned harness and must arrive at the pinned
 validation sha (`preparing.prepare` refuses anything else); then each run is the local
@@ -68,6 +69,7 @@ class Node:
         (self.root / CONFIG_NAME).write_text(config_text)
         gitrepo.init(self.root, "the driver's configuration")
         pins.write(pins.fresh(self.root, harness_sha256, val_sha256))
+        pins.write_settings(self.root, config_text)  # what Workspace.load reads here
         self.val_sha256 = val_sha256
         self.ready = False
 
@@ -179,7 +181,7 @@ class Cluster:
         if gpus and n > gpus:
             raise AutoresearchError(f"--workers {n}: the Ray cluster has {gpus} GPUs; one worker per GPU")
         pinned = ws.pins
-        config = (ws.root / CONFIG_NAME).read_text()
+        config = ws.settings_text  # the pinned settings, not the tree's file
         options = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         actor_class = ray.remote(**options)(Node).options(scheduling_strategy="SPREAD", max_restarts=0)
         require = ws.config.require_sandbox or os.environ.get(REQUIRE) == "1"

@@ -1,19 +1,30 @@
 """The guard: what a change may touch, and whether its code already ran.
 
 Before a run: the change against the frontier may touch only the editable files (and the
-agent's notes, which survive every reset and are never scored); the harness must match its
-fingerprint; code whose editable files are identical to code that already ran is not run
-again (`seen.json`, keyed by the content of the editable files). During a run: results.tsv
-and every tracked file outside the editable set must come out as they went in
-(`RunSnapshot`).
+agent's notes, which survive every reset and are never scored); autoresearch.toml and the
+harness are never editable, whatever the settings say; the harness must match its
+fingerprint; an editable file may not carry data (`payload_problem`: a size cap per file and
+for all of them, text only, and in Python no literal large enough to hold weights); code whose
+editable files are identical to code that already ran is not run again (`seen.json`, keyed by
+the content of the editable files). During a run: results.tsv and every tracked file outside
+the editable set must come out as they went in (`RunSnapshot`).
+
+The settings come from the pinned copy (autoresearch.pins), never from the tree. The tree's
+autoresearch.toml may differ from the frontier's only where it is the pinned text, which
+`autoresearch settings --accept` put there: it then rides along (kept across resets, committed
+with the next candidate) until a kept change brings it into the branch.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import io
+import tokenize
 from dataclasses import dataclass
 
 from autoresearch import gitrepo
+from autoresearch.config import CONFIG_NAME
 from autoresearch.files import atomic_write
 from autoresearch.research import keeprule
 from autoresearch.research.history import History
@@ -30,6 +41,119 @@ def counts_as_run(row: Row) -> bool:
     if row.status in ("keep", "discard", "stale"):
         return True
     return row.status == "crash" and not row.reason.startswith(NOT_RUN)
+
+
+# -- what an editable file may carry ---------------------------------------------------------
+#
+# The editable files are code. Weights trained elsewhere and pasted in (a 2.9 MB train.py was
+# one agent's way to a better score) must not get through. The limits must let through, with
+# room, the two train.py files they were measured on (with the counting below): the template's
+# (src/autoresearch/templates/llm/train.py, at commit eca6528) and the original project's:
+#
+#                                          template    original    limit
+#   file size                              25,550 B    26,230 B    64 KiB per file, 256 KiB together
+#   largest str/bytes constant                538 B       126 B    4 KiB (an int: its bytes)
+#   str/bytes constants, total              2,915 B     1,380 B    16 KiB
+#   constants in one list/tuple/set/dict         3           6     256
+#   str and number constants                   328         347     2,000
+#   comments, total                         3,651 B     2,532 B    16 KiB
+#
+# Each limit is 2.5x (the file size) to 40x above both. What still fits is small: 2,000 numbers
+# (16 KB as float64) or 16 KiB of strings per file, against the megabytes of a useful model.
+# The file cap leaves a train.py room to grow to more than twice its size; the total lets an
+# editable set of a few such files through and stops data split across many files. Data hidden
+# in whitespace or in names is bounded by the size caps only.
+MAX_FILE_BYTES = 64 * 1024
+MAX_TOTAL_BYTES = 256 * 1024
+MAX_CONSTANT_BYTES = 4 * 1024
+MAX_TEXT_BYTES = 16 * 1024
+MAX_ELEMENTS = 256
+MAX_CONSTANTS = 2000
+MAX_COMMENT_BYTES = 16 * 1024
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+def payload_problem(name: str, data: bytes) -> str:
+    """Why the editable file `name` with content `data` may not run ("" when it may): over the
+    size cap, not UTF-8 text, or (a .py file) a literal that could hold weights."""
+    if len(data) > MAX_FILE_BYTES:
+        return (f"{name} is {_kib(len(data))}: an editable file may hold at most {_kib(MAX_FILE_BYTES)} "
+                f"(code, not data or weights)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{name} is not UTF-8 text: editable files hold code, not binary data"
+    return literal_problem(name, text) if name.endswith(".py") else ""
+
+
+def _number(node: ast.AST) -> bool:
+    """A number constant, signed or not (-0.5 is a minus applied to 0.5)."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        node = node.operand
+    return isinstance(node, ast.Constant) and isinstance(node.value, (int, float, complex)) \
+        and not isinstance(node.value, bool)
+
+
+def _constant_bytes(value) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (abs(value).bit_length() + 7) // 8
+    return 0
+
+
+def literal_problem(name: str, text: str) -> str:
+    """Why the Python source `text` of `name` holds too much data in its literals ("" when it
+    does not); see the limits above. Source that does not parse is left to the run (it cannot
+    run as Python; the size cap still holds)."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ""
+    count = text_bytes = 0
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            size = _constant_bytes(node.value)
+            if size > MAX_CONSTANT_BYTES:
+                kind = "string" if isinstance(node.value, (str, bytes)) else "number"
+                return (f"{name} line {node.lineno}: a {kind} constant of {_kib(size)} "
+                        f"(at most {_kib(MAX_CONSTANT_BYTES)}: no weights or data in the code)")
+            if isinstance(node.value, (str, bytes)):
+                text_bytes += size
+                count += 1
+            elif _number(node):
+                count += 1
+        elif isinstance(node, (ast.List, ast.Tuple, ast.Set, ast.Dict)):
+            items = [*node.keys, *node.values] if isinstance(node, ast.Dict) else node.elts
+            n = sum(1 for e in items if e is not None and (_number(e) or isinstance(e, ast.Constant)))
+            if n > MAX_ELEMENTS:
+                return (f"{name} line {node.lineno}: a literal of {n} constants "
+                        f"(at most {MAX_ELEMENTS} in one literal: no weights or data in the code)")
+    if text_bytes > MAX_TEXT_BYTES:
+        return (f"{name}: {_kib(text_bytes)} of string constants "
+                f"(at most {_kib(MAX_TEXT_BYTES)} in one file: no weights or data in the code)")
+    if count > MAX_CONSTANTS:
+        return f"{name}: {count} string and number constants (at most {MAX_CONSTANTS}: no weights or data in the code)"
+    comments = _comment_bytes(text)
+    if comments > MAX_COMMENT_BYTES:
+        return f"{name}: {_kib(comments)} of comments (at most {_kib(MAX_COMMENT_BYTES)}: no data in the code)"
+    return ""
+
+
+def _comment_bytes(text: str) -> int:
+    total = 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.COMMENT:
+                total += len(tok.string.encode("utf-8", "surrogatepass"))
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return total
 
 
 def seen_entry(row: Row) -> SeenEntry:
@@ -68,36 +192,82 @@ class Guard:
         return [self.cfg.notes] if self.cfg.notes else []
 
     def is_editable(self, path: str) -> bool:
+        if path == CONFIG_NAME or path in self.cfg.harness_files:
+            return False  # whatever the settings say
         for name in self.cfg.editable:
             name = name.rstrip("/")
             if path == name or path.startswith(name + "/"):
                 return True
         return False
 
+    def settings_accepted(self) -> bool:
+        """Whether the tree's autoresearch.toml is the pinned text (the settings a person accepted,
+        on their way into the branch), so that its difference from a commit is no change of the agent's."""
+        path = self.root / CONFIG_NAME
+        try:
+            return not path.is_symlink() and path.read_bytes() == self.ws.settings_text.encode()
+        except OSError:
+            return False
+
+    def _ours(self) -> list[str]:
+        """Paths whose difference from a commit is not the agent's change: the notes, and
+        autoresearch.toml while it holds the accepted settings."""
+        return [*self.protected(), *([CONFIG_NAME] if self.settings_accepted() else [])]
+
     def dirty(self) -> list[str]:
-        """Uncommitted changes, the notes file aside."""
-        return [p for p in gitrepo.changes(self.root) if p not in self.protected()]
+        """Uncommitted changes, the notes file and accepted settings aside."""
+        ours = self._ours()
+        return [p for p in gitrepo.changes(self.root) if p not in ours]
 
     def changed(self, frontier: str) -> list[str]:
-        """Paths the working tree changed against the frontier, the notes aside."""
-        return [p for p in gitrepo.changed_since(self.root, frontier) if p not in self.protected()]
+        """Paths the working tree changed against the frontier, the notes and accepted settings aside."""
+        ours = self._ours()
+        return [p for p in gitrepo.changed_since(self.root, frontier) if p not in ours]
 
     def violation(self, changed: list[str]) -> str:
-        """Why a change may not run ("" when it may): files outside the editable set, or a
-        harness that does not match its fingerprint."""
+        """Why a change may not run ("" when it may): a link, a change of the settings, files
+        outside the editable set, an editable file that carries data, or a harness that does
+        not match its fingerprint."""
         links = [p for p in (*changed, *self.protected()) if (self.root / p).is_symlink()]
         if links:
             return f"{links[0]} is a link: editable files and the notes must be regular files"
+        if CONFIG_NAME in changed:
+            return (f"{CONFIG_NAME} changed: the workspace's settings are not editable "
+                    f"(a person changes them with `autoresearch settings --accept`)")
         outside = [p for p in changed if not self.is_editable(p)]
         if outside:
             more = " …" if len(outside) > 5 else ""
             return f"changed files outside the editable set: {', '.join(outside[:5])}{more}"
+        carried = self.payload(changed)
+        if carried:
+            return carried
         if self.cfg.harness_files and not self.ws.harness_ok():
             return f"{', '.join(self.cfg.harness_files)} does not match the workspace fingerprint"
         return ""
 
+    def payload(self, changed: list[str]) -> str:
+        """Why the editable files would carry data ("" when they do not): each changed one is
+        checked (`payload_problem`), and all of them together against MAX_TOTAL_BYTES. The notes
+        are exempt: they are never staged for a run."""
+        total = 0
+        notes = self.protected()
+        for path in sorted({*changed, *gitrepo.tracked(self.root)}):
+            file = self.root / path
+            if path in notes or not self.is_editable(path) or file.is_symlink() or not file.is_file():
+                continue
+            if path in changed:
+                reason = payload_problem(path, file.read_bytes())
+                if reason:
+                    return reason
+            total += file.stat().st_size
+        if total > MAX_TOTAL_BYTES:
+            return (f"the editable files hold {_kib(total)} together: at most {_kib(MAX_TOTAL_BYTES)} "
+                    f"(code, not data or weights)")
+        return ""
+
     def reset(self, commit: str) -> None:
-        gitrepo.reset_hard(self.root, commit, keep=self.protected())
+        """The tree at `commit`; the notes stay, and so do accepted settings that the commit lacks."""
+        gitrepo.reset_hard(self.root, commit, keep=self._ours())
 
     def smaller(self, frontier: str, candidate: str) -> bool:
         """Whether the candidate has fewer lines of code in its editable files than the frontier."""
