@@ -47,6 +47,19 @@ def research_workspace(tmp_path) -> dict:
 
 
 @pytest.fixture
+def ws(tmp_path) -> Path:
+    """A fake-LLM workspace (support.llm_like) on autoresearch/test with its baseline measured
+    (val_bpb 1.0, twice); test modules with workspaces of their own define their own `ws`."""
+    from support import experiment, llm_like
+
+    root = tmp_path / "ws"
+    llm_like(root)
+    r = experiment(root, "baseline")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return root
+
+
+@pytest.fixture
 def sleeper():
     """The pid of a live process that stands in for a running experiment or loop."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])

@@ -328,3 +328,29 @@ def append_row(root: Path, r: Row) -> None:
 
 
 API_KEY = "sk-test-0123456789abcdefSECRET"  # a fake key the API agents send to the loopback server
+
+
+# ---------------------------------------------------------------- the real template, small
+
+FAST_TRAIN = dict(TOTAL_BATCH_SIZE=2**11, DEVICE_BATCH_SIZE=8)
+
+
+def small_cpu_workspace(root: Path, budget: str = "3") -> Path:
+    """A workspace of the real CPU template with a short budget, a small batch and a short
+    evaluation (the harness is this helper's to change: it pins it again), prepared."""
+    from autoresearch import capsliterals
+
+    r = cli("init", str(root), "--profile", "cpu", "--budget", budget, cwd=root.parent)
+    assert r.returncode == 0, r.stderr
+    prepare = root / "prepare.py"
+    prepare.write_text(capsliterals.write_constants(prepare.read_text(), {"EVAL_TOKENS": 2**14}))
+    train = root / "train.py"
+    train.write_text(capsliterals.write_constants(train.read_text(), FAST_TRAIN))
+    ws = Workspace.load(root)
+    sha = fingerprint(root, ws.config.harness_files)
+    ws.save(replace(ws.config, harness_sha256=sha))
+    pins.write(pins.fresh(root, sha))
+    git(root, "commit", "-qam", "smaller evaluation and batch, for a test of seconds")
+    r = cli("prepare", cwd=root, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return root

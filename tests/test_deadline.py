@@ -22,7 +22,8 @@ from autoresearch.engine import measure
 from autoresearch.engine.measure import Limits
 from autoresearch.workspace import Workspace, fingerprint
 
-from support import FAKE_PREPARE, VAL_SHA, assert_intact, cli, experiment, experiment_json, git, head, llm_like, rows, train_text
+from support import (FAKE_PREPARE, VAL_SHA, assert_intact, experiment, experiment_json, git, head, llm_like, rows,
+                     small_cpu_workspace, train_text)
 
 SLACK = 0.05  # of the budget, beyond the baseline's time outside training
 KILL_GRACE = 1.0  # the supervisor's tick and the kill, beyond the limit
@@ -188,27 +189,10 @@ def test_a_pins_file_from_before_the_baseline_fields_still_loads(tmp_path):
 # ---------------------------------------------------------------------------
 # the template's train.py, for real (slow)
 
-FAST_TRAIN = dict(TOTAL_BATCH_SIZE=2**11, DEVICE_BATCH_SIZE=8)
-
-
 @pytest.fixture(scope="module")
 def real_workspace(tmp_path_factory, data_cache) -> Path:
     """A CPU workspace of the template with a 3 s budget, a small batch and a short evaluation."""
-    root = tmp_path_factory.mktemp("deadline") / "ws"
-    r = cli("init", str(root), "--profile", "cpu", "--budget", "3", cwd=root.parent)
-    assert r.returncode == 0, r.stderr
-    prepare = root / "prepare.py"
-    prepare.write_text(capsliterals.write_constants(prepare.read_text(), {"EVAL_TOKENS": 2**14}))
-    train = root / "train.py"
-    train.write_text(capsliterals.write_constants(train.read_text(), FAST_TRAIN))
-    ws = Workspace.load(root)
-    sha = fingerprint(root, ws.config.harness_files)
-    ws.save(replace(ws.config, harness_sha256=sha))
-    pins.write(pins.fresh(root, sha))
-    git(root, "commit", "-qam", "smaller evaluation and batch, for a test of seconds")
-    r = cli("prepare", cwd=root, timeout=900)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return root
+    return small_cpu_workspace(tmp_path_factory.mktemp("deadline") / "ws", "3")
 
 
 @pytest.mark.slow

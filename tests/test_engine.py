@@ -26,16 +26,6 @@ from support import (
 )
 
 
-@pytest.fixture
-def ws(tmp_path) -> Path:
-    """A fake-LLM workspace on autoresearch/test with its baseline measured (val_bpb 1.0, twice)."""
-    root = tmp_path / "ws"
-    llm_like(root)
-    r = experiment(root, "baseline")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return root
-
-
 def change(root: Path, **kw) -> None:
     (root / "train.py").write_text(train_text(**kw))
 
@@ -185,6 +175,8 @@ def test_output_is_a_few_lines_and_json_is_one_object(ws):
     change(ws, value=2.0)
     r = experiment(ws, "worse")
     lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("sandbox: ")  # whether the run is jailed comes first
+    lines = lines[1:]
     assert len(lines) <= 3 and lines[0].startswith("discard") and "val_bpb 2.000000" in lines[0]
     assert "+1.000000 vs 1.000000" in lines[0] and "memory 0.5 GB" in lines[0]
     change(ws, value=3.0)
@@ -438,14 +430,14 @@ def test_a_command_that_cannot_start_is_a_crashed_baseline(tmp_path):
 def test_secrets_never_reach_the_training_process_and_caches_stay_in_its_scratch(ws, tmp_path):
     change(ws, value=2.0, body="import json, os\nprint('ENV ' + json.dumps(dict(os.environ)))")
     env = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "x", "HF_TOKEN": "hf", "AWS_SECRET_ACCESS_KEY": "a",
-           "DB_PASSWORD": "p", "TOKENIZERS_PARALLELISM": "false", "MY_SETTING": "kept"}
+           "DB_PASSWORD": "p", "OMP_NUM_THREADS": "1", "MY_SETTING": "not for training"}
     r = cli("experiment", "-d", "dump env", cwd=ws, env=env)
     assert r.returncode == 0, r.stderr
     line = next(x for x in (ws / "run.log").read_text().splitlines() if x.startswith("ENV "))
     seen = json.loads(line[4:])
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"):
         assert name not in seen
-    assert seen["TOKENIZERS_PARALLELISM"] == "false" and seen["MY_SETTING"] == "kept"
+    assert seen["OMP_NUM_THREADS"] == "1" and "MY_SETTING" not in seen  # an allowlist, not a blocklist
     assert "AUTORESEARCH_RESULT" not in seen  # the record is the evaluator's to write
     assert seen["TORCHINDUCTOR_CACHE_DIR"].startswith("/scratch/") and seen["TRITON_CACHE_DIR"].startswith("/scratch/")
     assert "sk-test" not in (ws / "run.log").read_text()

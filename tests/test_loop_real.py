@@ -13,39 +13,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from autoresearch import capsliterals, pins
-from autoresearch.workspace import Workspace, fingerprint
+from autoresearch.workspace import Workspace
 
-from support import cli, clean, git, head, kept_last, rows
+from support import cli, clean, git, head, kept_last, rows, small_cpu_workspace
 
 pytestmark = pytest.mark.slow
 
 BUDGET = "3"
 # each null experiment takes one to eight runs of about 16 s here (training, hand-over, evaluator)
 NULL_EXPERIMENTS = 12
-FAST_TRAIN = dict(TOTAL_BATCH_SIZE=2**11, DEVICE_BATCH_SIZE=8)
-
-
-def real_workspace(root: Path) -> Path:
-    r = cli("init", str(root), "--profile", "cpu", "--budget", BUDGET, cwd=root.parent)
-    assert r.returncode == 0, r.stderr
-    prepare = root / "prepare.py"
-    prepare.write_text(capsliterals.write_constants(prepare.read_text(), {"EVAL_TOKENS": 2**14}))
-    train = root / "train.py"
-    train.write_text(capsliterals.write_constants(train.read_text(), FAST_TRAIN))
-    ws = Workspace.load(root)
-    sha = fingerprint(root, ws.config.harness_files)
-    ws.save(type(ws.config)(**{**ws.config.__dict__, "harness_sha256": sha}))
-    pins.write(pins.fresh(root, sha))  # the harness is this test's to change: pin it again
-    git(root, "commit", "-qam", "smaller evaluation and batch, for a test of seconds")
-    r = cli("prepare", cwd=root, timeout=900)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return root
-
 
 def lower_wins(values_in_order: list[float], start: float, min_delta: float = 0.0) -> int:
     """How many a plain 'lower wins' rule would keep: each value below the best so far by more than min_delta."""
@@ -64,7 +43,7 @@ NULL_MIN_DELTA = 0.03
 
 
 def test_null_changes_are_not_kept(tmp_path, data_cache):
-    root = real_workspace(tmp_path / "null")
+    root = small_cpu_workspace(tmp_path / "null", BUDGET)
     ws = Workspace.load(root)
     ws.save(replace(ws.config, keep=replace(ws.config.keep, min_delta=NULL_MIN_DELTA)))
     git(root, "commit", "-qam", "min_delta for a ten-step run")
@@ -94,7 +73,7 @@ def test_null_changes_are_not_kept(tmp_path, data_cache):
 
 
 def test_loop_with_the_builtin_agent(tmp_path, data_cache):
-    root = real_workspace(tmp_path / "loop")
+    root = small_cpu_workspace(tmp_path / "loop", BUDGET)
     r = cli("run", "--agent", "builtin", "--max-experiments", "6", "--tag", "cpu", cwd=root, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     got = rows(root)
@@ -126,7 +105,7 @@ def test_loop_with_the_builtin_agent(tmp_path, data_cache):
 def test_two_workers_with_the_builtin_agent(tmp_path, data_cache):
     """`run --workers 2` on the real CPU template: both workers train (one core each), every row
     names its worker, the file is whole, the tip is the last kept commit, the tree is clean."""
-    root = real_workspace(tmp_path / "pool")
+    root = small_cpu_workspace(tmp_path / "pool", BUDGET)
     r = cli("run", "--agent", "builtin", "--workers", "2", "--max-experiments", "3", "--tag", "pool", cwd=root,
             timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,14 +24,6 @@ from support import clean, cli, experiment, experiment_json, head, llm_like, row
 
 ON = sandbox.detect()
 needs_sandbox = pytest.mark.skipif(not ON.on, reason=f"no sandbox here: {ON.why}")
-
-
-@pytest.fixture
-def ws(tmp_path):
-    root = tmp_path / "ws"
-    llm_like(root)
-    assert experiment(root, "baseline").returncode == 0
-    return root
 
 
 def printed(root: Path, tag: str) -> dict:
@@ -90,7 +81,7 @@ def test_no_value_of_the_runs_environment_is_on_the_hosts_process_list(ws):
     assert seen, "the sandbox program was never seen running"
     assert printed(ws, "TZ") == zone  # the run did get it
     for line in seen:
-        assert zone not in line and "--setenv" not in line and "AUTORESEARCH_RESULT" not in line, line
+        assert zone not in line and "--setenv" not in line and "/runs/" not in line, line
 
 
 @needs_sandbox

@@ -6,6 +6,7 @@ before trusting it."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from autoresearch import gitrepo, pins, sandbox
@@ -60,8 +61,18 @@ def test_seatbelt_runs_the_command_with_its_profile_and_no_other_user():
     argv = SEATBELT.wrap(["python", "train.py"], sandbox.Jail(binds=(), cwd=Path("/")))
     assert argv[:2] == ["/usr/bin/sandbox-exec", "-p"] and argv[2].startswith("(version 1)") and argv[3:] == ["python", "train.py"]
     assert SEATBELT.on and not SEATBELT.remaps and SEATBELT.owner() is None
-    assert SEATBELT.failed_to_start("sandbox-exec: invalid data in profile\n") == "sandbox-exec: invalid data in profile"
-    assert SEATBELT.failed_to_start("Traceback (most recent call last):\n") == ""
+    with sandbox.UpSignal() as up:  # the jail reports that it is up before the command starts
+        argv = SEATBELT.wrap(["python", "train.py"], sandbox.Jail(binds=(), cwd=Path("/")), up)
+        assert argv[3] == sys.executable and argv[-3:] == [str(up.write_fd), "python", "train.py"]
+
+
+def test_a_masked_folder_is_denied_after_the_python_installation_is_allowed(tmp_path):
+    folder = Path(sandbox.python_dirs()[0]) / "test"
+    profile = sandbox.seatbelt_profile(sandbox.Jail(binds=(), cwd=Path("/"), masked=(folder,)))
+    rules = profile.splitlines()
+    deny = next(i for i, r in enumerate(rules) if r.startswith("(deny file-read*") and str(folder.resolve()) in r)
+    allow = next(i for i, r in enumerate(rules) if r.startswith("(allow file-read* (subpath"))
+    assert deny > allow  # the last matching rule wins
 
 
 def test_where_binds_stay_put_the_run_gets_real_paths_and_a_temporary_folder_of_its_own(tmp_path):

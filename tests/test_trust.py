@@ -19,17 +19,9 @@ from pathlib import Path
 import pytest
 
 from autoresearch import pins, sandbox
-from support import clean, cli, experiment, experiment_json, git, head, llm_like, rows, train_text
+from support import clean, cli, experiment_json, git, head, llm_like, rows, train_text
 
 pytestmark = pytest.mark.skipif(not sandbox.detect().on, reason=f"no sandbox here: {sandbox.detect().why}")
-
-
-@pytest.fixture
-def ws(tmp_path):
-    root = tmp_path / "ws"
-    llm_like(root)
-    assert experiment(root, "baseline").returncode == 0
-    return root
 
 
 def change_train(root: Path, **kw) -> None:

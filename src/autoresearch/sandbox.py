@@ -87,6 +87,9 @@ class Jail:
     # folders shown empty wherever they would be visible (under /usr, /opt or the Python
     # installation): where the validation documents came from (see docs/trust.md)
     masked: tuple[Path, ...] = ()
+    # variables the sandbox program is started with for the engine's own bookkeeping (the
+    # marker that finds a run's processes again) that the command itself must not get
+    outside_only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,10 @@ class Sandbox:
         if not self.on:
             return list(argv)
         # the signal is sent after the limits and the uid are set: a jail that fails there is the machine's
-        inner = [*self._drop(jail), *(up.wrap(argv) if up is not None else argv)]
+        inner = up.wrap(argv) if up is not None else list(argv)
         if self.kind == SEATBELT:
             return [self.program, "-p", seatbelt_profile(jail), *inner]
-        return [self.program, *_bwrap_args(jail), "--", *inner]
+        return [self.program, *_bwrap_args(jail), "--", *self._drop(jail), *inner]
 
     def owner(self) -> int | None:
         """The uid that must own the jail's writable folders (None: this process's own)."""
@@ -286,6 +289,8 @@ def _bwrap_args(jail: Jail) -> list[str]:
         made.add(str(b.target))
     for a in ordered:
         args += a
+    for name in jail.outside_only:  # a name only: no value on the command line
+        args += ["--unsetenv", name]
     args += ["--chdir", str(jail.cwd)]
     return args
 

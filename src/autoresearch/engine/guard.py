@@ -48,7 +48,7 @@ def counts_as_run(row: Row) -> bool:
 # The editable files are code. Weights trained elsewhere and pasted in (a 2.9 MB train.py was
 # one agent's way to a better score) must not get through. The limits must let through, with
 # room, the two train.py files they were measured on (with the counting below): the template's
-# (src/autoresearch/templates/llm/train.py, at commit eca6528) and the original project's:
+# (src/autoresearch/templates/llm/train.py) and the original autoresearch project's:
 #
 #                                          template    original    limit
 #   file size                              25,550 B    26,230 B    64 KiB per file, 256 KiB together

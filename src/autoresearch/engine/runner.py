@@ -419,7 +419,7 @@ class Stage:
             *self._data_binds(TRAIN_FILES),
         )
         return sandbox.Jail(binds + self._tmp_bind(), self._at(INSIDE, self.work), self.inside_env(), gpus=True,
-                            hidden=self._hidden(), masked=self.val_sources())
+                            hidden=self._hidden(), masked=self.val_sources(), outside_only=(RESULT_VARIABLE,))
 
     def _tmp_bind(self) -> tuple[sandbox.Bind, ...]:
         """A writable temporary folder where the sandbox does not make one (Seatbelt)."""
@@ -457,4 +457,4 @@ class Stage:
         env = dict(self.inside_env(cache=cache))
         env.pop("AUTORESEARCH_HANDOVER", None)
         return sandbox.Jail(binds, self._at(Path("/evaluator"), self.scratch / "evaluator"), env, gpus=True,
-                            hidden=(self.ws.root, pins.home()))
+                            hidden=(self.ws.root, pins.home()), outside_only=(RESULT_VARIABLE,))
