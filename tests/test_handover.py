@@ -392,3 +392,13 @@ def test_compressed_tensors_are_refused(h, tmp_path):
             out.writestr(filename, data)
     with pytest.raises(h.HarnessError, match="compressed"):
         score(h, folder)
+
+
+def test_a_hand_over_with_more_rows_than_are_scored_is_refused(h, tmp_path):
+    """Extra rows would wrap the validation documents around, so a row's next tokens could be
+    copied from a later copy of the same document in the same batch."""
+    rows = h.EVAL_TOKENS // h.MAX_SEQ_LEN
+    folder = tmp_path / "wide"
+    h.hand_over(Bigram(), rows + 1, folder)
+    with pytest.raises(h.HarnessError, match=f"from 1 to {rows}"):
+        score(h, folder)

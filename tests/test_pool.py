@@ -223,3 +223,29 @@ def test_a_change_that_pretends_the_sandbox_failed_is_its_own_crash(tmp_path, ag
                            ("discard", "honest b", "not better")], got
     assert len({x.worker for x in rows(root) if x.description.startswith("honest")}) >= 1
     assert clean(root)
+
+
+def test_a_merge_of_two_wins_that_together_carry_too_much_is_not_made(tmp_path):
+    """Each win is under the guard's caps; their three-way merge is new text that no guard saw,
+    and it is checked like any change: over the caps, it goes back to the agent."""
+    from autoresearch.engine import Engine, guard
+    from autoresearch.engine.pool import merge_onto
+    from autoresearch.workspace import Workspace
+
+    root = tmp_path / "ws"
+    llm_like(root)
+    base = git(root, "rev-parse", "HEAD")
+    text = (root / "train.py").read_text()
+    half = guard.MAX_CONSTANTS // 2 + 10
+    numbers = lambda name: f"{name} = [" + ", ".join(f"[{i}.5]" for i in range(half)) + "]\n"
+    (root / "train.py").write_text(numbers("A") + text)
+    assert guard.payload_problem("train.py", (root / "train.py").read_bytes()) == ""
+    git(root, "commit", "-qam", "a")
+    first = git(root, "rev-parse", "HEAD")
+    git(root, "reset", "-q", "--hard", base)
+    (root / "train.py").write_text(text + numbers("B"))
+    git(root, "commit", "-qam", "b")
+    second = git(root, "rev-parse", "HEAD")
+    e = Engine(Workspace.load(root), out=lambda line: None)
+    assert merge_onto(e, first, base, base) is not None  # one of them alone merges
+    assert merge_onto(e, first, base, second) is None

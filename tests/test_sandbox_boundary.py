@@ -233,3 +233,70 @@ def test_the_up_signal_works_whatever_descriptor_number_the_pipe_gets():
     finally:
         for fd in held:
             os.close(fd)
+
+
+@pytest.mark.skipif(ON.kind != sandbox.BUBBLEWRAP, reason="needs bubblewrap")
+def test_pysource_masks_the_test_folders_of_every_python_installation_in_view(tmp_path):
+    """The same package's tests may sit in the base interpreter's site-packages or under
+    /usr/lib/python3: every test folder the jail would show is empty to the trainer."""
+    from dataclasses import replace as with_
+    from autoresearch.engine.runner import Stage
+
+    ws = llm_like(tmp_path / "ws")
+    ws = with_(ws, config=with_(ws.config, dataset="pysource"))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    stage = Stage.make(ws, head(ws.root), scratch, ON)
+    every = sandbox.test_folders(sandbox.python_roots(stage._hidden()))
+    assert every and set(every) <= set(stage.val_sources())
+    jail = stage.trainer_jail()
+    probe = ("import json, os, sys\nfolders = json.loads(sys.argv[1])\n"
+             "print(json.dumps({f: os.listdir(f) for f in folders if os.path.isdir(f) and os.listdir(f)}))")
+    sample = [str(p) for p in every[:: max(1, len(every) // 40)]]
+    r = proc.run(ON.wrap([sys.executable, "-c", probe, json.dumps(sample)], jail), check=False, timeout=60, env=jail.env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {}
+
+
+@pytest.mark.skipif(ON.kind != sandbox.BUBBLEWRAP, reason="needs bubblewrap")
+def test_the_evaluator_has_a_home_of_its_own_and_no_kernel_cache(tmp_path):
+    """What the trainer leaves in its home (a kernel in ~/.cache/torch/kernels) is never in the
+    evaluator's, which also runs with PyTorch's and CUDA's kernel caches off."""
+    from autoresearch.engine.runner import Stage
+
+    ws = llm_like(tmp_path / "ws")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    stage = Stage.make(ws, head(ws.root), scratch, ON)
+    trainer = stage.trainer_jail()
+    plant = "import os, pathlib\np = pathlib.Path(os.environ['HOME'], '.cache/torch/kernels'); p.mkdir(parents=True); (p / 'k').write_text('x')"
+    assert proc.run(ON.wrap([sys.executable, "-c", plant], trainer), check=False, timeout=60, env=trainer.env).returncode == 0
+    sandbox.prepare_folder(scratch / "record", stage.box.owner())  # as the runner makes it
+    evaluator = stage.evaluator_jail(tmp_path / "record.json")
+    look = "import os, json\nprint(json.dumps([os.listdir(os.environ['HOME']), os.environ.get('USE_PYTORCH_KERNEL_CACHE'), os.environ.get('CUDA_CACHE_DISABLE')]))"
+    r = proc.run(ON.wrap([sys.executable, "-c", look], evaluator), check=False, timeout=60, env=evaluator.env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [[], "0", "1"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or ON.kind != sandbox.BUBBLEWRAP, reason="a root engine with bubblewrap")
+def test_a_uid_that_belongs_to_someone_is_never_leased(monkeypatch):
+    monkeypatch.setattr(sandbox, "RUN_UIDS", range(0, 1))  # root's own
+    with pytest.raises(sandbox.AutoresearchError, match="no free uid"):
+        with sandbox.leased(ON):
+            pass
+    folder = sandbox._lease_folder()
+    st = os.lstat(folder)
+    assert st.st_uid == 0 and st.st_mode & 0o077 == 0 and not folder.is_symlink()
+
+
+def test_seatbelt_denies_the_masked_folders_but_allows_the_binds_inside_them(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "prepared").mkdir(parents=True)
+    train = cache / "prepared" / "train.bin"
+    train.write_bytes(b"")
+    jail = sandbox.Jail(binds=(sandbox.Bind(train, train),), cwd=Path("/"), masked=(cache,))
+    rules = sandbox.seatbelt_profile(jail).splitlines()
+    deny = next(i for i, r in enumerate(rules) if r.startswith("(deny file-read*") and str(cache.resolve()) in r)
+    allow = next(i for i, r in enumerate(rules) if r.startswith("(allow file-read*") and str(train.resolve()) in r)
+    assert allow > deny  # the last matching rule wins: the training file stays readable

@@ -35,10 +35,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import grp
 import os
 import pwd
 import random
 import shutil
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -54,9 +56,10 @@ RUN_UID = 64_999  # the uid (and gid) of a root engine's jail when no run has le
 # A root engine runs each run as a uid (and gid) of its own from this range, leased for the run
 # (`leased`): the process cap counts per uid, so a run that exhausts its own cannot stop another
 # run, the evaluator or another engine on the host from starting threads. Below 65536, so that
-# it exists in containers whose user namespace maps only the first 65536 ids; Debian's range for
-# ids that no package owns.
+# it exists in containers whose user namespace maps only the first 65536 ids. Debian gives ids
+# of 60000-64999 to packages that ask for one, so an id with a passwd or group entry is skipped.
 RUN_UIDS = range(64_000, 64_999)
+LEASES = Path("/run/autoresearch-uids")  # root's own folder of lease files
 MAX_PROCESSES = 4096  # processes and threads of the run's own uid (root engine only)
 MEMORY_SHARE = 0.9  # CPU runs: address space capped at this share of the machine's memory
 TMP_BYTES = 2 << 30  # the jail's /tmp is a tmpfs of this size
@@ -216,11 +219,12 @@ def leased(box: Sandbox) -> Iterator[Sandbox]:
     if box.kind != BUBBLEWRAP or os.geteuid() != 0:
         yield box
         return
-    folder = Path(tempfile.gettempdir()) / "autoresearch-uids"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder = _lease_folder()
     start = random.randrange(len(RUN_UIDS))
     for i in range(len(RUN_UIDS)):
         uid = RUN_UIDS[(start + i) % len(RUN_UIDS)]
+        if _taken(uid):
+            continue
         fd = os.open(folder / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -233,6 +237,31 @@ def leased(box: Sandbox) -> Iterator[Sandbox]:
             os.close(fd)
         return
     raise AutoresearchError(f"no free uid for a run: all {len(RUN_UIDS)} of {RUN_UIDS.start}-{RUN_UIDS.stop} are in use")
+
+
+def _taken(uid: int) -> bool:
+    """Whether the id belongs to someone already (a user or a group of this system)."""
+    for lookup in (pwd.getpwuid, grp.getgrgid):
+        try:
+            lookup(uid)
+            return True
+        except KeyError:
+            pass
+    return False
+
+
+def _lease_folder() -> Path:
+    """The folder of lease files: root's own (no one else may plant a link there or hold its
+    locks), in /run where there is one, else in the temporary folder."""
+    for folder in (LEASES, Path(tempfile.gettempdir()) / "autoresearch-uids-root"):
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            st = os.lstat(folder)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) & 0o077 == 0:
+            return folder
+    raise AutoresearchError(f"no folder for uid leases: {LEASES} must be a folder of root's, mode 0700")
 
 
 def _bwrap_args(jail: Jail) -> list[str]:
@@ -297,14 +326,18 @@ def _bwrap_args(jail: Jail) -> list[str]:
 
 def _masked_targets(masked: tuple[Path, ...], made: set[str]) -> list[str]:
     """The masked folders that would be visible in the jail (inside a folder bound into it), each
-    once, outer folders first (an inner one is hidden with its outer one)."""
-    shown = [Path(m) for m in made if m not in ("/", "/tmp")]
+    once, outer folders first (an inner one is hidden with its outer one). Hundreds of them for
+    pysource: the ancestors are looked up in sets, not compared pairwise."""
+    shown = {m for m in made if m not in ("/", "/tmp")}
     out: list[str] = []
-    for m in sorted({Path(p).resolve() for p in masked if Path(p).is_dir()}, key=lambda p: len(p.parts)):
-        if any(o == str(m) or Path(o) in m.parents for o in out):
+    taken: set[str] = set()
+    for m in sorted({os.path.realpath(p) for p in masked if os.path.isdir(p)}, key=lambda p: p.count("/")):
+        parts = m.split("/")
+        ancestors = {"/".join(parts[:i]) for i in range(2, len(parts) + 1)}  # m itself included
+        if ancestors & taken or not ancestors & shown:
             continue
-        if any(b == m or b in m.parents for b in shown):
-            out.append(str(m))
+        out.append(m)
+        taken.add(m)
     return out
 
 
@@ -326,7 +359,8 @@ def seatbelt_profile(jail: Jail) -> str:
     prepared data); yet the Python installation and the binds; write only the writable binds;
     no network at all."""
     homes = [Path("/Users"), Path.home(), *(Path(p) for p in ("/Volumes",) if Path(p).exists())]
-    readable = [*python_dirs(jail.hidden), *(b.source for b in jail.binds if not b.writable)]
+    python = python_dirs(jail.hidden)
+    bound = [b.source for b in jail.binds if not b.writable]
     writable = [b.source for b in jail.binds if b.writable]
     rules = [
         "(version 1)",
@@ -342,8 +376,11 @@ def seatbelt_profile(jail: Jail) -> str:
         "(allow pseudo-tty)",
         "(allow file-read*)",
         f"(deny file-read* {_filters([*homes, *jail.hidden], folders=True)})",
-        f"(allow file-read* {_filters(readable)})" if readable else "",
+        f"(allow file-read* {_filters(python)})" if python else "",
+        # masked after the Python installation (they may lie inside it), before the binds (the
+        # training files lie inside the masked data cache)
         f"(deny file-read* {_filters(jail.masked, folders=True)})" if jail.masked else "",
+        f"(allow file-read* {_filters(bound)})" if bound else "",
         f"(allow file-read* file-write* {_filters(writable)})" if writable else "",
         '(allow file-write* (literal "/dev/null") (literal "/dev/tty") (regex #"^/dev/ttys[0-9]+$"))',
         "(deny network*)",
@@ -404,6 +441,29 @@ def python_dirs(hidden: tuple[Path, ...] = ()) -> list[Path]:
         if not any(p == k or k in p.parents for k in kept):
             kept.append(p)
     return kept
+
+
+TEST_FOLDERS = ("test", "tests")
+
+
+@functools.lru_cache(maxsize=8)
+def test_folders(roots: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The outermost folders named test or tests below `roots` (not following links): where the
+    `pysource` dataset's validation documents come from, and where copies of them lie in other
+    Python installations the jail shows (a base interpreter's site-packages, /usr/lib/python3)."""
+    found: list[Path] = []
+    for root in roots:
+        for dirpath, dirnames, _ in os.walk(root):
+            found += [Path(dirpath) / d for d in dirnames if d in TEST_FOLDERS]
+            dirnames[:] = [d for d in dirnames if d not in TEST_FOLDERS and d != "__pycache__"]
+    return tuple(found)
+
+
+def python_roots(hidden: tuple[Path, ...] = ()) -> tuple[Path, ...]:
+    """Every Python installation a jail shows: this interpreter's folders and the system's."""
+    system = [p for pattern in ("/usr/lib/python3*", "/usr/local/lib/python3*") for p in sorted(Path("/").glob(pattern[1:]))
+              if p.is_dir()]
+    return tuple(dict.fromkeys([*python_dirs(hidden), *system]))
 
 
 def detect() -> Sandbox:

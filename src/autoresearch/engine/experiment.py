@@ -300,14 +300,19 @@ class Engine:
         follows from it) and its slowest evaluation (the evaluator's limit). Pinned once and
         never derived again, so no later run, however slow, moves them."""
         pinned = self.ws.pins
+        slowest_eval = max(self.baseline_evals) if self.baseline_evals else None
         if pinned.baseline_startup is not None:
+            # the startup pinned by an engine that never saw the baseline's evaluations (a kill
+            # in between, an older workspace): the evaluations of this engine's baseline runs
+            if pinned.baseline_eval is None and slowest_eval is not None:
+                pins.write(pinned.with_baseline(pinned.baseline_startup, slowest_eval))
             return
         runs = [r for r in self.ws.results.rows() if r.kind == "baseline" and r.status == "keep"]
         if len(runs) < max(1, self.cfg.keep.baseline_runs):
             return
         startup = baseline_startup(runs, self.cfg.budget)
         if startup is not None:
-            pins.write(pinned.with_baseline(startup, max(self.baseline_evals) if self.baseline_evals else None))
+            pins.write(pinned.with_baseline(startup, slowest_eval))
 
     def _run(self, a: Attempt, commit: str, kind: str, description: str) -> Measurement:
         self._refresh_limits()

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from autoresearch import gitrepo
+from autoresearch.engine import guard as guard_mod
 from autoresearch.engine.experiment import Attempt, Engine, stop_status
 from autoresearch.engine.outcome import Outcome, make_row, utc_now
 from autoresearch.engine.slots import Slot
@@ -361,5 +362,9 @@ def merge_onto(e: Engine, candidate: str, base: str, onto: str) -> str | None:
             if text is None:
                 return None
             merged[path] = text
+    # the merge is a new text no guard has seen: two wins under the caps may add up past them
+    for path, text in merged.items():
+        if text is not None and e.guard.is_editable(path) and guard_mod.payload_problem(path, text.encode()):
+            return None
     message = gitrepo.message(root, candidate) or "rebased"
     return gitrepo.commit_off_branch(root, onto, message, files=merged)

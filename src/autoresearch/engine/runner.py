@@ -248,11 +248,17 @@ class Runner:
         record = sandbox.prepare_folder(stage.scratch / "record", stage.box.owner())
         eval_log = stage.scratch / "evaluator.log"
         jail = stage.evaluator_jail(result_path)
-        outcome = proc.supervise(
-            stage.box.wrap([sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)], jail),
-            stage.scratch, {**jail.env, RESULT_VARIABLE: str(result_path)}, eval_log,
-            self.limits.evaluator, on_start=on_start, stop_when=self._stop_when(disk),
-        )
+        with sandbox.UpSignal() as up:
+            outcome = proc.supervise(
+                stage.box.wrap([sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)], jail,
+                               up if stage.box.on else None),
+                stage.scratch, {**jail.env, RESULT_VARIABLE: str(result_path)}, eval_log,
+                self.limits.evaluator, on_start=on_start, stop_when=self._stop_when(disk),
+                pass_fds=up.pass_fds if stage.box.on else (),
+            )
+            if stage.box.on and not up.started() and outcome.returncode not in (0, None) and not outcome.error:
+                first = (eval_log.read_text(errors="replace").strip().splitlines() or ["no output"])[0][:150]
+                raise MachineError(f"the evaluator's sandbox could not start: {first}")
         with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
             log.write(b"\n[the engine's evaluator]\n")
             log.write(Path(eval_log).read_bytes()[-LOG_READ_BYTES:])
@@ -360,12 +366,12 @@ class Stage:
         binds (bubblewrap), else where it is on this machine (Seatbelt, no sandbox)."""
         return inside if self.box.remaps else outside
 
-    def inside_env(self, cache: Path | None = None) -> dict[str, str]:
+    def inside_env(self, cache: Path | None = None, home: Path | None = None) -> dict[str, str]:
         """The run's whole environment: the engine's variables that training needs (`_PASSED`:
         locale, GPU and thread settings), never any other, and the paths it is given."""
         env = {k: v for k, v in proc.scrubbed(os.environ).items() if _PASSED.match(k)}
         on = self.box.remaps
-        home = self._at(Path("/scratch/home"), self.scratch / "home")
+        home = self._at(Path("/scratch/home"), home or self.scratch / "home")
         cache = self._at(Path("/scratch/cache"), cache or self.scratch / "cache")
         tmp = "/tmp" if on or not self.box.on else str(self.scratch / "tmp")  # Seatbelt: /tmp is not writable
         env.update(
@@ -405,7 +411,11 @@ class Stage:
             listed = json.loads((self.prepared / "manifest.json").read_text()).get("val_sources") or []
         except (OSError, ValueError, AttributeError):
             listed = []
-        return (self.prepared.parent.parent, *(Path(p) for p in listed if isinstance(p, str) and os.path.isabs(p)))
+        # pysource: every test folder of every Python installation in view, not only those the
+        # split came from: the same package's tests may sit in a base interpreter's site-packages
+        every_test = sandbox.test_folders(sandbox.python_roots(self._hidden())) if self.ws.config.dataset == "pysource" else ()
+        return (self.prepared.parent.parent, *(Path(p) for p in listed if isinstance(p, str) and os.path.isabs(p)),
+                *every_test)
 
     def trainer_jail(self) -> sandbox.Jail:
         """The trainer sees its staged code, the training split and the tokenizer; not the
@@ -443,18 +453,22 @@ class Stage:
     def evaluator_jail(self, result_path: Path) -> sandbox.Jail:
         """The evaluator sees the pinned harness, the validation split and the hand-over (read
         only) and writes one record; it runs as the engine's own code, apart from the trainer."""
-        # a compile cache of its own: nothing the trainer compiled is ever loaded here
+        # a home and a compile cache of its own: nothing the trainer wrote (a kernel planted in
+        # ~/.cache/torch/kernels, an Inductor or Triton artifact) is ever loaded here
         cache = sandbox.prepare_folder(self.scratch / "evaluator-cache", self.box.owner())
+        home = sandbox.prepare_folder(self.scratch / "evaluator-home", self.box.owner())
         binds = (
             sandbox.Bind(self.scratch / "evaluator", Path("/evaluator")),
             sandbox.Bind(self.scratch / "handover", HANDOVER),
             sandbox.Bind(self.scratch / "record", Path("/record"), writable=True),
-            sandbox.Bind(self.scratch / "home", Path("/scratch/home"), writable=True),
+            sandbox.Bind(home, Path("/scratch/home"), writable=True),
             sandbox.Bind(cache, Path("/scratch/cache"), writable=True),
             *self._data_binds(VAL_FILES),
             *self._tmp_bind(),
         )
-        env = dict(self.inside_env(cache=cache))
+        env = dict(self.inside_env(cache=cache, home=home))
         env.pop("AUTORESEARCH_HANDOVER", None)
+        # no kernel caches at all: the evaluator compiles what it runs, every time
+        env.update(USE_PYTORCH_KERNEL_CACHE="0", CUDA_CACHE_DISABLE="1")
         return sandbox.Jail(binds, self._at(Path("/evaluator"), self.scratch / "evaluator"), env, gpus=True,
                             hidden=(self.ws.root, pins.home()), outside_only=(RESULT_VARIABLE,))

@@ -882,8 +882,12 @@ def load_handover(folder, device):
             or not isinstance(graph_module.get("graph"), dict) or not isinstance(graph_module.get("signature"), dict)):
         raise HarnessError("the hand-over is not in this harness's format")
     batch = meta.get("batch_size")
-    if not isinstance(batch, int) or not 1 <= batch <= 65536:
-        raise HarnessError(f"the hand-over's batch size {batch!r} is not a whole number from 1 to 65536")
+    # no more rows than are scored: extra rows would wrap the validation documents around, and a
+    # program could copy a row's next tokens from a later copy of the same document
+    most = max(1, EVAL_TOKENS // MAX_SEQ_LEN)
+    if not isinstance(batch, int) or not 1 <= batch <= most:
+        raise HarnessError(f"the hand-over's batch size {batch!r} is not a whole number from 1 to {most} "
+                           f"(the validation rows scored: EVAL_TOKENS // MAX_SEQ_LEN)")
     data["guards_code"] = []  # Python source in the program: never run; the shapes are fixed here
     data["range_constraints"] = {}
     for node in graph_module["graph"].get("nodes") or []:
