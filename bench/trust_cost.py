@@ -2,7 +2,8 @@
 
     python bench/trust_cost.py [--budget 10] [--reps 10]
 
-1. Starting a process: `python -c pass` plain and in the training sandbox (median of --reps).
+1. Starting a process: `python -c pass` plain, in the training sandbox, and in the sandbox with
+   `pysource`'s test folders masked (median of --reps).
 2. One experiment of the `cpu` profile through the real engine, sandboxed: the training
    process's wall time, the hand-over (torch.export) time the harness prints, and the
    evaluator's time (startup, load, checks and scoring), read from run.log.
@@ -45,6 +46,13 @@ def main() -> None:
     jailed = started(box.wrap([sys.executable, "-c", "pass"], jail), args.reps)
     print(f"process start: plain {plain * 1000:.0f} ms, sandboxed {jailed * 1000:.0f} ms "
           f"(+{(jailed - plain) * 1000:.0f} ms)")
+    t0 = time.perf_counter()  # finding the folders and working out the masks: once per engine
+    folders = sandbox.test_folders(sandbox.python_roots())
+    masked = sandbox.Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False, masked=folders)
+    argv = box.wrap([sys.executable, "-c", "pass"], masked)
+    prepared = time.perf_counter() - t0
+    print(f"process start with pysource's {len(folders)} test folders masked: "
+          f"{started(argv, args.reps) * 1000:.0f} ms, plus {prepared * 1000:.0f} ms to list them")
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp) / "ws"
         cli = lambda *a: subprocess.run([sys.executable, "-m", "autoresearch", *a], cwd=ws if ws.exists() else tmp,

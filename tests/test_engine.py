@@ -296,7 +296,7 @@ def test_a_simplification_measured_beside_a_frontier_re_run_is_kept(tmp_path, mo
 
 def test_a_diverged_run_that_prints_fail_is_a_crash(ws):
     _, last = run_fault(ws, "import sys\nprint('FAIL', flush=True)\nsys.exit(1)")
-    assert last.reason == "diverged (printed FAIL)"
+    assert last.reason.split("; ")[0] == "diverged (printed FAIL)"  # "; unsandboxed" where there is no sandbox
 
 
 def test_memory_error_is_a_crash(ws):
@@ -438,8 +438,10 @@ def test_secrets_never_reach_the_training_process_and_caches_stay_in_its_scratch
     for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"):
         assert name not in seen
     assert seen["OMP_NUM_THREADS"] == "1" and "MY_SETTING" not in seen  # an allowlist, not a blocklist
-    assert "AUTORESEARCH_RESULT" not in seen  # the record is the evaluator's to write
-    assert seen["TORCHINDUCTOR_CACHE_DIR"].startswith("/scratch/") and seen["TRITON_CACHE_DIR"].startswith("/scratch/")
+    scratch = "/scratch/" if sandbox.detect().on else "/autoresearch-run-"  # unsandboxed: the real scratch folder
+    if sandbox.detect().on:  # the record is the evaluator's to write (unsandboxed, the marker finds the run's processes)
+        assert "AUTORESEARCH_RESULT" not in seen
+    assert scratch in seen["TORCHINDUCTOR_CACHE_DIR"] and scratch in seen["TRITON_CACHE_DIR"]
     assert "sk-test" not in (ws / "run.log").read_text()
 
 
@@ -584,7 +586,8 @@ def test_missing_prepared_data_is_the_machines_failure_and_the_same_code_runs_ag
     assert out["status"] == "keep", out
 
 
-@pytest.mark.skipif(sys.platform != "linux" or not sandbox.bwrap_programs(), reason="needs bubblewrap")
+@pytest.mark.skipif(sys.platform != "linux" or not sandbox.bwrap_programs() or not sandbox.detect().on,
+                    reason="needs bubblewrap")
 def test_a_sandbox_that_cannot_start_is_the_machines_failure(ws, tmp_path, monkeypatch):
     """bubblewrap starts for the probe but fails to set up the training run's jail (as on a
     full /tmp or a kernel that refuses a mount): the run tells nothing about the code."""
