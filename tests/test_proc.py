@@ -93,7 +93,8 @@ def test_a_flood_of_output_leaves_a_capped_log_with_its_first_and_last_lines(tmp
 
 
 def test_output_under_the_cap_is_kept_as_it_is(tmp_path):
-    code = "import sys\nfor i in range(1000): print(i)\nsys.stderr.write('on stderr\\n')"
+    # stdout flushed before stderr is written: the order must not depend on PYTHONUNBUFFERED
+    code = "import sys\nfor i in range(1000): print(i)\nsys.stdout.flush()\nsys.stderr.write('on stderr\\n')"
     outcome, data, _ = _supervise(tmp_path, code)
     expected = "".join(f"{i}\n" for i in range(1000)) + "on stderr\n"
     assert data.decode() == expected and outcome.log_dropped == 0
