@@ -300,3 +300,36 @@ def test_seatbelt_denies_the_masked_folders_but_allows_the_binds_inside_them(tmp
     deny = next(i for i, r in enumerate(rules) if r.startswith("(deny file-read*") and str(cache.resolve()) in r)
     allow = next(i for i, r in enumerate(rules) if r.startswith("(allow file-read*") and str(train.resolve()) in r)
     assert allow > deny  # the last matching rule wins: the training file stays readable
+
+
+@pytest.mark.skipif(ON.kind != sandbox.BUBBLEWRAP or not os.access("/opt", os.W_OK), reason="bubblewrap, /opt writable")
+def test_a_hub_datasets_downloaded_validation_shard_is_never_visible_to_the_trainer(tmp_path):
+    """climbmix and tinystories keep their downloaded shards in the data cache (CACHE_DIR/data):
+    with the cache under a folder the jail binds (/opt), the trainer still finds it empty, and
+    sees only the training files it is given at /data."""
+    from autoresearch.engine.runner import Stage
+
+    ws = llm_like(tmp_path / "ws")
+    cache = Path("/opt") / f"autoresearch-test-cache-{uuid.uuid4().hex[:8]}"
+    prepared = cache / "prepared" / "climbmix-key"
+    try:
+        (cache / "data" / "climbmix" / "val").mkdir(parents=True)
+        (cache / "data" / "climbmix" / "val" / "00000.parquet").write_bytes(b"validation shard")
+        prepared.mkdir(parents=True)
+        for name in ("train.bin", "train.idx.npy", "val.bin", "val.idx.npy"):
+            (prepared / name).write_bytes(b"")
+        (prepared / "manifest.json").write_text(json.dumps({"val_sources": [str(cache)]}))
+        scratch = tmp_path / "scratch"
+        for folder in ("work", "home", "handover", "cache"):
+            (scratch / folder).mkdir(parents=True)
+        stage = Stage(ws, ON, ws.pins, scratch, scratch / "work", prepared, None)
+        jail = stage.trainer_jail()
+        probe = (f"import os, json\nprint(json.dumps([os.listdir({str(cache)!r}), "
+                 f"sorted(os.listdir('/data/prepared/climbmix-key'))]))")
+        r = proc.run(ON.wrap([sys.executable, "-c", probe], jail), check=False, timeout=60, env=jail.env)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == [[], ["manifest.json", "train.bin", "train.idx.npy"]]
+    finally:
+        import shutil
+
+        shutil.rmtree(cache, ignore_errors=True)
