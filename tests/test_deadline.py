@@ -104,7 +104,7 @@ def test_a_slow_clock_gets_no_more_training_than_the_pinned_deadline(tmp_path):
 
 def test_the_pinned_deadline_does_not_move_after_slow_runs(tmp_path):
     root = tmp_path / "ws"
-    llm_like(root, budget=2)
+    llm_like(root, budget=4)  # the stand-in trains no time at all: the slow start has 3 s to spare under load
     baseline(root)
     fast = outside_training(root)
     before = pins.read(root)
@@ -164,7 +164,7 @@ def test_the_evaluator_is_stopped_at_a_limit_the_baseline_evaluations_set(tmp_pa
     ws = Workspace.load(root)
     with ws.state.locked("test"):
         outcome = Engine(ws, out=lines.append, live=False).experiment("a model slow to score")
-    assert time.monotonic() - started < 25
+    assert time.monotonic() - started < 28  # the hand-over asked for 30 s: the pinned limit cut it short
     assert outcome.status == "crash" and outcome.reason == "no evaluation: the engine's evaluator timed out", outcome
     assert_intact(root, frontier, 3)
     evaluation = pinned(root).baseline_eval
