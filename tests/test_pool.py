@@ -52,7 +52,7 @@ def test_two_workers_record_every_row_once_and_the_tip_is_the_best(tmp_path, age
 
 def test_a_stale_win_is_rebased_onto_the_new_frontier_and_measured_again(tmp_path, agent):
     root = tmp_path / "ws"
-    llm_like(root)
+    llm_like(root, budget=6)  # the deadline (budget + the baseline's startup + 5 %) leaves SLOW room under load
     # both win against the starting frontier; the slow one finishes second, on a frontier that moved
     env = agent([{"value": 0.5, "body": SLOW, "desc": "slow: VALUE 0.5"},
                  {"replace": {"from prepare import evaluate_bpb": SCALED}, "desc": "scale by 0.9"}])
@@ -72,7 +72,7 @@ def test_a_stale_win_is_rebased_onto_the_new_frontier_and_measured_again(tmp_pat
 
 def test_a_stale_win_that_conflicts_is_recorded_stale_and_returned_to_the_agent(tmp_path, agent):
     root = tmp_path / "ws"
-    llm_like(root)
+    llm_like(root, budget=6)  # room for SLOW under load, as above
     env = agent([{"value": 0.5, "body": SLOW, "desc": "slow: VALUE 0.5"}, {"value": 0.6, "desc": "VALUE 0.6"},
                  {"desc": "look", "append": {"notes.md": "x\n"}}])
     r = run_pool(root, agent, "--workers", "2", "--max-experiments", "3", env=env)
