@@ -72,8 +72,8 @@ def test_the_limits_before_and_after_the_baseline_is_pinned():
     pinned = fresh.with_baseline(63.8, 40.0)
     after = Limits.of(cfg, pinned)
     assert after.allowance == pytest.approx(63.8 + 15) and after.hard == pytest.approx(300 + 63.8 + 15)
-    assert after.evaluator == 160 and "pinned" in after.basis
-    assert Limits.of(cfg, fresh.with_baseline(2.0, 3.0)).evaluator == 60  # at least a minute
+    assert after.evaluator == 400 and "pinned" in after.basis  # 10 x the slowest baseline evaluation
+    assert Limits.of(cfg, fresh.with_baseline(2.0, 3.0)).evaluator == 120  # at least two minutes
     # set by hand, the allowance and the hard limit still win
     assert Limits.of(replace(cfg, allowance=7.0), pinned).hard == 307
     assert Limits.of(replace(cfg, hard_limit=42.0), pinned).hard == 42
@@ -158,6 +158,7 @@ def test_the_evaluator_is_stopped_at_a_limit_the_baseline_evaluations_set(tmp_pa
     from autoresearch.engine import Engine
 
     monkeypatch.setattr(measure, "EVALUATOR_MIN", 1.0, raising=False)
+    monkeypatch.setattr(measure, "EVALUATOR_FACTOR", 4.0, raising=False)  # well under the 30 s asked for
     monkeypatch.setenv("AUTORESEARCH_SANDBOX", "off")  # in this process: the engine's own, not the jail's
     lines: list[str] = []
     started = time.monotonic()
@@ -170,7 +171,7 @@ def test_the_evaluator_is_stopped_at_a_limit_the_baseline_evaluations_set(tmp_pa
     evaluation = pinned(root).baseline_eval
     assert evaluation is not None and 0 < evaluation < 15  # the baseline's evaluator, process start included
     monkeypatch.undo()
-    assert Limits.of(Workspace.load(root).config, pinned(root)).evaluator == 60  # at least a minute
+    assert Limits.of(Workspace.load(root).config, pinned(root)).evaluator == 120  # at least two minutes
 
 
 def test_a_pins_file_from_before_the_baseline_fields_still_loads(tmp_path):
