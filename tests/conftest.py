@@ -60,6 +60,17 @@ def ws(tmp_path) -> Path:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Two cores shared with other work: one torch thread for the test, restored after."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture
 def sleeper():
     """The pid of a live process that stands in for a running experiment or loop."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])

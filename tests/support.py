@@ -354,3 +354,26 @@ def small_cpu_workspace(root: Path, budget: str = "3") -> Path:
     r = cli("prepare", cwd=root, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return root
+
+
+PREPARE_IMPORT = "from prepare import MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, deadline, evaluate_bpb, make_dataloader\n"
+SETUP_RULER = "# ---------------------------------------------------------------------------\n# Setup\n"
+
+
+def template_definitions():
+    """The template train.py's definitions (everything above its Setup section: constants, model,
+    optimizers, schedules) as a module, without its import of the harness."""
+    import types
+
+    from autoresearch.workspace import template_text
+
+    text = template_text("llm", "train.py")
+    assert PREPARE_IMPORT in text and SETUP_RULER in text
+    head = text.split(SETUP_RULER)[0].replace(PREPARE_IMPORT, "")
+    module = types.ModuleType("train_definitions")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    try:
+        exec(compile(head, "train.py", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    return module

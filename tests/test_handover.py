@@ -13,30 +13,22 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import threading
 import time
-import types
 import zipfile
 
 import pytest
 import torch
 from torch import nn
 
-from autoresearch.workspace import template_text
 from harness_util import import_harness, write_harness
+from support import template_definitions
 
 VOCAB, SEQ, BATCH = 300, 64, 4   # 64 rows of 64 tokens are scored, 16 batches of 4
 LEAK = 30.0                      # nats added to the logit of the next token: its loss goes to about 0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores shared with others: one torch thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -214,15 +206,7 @@ class NaNLogits(Bigram):
 def template_gpt():
     """The template train.py's GPT (everything above its Setup section), small, with the
     projections that start at zero made random so that every layer counts."""
-    text = template_text("llm", "train.py")
-    head = text.split("# ---------------------------------------------------------------------------\n# Setup\n")[0]
-    head = "\n".join(line for line in head.splitlines() if not line.startswith("from prepare import"))
-    module = types.ModuleType("train_definitions")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    try:
-        exec(compile(head, "train.py", "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
+    module = template_definitions()
     torch.manual_seed(0)
     config = module.GPTConfig(sequence_len=SEQ, vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=64, window_pattern="SL")
     model = module.GPT(config)

@@ -10,31 +10,20 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import types
 
 import pytest
 import torch
 
 from autoresearch import capsliterals, profiles
 from autoresearch.workspace import template_text
+from support import template_definitions
 
-PREPARE_IMPORT = "from prepare import MAX_SEQ_LEN, TIME_BUDGET, Tokenizer, deadline, evaluate_bpb, make_dataloader\n"
-SETUP_RULER = "# ---------------------------------------------------------------------------\n# Setup\n"
 
 
 @pytest.fixture(scope="module")
 def tr():
     """train.py's definitions (constants, model, optimizers, schedules) as a namespace."""
-    text = template_text("llm", "train.py")
-    assert PREPARE_IMPORT in text and SETUP_RULER in text
-    head = text.split(SETUP_RULER)[0].replace(PREPARE_IMPORT, "")
-    module = types.ModuleType("train_definitions")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    try:
-        exec(compile(head, "train.py", "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
-    return module
+    return template_definitions()
 
 
 def small_config(tr, **overrides):

@@ -206,30 +206,21 @@ class Runner:
             if missing:
                 with open_unlinked(self.log_path) as fh:
                     fh.write(missing.encode() + b"\n")
-                outcome, started = proc.RunOutcome(None, 0.0, error=missing), True
+                outcome = proc.RunOutcome(None, 0.0, error=missing)
             else:
                 jail = stage.trainer_jail()
                 # the one deadline of the whole process, from its start (docs/trust.md)
                 env = {**jail.env, RESULT_VARIABLE: str(result_path),
                        DEADLINE_VARIABLE: f"{time.time() + self.limits.hard:.3f}"}
-                with sandbox.UpSignal() as up:
-                    outcome = proc.supervise(
-                        stage.box.wrap(argv, jail, up if stage.box.on else None), stage.cwd, env, self.log_path,
-                        self.limits.hard, on_start=on_start, on_tick=live, stop_when=self._stop_when(disk),
-                        pass_fds=up.pass_fds if stage.box.on else (),
-                    )
-                    started = up.started() or not stage.box.on
+                outcome = self._supervise_jailed(stage.box, argv, jail, env, stage.cwd, self.log_path,
+                                                 self.limits.hard, "the sandbox", on_start=on_start, on_tick=live,
+                                                 stop_when=self._stop_when(disk))
             self._halted()
             # only the evaluator writes the record: anything the trainer left there goes
             # (without a sandbox it can reach this path)
             with contextlib.suppress(OSError):
                 result_path.unlink()
             log = read_log(self.log_path)
-            if not started and outcome.returncode not in (0, None) and not outcome.error:
-                # the jail never said it was up: the sandbox failed, not the code (a channel the
-                # trainer cannot write; what it prints is never taken for this)
-                first = (log.strip().splitlines() or [f"exit status {outcome.returncode}"])[0][:150]
-                raise MachineError(f"the sandbox could not start: {first}")
             evaluation = None
             if self.ws.config.harness_record and outcome.returncode == 0 and not outcome.timed_out:
                 if live is not None:
@@ -242,23 +233,32 @@ class Runner:
             self.state.clear_current()
         return outcome, log, evaluation
 
+    @staticmethod
+    def _supervise_jailed(box: sandbox.Sandbox, argv: list[str], jail: sandbox.Jail, env: dict[str, str], cwd: Path,
+                          log_path: Path, limit: float, what: str, **supervise) -> proc.RunOutcome:
+        """`argv` in `jail` under proc.supervise. A run that failed without the jail saying it was
+        up failed for the machine's reasons (MachineError): that is told by a pipe the command
+        cannot write (sandbox.UpSignal), never by what it prints."""
+        if not box.on:
+            return proc.supervise(box.wrap(argv, jail), cwd, env, log_path, limit, **supervise)
+        with sandbox.UpSignal() as up:
+            outcome = proc.supervise(box.wrap(argv, jail, up), cwd, env, log_path, limit, pass_fds=up.pass_fds,
+                                     **supervise)
+            if up.started() or outcome.returncode in (0, None) or outcome.error:
+                return outcome
+        first = (read_log(log_path).strip().splitlines() or [f"exit status {outcome.returncode}"])[0][:150]
+        raise MachineError(f"{what} could not start: {first}")
+
     def _evaluate(self, stage: "Stage", result_path: Path, on_start, disk: "DiskGuard") -> proc.RunOutcome:
         """The evaluator process on the hand-over: its output follows the trainer's in run.log."""
         job = stage.evaluator_job(result_path)
         record = sandbox.prepare_folder(stage.scratch / "record", stage.box.owner())
         eval_log = stage.scratch / "evaluator.log"
         jail = stage.evaluator_jail(result_path)
-        with sandbox.UpSignal() as up:
-            outcome = proc.supervise(
-                stage.box.wrap([sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)], jail,
-                               up if stage.box.on else None),
-                stage.scratch, {**jail.env, RESULT_VARIABLE: str(result_path)}, eval_log,
-                self.limits.evaluator, on_start=on_start, stop_when=self._stop_when(disk),
-                pass_fds=up.pass_fds if stage.box.on else (),
-            )
-            if stage.box.on and not up.started() and outcome.returncode not in (0, None) and not outcome.error:
-                first = (eval_log.read_text(errors="replace").strip().splitlines() or ["no output"])[0][:150]
-                raise MachineError(f"the evaluator's sandbox could not start: {first}")
+        outcome = self._supervise_jailed(
+            stage.box, [sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)], jail,
+            {**jail.env, RESULT_VARIABLE: str(result_path)}, stage.scratch, eval_log, self.limits.evaluator,
+            "the evaluator's sandbox", on_start=on_start, stop_when=self._stop_when(disk))
         with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
             log.write(b"\n[the engine's evaluator]\n")
             log.write(Path(eval_log).read_bytes()[-LOG_READ_BYTES:])
