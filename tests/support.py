@@ -32,6 +32,7 @@ from autoresearch.gitrepo import identity_args
 from autoresearch.proc import run
 from autoresearch.research.results import Row, header
 from autoresearch.state import StateFolder
+from autoresearch.store import Store
 from autoresearch.workspace import Workspace, fingerprint, init_workspace
 
 # ---------------------------------------------------------------- processes
@@ -247,7 +248,13 @@ def assert_intact(ws: Path, frontier: str, n_rows: int) -> None:
     assert head(ws) == frontier
     assert clean(ws), git(ws, "status", "--porcelain")
     assert len(rows(ws)) == n_rows
-    assert StateFolder(Path(ws)).journal() is None
+    assert no_journals(ws)
+
+
+def no_journals(ws: Path) -> bool:
+    """No experiment in flight in the engine's records (or no records yet)."""
+    private = StateFolder(Path(ws)).private
+    return not (private / "engine.db").exists() or Store(private).journals() == []
 
 
 # ---------------------------------------------------------------- a recorded line of research

@@ -1,7 +1,7 @@
 """The answers models actually give: a line of prose and a whole file in one fenced block.
 
 The `openai` and `anthropic` agents against the loopback server (real SDKs, real HTTP),
-and `editing.parse` / `editing.apply` on their own for the rules that attribute a fenced
+and `answers.parse` / `editing.apply` on their own for the rules that attribute a fenced
 block to a file and refuse fragments. An answer with no usable edit gets its one retry.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from autoresearch import agents
-from autoresearch.agents import context, editing
-from autoresearch.agents.editing import EditError
+from autoresearch.agents import answers, context, editing
+from autoresearch.agents.answers import EditError
 from support import API_KEY, blank, commit, dirty
 
 KEY = API_KEY
@@ -176,7 +176,7 @@ def test_the_format_still_prefers_edit_blocks_and_mentions_the_fenced_file(tmp_p
     assert "whole of one file in one fenced code block" in system
 
 
-# --- editing.parse: which fenced block is which file ---------------------------------------
+# --- answers.parse: which fenced block is which file ---------------------------------------
 
 ONE = ("score.py",)
 TWO = ("score.py", "model.py")
@@ -187,14 +187,14 @@ def fenced(answer):
 
 
 def test_parse_one_unnamed_fence_is_the_one_editable_file():
-    answer = editing.parse(f"{PROSE}\n\n```python\n{NEW}```\n", ONE)
+    answer = answers.parse(f"{PROSE}\n\n```python\n{NEW}```\n", ONE)
     assert fenced(answer) == [("FILE", "score.py", True, NEW)]
     assert answer.description == PROSE
 
 
 def test_parse_without_editable_files_a_fence_is_no_edit():
     with pytest.raises(EditError, match="^no edit:"):
-        editing.parse(f"{PROSE}\n\n```python\n{NEW}```\n")
+        answers.parse(f"{PROSE}\n\n```python\n{NEW}```\n")
 
 
 @pytest.mark.parametrize("text", [
@@ -208,26 +208,26 @@ def test_parse_without_editable_files_a_fence_is_no_edit():
     "The new `score.py`:\n```python\nX = 1\n```\n",
 ])
 def test_parse_a_fence_names_its_file_in_the_info_string_or_on_the_line_before(text):
-    assert fenced(editing.parse(text, TWO)) == [("FILE", "score.py", True, "X = 1\n")]
+    assert fenced(answers.parse(text, TWO)) == [("FILE", "score.py", True, "X = 1\n")]
 
 
 def test_parse_a_first_line_comment_names_the_file():
-    answer = editing.parse("```python\n# model.py: the model\nHIDDEN = 128\n```\n", TWO)
+    answer = answers.parse("```python\n# model.py: the model\nHIDDEN = 128\n```\n", TWO)
     assert fenced(answer) == [("FILE", "model.py", True, "# model.py: the model\nHIDDEN = 128\n")]
     with pytest.raises(EditError, match="does not say which file"):
-        editing.parse("```python\n# used by model.py\nHIDDEN = 128\n```\n", TWO)
+        answers.parse("```python\n# used by model.py\nHIDDEN = 128\n```\n", TWO)
 
 
 def test_parse_fences_naming_different_files_are_several_whole_file_edits():
     text = ("Two changes.\n\nscore.py:\n```python\nLR = 0.2\n```\n\n```bash\npython score.py\n```\n\n"
             "```python model.py\nHIDDEN = 128\n```\n")
-    answer = editing.parse(text, TWO)
+    answer = answers.parse(text, TWO)
     assert [(b.path, b.text) for b in answer.blocks] == [("score.py", "LR = 0.2\n"), ("model.py", "HIDDEN = 128\n")]
     assert answer.description == "Two changes."
 
 
 def test_parse_a_path_inside_a_folder_is_found_by_its_last_part():
-    answer = editing.parse("model.py:\n```python\nX = 1\n```\n", ("score.py", "src/model.py"))
+    answer = answers.parse("model.py:\n```python\nX = 1\n```\n", ("score.py", "src/model.py"))
     assert fenced(answer) == [("FILE", "src/model.py", True, "X = 1\n")]
 
 
@@ -247,43 +247,43 @@ def test_parse_a_path_inside_a_folder_is_found_by_its_last_part():
 ])
 def test_parse_refuses_what_it_cannot_attribute_with_a_reason(text, editable, fragment):
     with pytest.raises(EditError, match=fragment):
-        editing.parse(text, editable)
+        answers.parse(text, editable)
 
 
 def test_parse_an_answer_in_the_format_without_any_code_is_a_deliberate_no_change():
-    answer = editing.parse("DESCRIPTION: nothing worth trying\n\nI would leave the file as it is.", ONE)
-    assert answer == editing.Answer("nothing worth trying", ())
+    answer = answers.parse("DESCRIPTION: nothing worth trying\n\nI would leave the file as it is.", ONE)
+    assert answer == answers.Answer("nothing worth trying", ())
 
 
 def test_parse_description_from_the_description_line_outside_the_fence_first():
     text = ("Some thinking.\n\n```python\n# DESCRIPTION: not this one\nLR = 0.2\n```\n"
             "DESCRIPTION: lower LR to 0.2\n")
-    answer = editing.parse(text, ONE)
+    answer = answers.parse(text, ONE)
     assert answer.description == "lower LR to 0.2"
     assert answer.blocks[0].text == "# DESCRIPTION: not this one\nLR = 0.2\n"
 
 
 def test_parse_description_skips_the_line_that_only_introduces_the_fence():
-    answer = editing.parse("Here is the updated file:\n```python\nLR = 0.2\n```\n"
+    answer = answers.parse("Here is the updated file:\n```python\nLR = 0.2\n```\n"
                            "This lowers the learning rate\nso that it ends nearer 0.1.\n", ONE)
     assert answer.description == "This lowers the learning rate"
-    assert editing.parse("score.py:\n```python\nLR = 0.2\n```\n", ONE).description == ""
-    long = editing.parse("## " + "word " * 100 + "\n```python\nLR = 0.2\n```\n", ONE).description
+    assert answers.parse("score.py:\n```python\nLR = 0.2\n```\n", ONE).description == ""
+    long = answers.parse("## " + "word " * 100 + "\n```python\nLR = 0.2\n```\n", ONE).description
     assert "\n" not in long and len(long) <= 200 and not long.startswith("#")
 
 
 def test_parse_tilde_and_longer_fences_keep_their_contents():
     inner = 'DOC = """\n```\nan example\n```\n"""\n'
-    assert editing.parse(f"x\n````python\n{inner}````\n", ONE).blocks[0].text == inner
-    assert editing.parse("x\n~~~py\nLR = 0.2\n~~~\n", ONE).blocks[0].text == "LR = 0.2\n"
-    indented = editing.parse("1. the file:\n   ```python\n   def f():\n       return 1\n   ```\n", ONE)
+    assert answers.parse(f"x\n````python\n{inner}````\n", ONE).blocks[0].text == inner
+    assert answers.parse("x\n~~~py\nLR = 0.2\n~~~\n", ONE).blocks[0].text == "LR = 0.2\n"
+    indented = answers.parse("1. the file:\n   ```python\n   def f():\n       return 1\n   ```\n", ONE)
     assert indented.blocks[0].text == "def f():\n    return 1\n"
 
 
 def test_parse_edit_blocks_win_over_fences():
     text = ("DESCRIPTION: lower LR\n```\n<<<<<<< SEARCH score.py\nLR = 0.5\n=======\nLR = 0.2\n>>>>>>> REPLACE\n```\n"
             "```python\nLR = 0.3\n```\n")
-    answer = editing.parse(text, ONE)
+    answer = answers.parse(text, ONE)
     assert [(b.kind, b.path, b.fenced) for b in answer.blocks] == [("SEARCH", "score.py", False)]
 
 
@@ -292,7 +292,7 @@ def test_parse_edit_blocks_win_over_fences():
 
 def test_apply_a_fenced_whole_file(tmp_path):
     ws = blank(tmp_path, text=SCORE)
-    assert editing.apply(ws.root, editing.parse(WHOLE, ONE)) == ["score.py"]
+    assert editing.apply(ws.root, answers.parse(WHOLE, ONE)) == ["score.py"]
     assert (ws.root / "score.py").read_text() == NEW
 
 
@@ -305,7 +305,7 @@ def test_apply_a_fenced_whole_file(tmp_path):
 def test_apply_refuses_a_fenced_block_that_is_not_the_whole_new_file(tmp_path, body, fragment):
     ws = blank(tmp_path, text=SCORE)
     with pytest.raises(EditError, match=fragment):
-        editing.apply(ws.root, editing.parse(f"Change.\n```python\n{body}```\n", ONE))
+        editing.apply(ws.root, answers.parse(f"Change.\n```python\n{body}```\n", ONE))
     assert dirty(ws) == []
 
 
@@ -313,7 +313,7 @@ def test_apply_a_small_file_may_shrink_and_a_new_one_may_be_created(tmp_path):
     ws = blank(tmp_path, editable=("score.py", "extra.py"), text="A = 1\nB = 2\nC = 3\n")
     (ws.root / "extra.py").unlink()
     commit(ws, "no extra yet")
-    answer = editing.parse("score.py:\n```python\nA = 1\n```\nextra.py:\n```python\nX = 1\n```\n", ("score.py", "extra.py"))
+    answer = answers.parse("score.py:\n```python\nA = 1\n```\nextra.py:\n```python\nX = 1\n```\n", ("score.py", "extra.py"))
     assert sorted(editing.apply(ws.root, answer)) == ["extra.py", "score.py"]
     assert (ws.root / "score.py").read_text() == "A = 1\n"
     assert (ws.root / "extra.py").read_text() == "X = 1\n"

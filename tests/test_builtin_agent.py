@@ -12,7 +12,8 @@ import pytest
 from autoresearch import capsliterals, profiles
 from autoresearch.agents import load
 from autoresearch.agents.base import Context
-from autoresearch.agents.builtin import BuiltinAgent, derive, hyperparameters
+from autoresearch.agents.builtin import BuiltinAgent
+from autoresearch.agents.searchspace import derive, hyperparameters
 from autoresearch.research.results import Row
 from autoresearch.workspace import template_text
 
@@ -119,7 +120,7 @@ def test_the_search_improves_never_repeats_and_moves_to_tpe(folder):
 
 
 def test_batch_sizes_keep_their_shape_invariant(folder):
-    from autoresearch.agents.builtin import Param
+    from autoresearch.agents.searchspace import Param
 
     params = [Param("TOTAL_BATCH_SIZE", "pow2", 11, 15), Param("DEVICE_BATCH_SIZE", "pow2", 3, 7)]
     change = BuiltinAgent._fix_shapes(params, {"TOTAL_BATCH_SIZE": 8192, "DEVICE_BATCH_SIZE": 32},

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.state import StateFolder
-from support import clean, head, llm_like, rows, wait_for
+from support import clean, head, llm_like, no_journals, rows, wait_for
 from test_loop import AGENT
 
 ray = pytest.importorskip("ray")
@@ -116,4 +115,4 @@ def test_ctrl_c_stops_the_cluster_workers_and_records_their_runs(tmp_path, clust
     assert proc.returncode == 130, out + err
     got = sorted((x.status, x.description) for x in rows(root) if x.kind != "baseline")
     assert got == [("interrupted", "wait a"), ("interrupted", "wait b")], got
-    assert clean(root) and not StateFolder(root).worker_journals()
+    assert clean(root) and no_journals(root)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from autoresearch.agents import context
 from autoresearch.proc import run
 from autoresearch.research.results import Row
@@ -64,9 +66,11 @@ def test_diffs_of_kept_and_discarded_changes_come_from_git_and_survive_gc(tmp_pa
 def test_the_last_crash_shows_the_end_of_its_log(tmp_path):
     ws = blank(tmp_path)
     log = "".join(f"step {i}\n" for i in range(500)) + 'Traceback (most recent call last):\n  File "score.py", line 3\nZeroDivisionError: division by zero\n'
-    ws.log_path.write_text(log)
+    ws.state.logs_dir.mkdir(parents=True)
+    (ws.state.logs_dir / "2.log").write_text(log)  # the crashed run's own log, named on its row
+    ws.log_path.write_text("another run's output\n")
     rows = [row("aaaaaaa", 1.4, "keep", "baseline", kind="baseline"),
-            row("bbbbbbb", 0.0, "crash", "divide by WIDTH - 4", reason="exit status 1")]
+            replace(row("bbbbbbb", 0.0, "crash", "divide by WIDTH - 4", reason="exit status 1"), log="2.log")]
     p = context.build(ws, rows).prompt
     assert "The last run crashed" in p and "ZeroDivisionError: division by zero" in p
     assert "step 499" in p and "step 10\n" not in p  # a tail, not the whole log

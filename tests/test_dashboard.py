@@ -111,12 +111,12 @@ def test_dashboard_in_chromium_live_rows_chart_diff_and_log(research_workspace, 
             assert page.inner_text("#card-frontier") .split("\n")[1] == "1.800000"
             assert "autoresearch/test" in page.inner_text("#meta")
             chart = page.eval_on_selector("#chart", "c => ({points: c.dataset.points, kept: c.dataset.kept, baseline: c.dataset.baseline})")
-            assert chart == {"points": "6", "kept": "4", "baseline": "2"}
+            assert chart == {"points": "6", "kept": "2", "baseline": "2"}  # baseline runs are no keeps
             assert canvas_pixels(page, "#1a9850") > 150  # the two kept changes' markers (the baseline runs are diamonds)
             # baseline runs counted as such; 7 minutes are too early for a rate
-            assert "2 baseline, 2 keep, 1 discard, 1 crash" in page.inner_text("#card-experiments")
+            assert "4 experiments (2 keep, 1 discard, 1 crash); 2 baseline runs" in page.inner_text("#card-experiments")
             assert "— (too early)" in page.inner_text("#card-rate") and "— (too early)" in page.inner_text("#card-training")
-            assert page.eval_on_selector("#rows tr[data-row='0'] td:nth-child(6)", "td => td.textContent") == "baseline"
+            assert page.eval_on_selector("#rows tr[data-row='0'] td:nth-child(7)", "td => td.textContent") == "baseline"
 
             # sortable: by the metric, best first
             page.evaluate("window.__same_page = true")
@@ -137,7 +137,7 @@ def test_dashboard_in_chromium_live_rows_chart_diff_and_log(research_workspace, 
             page.wait_for_selector("#diff .add", timeout=WAIT_MS)
             diff = page.inner_text("#diff")
             assert "+# add an offset of 0.05" in diff and "-# scale by 0.95" in diff
-            assert "run.log belongs to experiment #7" in page.inner_text("#log-note")
+            assert "run.log belongs to run #7" in page.inner_text("#log-note")
             # the latest experiment shows the run log's tail
             page.click("#rows tr[data-row='6']")
             page.wait_for_function("document.querySelector('#log').textContent.includes('score: 1.800000')", timeout=WAIT_MS)
@@ -176,7 +176,7 @@ def test_dashboard_in_chromium_live_rows_chart_diff_and_log(research_workspace, 
             append_row(root, research_row(commit, 0.0, "interrupted", "try a smaller step", "experiment", "interrupted", 7))
             page.wait_for_selector("#rows tr[data-row='7']", timeout=WAIT_MS)
             cells = page.eval_on_selector("#rows tr[data-row='7']", "tr => [...tr.children].map(td => td.textContent)")
-            assert cells[4:6] == ["interrupted", "experiment"]
+            assert cells[5:7] == ["interrupted", "experiment"]
             colour = page.eval_on_selector("#rows tr[data-row='7'] td.status", "td => getComputedStyle(td).color")
             assert colour == "rgb(148, 103, 189)"
             assert page.eval_on_selector("#chart", "c => c.dataset.interrupted") == "1"
@@ -239,23 +239,24 @@ def test_polling_sends_rows_only_when_they_change(research_workspace):
         assert status == 200 and json.loads(body)["snapshot"]["rows"][-1]["value"] is None
 
 
-def test_state_draws_the_best_so_far_labels_baseline_runs_and_holds_back_early_rates(research_workspace):
-    """The chart's line is the best so far: it stays put where the frontier's mean rises (the second
-    baseline run, a frontier re-run that comes in worse); baseline and interrupted runs are labelled
-    as such; seven minutes of research make no rate yet."""
+def test_state_draws_the_frontier_labels_baseline_runs_and_re_runs_and_holds_back_early_rates(research_workspace):
+    """The chart's line is the frontier after each row, the value of the cards, also where its mean
+    rises (the second baseline run, a frontier re-run that comes in worse); baseline runs, the
+    frontier's re-runs and interrupted runs are labelled as such, never as keeps; seven minutes of
+    research make no rate yet."""
     root = research_workspace["root"]
     frontier = research_workspace["commits"][5]
-    append_row(root, research_row(frontier, 1.9, "keep", "re-run", "confirm", "frontier re-run beside a confirm run", 6))
+    append_row(root, research_row(frontier, 1.9, "keep", "re-run", "rerun", "frontier re-run beside a confirm run", 6))
     append_row(root, research_row("abcdef2", 0.0, "interrupted", "stopped", "experiment", "interrupted", 7))
     with dashboard(root) as url:
         snap = json.loads(get(url + "/api/state")[1])["snapshot"]
     rows, s = snap["rows"], snap["summary"]
     front = [r["frontier"] for r in rows]
     assert front[1] > front[0] and front[6] > front[5]  # the frontier's mean moved the wrong way twice
-    best = [r["best"] for r in rows]
-    assert best == pytest.approx([2.0, 2.0, 1.9, 1.9, 1.9, 1.8, 1.8, 1.8])
-    assert [r["label"] for r in rows] == ["baseline", "baseline", "keep", "discard", "crash", "keep", "keep", "interrupted"]
-    assert s["counts"]["keep"] == 5 and s["counts_text"] == "2 baseline, 3 keep, 1 discard, 1 crash, 1 interrupted"
+    assert front == pytest.approx([2.0, 2.002, 1.9, 1.9, 1.9, 1.8, 1.85, 1.85]) and front[-1] == s["frontier"]
+    assert [r["label"] for r in rows] == ["baseline", "baseline", "keep", "discard", "crash", "keep", "rerun", "interrupted"]
+    assert s["counts"]["keep"] == 2 and s["counts_text"] == (
+        "5 experiments (2 keep, 1 discard, 1 crash, 1 interrupted); 2 baseline runs, 1 frontier re-run")
     assert s["rates_meaningful"] is False and "too early" in s["rates_note"] and s["experiments_per_hour"] is not None
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import gitrepo
+from autoresearch import gitrepo, gitseal
 from autoresearch.errors import AutoresearchError
 
 TRAIN = "LR = 0.5\n"
@@ -287,8 +287,8 @@ def test_status_and_diff_do_not_look_inside_a_submodule_whose_config_names_a_fil
 
 def test_the_config_is_read_again_only_when_it_changed(root, markers, monkeypatch):
     calls = []
-    real = gitrepo._config_entries
-    monkeypatch.setattr(gitrepo, "_config_entries", lambda path: calls.append(path) or real(path))
+    real = gitseal._config_entries
+    monkeypatch.setattr(gitseal, "_config_entries", lambda path: calls.append(path) or real(path))
     gitrepo.tracked(root)
     gitrepo.tracked(root)
     before = len(calls)

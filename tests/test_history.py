@@ -10,7 +10,7 @@ import pytest
 from autoresearch import resultsfile
 from autoresearch.research import keeprule
 from autoresearch.research.history import History, kept_mean
-from autoresearch.research.results import Row
+from autoresearch.research.results import Row, parse
 from support import cli, git
 
 B = "autoresearch/test"
@@ -26,7 +26,7 @@ def r(commit: str, value: float, status: str = "keep", kind: str = "experiment",
 LIFE = [
     r("a000000", 2.00, kind="baseline"),
     r("a000000", 2.02, kind="baseline"),
-    r("a000000", 2.04, kind="confirm", description="re-run of the frontier beside: b"),
+    r("a000000", 2.04, kind="rerun", description="re-run of the frontier beside: b"),
     r("b000000", 1.90),
     r("b000000", 1.94, kind="confirm"),
     r("d000000", 1.99, status="discard"),
@@ -48,6 +48,7 @@ def test_the_frontier_is_the_mean_of_the_kept_runs_of_the_last_kept_commit():
 def test_the_series_follows_keeps_confirms_and_frontier_reruns():
     h = History(LIFE, B)
     assert h.series == pytest.approx([2.00, 2.01, 2.02, 1.90, 1.92, 1.92, 1.92, 1.80, 1.82])
+    assert h.delta(3) == pytest.approx(1.90 - 2.02) and h.delta(6) is None  # new minus old; a crash has none
     assert h.before(0) is None and h.before(3) == pytest.approx(2.02)  # the re-run moved the frontier b beat
     assert h.series[-1] == h.frontier_value  # one function gives both
 
@@ -56,27 +57,30 @@ def test_a_re_run_of_the_old_frontier_after_a_kept_change_leaves_the_change_the_
     # the change ran twice, then the old frontier beside it (the test's A-B-A before a keep)
     rows = [r("a000000", 2.00, kind="baseline"), r("a000000", 2.02, kind="baseline"),
             r("b000000", 1.90), r("b000000", 1.92, kind="confirm"),
-            r("a000000", 2.04, kind="confirm", description="re-run of the frontier beside: b")]
+            r("a000000", 2.04, kind="rerun", description="re-run of the frontier beside: b")]
     h = History(rows, B)
     assert h.frontier_commit == "b000000" and h.frontier_value == pytest.approx(1.91)
     assert h.series == pytest.approx([2.00, 2.01, 1.90, 1.91, 1.91])
     assert [c.commit for c in h.kept_changes] == ["a000000", "b000000"]
+    assert h.label(4) == "rerun" and h.tally().outcomes["keep"] == 1 and h.tally().reruns == 1  # never a keep
 
 
 def test_nothing_kept_means_no_frontier():
     h = History([r("a000000", 0.0, status="crash", kind="baseline")], B)
     assert h.frontier_commit is None and h.frontier_value is None and h.series == [None]
-    assert h.baseline is None and h.improvement is None and h.frontier_change is None
+    assert h.baseline is None and h.change is None and h.frontier_change is None
 
 
-def test_the_baseline_is_the_mean_of_its_runs_and_the_improvement_is_against_it():
+def test_the_baseline_is_the_value_of_its_commit_and_the_change_is_new_minus_old():
     h = History(LIFE, B)
-    # the frontier re-run of the baseline commit is a confirm, not a baseline run
-    assert h.baseline_runs == [2.00, 2.02] and h.baseline == pytest.approx(2.01) and h.baseline_count == 2
-    assert h.improvement == pytest.approx(2.01 - 1.82)
-    assert h.improvement_pct == pytest.approx(100 * (2.01 - 1.82) / 2.01)
+    # the baseline's commit is valued as every kept commit: its baseline runs and its re-run,
+    # so the report's head and its table of kept changes give one value
+    assert h.baseline_runs == [2.00, 2.02, 2.04] and h.baseline == pytest.approx(2.02) and h.baseline_count == 3
+    assert h.baseline == h.kept_changes[0].value == h.value_of("a000000")
+    assert h.change == pytest.approx(1.82 - 2.02)  # a win is negative when lower is better
+    assert h.change_pct == pytest.approx(100 * (1.82 - 2.02) / 2.02)
     higher = History([r("a000000", 1.0, kind="baseline"), r("b000000", 1.5)], B, direction="higher")
-    assert higher.improvement == pytest.approx(0.5)
+    assert higher.change == pytest.approx(0.5)
 
 
 def test_a_file_without_kinds_takes_its_first_measured_row_as_the_baseline():
@@ -86,9 +90,14 @@ def test_a_file_without_kinds_takes_its_first_measured_row_as_the_baseline():
     assert h.baseline == 1.0 and h.baseline_count == 1 and h.frontier_value == 0.9
 
 
-def test_counts_kept_changes_and_the_streak():
+def test_the_tally_kept_changes_and_the_streak():
     h = History([*LIFE, r("f000000", 1.9, status="discard"), r("g000000", 0.0, status="noop")], B)
-    assert h.counts == {"keep": 7, "discard": 2, "crash": 1, "invalid": 0, "noop": 1, "interrupted": 0, "stale": 0}
+    tally = h.tally()
+    assert tally.outcomes == {"keep": 2, "discard": 2, "crash": 1, "invalid": 0, "noop": 1, "interrupted": 0, "stale": 0}
+    assert (tally.experiments, tally.decided, tally.baseline_runs, tally.reruns) == (6, 4, 2, 1)
+    assert tally.text() == "6 experiments (2 keep, 2 discard, 1 crash, 1 noop); 2 baseline runs, 1 frontier re-run"
+    assert h.tally(7).text() == "3 experiments (1 keep, 1 discard, 1 noop)"  # a session's rows
+    assert h.numbers == [None, None, None, 1, 1, 2, 3, 4, 4, 5, 6]
     changes = [(c.commit, c.runs, c.baseline) for c in h.kept_changes]
     assert changes == [("a000000", 3, True), ("b000000", 2, False), ("c000000", 2, False)]
     assert h.kept_changes[1].delta == pytest.approx(1.92 - 2.02)
@@ -107,7 +116,6 @@ def test_the_noise_is_the_keep_rules_estimate_over_the_same_rows():
     h = History(LIFE, B)
     assert h.noise == keeprule.noise(h.rows)
     assert h.noise.runs == 7  # a000000 x3, b000000 x2, c000000 x2
-    assert h.band(0.001) == keeprule.band(0.001, h.noise.sigma)
 
 
 def test_pace_and_usage():
@@ -117,7 +125,8 @@ def test_pace_and_usage():
             r("c000000", 1.8, timestamp="2026-01-01T00:03:00Z", seconds=60.0, training_seconds=50.0, tokens_in=5)]
     h = History(rows, B)
     assert h.pace.elapsed_seconds == pytest.approx(180.0)  # the first row's run started a minute before its stamp
-    assert h.pace.experiments_per_hour == pytest.approx(3 / (180 / 3600))
+    assert h.pace.experiments_per_hour == pytest.approx(2 / (180 / 3600))  # decided experiments, not the baseline run
+    assert h.pace.runs_per_hour == pytest.approx(3 / (180 / 3600))
     assert h.pace.training_share == pytest.approx(150 / 180)
     assert (h.usage.tokens_in, h.usage.tokens_out, h.usage.cost_usd) == (15, 2, 0.5)
 
@@ -141,7 +150,7 @@ def test_the_agents_prompt_and_status_json_show_the_same_frontier_value(tmp_path
     win = git(root, "rev-parse", "--short=7", "HEAD")
     resultsfile.append(root / "results.tsv", [
         r(base, 2.00, kind="baseline"), r(base, 2.02, kind="baseline"),
-        r(base, 2.04, kind="confirm"), r(win, 1.80, description="win"), r(win, 1.83, kind="confirm", description="win"),
+        r(base, 2.04, kind="rerun"), r(win, 1.80, description="win"), r(win, 1.83, kind="confirm", description="win"),
     ], "score")
 
     snap = json.loads(cli("status", "--json", cwd=root).stdout)
@@ -157,16 +166,19 @@ def test_the_agents_prompt_and_status_json_show_the_same_frontier_value(tmp_path
     assert f"frontier (best so far) score {shown} at commit {win}" in prompt
     assert f"frontier_value: {shown}" in prompt
     assert "1.830000 at commit" not in prompt  # not the last kept row alone
-    assert "baseline score 2.010000" in prompt  # the baseline is the mean of its runs too
-    assert snap["summary"]["baseline"] == pytest.approx(2.01)
+    assert "baseline score 2.020000" in prompt  # the baseline is the mean of its commit's runs too
+    assert snap["summary"]["baseline"] == pytest.approx(2.02)
 
 
-def test_labels_name_baseline_runs_and_interrupted_runs():
-    rows = [*LIFE, r("f000000", 0.0, status="interrupted", kind="confirm"),
-            r("g000000", 0.0, status="crash", reason="interrupted")]  # written before the status existed
+def test_labels_name_baseline_runs_re_runs_and_interrupted_runs():
+    # a crash "interrupted" of a file written before the status existed, upgraded where it is read
+    old = parse(f"commit\tval_bpb\tmemory_gb\tstatus\tdescription\tkind\treason\tbranch\n"
+                f"g000000\t0.000000\t0.0\tcrash\tg\texperiment\tinterrupted\t{B}\n")[1]
+    rows = [*LIFE, r("f000000", 0.0, status="interrupted", kind="confirm"), *old]
     h = History(rows, B)
     assert h.baseline_indices == {0, 1}  # the frontier re-run of the baseline commit is no baseline run
     assert [h.label(i) for i in range(len(rows))] == [
-        "baseline", "baseline", "keep", "keep", "keep", "discard", "crash", "keep", "keep", "interrupted", "interrupted"]
+        "baseline", "baseline", "rerun", "keep", "keep", "discard", "crash", "keep", "keep", "interrupted", "interrupted"]
+    assert h.tally().interrupted_runs == 2 and h.tally().outcomes["interrupted"] == 1
     upstream = History([r("a000000", 1.0, branch=""), r("b000000", 0.9, branch="")])
     assert upstream.baseline_indices == {0} and upstream.label(0) == "baseline"

@@ -215,3 +215,18 @@ def test_a_frontier_re_run_counts_for_a_simplification_only_next_to_a_measured_r
     assert ev.beside == 1 and ev.adjacent == 0
     beside = line(("c000000", 1.015, "discard"), ("b000000", 1.01, "keep"), ("c000000", 0.0, "crash"))
     assert keeprule.weigh(beside, "b000000", "c000000", start=4).adjacent == 1
+
+
+@pytest.mark.parametrize("direction", ["lower", "higher"])
+def test_the_reason_shows_the_change_of_the_metric_new_minus_old(direction):
+    """`gain` (positive: better) decides; the reason shows `delta`, candidate minus frontier in
+    the metric's units, as every view shows a difference: a win is negative when lower is better."""
+    flip = (lambda v: v) if direction == "lower" else (lambda v: 2.0 - v)
+    rows = [Row(r.commit, flip(r.value), 0.0, r.status, "x", kind=r.kind)
+            for r in line(("c000000", 0.90, "discard"), ("b000000", 1.01, "keep"), ("c000000", 0.91, "discard"))]
+    d = judge(rows, direction=direction)
+    ev = d.evidence
+    assert d.action == "keep" and ev.gain > 0
+    assert ev.delta == pytest.approx(-ev.gain if direction == "lower" else ev.gain)
+    assert f", {ev.delta:+.6f} ± {ev.se:.6f} vs " in d.reason
+    assert d.reason.split(", ")[1].startswith("-" if direction == "lower" else "+")

@@ -18,7 +18,7 @@ FORBIDDEN = {
     "base": {"engine", "agents", "views", "loop", "cli"},
     "cli": set(),  # the command line (and `python -m autoresearch`) sits on top of everything
 }
-BASE_MAY_USE_RESEARCH = {"resultsfile", "state", "config", "workspace"}
+BASE_MAY_USE_RESEARCH = {"resultsfile", "state", "config", "workspace", "store", "runlog"}
 
 
 def layer_of(path: Path) -> str:
@@ -76,7 +76,7 @@ def test_nothing_calls_another_modules_private_names():
 
 def test_every_git_call_goes_through_the_git_module():
     for path in SOURCES:
-        if path.name == "gitrepo.py":
+        if path.name in ("gitrepo.py", "gitseal.py"):  # the calls, and the sealed setting they run in
             continue
         text = path.read_text()
         assert '"git"' not in text and "'git'" not in text, f"{path.relative_to(PACKAGE)} runs git itself"
@@ -89,3 +89,42 @@ def test_every_process_is_started_by_the_process_module():
         text = path.read_text()
         for call in ("subprocess.Popen(", "subprocess.run(", "os.system(", "os.killpg("):
             assert call not in text, f"{path.relative_to(PACKAGE)} uses {call} outside proc.py"
+
+
+MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 500
+
+
+def long_functions(path: Path) -> list[str]:
+    """The functions (and methods, nested ones too) of a module over MAX_FUNCTION_LINES lines,
+    from the `def` line to the last, without a `# long: <why>` comment on the `def` line or
+    the line above it."""
+    lines = path.read_text().splitlines()
+    found = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        size = node.end_lineno - node.lineno + 1
+        marked = any("# long: " in lines[i - 1] for i in (node.lineno - 1, node.lineno) if i >= 1)
+        if size > MAX_FUNCTION_LINES and not marked:
+            found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({size} lines)")
+    return found
+
+
+def long_module(path: Path) -> str | None:
+    """The module, when it is over MAX_MODULE_LINES lines without a `# long module: <why>` line
+    in its first 40."""
+    lines = path.read_text().splitlines()
+    if len(lines) > MAX_MODULE_LINES and not any("# long module: " in line for line in lines[:40]):
+        return f"{path.relative_to(PACKAGE)} ({len(lines)} lines)"
+    return None
+
+
+def test_no_function_or_module_is_long_without_a_reason():
+    """A function over 60 lines or a module over 500 says why (`# long: <why>` at its `def`,
+    `# long module: <why>` near its top); otherwise it is split."""
+    functions = [f for path in SOURCES for f in long_functions(path)]
+    modules = [m for m in map(long_module, SOURCES) if m]
+    assert not functions and not modules, (
+        f"over {MAX_FUNCTION_LINES} lines: {', '.join(functions) or 'none'}; "
+        f"modules over {MAX_MODULE_LINES} lines: {', '.join(modules) or 'none'}")

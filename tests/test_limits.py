@@ -61,7 +61,7 @@ def test_a_hostile_description_round_trips_through_the_results_without_escapes(t
 def _raw_row(commit: str, description: str, reason: str = "", agent: str = "", branch: str = "autoresearch/test") -> str:
     """A results line written by hand (a file from before the rule, or edited): cells as they are."""
     return "\t".join([commit, "1.500000", "0.1", "discard", description, "2025-03-08T22:20:00Z", "62.0", "60.0",
-                      "100", "experiment", reason, agent, "", "", "", branch, ""]) + "\n"
+                      "100", "experiment", reason, agent, "", "", "", branch, "", "", "", "", ""]) + "\n"
 
 
 def test_status_shows_nothing_raw_from_the_log_the_rows_or_the_agent(research_workspace, sleeper):

@@ -15,7 +15,7 @@ import pytest
 
 from autoresearch.research.results import line
 from autoresearch.state import StateFolder
-from support import clean, cli, git, head, llm_like, pid_alive, rows, train_text, wait_for
+from support import clean, cli, git, head, llm_like, no_journals, pid_alive, rows, train_text, wait_for
 
 AGENT = r'''
 import json, os, re, sys
@@ -44,6 +44,8 @@ for name, content in step.get("append", {}).items():
         fh.write(content)
 for old, new in step.get("replace", {}).items():
     Path("train.py").write_text(Path("train.py").read_text().replace(old, new))
+if os.environ.get("PROMPTS"):  # keep each prompt the agent was shown, in order
+    Path(os.environ["PROMPTS"], f"{n}.md").write_text(Path(os.environ["AUTORESEARCH_PROMPT_FILE"]).read_text())
 print("DESCRIPTION: " + step.get("desc", "a change"))
 '''
 
@@ -111,7 +113,7 @@ def test_the_loop_records_every_kind_of_proposal(tmp_path, agent):
     assert got == [
         ("baseline", "keep", "baseline"), ("baseline", "keep", "baseline"),
         ("experiment", "keep", "VALUE 1.0 -> 0.5"),
-        ("confirm", "keep", "re-run of the frontier beside: VALUE 1.0 -> 0.5"), ("confirm", "keep", "VALUE 1.0 -> 0.5"),
+        ("rerun", "keep", "re-run of the frontier beside: VALUE 1.0 -> 0.5"), ("confirm", "keep", "VALUE 1.0 -> 0.5"),
         ("experiment", "noop", "thinking only"),
         ("experiment", "invalid", "edit the harness"),
         ("experiment", "discard", "VALUE 0.5 -> 0.7"),
@@ -123,7 +125,8 @@ def test_the_loop_records_every_kind_of_proposal(tmp_path, agent):
     assert "TIME_BUDGET = 999" not in (root / "prepare.py").read_text()
     assert git(root, "status", "--porcelain") == "?? notes.md"
     last = r.stdout.strip().splitlines()[-1]
-    assert last.startswith("reached --max-experiments: 4 experiments on autoresearch/t1")
+    assert last.startswith("reached --max-experiments: 4 experiments on autoresearch/t1 "
+                           "(1 keep, 1 discard, 1 invalid, 1 noop); 2 baseline runs")
     assert "val_bpb 1.000000 -> 0.500000" in last
     state = json.loads((root / ".autoresearch" / "loop.json").read_text())
     assert state["state"] == "stopped" and state["branch"] == "autoresearch/t1" and state["agent"] == "command"
@@ -179,7 +182,7 @@ def test_kill_9_of_the_loop_mid_run_then_resume(tmp_path, agent, unjailed):
     assert got[0] == ("interrupted", "interrupted", "slow change")
     assert got[1][0] == "discard" and got[1][2] == "after the crash"
     assert head(root)[:7] == frontier and clean(root)
-    assert StateFolder(root).journal() is None
+    assert no_journals(root)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -201,13 +204,13 @@ def test_ctrl_c_kills_the_run_records_it_and_leaves_the_frontier(tmp_path, agent
             proc.kill()
     assert proc.returncode == 130, out + err
     assert out.strip().splitlines()[-1].startswith(
-        "interrupted: 1 experiment on autoresearch/test (2 baseline, 1 interrupted)")
+        "interrupted: 1 experiment on autoresearch/test (1 interrupted); 2 baseline runs;")
     assert not pid_alive(train_pid)
     last = rows(root)[-1]
     assert (last.status, last.reason, last.description) == ("interrupted", "interrupted", "slow change")
     assert len(rows(root)) == 3
     assert head(root)[:7] == frontier and clean(root)
-    assert StateFolder(root).journal() is None
+    assert no_journals(root)
 
 
 def stalls_on_confirm(tmp_path: Path) -> tuple[Path, str]:
@@ -238,14 +241,15 @@ def test_ctrl_c_during_a_confirmation_keeps_both_finished_runs(tmp_path, agent, 
     got = [(r.commit, r.status, r.kind, r.value) for r in rows(root)]
     base = got[0][0]
     assert [g[1:3] for g in got] == [("keep", "baseline"), ("keep", "baseline"), ("discard", "experiment"),
-                                      ("keep", "confirm"), ("interrupted", "confirm")]
+                                      ("keep", "rerun"), ("interrupted", "confirm")]
     assert got[3][0] == base and got[3][3] == 1.0  # the frontier's re-run: a measurement of the frontier
     assert got[2][3] == 0.5 and got[4][3] == 0.0  # the candidate's finished run keeps its value
     assert rows(root)[2].reason.startswith("not decided: interrupted")
-    assert out.strip().splitlines()[-1].startswith(
-        "interrupted: 1 experiment on autoresearch/test (2 baseline, 1 discard, 1 interrupted)")
+    last = out.strip().splitlines()[-1]  # the interrupted confirm run is no second experiment
+    assert last.startswith("interrupted: 1 experiment on autoresearch/test (1 discard); 2 baseline runs, ")
+    assert "1 more run interrupted;" in last
     assert head(root)[:7] == base and clean(root)
-    assert StateFolder(root).journal() is None
+    assert no_journals(root)
 
 
 def test_a_dirty_tree_at_start_is_one_clear_line_and_nothing_is_touched(tmp_path, agent):
@@ -338,7 +342,7 @@ def test_kill_9_during_a_confirmation_records_the_finished_runs_at_the_next_star
     got = [(r.commit, r.status, r.kind, r.value) for r in rows(root)]
     base = got[0][0]
     assert [g[1:3] for g in got[:5]] == [("keep", "baseline"), ("keep", "baseline"), ("discard", "experiment"),
-                                          ("keep", "confirm"), ("interrupted", "confirm")]
+                                          ("keep", "rerun"), ("interrupted", "confirm")]
     assert got[2][3] == 0.5 and got[3][0] == base and got[3][3] == 1.0
     assert rows(root)[2].reason == "not decided: the engine stopped before the decision"
     assert got[4][0] == got[2][0] and rows(root)[5].description == "after the crash"
@@ -361,8 +365,8 @@ def test_a_keep_row_appended_after_kill_9_is_not_adopted(tmp_path, agent, unjail
     finally:
         if proc.poll() is None:
             proc.kill()
-    frontier, candidate = rows(root)[0].commit, head(root)[:7]
-    assert candidate != frontier
+    frontier, candidate = rows(root)[0].commit, json.loads((root / ".autoresearch" / "current.json").read_text())["commit"]
+    assert candidate != frontier and head(root)[:7] == frontier  # the candidate is a commit off the branch
     forged = rows(root)[-1].__class__(candidate, 0.1, 0.5, "keep", "slow change", timestamp="2099-01-01T00:00:00Z",
                                       kind="experiment", branch="autoresearch/test")
     with open(root / "results.tsv", "a") as fh:

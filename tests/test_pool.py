@@ -17,7 +17,7 @@ from autoresearch import sandbox
 from autoresearch.engine import slots
 from autoresearch.errors import AutoresearchError
 from autoresearch.state import StateFolder
-from support import blank, clean, cli, git, head, llm_like, pid_alive, rows, wait_for
+from support import blank, clean, cli, git, head, llm_like, no_journals, pid_alive, rows, wait_for
 from test_loop import AGENT, agent, start_loop  # noqa: F401 (agent: the fixture)
 
 
@@ -135,7 +135,7 @@ def test_ctrl_c_stops_every_worker_and_records_each_run_interrupted(tmp_path, ag
     got = [x for x in rows(root) if x.kind != "baseline"]
     assert sorted((x.status, x.description) for x in got) == [("interrupted", "slow a"), ("interrupted", "slow b")]
     assert sorted(x.worker for x in got) == ["w1", "w2"]
-    assert clean(root) and not list(StateFolder(root).worker_journals())
+    assert clean(root) and no_journals(root)
     assert not list((root / ".autoresearch").glob("current-*.json"))
 
 
@@ -157,7 +157,7 @@ def test_kill_9_of_the_driver_records_what_the_workers_had_in_flight(tmp_path, a
     got = sorted((x.status, x.description) for x in rows(root) if x.kind != "baseline")
     assert got == [("discard", "after the crash"), ("interrupted", "slow a"), ("interrupted", "slow b")]
     assert head(root)[:7] == frontier and clean(root)
-    assert not StateFolder(root).worker_journals()
+    assert no_journals(root)
 
 
 def test_three_workers_on_the_blank_template(tmp_path, agent):
@@ -249,3 +249,27 @@ def test_a_merge_of_two_wins_that_together_carry_too_much_is_not_made(tmp_path):
     e = Engine(Workspace.load(root), out=lambda line: None)
     assert merge_onto(e, first, base, base) is not None  # one of them alone merges
     assert merge_onto(e, first, base, second) is None
+
+
+def test_a_pool_candidates_crash_shows_the_agent_that_candidates_own_log(tmp_path, agent):
+    """In a pool, each run's log is kept and named on its row: the prompt after a crash shows
+    the log of the run that crashed (run.log holds only the baseline's output there)."""
+    root = tmp_path / "ws"
+    llm_like(root)
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    crash = "raise SystemExit('the candidate broke: marker-7f3a')"
+    env = {**agent([{"value": 0.9, "body": crash, "desc": "a crashing change"},
+                    {"value": 1.2, "desc": "a later change"}, {"desc": "look", "append": {"notes.md": "x\n"}}]),
+           "PROMPTS": str(prompts)}
+    # one worker thread: the second proposal waits for it, so the third prompt comes right after the crash
+    r = run_pool(root, agent, "--workers", "1", "--max-experiments", "3", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    crashed = next(x for x in rows(root) if x.description == "a crashing change")
+    assert crashed.status == "crash" and crashed.cause == "code" and crashed.log, crashed
+    log = StateFolder(root).logs_dir / crashed.log
+    assert "marker-7f3a" in log.read_text()
+    later = sorted(prompts.glob("*.md"), key=lambda p: int(p.stem))
+    shown = [p.read_text() for p in later if "## The last run crashed" in p.read_text()]
+    # the crash is recorded once its worker finished: some later prompt shows it, with its own log
+    assert any("marker-7f3a" in text and "a crashing change" in text for text in shown), [p.name for p in later]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from autoresearch import proc
+from autoresearch import logcap, proc
 
 
 @pytest.mark.parametrize("name", ["OPENAI_API_KEY", "HF_TOKEN", "DB_PASSWORD", "AWS_SECRET_ACCESS_KEY",
@@ -29,6 +29,11 @@ def test_what_is_scrubbed_from_a_run_is_what_is_blanked_from_a_transcript():
     assert proc.scrubbed(env) == {"PATH": "/usr/bin:/bin"}
     # every scrubbed value long enough to be worth hiding is blanked, by the same rule
     assert proc.redact(text, env) == "*** *** /usr/bin:/bin abc"
+
+
+def test_pid_alive_is_true_for_a_running_process_only():
+    assert proc.pid_alive(os.getpid()) and proc.pid_alive(str(os.getpid()))
+    assert not any(proc.pid_alive(p) for p in (None, "", "x", 0, -1, 2**22 + 12345))
 
 
 def test_a_timed_out_agent_call_stops_its_whole_group(tmp_path):
@@ -78,13 +83,13 @@ def test_a_flood_of_output_leaves_a_capped_log_with_its_first_and_last_lines(tmp
     assert outcome.returncode == 0
     marker = [line for line in data.split(b"\n") if line.startswith(b"[autoresearch: ")]
     assert len(marker) == 1, marker
-    assert len(data) <= proc.LOG_HEAD_BYTES + proc.LOG_TAIL_BYTES + len(marker[0]) + 2
+    assert len(data) <= logcap.LOG_HEAD_BYTES + logcap.LOG_TAIL_BYTES + len(marker[0]) + 2
     assert data.startswith(b"line 000000 " + b"x" * 987 + b"\n")
     assert data.endswith(b"line 049999 " + b"x" * 987 + b"\n")
     # the head (1 MiB) ends mid-line, so the cut line starts with a newline of its own
     assert outcome.log_dropped == 50_000 * 1000 - (len(data) - len(marker[0]) - 2)
     assert marker[0].decode() == (f"[autoresearch: {outcome.log_dropped} bytes of output dropped here; run.log keeps "
-                                  f"the first {proc.LOG_HEAD_BYTES} and the last {proc.LOG_TAIL_BYTES} bytes]")
+                                  f"the first {logcap.LOG_HEAD_BYTES} and the last {logcap.LOG_TAIL_BYTES} bytes]")
     # the cut falls between whole lines: the kept tail starts with a whole line
     after = data.split(marker[0] + b"\n", 1)[1]
     assert after.startswith(b"line ") and len(after.split(b"\n", 1)[0]) == 999
@@ -129,7 +134,7 @@ def test_the_tail_of_a_long_output_is_in_the_log_while_the_run_goes_on(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         proc.supervise([sys.executable, "-c", code], tmp_path, dict(os.environ), log, 30, on_tick=tick, tick=0.1)
     assert seen, "the recent output never showed in run.log during the run"
-    assert log.stat().st_size <= proc.LOG_HEAD_BYTES + proc.LOG_TAIL_BYTES + 200
+    assert log.stat().st_size <= logcap.LOG_HEAD_BYTES + logcap.LOG_TAIL_BYTES + 200
 
 
 @pytest.mark.parametrize("writes", [False, True], ids=["silent", "writing"])
@@ -144,7 +149,7 @@ def test_a_grandchild_that_left_the_group_holding_the_pipe_does_not_hold_the_run
     try:
         outcome, data, wall = _supervise(tmp_path, code)
         assert outcome.returncode == 0 and data.startswith(b"parent done\n")
-        assert wall < proc.LOG_DRAIN_SECONDS + 5
+        assert wall < logcap.LOG_DRAIN_SECONDS + 5
     finally:
         with_pid = pidfile.read_text() if pidfile.exists() else ""
         if with_pid:

@@ -44,7 +44,7 @@ def test_report_from_our_results_draws_kept_crashed_and_lists_changes(tmp_path):
     kept = [line for line in text.splitlines() if line.startswith("| ") and "`" in line]
     # the baseline and five kept changes, in order, each with its commit
     assert [line.split("`")[1] for line in kept] == ["c0a1b2c", "d1e2f30", "b5c6d74", "f9a0b18", "1b2c3da", "3d4e5fc"]
-    assert "baseline: 1.483230 (mean of 2 runs)" in text
+    assert "baseline: 1.483230 (mean of 2 runs of its commit)" in text
     assert "frontier: 1.440250 at commit `3d4e5fc`" in text
     assert "| -0.012210 |" in kept[1]  # delta to the frontier before it
     assert "mean of 2 runs; confirmed by re-run" in kept[2]  # a confirmed win: both runs count
@@ -104,7 +104,7 @@ def test_higher_is_better_direction(tmp_path):
     png, md = report_mod.report(results=results, direction="higher")
     text = md.read_text()
     assert "`accuracy`, higher is better" in text
-    assert "improvement: +0.050000" in text
+    assert "change: +0.050000 (frontier minus baseline" in text  # new minus old: a win is positive here
     assert pixels(png, report_mod.KEEP_COLOR) > 100
 
 
@@ -161,9 +161,10 @@ def rows_of(text: str) -> list:
     return parse("commit\tval_bpb\tmemory_gb\tstatus\tdescription\tkind\n" + text)[1]
 
 
-def test_the_best_so_far_line_never_moves_the_wrong_way():
+def test_the_line_the_views_draw_is_the_frontier_after_each_run():
     """The frontier's mean rises on a second baseline run, a frontier re-run that comes in worse and
-    a simplification kept within the noise; the line the views draw does not."""
+    a simplification kept within the noise: the line the report and the dashboard draw is that
+    frontier (History.series), the value their titles and cards give, not the best run so far."""
     rows = rows_of(
         "aaaaaaa\t1.000000\t1.0\tkeep\tbaseline\tbaseline\n"
         "aaaaaaa\t1.020000\t1.0\tkeep\tbaseline\tbaseline\n"
@@ -173,13 +174,10 @@ def test_the_best_so_far_line_never_moves_the_wrong_way():
         "ddddddd\t0.800000\t1.0\tkeep\tmuch better\texperiment\n"
     )
     lower = History(rows, direction="lower")
-    assert lower.series == pytest.approx([1.0, 1.01, 0.9, 0.93, 0.94, 0.8])  # the engine's frontier: unchanged
-    best = snapshot.best_so_far(lower)
-    assert best == pytest.approx([1.0, 1.0, 0.9, 0.9, 0.9, 0.8])
-    assert all(b <= a for a, b in zip(best, best[1:]))
+    assert lower.series == pytest.approx([1.0, 1.01, 0.9, 0.93, 0.94, 0.8])  # the engine's frontier
+    assert [d["frontier"] for d in snapshot.row_dicts(lower)] == pytest.approx(lower.series)  # what the dashboard draws
     higher = History([replace(r, value=2 - r.value) for r in rows], direction="higher")
-    assert snapshot.best_so_far(higher) == pytest.approx([1.0, 1.0, 1.1, 1.1, 1.1, 1.2])
-    assert [d["best"] for d in snapshot.row_dicts(lower)] == pytest.approx(best)  # what the dashboard draws
+    assert higher.series == pytest.approx([1.0, 0.99, 1.1, 1.07, 1.06, 1.2])
 
 
 @pytest.mark.parametrize("direction", ["lower", "higher"])
@@ -189,7 +187,7 @@ def test_the_noise_band_is_whole_inside_the_y_limits(direction):
         rows = [replace(r, value=3 - r.value) if keeprule.measured(r) else r for r in rows]
     history = History(rows, direction=direction)
     s = snapshot.summarize(history, metric, judged=True)
-    line = [v for v in snapshot.best_so_far(history) if v is not None]
+    line = [v for v in history.series if v is not None]
     lo, hi = report_mod.y_limits(history, s)
     assert s.keep_bar and lo < min(line) - s.keep_bar and max(line) + s.keep_bar < hi
 
@@ -199,7 +197,8 @@ def test_interrupted_runs_are_drawn_and_listed_as_such_not_as_crashes(tmp_path):
     stopped = text.replace("\tcrash\t", "\tinterrupted\t").replace("NameError: name 'gelu' is not defined", "interrupted")
     md = report_mod.markdown(History(parse(stopped)[1]))
     assert "## Crashes" not in md and "1 crash" not in md
-    assert "## Interrupted" in md and "- #5 `f3a4b52` swap ReLU^2 for GELU in MLP" in md and "1 interrupted)" in md
+    # numbered as `autoresearch run` numbered the experiment (the third after two baseline runs)
+    assert "## Interrupted" in md and "- #3 `f3a4b52` swap ReLU^2 for GELU in MLP" in md and "1 interrupted)" in md
 
     crashed_png, stopped_png = tmp_path / "crashed.png", tmp_path / "stopped.png"
     report_mod.plot(History(parse(text)[1]), crashed_png)
@@ -211,8 +210,8 @@ def test_interrupted_runs_are_drawn_and_listed_as_such_not_as_crashes(tmp_path):
 
 def test_baseline_runs_are_counted_as_baseline(tmp_path):
     png, md = report_mod.report(results=OURS, out=tmp_path)
-    # 8 rows are status keep: 2 of them are the baseline runs
-    assert "16 runs (2 baseline, 6 keep, 5 discard, 1 crash, 1 invalid, 1 noop)" in md.read_text()
+    # 8 rows are status keep: 2 of them are the baseline runs and 1 a confirm run of a kept change
+    assert "13 experiments (5 keep, 5 discard, 1 crash, 1 invalid, 1 noop); 2 baseline runs" in md.read_text()
     assert pixels(png, report_mod.BASELINE_COLOR) > 100  # the baseline runs' diamonds and the dashed line
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import proc, sandbox
+from autoresearch import proc, sandbox, seatbelt
 from support import clean, cli, experiment, experiment_json, head, llm_like, rows, train_text
 
 ON = sandbox.detect()
@@ -296,7 +296,7 @@ def test_seatbelt_denies_the_masked_folders_but_allows_the_binds_inside_them(tmp
     train = cache / "prepared" / "train.bin"
     train.write_bytes(b"")
     jail = sandbox.Jail(binds=(sandbox.Bind(train, train),), cwd=Path("/"), masked=(cache,))
-    rules = sandbox.seatbelt_profile(jail).splitlines()
+    rules = seatbelt.profile(jail, sandbox.python_dirs()).splitlines()
     deny = next(i for i, r in enumerate(rules) if r.startswith("(deny file-read*") and str(cache.resolve()) in r)
     allow = next(i for i, r in enumerate(rules) if r.startswith("(allow file-read*") and str(train.resolve()) in r)
     assert allow > deny  # the last matching rule wins: the training file stays readable

@@ -9,11 +9,16 @@ import re
 import sys
 from pathlib import Path
 
-from autoresearch import gitrepo, pins, sandbox
+from autoresearch import gitrepo, pins, sandbox, seatbelt
 from autoresearch.engine.runner import Stage, VAL_FILES
 from support import fake_prepared_data, llm_like
 
 SEATBELT = sandbox.Sandbox(sandbox.SEATBELT, program="/usr/bin/sandbox-exec")
+
+
+def seatbelt_profile(jail: sandbox.Jail) -> str:
+    """The profile `Sandbox.wrap` gives sandbox-exec for `jail`."""
+    return seatbelt.profile(jail, sandbox.python_dirs(jail.hidden))
 
 
 def rule_index(profile: str, pattern: str) -> int:
@@ -32,7 +37,7 @@ def test_the_profile_hides_the_workspace_and_the_homes_and_allows_only_the_binds
         binds=(sandbox.Bind(tmp_path / "work", Path("/unused"), writable=True),
                sandbox.Bind(data / "train.bin", Path("/unused/train.bin"))),
         cwd=tmp_path / "work", hidden=(workspace, engine, data))
-    profile = sandbox.seatbelt_profile(jail)
+    profile = seatbelt_profile(jail)
     assert profile.startswith("(version 1)\n(deny default)\n")
     denied = rule_index(profile, r"^\(deny file-read\* ")
     assert f'(subpath "{workspace.resolve()}")' in profile.splitlines()[denied]
@@ -51,7 +56,7 @@ def test_the_profile_hides_the_workspace_and_the_homes_and_allows_only_the_binds
 def test_a_path_with_quotes_cannot_break_out_of_its_string(tmp_path):
     odd = tmp_path / 'a" (allow default) "'
     odd.mkdir()
-    profile = sandbox.seatbelt_profile(sandbox.Jail(binds=(sandbox.Bind(odd, odd, writable=True),), cwd=odd))
+    profile = seatbelt_profile(sandbox.Jail(binds=(sandbox.Bind(odd, odd, writable=True),), cwd=odd))
     outside_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', profile)
     assert "(allow default)" not in outside_strings
     assert '\\" (allow default) \\"' in profile
@@ -68,7 +73,7 @@ def test_seatbelt_runs_the_command_with_its_profile_and_no_other_user():
 
 def test_a_masked_folder_is_denied_after_the_python_installation_is_allowed(tmp_path):
     folder = Path(sandbox.python_dirs()[0]) / "test"
-    profile = sandbox.seatbelt_profile(sandbox.Jail(binds=(), cwd=Path("/"), masked=(folder,)))
+    profile = seatbelt_profile(sandbox.Jail(binds=(), cwd=Path("/"), masked=(folder,)))
     rules = profile.splitlines()
     deny = next(i for i, r in enumerate(rules) if r.startswith("(deny file-read*") and str(folder.resolve()) in r)
     allow = next(i for i, r in enumerate(rules) if r.startswith("(allow file-read* (subpath"))

@@ -25,10 +25,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_summary_of_our_results():
     metric, rows = read(FIXTURES / "results_ours.tsv")
     s = st.summarize(History(rows), metric)
-    assert s.counts == {"keep": 8, "discard": 5, "crash": 1, "invalid": 1, "noop": 1, "interrupted": 0, "stale": 0}
+    # the experiments by outcome: the baseline runs and the confirm run of a kept change are no keeps
+    assert s.counts == {"keep": 5, "discard": 5, "crash": 1, "invalid": 1, "noop": 1, "interrupted": 0, "stale": 0}
+    assert s.experiments == 13 and s.counts_text == "13 experiments (5 keep, 5 discard, 1 crash, 1 invalid, 1 noop); 2 baseline runs"
     assert s.baseline == pytest.approx((1.482310 + 1.484150) / 2) and s.baseline_runs == 2
     assert s.frontier == pytest.approx(1.440250) and s.frontier_commit == "3d4e5fc"
-    assert s.improvement == pytest.approx(s.baseline - 1.440250)
+    assert s.change == pytest.approx(1.440250 - s.baseline) and s.change < 0  # new minus old: a win is negative
     # the keep rule's estimate: pooled over two repeated pairs (the baseline runs and the
     # confirmed change), shrunk towards its prior by one degree of freedom
     ss = (1.484150 - 1.482310) ** 2 / 2 + (1.467040 - 1.466120) ** 2 / 2
@@ -41,7 +43,8 @@ def test_summary_of_our_results():
     # rows are stamped 80 s apart when recorded; the first took 74.2 s
     elapsed = 15 * 80 + 74.2
     assert s.elapsed_seconds == pytest.approx(elapsed)
-    assert s.experiments_per_hour == pytest.approx(16 / (elapsed / 3600))
+    assert s.experiments_per_hour == pytest.approx(10 / (elapsed / 3600))  # decided: 5 kept, 5 discarded
+    assert s.runs_per_hour == pytest.approx(14 / (elapsed / 3600))  # every run on the machine (not invalid, noop)
     assert s.training_share == pytest.approx(13 * 60.1 / elapsed)
     assert s.tokens_in == sum(r.tokens_in for r in rows if r.tokens_in) and s.cost_usd == pytest.approx(0.3544)
 
@@ -105,7 +108,7 @@ def test_status_json_of_a_workspace_with_a_running_experiment(research_workspace
         assert snap["branch"] == "autoresearch/test" and snap["head"] == research_workspace["commits"][-1]
         assert snap["agent"] == "openai" and snap["loop"]["alive"] is True
         s = snap["summary"]
-        assert s["experiments"] == 6 and s["counts"]["keep"] == 4 and s["counts"]["crash"] == 1
+        assert s["experiments"] == 4 and s["counts"]["keep"] == 2 and s["counts"]["crash"] == 1
         assert s["baseline"] == pytest.approx(2.002) and s["frontier"] == pytest.approx(1.8)
         running = snap["running"]
         assert running["alive"] is True and running["description"] == "try a [bold]larger[/] step"
@@ -114,7 +117,8 @@ def test_status_json_of_a_workspace_with_a_running_experiment(research_workspace
         table = cli("status", cwd=root)
         assert table.returncode == 0, table.stderr
         out = table.stdout
-        for expected in ("autoresearch/test", "2.002000", "1.800000", "+0.202000", "2 baseline, 2 keep, 1 discard, 1 crash",
+        for expected in ("autoresearch/test", "2.002000", "1.800000", "-0.202000",
+                         "4 experiments (2 keep, 1 discard, 1 crash); 2 baseline runs", "experiment #4",
                          "too early: shown from 3 experiments and 10 minutes", "noise σ", "step 3", "97 s remaining", "loop running",
                          "no harness record", "'try a [bold]larger[/] step'"):
             assert expected in out, (expected, out)
@@ -154,7 +158,7 @@ def test_status_of_the_original_results_file_without_a_workspace(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "no workspace config" in done.stdout and "0.987700" in done.stdout and "no timestamps" in done.stdout
     done = cli("status", "--json", "--results", str(FIXTURES / "results_upstream.tsv"))
-    assert json.loads(done.stdout)["summary"]["counts"]["keep"] == 5
+    assert json.loads(done.stdout)["summary"]["counts"]["keep"] == 4  # the first row is the baseline, no keep
 
 
 def test_status_with_missing_results_says_so(tmp_path):
@@ -205,12 +209,12 @@ def test_rows_of_the_checked_out_research_branch_are_counted(tmp_path):
 
     snap = json.loads(cli("status", "--json", cwd=root).stdout)
     assert snap["rows_branch"] == "autoresearch/test" and snap["rows_total"] == 9
-    assert snap["summary"]["experiments"] == 6 and snap["summary"]["frontier"] == pytest.approx(1.8)
+    assert snap["summary"]["experiments"] == 4 and snap["summary"]["frontier"] == pytest.approx(1.8)
     assert snap["branches"] == ["autoresearch/old", "autoresearch/test"]
     assert "also in results.tsv: autoresearch/old" in cli("status", cwd=root).stdout
 
     other = json.loads(cli("status", "--json", "--branch", "autoresearch/old", cwd=root).stdout)
-    assert other["summary"]["experiments"] == 3 and other["summary"]["frontier"] == pytest.approx(0.9)
+    assert other["summary"]["experiments"] == 1 and other["summary"]["frontier"] == pytest.approx(0.9)
     done = cli("report", "--branch", "autoresearch/old", cwd=root)
     assert done.returncode == 0, done.stderr
     assert "frontier: 0.900000" in (root / "report.md").read_text()
@@ -219,7 +223,7 @@ def test_rows_of_the_checked_out_research_branch_are_counted(tmp_path):
 
 
 def test_rates_are_shown_once_they_mean_something():
-    """results_ours.tsv: 14 experiments over 21 minutes, enough for a rate."""
+    """results_ours.tsv: 10 decided experiments over 21 minutes, enough for a rate."""
     done = cli("status", "--results", str(FIXTURES / "results_ours.tsv"))
     assert done.returncode == 0, done.stderr
     assert "per hour over" in done.stdout and "% of wall-clock" in done.stdout and "too early" not in done.stdout

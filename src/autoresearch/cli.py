@@ -223,6 +223,7 @@ def experiment(description, where, as_json):
     import json
 
     from autoresearch.engine import Engine
+    from autoresearch.engine.pool import one_experiment
     from autoresearch.proc import sigterm_as_interrupt
     from autoresearch.workspace import Workspace
 
@@ -234,7 +235,7 @@ def experiment(description, where, as_json):
     with sigterm_as_interrupt():
         try:
             with ws.state.locked("autoresearch experiment"):
-                outcome = Engine(ws, out=quiet, live=False if as_json else None).experiment(description)
+                outcome = one_experiment(Engine(ws, out=quiet, live=False if as_json else None), description)
         except KeyboardInterrupt:
             click.echo("interrupted: finished runs are recorded, the one in flight as interrupted; "
                        "the tree is back at the frontier", err=True)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 
 def _write(path: Path, record: dict) -> None:
+    # not files.atomic_write: this process imports nothing of the package (see above); the
+    # record's folder is the evaluator's own, made fresh for the run
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record))
     os.replace(tmp, path)

@@ -18,19 +18,23 @@ _UMASK = _process_umask()
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a reader sees the old or the new file, never a torn one.
+    """Replace `path` with `text` so that a reader sees the old or the new file, never a torn one:
+    a new file beside it (a name of its own, made with O_EXCL), fsynced, renamed over `path`.
 
-    The file gets the permissions a plain open() would give a new file (0o666 less the umask,
-    0644 usually), not mkstemp's private 0600; an existing file's executable bits stay."""
+    A link planted at `path` is replaced, never written through. The file gets the permissions
+    a plain open() would give a new file (0o666 less the umask, 0644 usually), not mkstemp's
+    private 0600; an existing regular file's executable bits stay. On any error the new file
+    is removed and `path` is as it was."""
     path = Path(path)
     try:
-        executable = stat.S_IMODE(path.stat().st_mode) & 0o111
+        st = os.lstat(path)
+        executable = stat.S_IMODE(st.st_mode) & 0o111 if stat.S_ISREG(st.st_mode) else 0
     except OSError:
         executable = 0
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        os.fchmod(fd, (0o666 | executable) & ~_UMASK)
         with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), (0o666 | executable) & ~_UMASK)
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

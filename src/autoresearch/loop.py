@@ -36,10 +36,10 @@ from autoresearch.config import CONFIG_NAME
 from autoresearch.engine import Engine
 from autoresearch.engine import slots
 from autoresearch.engine.outcome import Outcome
-from autoresearch.engine.pool import Pool
+from autoresearch.engine.pool import Pool, one_experiment
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import shielded, sigterm_as_interrupt
-from autoresearch.research.history import History
+from autoresearch.research.history import History, Tally
 from autoresearch.state import LoopState
 from autoresearch.workspace import DEFAULT_FOLDER, Workspace, init_workspace
 
@@ -49,9 +49,10 @@ MAX_AGENT_FAILURES = 3  # consecutive agent errors before the loop stops
 @dataclass
 class Summary:
     branch: str = ""
-    experiments: int = 0  # proposals made
-    # what was recorded this session: experiments by status, "baseline" runs, interrupted runs
-    counts: dict[str, int] = field(default_factory=dict)
+    experiments: int = 0  # proposals made this session (what --max-experiments counts)
+    # what this session recorded, counted as every view counts (History.tally): experiments by
+    # outcome, baseline runs, frontier re-runs; None until the rows were read
+    tally: Tally | None = None
     cost_usd: float = 0.0
     start_value: float | None = None
     end_value: float | None = None
@@ -60,9 +61,17 @@ class Summary:
     interrupted: bool = False
     metric: str = "val_bpb"
 
+    def settle(self, history: History, start: int, frontier: str) -> None:
+        """What the session recorded (the branch's rows from `start` on) and where the branch
+        stands: its baseline and the value of `frontier`, as `status` gives them."""
+        self.tally = ran(history, start)
+        self.frontier = frontier[:7]
+        self.end_value = history.value_of(frontier)
+        if history.baseline is not None:
+            self.start_value = history.baseline
+
     def line(self) -> str:
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())) or "nothing run"
-        text = f"{self.stopped}: {self.experiments} experiment{'s' if self.experiments != 1 else ''} on {self.branch} ({counts})"
+        text = f"{self.stopped}: {(self.tally or Tally({})).text(on=self.branch)}"
         if self.start_value is not None and self.end_value is not None:
             text += f"; {self.metric} {self.start_value:.6f} -> {self.end_value:.6f} at {self.frontier}"
         if self.cost_usd:
@@ -79,17 +88,10 @@ def ready_agent(plan: Plan) -> Agent:
     return agent
 
 
-def ran(history: History, start: int) -> dict[str, int]:
-    """What a session recorded from row `start` on, for its exit line: each experiment and
-    baseline run by its label (History.label), and every interrupted run (a confirm or a
-    frontier re-run too); confirm runs that finished count with their experiment."""
-    counts: dict[str, int] = {}
-    for i in range(start, len(history.rows)):
-        label = history.label(i)
-        if history.rows[i].kind == "confirm" and label != "interrupted":
-            continue
-        counts[label] = counts.get(label, 0) + 1
-    return counts
+def ran(history: History, start: int) -> Tally:
+    """What a session recorded from row `start` on, for its exit line: History's tally of
+    those rows, counted as `status` counts the whole branch."""
+    return history.tally(start)
 
 
 def date_tag(now: datetime | None = None) -> str:
@@ -182,7 +184,18 @@ class Loop:
         self.started = time.time()
         self.branch = ""
         self.rows_before = 0  # rows of the branch before this session
+        self.numbered = 0  # experiments of the branch before this session: the loop numbers on from them
         self._failures = 0  # the agent's failures in a row
+
+    def resume(self, history: History) -> None:
+        """Where this session starts on its branch: the rows before it (its exit line counts the
+        rest) and the experiments before it (its proposals are numbered on from them)."""
+        self.rows_before, self.numbered = len(history), history.tally().experiments
+
+    def number(self, ahead: int = 0) -> int:
+        """The number of this session's latest proposal (`ahead`: of the one after), counted
+        on from the branch's experiments as `status` and the report number them."""
+        return self.numbered + self.summary.experiments + ahead
 
     # -- loop.json -----------------------------------------------------------
 
@@ -225,7 +238,7 @@ class Loop:
                 "results would not compare: restore it with `git checkout main -- prepare.py`"
             )
         self.branch = setup_branch(ws, self.plan.tag, self.out)
-        self.rows_before = len(engine.history(self.branch))
+        self.resume(engine.history(self.branch))
         self.summary.branch = self.branch
         self.state("starting")
         self._prepare()
@@ -237,19 +250,20 @@ class Loop:
 
                 cluster = Cluster(ws, self.plan.ray, self.plan.workers, self.out)
                 seats = cluster.slots
-                cluster.place(engine, slots.Slot())  # the baseline runs where the candidates will
+                # the baseline runs where the candidates will: on the first actor
+                engine = Engine(ws, out=self.out, stream=self.stream, runner=cluster.runner(ws, slots.Slot()))
             self.state("baseline")
             engine.ensure_baseline(self.branch)
             self.summary.start_value = engine.history(self.branch).baseline
             if seats:
-                self._loop_pool(engine, agent, seats, cluster.place if cluster else None)
+                self._loop_pool(engine, agent, seats, (lambda slot, halt: cluster.runner(ws, slot, halt)) if cluster else None)
             else:
                 self._loop(engine, agent)
         except KeyboardInterrupt:
             self.summary.interrupted = True
             self.summary.stopped = "interrupted"
             with shielded():
-                if not engine.in_progress() and engine.guard.dirty():
+                if engine.guard.dirty():
                     engine.guard.reset(gitrepo.head(ws.root))  # an agent's half-made edit
         finally:
             self._finish(engine)
@@ -287,15 +301,15 @@ class Loop:
             proposal = self._propose(engine, agent)
             if proposal is None:
                 continue
-            self.state("running", experiment=self.summary.experiments, description=proposal.description)
-            engine.experiment(proposal.description, agent=self.agent_name, usage=getattr(proposal, "usage", None))
+            self.state("running", experiment=self.number(), description=proposal.description)
+            one_experiment(engine, proposal.description, agent=self.agent_name, usage=getattr(proposal, "usage", None))
 
     def _propose(self, engine: Engine, agent, pool: Pool | None = None):
         """Ask the agent for one change (it edits the tree); None when it failed (said, and the
         tree cleaned); several failures in a row stop the loop."""
         history = engine.history(self.branch)
         ctx = context_mod.build(self.ws, history, extra=self._extra(engine, history, pool))
-        number = self.summary.experiments + 1
+        number = self.number(1)
         self.state("proposing", experiment=number)
         try:
             proposal = agent.propose(ctx)
@@ -316,7 +330,7 @@ class Loop:
             time.sleep(min(10.0, float(self._failures)))
             return None
         self._failures = 0
-        self.summary.experiments = number
+        self.summary.experiments += 1
         usage = getattr(proposal, "usage", None)
         cost = getattr(usage, "cost_usd", None) if usage is not None else None
         if cost:
@@ -324,10 +338,10 @@ class Loop:
         self.out(f"[{number}] {proposal.description}")
         return proposal
 
-    def _loop_pool(self, engine: Engine, agent, seats: list[slots.Slot], place=None) -> None:
+    def _loop_pool(self, engine: Engine, agent, seats: list[slots.Slot], runners=None) -> None:
         """N workers train while the agent proposes the next candidates, each from the current
         frontier with the ones in flight in its prompt (engine/pool.py has the ratchet)."""
-        pool = Pool(engine, seats, out=self.out, place=place)
+        pool = Pool(engine, seats, out=self.out, runners=runners)
         self.out(f"{len(seats)} worker{'s' if len(seats) != 1 else ''}: {', '.join(s.describe() for s in seats)}; "
                  f"run logs in {self.ws.state_dir.name}/workers/")
         pool.start()
@@ -339,7 +353,7 @@ class Loop:
                 if self.summary.stopped:
                     break
                 if pool.outstanding() >= pool.capacity:
-                    self.state("running", experiment=self.summary.experiments)
+                    self.state("running", experiment=self.number())
                     for outcome in pool.collect(timeout=1.0):
                         self._show(outcome)
                     continue
@@ -350,7 +364,7 @@ class Loop:
                 outcome = pool.submit(proposal.description, agent=self.agent_name, usage=getattr(proposal, "usage", None))
                 if outcome is not None:
                     self._show(outcome)
-            self.state("running", experiment=self.summary.experiments, reason="finishing the experiments in flight")
+            self.state("running", experiment=self.number(), reason="finishing the experiments in flight")
             pool.drain(self._show)
         finally:
             with shielded():
@@ -366,7 +380,7 @@ class Loop:
         value = history.value_of(frontier)
         extra: dict[str, Any] = {
             "branch": self.branch,
-            "experiment": self.summary.experiments + 1,
+            "experiment": self.number(1),
             "frontier": frontier[:7],
             "keep_bar": f"a change is kept once P(better by more than {keep.min_delta:g}) reaches {keep.p_keep:g} "
                         f"over 2 to {keep.max_runs} runs, each after a re-run of the frontier ({history.noise.describe()})",
@@ -390,12 +404,7 @@ class Loop:
         except AutoresearchError:
             history = None
         if history:
-            self.summary.counts = ran(history, self.rows_before)
-            frontier = engine.frontier(history)
-            self.summary.frontier = frontier[:7]
-            self.summary.end_value = history.value_of(frontier)
-            if self.summary.start_value is None:
-                self.summary.start_value = history.baseline
+            self.summary.settle(history, self.rows_before, engine.frontier(history))
         if not self.summary.stopped:
             self.summary.stopped = "stopped"
         self.state("stopped", reason=self.summary.stopped)

@@ -2,14 +2,15 @@
 
 - `run`: a short command (git, the harness's manifest), output captured.
 - `supervise`: the training run, in a session (process group) of its own, output to a
-  file through a pipe, capped (the first LOG_HEAD_BYTES and the last LOG_TAIL_BYTES are
-  kept), killed with everything it started at a hard wall-clock limit, on Ctrl-C, and after
+  file through a pipe, capped (`logcap`: the first LOG_HEAD_BYTES and the last
+  LOG_TAIL_BYTES are kept), killed with everything it started at a hard wall-clock limit, on Ctrl-C, and after
   it exits (so background children never outlive it).
 - `call`: an agent program (claude, codex, aider, a user's command), in a group of its own,
   stopped with everything it started at its time limit or on Ctrl-C.
 - `is_secret` / `scrubbed` / `redact`: environment variables that look like credentials are
   removed from the environment of training runs and blanked out of agent transcripts, by
   the same rule.
+- `pid_alive`, `group_alive`, `kill_group`: whether a process or a group still runs; stopping one.
 - `shielded` / `sigterm_as_interrupt`: signal handling around clean-ups.
 
 Not covered: a process that leaves its group on purpose (setsid of its own) is not
@@ -21,18 +22,17 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
 import signal
 import subprocess
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Mapping, Sequence
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import open_unlinked
+from autoresearch.logcap import LOG_HEAD_BYTES, LOG_TAIL_BYTES, CappedLog, widen_pipe
 
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 
@@ -159,6 +159,26 @@ def group_has_marker(pgid: int, marker: str) -> bool:
     return False
 
 
+def pid_alive(pid) -> bool:
+    """Whether a process with this id exists (a pid that is not a positive number: False). A
+    process of another user that we may not signal counts as alive."""
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = GRACE) -> None:
     """SIGTERM the whole group, wait up to `grace` seconds, then SIGKILL what is left."""
     try:
@@ -189,141 +209,6 @@ class RunOutcome:
     timed_out: bool = False
     error: str = ""  # the command could not start, or why `stop_when` stopped it
     log_dropped: int = 0  # bytes of output left out of the log (the middle of a long output)
-
-
-# A run's log keeps the first LOG_HEAD_BYTES of its output and the last LOG_TAIL_BYTES; what
-# lies between is dropped, and one line says so at the cut (cut_line). A run printing 1.5 GB
-# in seconds thus leaves a log of about 5 MiB, with how it started and how it ended.
-LOG_HEAD_BYTES = 1024 * 1024
-LOG_TAIL_BYTES = 4 * 1024 * 1024
-LOG_FLUSH_SECONDS = 0.5  # once output was dropped, the kept tail is rewritten this often
-LOG_DRAIN_SECONDS = 1.0  # after the group was killed: at most this long to read what is left
-_READ_BYTES = 1024 * 1024  # one read from the pipe, and the pipe size asked for (Linux)
-_ALIGN_BYTES = 64 * 1024  # the kept tail starts at a line when one starts this close to the cut
-_WAKE_SECONDS = 0.1  # how soon the reader notices it was told to stop
-
-
-def cut_line(dropped: int, head: int, tail: int) -> bytes:
-    """The line written where a log's output was dropped."""
-    return (f"[autoresearch: {dropped} bytes of output dropped here; "
-            f"run.log keeps the first {head} and the last {tail} bytes]\n").encode()
-
-
-class _CappedLog:
-    """A thread that copies a pipe into a log file with a cap: the first `head` bytes go
-    straight through, the rest into a ring of the last `tail` bytes (and more bytes). While
-    nothing was dropped the file is the output itself; from the first dropped byte on, the
-    part after the head (cut line and tail) is rewritten every LOG_FLUSH_SECONDS, so a reader
-    tailing the file live sees the recent output. A write error (disk full) stops the writing,
-    never the reading: the run is never blocked on its pipe."""
-
-    def __init__(self, fd: int, log: BinaryIO, head: int, tail: int):
-        self.fd, self.log, self.head_cap, self.tail_cap = fd, log, max(0, head), max(0, tail)
-        self.head = 0  # bytes of the head written
-        self.head_ends_line = True
-        self.total = 0  # bytes read from the pipe
-        self.ring: deque[bytes] = deque()  # the output after the head, trimmed to about tail_cap
-        self.ring_bytes = 0
-        self.cut = False  # output was dropped: the part after the head is rewritten
-        self.dirty = False  # the ring holds bytes the file does not show yet
-        self.dropped = 0
-        self.write_error: OSError | None = None
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._pump, name="run.log", daemon=True)
-        self.thread.start()
-
-    def close(self) -> int:
-        """Stop reading (what is still in the pipe is read for up to LOG_DRAIN_SECONDS, so a
-        process outside the group that holds the pipe open cannot hold us), write the final
-        tail, close the file; the bytes dropped."""
-        self.stopping.set()
-        self.thread.join()
-        self.log.close()
-        return self.dropped
-
-    def _pump(self) -> None:
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
-        flushed, drain_until = time.monotonic(), None
-        try:
-            while True:
-                if drain_until is None and self.stopping.is_set():
-                    drain_until = time.monotonic() + LOG_DRAIN_SECONDS
-                events = poller.poll(0 if drain_until is not None else _WAKE_SECONDS * 1000)
-                if events:
-                    data = os.read(self.fd, _READ_BYTES)  # POLLHUP with nothing left: b""
-                    if not data:
-                        break
-                    self._take(data)
-                elif drain_until is not None:
-                    break  # told to stop and the pipe is empty
-                now = time.monotonic()
-                if drain_until is not None and now >= drain_until:
-                    break
-                if self.dirty and now - flushed >= LOG_FLUSH_SECONDS:
-                    self._rewrite()
-                    flushed = now
-        except OSError:
-            pass
-        finally:
-            if self.dirty:
-                self._rewrite()
-
-    def _take(self, data: bytes) -> None:
-        self.total += len(data)
-        if self.head < self.head_cap:
-            part = data[: self.head_cap - self.head]
-            self._write(part)
-            self.head += len(part)
-            self.head_ends_line = part.endswith(b"\n")
-            data = data[len(part):]
-            if not data:
-                return
-        self.ring.append(data)
-        self.ring_bytes += len(data)
-        # keep one byte more than the tail: whether the kept tail starts a line
-        while self.ring_bytes - len(self.ring[0]) > self.tail_cap:
-            self.ring_bytes -= len(self.ring.popleft())
-        if not self.cut and self.total <= self.head_cap + self.tail_cap:
-            self._write(data)  # nothing dropped yet: straight through
-        else:
-            self.cut = self.dirty = True
-
-    def _rewrite(self) -> None:
-        """Write the cut line and the tail after the head, the file cut after them."""
-        self.dirty = False
-        kept = b"".join(self.ring)
-        tail = kept[len(kept) - self.tail_cap:] if self.tail_cap else b""
-        if len(kept) > len(tail) and kept[len(kept) - len(tail) - 1:][:1] != b"\n":
-            start = tail.find(b"\n", 0, _ALIGN_BYTES)  # the cut line alone, the first kept line whole
-            if 0 <= start < len(tail) - 1:
-                tail = tail[start + 1:]
-        self.dropped = self.total - self.head - len(tail)
-        line = cut_line(self.dropped, self.head_cap, self.tail_cap)
-        if not self.head_ends_line:
-            line = b"\n" + line
-        if self.write_error is None:
-            try:
-                self.log.seek(self.head)
-                self.log.write(line + tail)
-                self.log.truncate()
-            except OSError as exc:
-                self.write_error = exc
-
-    def _write(self, data: bytes) -> None:
-        if self.write_error is None:
-            try:
-                self.log.write(data)
-            except OSError as exc:
-                self.write_error = exc
-
-
-def _widen_pipe(fd: int) -> None:
-    """Ask for a larger pipe (Linux): fewer switches between a fast writer and its reader."""
-    import fcntl
-
-    with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _READ_BYTES)
 
 
 def supervise(
@@ -363,46 +248,55 @@ def supervise(
             start_new_session=True, close_fds=True, pass_fds=pass_fds,
         )
     except OSError as exc:
-        why = f"cannot start {argv[0]}: {exc.strerror or exc}"
-        with log:
-            log.write(f"{why}\n".encode())
-        return RunOutcome(None, time.monotonic() - start, error=why)
+        return _not_started(argv, exc, log, start)
     assert proc.stdout is not None
-    _widen_pipe(proc.stdout.fileno())
-    copier = _CappedLog(proc.stdout.fileno(), log, head, tail)
-    pgid = proc.pid
-    timed_out = False
-    stopped = ""
+    widen_pipe(proc.stdout.fileno())
+    copier = CappedLog(proc.stdout.fileno(), log, head, tail)
     try:
         if on_start is not None:
-            on_start(pgid)
-        while True:
-            elapsed = time.monotonic() - start
-            if elapsed >= limit:
-                timed_out = True
-                break
-            try:
-                proc.wait(timeout=min(tick, limit - elapsed))
-                break
-            except subprocess.TimeoutExpired:
-                if on_tick is not None:
-                    on_tick(time.monotonic() - start)
-                stopped = stop_when() if stop_when is not None else ""
-                if stopped:
-                    break
+            on_start(proc.pid)
+        timed_out, stopped = _wait(proc, start, limit, tick, on_tick, stop_when)
     except BaseException:
         with shielded():
-            kill_group(pgid, proc)
+            kill_group(proc.pid, proc)
             copier.close()
             proc.stdout.close()
         raise
     seconds = time.monotonic() - start
-    kill_group(pgid, proc)
+    kill_group(proc.pid, proc)
     dropped = copier.close()
     proc.stdout.close()
     if stopped:
         return RunOutcome(None, seconds, error=stopped, log_dropped=dropped)
     return RunOutcome(None if timed_out else proc.returncode, seconds, timed_out, log_dropped=dropped)
+
+
+def _not_started(argv: list[str], exc: OSError, log: BinaryIO, start: float) -> RunOutcome:
+    """The outcome of a run whose program could not start; the log says why."""
+    why = f"cannot start {argv[0]}: {exc.strerror or exc}"
+    with log:
+        log.write(f"{why}\n".encode())
+    return RunOutcome(None, time.monotonic() - start, error=why)
+
+
+def _wait(proc: subprocess.Popen, start: float, limit: float, tick: float,
+          on_tick: Callable[[float], None] | None, stop_when: Callable[[], str] | None) -> tuple[bool, str]:
+    """Wait for a supervised run to exit, `limit` seconds from `start` at most, calling `on_tick`
+    and asking `stop_when` every `tick` seconds. (whether the limit was reached, why `stop_when`
+    stopped it or "")."""
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= limit:
+            return True, ""
+        try:
+            proc.wait(timeout=min(tick, limit - elapsed))
+            return False, ""
+        except subprocess.TimeoutExpired:
+            if on_tick is not None:
+                on_tick(time.monotonic() - start)
+            stopped = stop_when() if stop_when is not None else ""
+            if stopped:
+                return False, stopped
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,9 @@
-"""results.tsv on disk: read it whole, append rows so that it is never torn.
+"""A results file on disk (one written by this tool, or by the original project): read it
+whole, append rows so that it is never torn.
 
-The format lives in autoresearch.research.results; this module only touches the file.
-
-A workspace's results.tsv can be written by the agent (it edits files in the workspace) and,
-without a sandbox, by a training run. So the engine keeps its own copy, the ledger, in its
-private folder (autoresearch.state): `Results` appends there first, then rewrites the
-workspace's results.tsv as a copy of it, and reads only the ledger. A row the engine did not
-write is never read back; the next append (or `Results.restore`) drops it from results.tsv.
-A workspace from before the ledger has its results.tsv adopted once, when it is first read.
+The format lives in autoresearch.research.results; this module only touches the file. The
+engine's own rows live in its database (autoresearch.store), of which a workspace's
+results.tsv is a copy: the engine never reads that copy back (the agent can edit it).
 """
 
 from __future__ import annotations
@@ -87,56 +83,3 @@ def read_rows(path: Path) -> list[Row]:
         return read(path)[1]
     except AutoresearchError as exc:
         raise AutoresearchError(f"{exc}; fix or move results.tsv away (nothing was changed)") from exc
-
-
-class Results:
-    """A workspace's results as the engine wrote them: the ledger, mirrored to results.tsv."""
-
-    def __init__(self, public: Path, ledger: Path, metric: str = "val_bpb"):
-        self.public, self.ledger, self.metric = Path(public), Path(ledger), metric
-
-    def rows(self) -> list[Row]:
-        """The rows the engine wrote ([] before the first); adopts an older results.tsv once."""
-        self._adopt()
-        return read_rows(self.ledger)
-
-    def append(self, rows: list[Row] | Row) -> None:
-        """The ledger first (a row counts once it is there), then results.tsv as its copy.
-
-        Only a failure to write the ledger is an error: a results.tsv that cannot be written
-        now is rewritten from the ledger at the next append or start."""
-        self._adopt()
-        append(self.ledger, rows, self.metric)
-        try:
-            self.restore()
-        except (AutoresearchError, OSError):
-            pass
-
-    def restore(self) -> int:
-        """Make results.tsv a copy of the ledger again; how many lines it had that the engine
-        did not write (they are dropped)."""
-        if not self.ledger.exists():
-            return 0
-        text = self.ledger.read_text()
-        try:
-            old = self.public.read_text() if self.public.exists() and not self.public.is_symlink() else None
-        except (OSError, UnicodeDecodeError):
-            old = ""
-        if old == text:
-            return 0
-        mine = set(text.splitlines())
-        foreign = 0 if old is None else sum(1 for ln in old.splitlines() if ln.strip() and ln not in mine)
-        _write_whole(self.public, text)
-        return foreign
-
-    def _adopt(self) -> None:
-        if self.ledger.exists() or not self.public.exists() or self.public.is_symlink():
-            return
-        try:
-            text = self.public.read_text()
-            parse(text, self.public.name)
-        except (OSError, UnicodeDecodeError, ResultsError) as exc:
-            raise AutoresearchError(f"cannot read {self.public.name} ({exc}); fix or move it away "
-                                    f"(nothing was changed)") from exc
-        self.ledger.parent.mkdir(parents=True, exist_ok=True)
-        _write_whole(self.ledger, text if text.endswith("\n") else text + "\n")

@@ -16,16 +16,9 @@ Without bubblewrap, or when it cannot start here (user namespaces switched off),
 unjailed and every place that shows a run says "unsandboxed". `AUTORESEARCH_SANDBOX=off`
 in the engine's environment asks for that on purpose.
 
-On macOS the jail is a Seatbelt profile run by `sandbox-exec` (`seatbelt_profile`): no
-network, no signals to or inspection of processes outside the sandbox, no reads of the
-user's home, the workspace, the engine's folder or the prepared data except the Python
-installation and the binds, and writes only to the writable binds. Seatbelt does not move
-files, so there a bind's target is its source (`Sandbox.remaps` is False) and the run sees
-the real paths. The run is not switched to another user and has no process namespace of its
-own: it dies with its process group, which the engine kills. This profile is written from
-the documented rules of the profile language and is not exercised by the test suite, which
-runs on Linux; `detect()` starts one before trusting it, and a Mac where it fails to start
-runs unsandboxed, and says so.
+On macOS the jail is a Seatbelt profile run by `sandbox-exec` (autoresearch.seatbelt): a
+bind's target is its source there (`Sandbox.remaps` is False), the run is not switched to
+another user and dies with its process group, which the engine kills.
 
 Not covered: the kernel itself.
 """
@@ -47,7 +40,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
-from autoresearch import proc
+from autoresearch import bubblewrap, proc, seatbelt
+from autoresearch.bubblewrap import SYSTEM_DIRS
 from autoresearch.errors import AutoresearchError
 
 BUBBLEWRAP = "bubblewrap"
@@ -62,14 +56,7 @@ RUN_UIDS = range(64_000, 64_999)
 LEASES = Path("/run/autoresearch-uids")  # root's own folder of lease files
 MAX_PROCESSES = 4096  # processes and threads of the run's own uid (root engine only)
 MEMORY_SHARE = 0.9  # CPU runs: address space capped at this share of the machine's memory
-TMP_BYTES = 2 << 30  # the jail's /tmp is a tmpfs of this size
 OFF = "AUTORESEARCH_SANDBOX"
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
-SYSTEM_FILES = (
-    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime",
-    "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates",
-    "/etc/os-release", "/etc/mime.types",
-)
 GPU_DEVICES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
 
 
@@ -106,10 +93,6 @@ class Sandbox:
     def on(self) -> bool:
         return bool(self.kind)
 
-    @property
-    def label(self) -> str:
-        return f"sandboxed ({self.kind})" if self.on else "unsandboxed"
-
     def describe(self) -> str:
         """One line for the start of a run: whether training is jailed, with what, or why not."""
         if self.on:
@@ -131,9 +114,11 @@ class Sandbox:
             return list(argv)
         # the signal is sent after the limits and the uid are set: a jail that fails there is the machine's
         inner = up.wrap(argv) if up is not None else list(argv)
+        python = python_dirs(jail.hidden)
         if self.kind == SEATBELT:
-            return [self.program, "-p", seatbelt_profile(jail), *inner]
-        return [self.program, *_bwrap_args(jail), "--", *self._drop(jail), *inner]
+            return [self.program, "-p", seatbelt.profile(jail, python), *inner]
+        args = bubblewrap.arguments(jail, python=python, gpus=gpu_devices(), root=os.geteuid() == 0)
+        return [self.program, *args, "--", *self._drop(jail), *inner]
 
     def owner(self) -> int | None:
         """The uid that must own the jail's writable folders (None: this process's own)."""
@@ -262,130 +247,6 @@ def _lease_folder() -> Path:
         if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) & 0o077 == 0:
             return folder
     raise AutoresearchError(f"no folder for uid leases: {LEASES} must be a folder of root's, mode 0700")
-
-
-def _bwrap_args(jail: Jail) -> list[str]:
-    root = os.geteuid() == 0
-    # no --clearenv/--setenv: bwrap is started with the run's environment and passes it on, so
-    # no value appears on its command line
-    args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--hostname", "sandbox"]
-    if not root:  # an unprivileged engine gets its namespaces through a user namespace
-        args += ["--unshare-user", "--disable-userns"]
-    made: set[str] = {"/"}
-    ordered: list[tuple[str, ...]] = []
-
-    def parents(target: Path) -> None:
-        # bwrap makes missing parents with mode 0700, which a dropped uid could not enter
-        for p in reversed(target.parents):
-            if str(p) not in made:
-                made.add(str(p))
-                ordered.append(("--perms", "0755", "--dir", str(p)))
-
-    for d in SYSTEM_DIRS:
-        path = Path(d)
-        if path.is_symlink():
-            ordered.append(("--symlink", os.readlink(path), d))
-            made.add(d)
-        elif path.is_dir():
-            ordered.append(("--ro-bind", d, d))
-            made.add(d)
-    for f in SYSTEM_FILES:
-        if os.path.exists(f):
-            parents(Path(f))
-            ordered.append(("--ro-bind", f, f))
-    # /tmp first: a bind below it (a Python installation under /tmp) must go on top of it
-    ordered.append(("--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"))
-    made.add("/tmp")
-    for d in python_dirs(jail.hidden):
-        parents(d)
-        ordered.append(("--ro-bind", str(d), str(d)))
-        made.add(str(d))
-    for m in _masked_targets(jail.masked, made):
-        ordered.append(("--perms", "0755", "--tmpfs", m))
-        ordered.append(("--remount-ro", m))
-    ordered.append(("--proc", "/proc"))
-    ordered.append(("--dev", "/dev"))
-    made.update({"/proc", "/dev"})
-    if jail.gpus:
-        for dev in gpu_devices():
-            ordered.append(("--dev-bind", dev, dev))
-        if gpu_devices() and Path("/sys").is_dir():
-            ordered.append(("--ro-bind", "/sys", "/sys"))
-    for b in jail.binds:
-        parents(b.target)
-        ordered.append(("--bind" if b.writable else "--ro-bind", str(b.source), str(b.target)))
-        made.add(str(b.target))
-    for a in ordered:
-        args += a
-    for name in jail.outside_only:  # a name only: no value on the command line
-        args += ["--unsetenv", name]
-    args += ["--chdir", str(jail.cwd)]
-    return args
-
-
-def _masked_targets(masked: tuple[Path, ...], made: set[str]) -> list[str]:
-    """The masked folders that would be visible in the jail (inside a folder bound into it), each
-    once, outer folders first (an inner one is hidden with its outer one). Hundreds of them for
-    pysource: the ancestors are looked up in sets, not compared pairwise."""
-    shown = {m for m in made if m not in ("/", "/tmp")}
-    out: list[str] = []
-    taken: set[str] = set()
-    for m in sorted({os.path.realpath(p) for p in masked if os.path.isdir(p)}, key=lambda p: p.count("/")):
-        parts = m.split("/")
-        ancestors = {"/".join(parts[:i]) for i in range(2, len(parts) + 1)}  # m itself included
-        if ancestors & taken or not ancestors & shown:
-            continue
-        out.append(m)
-        taken.add(m)
-    return out
-
-
-def _sbpl(path: Path) -> str:
-    """A path as an SBPL string: the real path (Seatbelt matches /private/tmp, not /tmp), quoted."""
-    text = str(Path(path).resolve())
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _filters(paths, folders: bool = False) -> str:
-    """SBPL filters for `paths`: a folder and all below it, or the one file."""
-    return " ".join(f"(subpath {_sbpl(p)})" if folders or Path(p).is_dir() else f"(literal {_sbpl(p)})"
-                    for p in paths)
-
-
-def seatbelt_profile(jail: Jail) -> str:
-    """The Seatbelt profile of `jail`. The last matching rule wins, so the order says it: read
-    anything, but not the homes, the hidden paths (the workspace, the engine's folder, the
-    prepared data); yet the Python installation and the binds; write only the writable binds;
-    no network at all."""
-    homes = [Path("/Users"), Path.home(), *(Path(p) for p in ("/Volumes",) if Path(p).exists())]
-    python = python_dirs(jail.hidden)
-    bound = [b.source for b in jail.binds if not b.writable]
-    writable = [b.source for b in jail.binds if b.writable]
-    rules = [
-        "(version 1)",
-        "(deny default)",
-        "(allow process-exec process-fork)",
-        "(allow signal (target same-sandbox))",
-        "(allow process-info* (target same-sandbox))",
-        "(allow sysctl-read)",
-        "(allow mach-lookup)",  # system services, the GPU's (Metal) among them
-        "(allow iokit-open)",
-        "(allow ipc-posix-shm* ipc-posix-sem)",
-        "(allow file-ioctl)",
-        "(allow pseudo-tty)",
-        "(allow file-read*)",
-        f"(deny file-read* {_filters([*homes, *jail.hidden], folders=True)})",
-        f"(allow file-read* {_filters(python)})" if python else "",
-        # masked after the Python installation (they may lie inside it), before the binds (the
-        # training files lie inside the masked data cache)
-        f"(deny file-read* {_filters(jail.masked, folders=True)})" if jail.masked else "",
-        f"(allow file-read* {_filters(bound)})" if bound else "",
-        f"(allow file-read* file-write* {_filters(writable)})" if writable else "",
-        '(allow file-write* (literal "/dev/null") (literal "/dev/tty") (regex #"^/dev/ttys[0-9]+$"))',
-        "(deny network*)",
-    ]
-    return "\n".join(r for r in rules if r) + "\n"
 
 
 def _memory_bytes() -> int:

@@ -8,9 +8,9 @@ bind it) nor the agent's edits of the workspace reach.
 
 | file | record | written by | read by |
 | --- | --- | --- | --- |
-| private `journal.json` | `Journal`: the experiment in progress, step by step | the engine | recovery after `kill -9` |
-| private `seen.json` | `Seen`: which code already ran (by content) | the engine | the guard |
+| private `engine.db` | the ledger, the journals of experiments in flight, the code that already ran (autoresearch.store) | the engine | the engine, recovery, the views |
 | private `lock` | one engine per workspace (flock) | the engine | another engine |
+| private `logs/` | each run's own log, named on its row (autoresearch.runlog) | the engine | the agent's prompt, the views |
 | private `runs/` | the evaluator's record of the run in flight | the engine | the engine |
 | `current.json` | `Current`: the run in flight, for watchers | the engine | status, dashboard |
 | `loop.json` | `LoopState`: what `autoresearch run` is doing | the loop | status, dashboard |
@@ -18,17 +18,14 @@ bind it) nor the agent's edits of the workspace reach.
 
 Beside them in `.autoresearch/`: `diffs/` (diffs kept for the agent's prompt) and the agents'
 own files (prompts, transcripts, the built-in agent's search state). Compile caches live in
-each run's scratch folder, thrown away with it. In the private folder: `results.tsv`, the
-ledger of the rows the engine wrote (autoresearch.resultsfile.Results).
+each run's scratch folder, thrown away with it.
 
-A record file that is missing, unreadable or of another version reads as None (the
-journal's absence means no experiment is in progress).
+A record file that is missing, unreadable or of another version reads as None.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import json
 import os
@@ -43,42 +40,13 @@ from autoresearch.pins import private_dir
 STATE_DIR = ".autoresearch"
 VERSION = 1
 
-JOURNAL = "journal.json"
 CURRENT = "current.json"
-SEEN = "seen.json"
 LOOP = "loop.json"
 LOCK = "lock"
-LEDGER = "results.tsv"
 VAL_PIN = "val_sha256"
 WORKER_CURRENT = "current-*.json"  # current-<worker>.json: a pool's workers (StateFolder.seat)
 
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class Journal:
-    """The experiment in progress: enough to finish it after the engine died."""
-
-    branch: str
-    frontier: str  # full sha
-    kind: str  # baseline | experiment | confirm
-    description: str
-    candidate: str | None = None  # full sha, once committed
-    agent: str = ""
-    pid: int = 0  # the engine's
-    started_utc: str = ""
-    usage: dict | None = None  # tokens_in, tokens_out, cost_usd
-    result_path: str = ""  # the harness record of the run in flight (marks its processes)
-    pgid: int | None = None  # the run's process group while it runs
-    recorded: bool = False  # its row(s) are in results.tsv
-    keep: bool = False  # and they say keep
-    reason: str = ""  # why it could not be recorded
-    # results.tsv lines of the runs that finished but are not recorded yet, as they would be
-    # recorded if the engine stopped now: recovery writes them after a `kill -9`
-    measured: tuple[str, ...] = ()
-    running: str = ""  # the commit of the run in flight (the frontier's, for a re-run beside the candidate)
-    worker: str = ""  # the pool's worker that runs it ("" one at a time)
-    version: int = VERSION
 
 
 @dataclass(frozen=True)
@@ -94,16 +62,6 @@ class Current:
     agent: str = ""
     worker: str = ""  # with `run --workers N`: which worker runs it
     version: int = VERSION
-
-
-@dataclass(frozen=True)
-class SeenEntry:
-    """A run of some code, remembered by the content of its editable files."""
-
-    commit: str
-    status: str
-    value: float
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,26 +108,17 @@ def write_json(path: Path, data: Any) -> None:
 class StateFolder:
     """The state folder of the workspace at `root`; nothing is created until written."""
 
-    def __init__(self, root: Path):
-        self.path = Path(root) / STATE_DIR
+    def __init__(self, root: Path, worker: str = ""):
+        self.root = Path(root)
+        self.path = self.root / STATE_DIR
         self.private = private_dir(root)
-        self.worker = ""  # set on a worker's view (see `seat`)
-        self._journal, self._current, self._runs = JOURNAL, CURRENT, "runs"
+        self.worker = worker  # a worker's view (see `seat`): its own current record and run records
+        self._current, self._runs = (f"current-{worker}.json", f"runs-{worker}") if worker else (CURRENT, "runs")
 
-    def seat(self, worker: str, ticket: str) -> "StateFolder":
-        """The view of one worker of a pool running one experiment (`ticket`): its own journal
-        (so that the engine can record one experiment while the worker starts the next), its
-        own current record for watchers and its own folder of run records."""
-        view = copy.copy(self)
-        view.name_files(worker, f"journal-{ticket}.json", f"current-{worker}.json", f"runs-{worker}")
-        return view
-
-    def name_files(self, worker: str, journal: str, current: str, runs: str) -> None:
-        self.worker, self._journal, self._current, self._runs = worker, journal, current, runs
-
-    def worker_journals(self) -> list[tuple[Path, Journal | None]]:
-        """The journals the workers of a pool left (each experiment in flight has one)."""
-        return [(p, _record(Journal, read_json(p))) for p in sorted(self.private.glob("journal-*.json"))]
+    def seat(self, worker: str) -> "StateFolder":
+        """The view of one worker of a pool: its own current record for watchers and its own
+        folder of run records."""
+        return StateFolder(self.root, worker)
 
     def worker_runs(self) -> list[Current]:
         """What each worker of a pool is running, for watchers."""
@@ -185,9 +134,9 @@ class StateFolder:
         return self.path / name
 
     @property
-    def ledger(self) -> Path:
-        """The engine's own copy of every row it wrote (see autoresearch.resultsfile.Results)."""
-        return self.private / LEDGER
+    def logs_dir(self) -> Path:
+        """Each run's own log (autoresearch.runlog.RunLogs)."""
+        return self.private / "logs"
 
     @property
     def runs_dir(self) -> Path:
@@ -197,13 +146,7 @@ class StateFolder:
     def diffs_dir(self) -> Path:
         return self.path / "diffs"
 
-    # -- the journal and the run in flight ---------------------------------------
-
-    def journal(self) -> Journal | None:
-        return _record(Journal, read_json(self.private / self._journal))
-
-    def write_journal(self, journal: Journal) -> None:
-        write_json(self.private / self._journal, asdict(journal))
+    # -- the run in flight, for watchers ---------------------------------------------
 
     def current(self) -> Current | None:
         return _record(Current, read_json(self.path / self._current))
@@ -213,30 +156,6 @@ class StateFolder:
 
     def clear_current(self) -> None:
         (self.path / self._current).unlink(missing_ok=True)
-
-    def clear_experiment(self) -> None:
-        """The experiment is over: no journal, nothing in flight."""
-        for path in (self.private / self._journal, self.path / self._current):
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-    # -- code that already ran ----------------------------------------------------
-
-    def seen(self) -> dict[str, SeenEntry] | None:
-        """Content key -> its run; None when the file is missing or unreadable (rebuild it)."""
-        data = read_json(self.private / SEEN)
-        if not isinstance(data, dict):
-            return None
-        out = {}
-        for key, value in data.items():
-            entry = _record(SeenEntry, value)
-            if entry is not None:
-                out[key] = entry
-        return out
-
-    def write_seen(self, seen: dict[str, SeenEntry]) -> None:
-        with contextlib.suppress(OSError):
-            write_json(self.private / SEEN, {k: asdict(v) for k, v in seen.items()})
 
     # -- the loop ------------------------------------------------------------------------
 

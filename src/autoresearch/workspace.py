@@ -19,11 +19,12 @@ from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
-from autoresearch import capsliterals, gitrepo, pins, profiles, resultsfile
+from autoresearch import capsliterals, gitrepo, pins, profiles
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write, real_folder
 from autoresearch.state import STATE_DIR, StateFolder
+from autoresearch.store import Store
 GITIGNORE = """\
 # written by the engine, never committed
 results.tsv
@@ -105,9 +106,9 @@ class Workspace(Folder):
         return self.root / "results.tsv"
 
     @property
-    def results(self) -> resultsfile.Results:
-        """The rows the engine wrote (its ledger), mirrored to results.tsv."""
-        return resultsfile.Results(self.results_path, self.state.ledger, self.config.metric)
+    def store(self) -> Store:
+        """The engine's records (its rows, journals, the code that already ran), with results.tsv as their copy."""
+        return Store(self.state.private, self.results_path, self.config.metric)
 
     @property
     def pins(self) -> pins.Pins:

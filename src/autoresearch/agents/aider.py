@@ -15,7 +15,7 @@ import re
 import shutil
 
 from autoresearch.agents import external
-from autoresearch.agents.base import Context, Proposal, Usage
+from autoresearch.agents.base import Context, Proposal, Usage, description_from
 from autoresearch.proc import CallOutcome
 
 TAIL = """
@@ -83,4 +83,4 @@ class AiderAgent(external.ProgramAgent):
     def answer(self, context: Context, outcome: CallOutcome, call: external.Invocation, usage) -> Proposal:
         if outcome.returncode != 0:
             raise external.failed(self.name, outcome)
-        return Proposal(external.description_from(outcome.stdout, "aider change"), usage)
+        return Proposal(description_from(outcome.stdout, "aider change"), usage)

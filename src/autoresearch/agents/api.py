@@ -1,7 +1,7 @@
 """What the two API agents share: one question, an edit as the answer, one retry when it is bad.
 
 The model sees the bounded prompt of `context.build` and answers in the edit format of
-`editing` (whole files or SEARCH/REPLACE blocks), or the way many models do anyway: a line
+`answers` (whole files or SEARCH/REPLACE blocks), or the way many models do anyway: a line
 of prose and a whole editable file in one fenced code block. The answer is checked and
 applied all at once. A malformed answer (a SEARCH that does not match, a block not closed,
 Python that no longer parses, a fenced fragment of a file) or one with no usable edit at
@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from autoresearch.agents import editing, external
-from autoresearch.agents.base import Agent, Context, Proposal, Usage
+from autoresearch.agents import answers, editing, external
+from autoresearch.agents.base import Agent, Context, Proposal, Usage, keep_transcript, one_line
 from autoresearch.errors import AutoresearchError
-from autoresearch.files import atomic_write
 from autoresearch.proc import redact
 
 DEFAULT_RETRIES = 5
@@ -35,7 +34,7 @@ DEFAULT_RETRIES = 5
 SYSTEM = (
     "You are an autonomous ML researcher working inside a fixed experiment harness. You cannot "
     "run code; you answer with one change, written as edit blocks that a program applies to the "
-    "workspace exactly as written.\n\n" + editing.FORMAT
+    "workspace exactly as written.\n\n" + answers.FORMAT
 )
 
 RETRY = (
@@ -121,34 +120,30 @@ class ApiAgent(Agent):
             try:
                 text, used = self.complete(SYSTEM, messages)
             except CallTimeout:
-                self._keep(context, [*transcript, f"[timed out after {self.timeout:g} s]"])
+                self._keep_transcript(context, [*transcript, f"[timed out after {self.timeout:g} s]"])
                 return external.timed_out(context, self.name, self.timeout, usage)
             usage = add(usage, used)
             transcript.append(text)
             try:
-                answer = editing.parse(text, context.editable)
+                answer = answers.parse(text, context.editable)
                 editing.apply(context.root, answer)
-            except editing.EditError as exc:
+            except answers.EditError as exc:
                 transcript.append(f"[not applied: {exc}]")
                 if attempt == 2:
-                    self._keep(context, transcript)
-                    return Proposal(editing.one_line(f"malformed edit skipped: {exc}"), usage)
+                    self._keep_transcript(context, transcript)
+                    return Proposal(one_line(f"malformed edit skipped: {exc}"), usage)
                 messages += [
                     {"role": "assistant", "content": text},
                     {"role": "user", "content": RETRY.format(error=exc)},
                 ]
                 continue
-            self._keep(context, transcript)
+            self._keep_transcript(context, transcript)
             return Proposal(answer.description or "(the model gave no description)", usage)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _keep(self, context: Context, answers: list[str]) -> None:
-        text = f"agent: {self.name} ({self.model})\nprompt: {len(context.prompt)} characters\n\n" + "\n\n---\n\n".join(answers)
-        try:
-            context.state_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(context.state_dir / "agent.log", redact(text))
-        except OSError:
-            pass
+    def _keep_transcript(self, context: Context, replies: list[str]) -> None:
+        head = f"agent: {self.name} ({self.model})\nprompt: {len(context.prompt)} characters\n\n"
+        keep_transcript(context, head + "\n\n---\n\n".join(replies))
 
     @staticmethod
     def failure(name: str, exc: Exception) -> AutoresearchError:

@@ -4,16 +4,28 @@ An agent is given a `Context` (the workspace, the brief, the editable files, a b
 history) and changes the editable files in place, then returns a `Proposal`: a one-line
 description and, optionally, what the call used. It never commits, runs training or
 touches results: the engine does all of that, and reverts anything outside the rules.
+
+Beside the contract, what every agent shares: reading the `DESCRIPTION:` line of an answer
+(`description_in`, `description_from`) and keeping the last call's transcript
+(`keep_transcript`, `.autoresearch/agent.log`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from autoresearch.errors import AutoresearchError
+from autoresearch.files import atomic_write
+from autoresearch.proc import redact
+
+TRANSCRIPT = "agent.log"  # the last call's transcript, in the state folder
+# A `DESCRIPTION:` line as models write it: marked up or not ("**Description:** ...",
+# "> DESCRIPTION: ...", "- description: ...", "__DESCRIPTION__: ...").
+_DESCRIPTION = re.compile(r"^[\W_]*description[\W_]*:[\s*_]*(.*?)[\s*_]*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -101,3 +113,39 @@ class Agent:
 
     def propose(self, context: Context) -> Proposal:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """`text` on one line, whitespace collapsed, cut with "…" to at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def description_in(line: str) -> str | None:
+    """What a `DESCRIPTION:` line says ("" when nothing), None when `line` is not one."""
+    found = _DESCRIPTION.match(line)
+    return _unmarked(found.group(1)) if found else None
+
+
+def description_from(text: str, fallback: str) -> str:
+    """The last `DESCRIPTION:` line of an agent's answer that says something, else `fallback`;
+    on one line (one_line)."""
+    said = [d for d in map(description_in, (text or "").splitlines()) if d]
+    return one_line(said[-1] if said else _unmarked(fallback))
+
+
+def _unmarked(text: str) -> str:
+    """`text` without the emphasis around it (`**`, `__`) and backticks that wrap all of it."""
+    text = text.strip(" \t*_")
+    inner = text.strip("`")
+    return inner.strip(" \t*_") if "`" not in inner else text
+
+
+def keep_transcript(context: Context, text: str) -> None:
+    """The last call's transcript, secrets blanked, in the state folder (agent.log); never an
+    error (a transcript is a convenience, no experiment fails over it)."""
+    try:
+        context.state_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(context.state_dir / TRANSCRIPT, redact(text))
+    except OSError:
+        pass

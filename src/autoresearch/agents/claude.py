@@ -14,7 +14,7 @@ import json
 import shutil
 
 from autoresearch.agents import external
-from autoresearch.agents.base import Context, Proposal, Usage
+from autoresearch.agents.base import Context, Proposal, Usage, description_from
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import CallOutcome, redact
 
@@ -72,7 +72,7 @@ class ClaudeAgent(external.ProgramAgent):
         if result.get("is_error"):
             raise AutoresearchError(f"claude reported an error: {redact(str(result.get('result')))[:300]}")
         text = str(result.get("result") or "")
-        return Proposal(external.description_from(text, _first_line(text) or "claude change"), usage)
+        return Proposal(description_from(text, _first_line(text) or "claude change"), usage)
 
 
 def _first_line(text: str) -> str:

@@ -17,7 +17,7 @@ import os
 import shutil
 
 from autoresearch.agents import external
-from autoresearch.agents.base import Context, Proposal, Usage
+from autoresearch.agents.base import Context, Proposal, Usage, description_from
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import CallOutcome, redact
 
@@ -70,7 +70,7 @@ class CodexAgent(external.ProgramAgent):
         last = call.output
         final = last.read_text(errors="replace") if last and last.is_file() else (messages[-1] if messages else "")
         first = next((line.strip() for line in final.splitlines() if line.strip()), "codex change")
-        return Proposal(external.description_from(final, first), usage)
+        return Proposal(description_from(final, first), usage)
 
 
 def _events(stdout: str) -> tuple[Usage, list[str], str]:

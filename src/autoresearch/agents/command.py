@@ -14,7 +14,7 @@ import json
 import os
 
 from autoresearch.agents import external
-from autoresearch.agents.base import Context, Proposal, Usage
+from autoresearch.agents.base import Context, Proposal, Usage, description_from
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import CallOutcome
 
@@ -54,9 +54,9 @@ class CommandAgent(external.ProgramAgent):
         path = self._description_file(context)
         written = path.read_text(errors="replace").strip() if path.is_file() else ""
         if written:
-            description = external.description_from(written, written.splitlines()[0])
+            description = description_from(written, written.splitlines()[0])
         else:
-            description = external.description_from(outcome.stdout, lines[-1] if lines else "command change")
+            description = description_from(outcome.stdout, lines[-1] if lines else "command change")
         return Proposal(description, _usage(self._usage_file(context)))
 
     @staticmethod

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from autoresearch import gitrepo
+from autoresearch import gitrepo, runlog
 from autoresearch.agents.base import Context
 from autoresearch.research.history import History
 from autoresearch.research.results import Row
+from autoresearch.files import read_tail
+from autoresearch.runlog import RunLogs
 from autoresearch.workspace import Workspace
 
 MAX_CHARS = 64_000
@@ -35,7 +37,7 @@ KEPT_DIFFS = 3
 DISCARDED_DIFFS = 3
 DIFF_CHARS = 2_500
 CRASH_LINES = 40
-RAN = ("keep", "discard", "crash")
+CRASH_BYTES = 64 * 1024  # of a crashed run's log, read from its end
 
 TASK = """\
 You are an autonomous researcher. Each time you are called you make ONE focused change that
@@ -93,25 +95,26 @@ def _fmt(value: float) -> str:
 
 
 def history_text(history: History, metric: str, limit_rows: int = HISTORY_ROWS) -> str:
-    """The last rows as a small table: number, commit, value, delta to the frontier, status, description."""
+    """The last rows as a small table: the run's number, its experiment's number, commit, value,
+    delta to the frontier (new minus old), what the row is (History.label), kind, description."""
     rows = history.rows
     if not rows:
         return "No experiments yet: the next run is the first."
-    lines = [f"#    commit   {metric:<10} delta      status   kind        description"]
+    lines = [f"run  exp  commit   {metric:<10} delta      status      kind        description"]
     numbered = []
     for i, r in enumerate(rows):
-        measured = r.status in ("keep", "discard")
-        before = history.before(i)
-        delta = f"{r.value - before:+.6f}" if measured and before is not None else ""
-        value = _fmt(r.value) if measured else "-"
+        delta = history.delta(i)
+        shown = f"{delta:+.6f}" if delta is not None else ""
+        value = _fmt(r.value) if r.measured else "-"
+        number = history.numbers[i]
         reason = f" [{r.reason}]" if r.reason else ""
-        numbered.append(
-            f"{i + 1:<4} {r.commit[:7]:<8} {value:<10} {delta:<10} {r.status:<8} {r.kind:<11} {r.description}{reason}"
-        )
+        numbered.append(f"{i + 1:<4} {'' if number is None else number:<4} {r.commit[:7]:<8} {value:<10} {shown:<10} "
+                        f"{history.label(i):<11} {r.kind:<11} {r.description}{reason}")
     if len(numbered) > limit_rows:
         lines.append(f"(first {len(numbered) - limit_rows} rows not shown)")
     lines += numbered[-limit_rows:]
-    lines.append(f"(delta: against the frontier, the value of the kept code before that row; {history.direction} is better)")
+    lines.append(f"(delta: the value minus the frontier's before that row, the value of the kept code; "
+                 f"{history.direction} is better)")
     return "\n".join(lines)
 
 
@@ -119,8 +122,7 @@ def summary_text(history: History, metric: str) -> str:
     """Where the research stands, in the same numbers `autoresearch status` shows."""
     if not history.rows:
         return "Nothing has run yet."
-    counts = {s: n for s, n in history.counts.items() if n}
-    parts = [f"{len(history)} runs so far: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+    parts = [f"so far: {history.tally().text()}"]
     if history.baseline is not None:
         runs = history.baseline_runs
         spread = f" (mean of {len(runs)} runs, spread {max(runs) - min(runs):.6f})" if len(runs) > 1 else ""
@@ -132,13 +134,13 @@ def summary_text(history: History, metric: str) -> str:
                      f"{history.frontier_commit} ({what})")
     streak = history.not_kept_streak()
     if streak >= 3:
-        parts.append(f"the last {streak} runs were not kept: consider a different direction")
+        parts.append(f"the last {streak} experiments were not kept: consider a different direction")
     return "\n".join(parts)
 
 
 def earlier_attempts(rows, shown: int) -> str:
     """Descriptions of older attempts that were not kept (the table shows only the last rows)."""
-    older = [r for r in rows[:-shown] if r.status in ("discard", "crash", "invalid") and r.kind == "experiment"] if len(rows) > shown else []
+    older = [r for r in rows[:-shown] if r.status in ("discard", "crash", "invalid") and r.is_experiment] if len(rows) > shown else []
     seen = set()
     lines = []
     for r in reversed(older):  # newest first, so a cut drops the oldest
@@ -172,28 +174,31 @@ def commit_diff(ws: Workspace, commit: str) -> str:
 
 
 def diffs_text(ws: Workspace, rows, statuses: tuple[str, ...], count: int, per_diff: int = DIFF_CHARS) -> str:
-    picked = [r for r in rows if r.status in statuses and r.kind == "experiment"][-count:]
+    picked = [r for r in rows if r.status in statuses and r.is_experiment][-count:]
     chunks = []
     for r in reversed(picked):  # newest first
         diff = commit_diff(ws, r.commit)
         if not diff.strip():
             continue
-        value = f"{r.value:.6f}" if r.status in ("keep", "discard") else r.status
+        value = f"{r.value:.6f}" if r.measured else r.status
         chunks.append(f"--- {r.commit[:7]} ({r.status}, {value}): {r.description}\n{_cut_middle(diff.strip(), per_diff)}")
     return "\n\n".join(chunks)
 
 
 def crash_text(ws: Workspace, rows, lines: int = CRASH_LINES) -> str:
-    """The tail of run.log when the last run crashed (run.log holds the last run's output)."""
-    last = next((r for r in reversed(rows) if r.status in RAN), None)
-    if last is None or last.status != "crash" or not ws.log_path.is_file():
+    """The tail of the last run's own log when it crashed (the log named on its row, whichever
+    worker ran it)."""
+    last = next((r for r in reversed(rows) if r.used_machine), None)
+    if last is None or last.status != "crash":
         return ""
+    path = RunLogs(ws.state.logs_dir).path(last.log)
     try:
-        text = ws.log_path.read_text(errors="replace")
+        text = read_tail(path, CRASH_BYTES) if path.is_file() else None
     except OSError:
+        text = None
+    if text is None:
         return ""
-    # A progress line rewritten in place (\r) only needs its last state.
-    tail = [line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:]]
+    tail = runlog.lines(text.rstrip("\n"))[-lines:]  # a progress line rewritten in place: its last state
     head = f"{last.commit[:7]} crashed" + (f" ({last.reason})" if last.reason else "") + f": {last.description}"
     return head + "\n" + "\n".join(tail)
 

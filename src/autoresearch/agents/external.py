@@ -18,26 +18,15 @@ which asking again would not fix.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Mapping, Sequence
 
 from autoresearch import proc
-from autoresearch.agents.base import Agent, Context, Proposal, Usage
+from autoresearch.agents.base import Agent, Context, Proposal, Usage, keep_transcript
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
 from autoresearch.proc import CallOutcome, redact
-
-_DESCRIPTION = re.compile(r"^\W*description\W*:\s*(.+?)\s*\**\s*$", re.IGNORECASE | re.MULTILINE)
-
-
-def description_from(text: str, fallback: str) -> str:
-    """The last `DESCRIPTION:` line of an agent's answer, else `fallback`; one line."""
-    found = _DESCRIPTION.findall(text or "")
-    line = found[-1] if found else fallback
-    line = " ".join(line.strip().strip("`*_").split())
-    return line[:199] + "…" if len(line) > 200 else line
 
 
 @dataclass(frozen=True)
@@ -77,26 +66,21 @@ class ProgramAgent(Agent):
         call = self.invocation(context, prompt)
         outcome = proc.call(call.cmd, cwd=context.root, timeout=self.timeout, input=call.input, env=call.env,
                             shell=call.shell)
-        keep_transcript(context, self.name, call.cmd, outcome, len(prompt))
+        keep_transcript(context, transcript(self.name, call.cmd, outcome, len(prompt)))
         usage = self.usage_of(outcome)
         if outcome.timed_out:
             return timed_out(context, self.name, self.timeout, usage)
         return self.answer(context, outcome, call, usage)
 
 
-def keep_transcript(context: Context, name: str, cmd, outcome: CallOutcome, prompt_chars: int) -> None:
-    """The last call's command and output, secrets blanked, in the state folder."""
+def transcript(name: str, cmd: Sequence[str] | str, outcome: CallOutcome, prompt_chars: int) -> str:
+    """What the state folder keeps of one call: its command, how it ended, its output."""
     shown = cmd if isinstance(cmd, str) else " ".join(str(c) for c in cmd)
     status = "timed out" if outcome.timed_out else f"exit status {outcome.returncode}"
-    text = (
+    return (
         f"agent: {name}\ncommand: {shown}\nprompt: {prompt_chars} characters\n"
         f"{status} after {outcome.seconds:.1f} s\n\n--- stdout\n{outcome.stdout}\n--- stderr\n{outcome.stderr}\n"
     )
-    try:
-        context.state_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(context.state_dir / "agent.log", redact(text))
-    except OSError:
-        pass  # a transcript is a convenience; never fail an experiment over it
 
 
 def restore(context: Context) -> None:

@@ -1,11 +1,13 @@
-"""The engine: one experiment at a time, guarded, supervised, measured, decided, recorded.
+"""The engine: experiments guarded, supervised, measured, decided, recorded.
 
 - `guard`: what a change may touch; code that already ran.
-- `runner`: one supervised run of the workspace's command.
+- `runner`: one supervised run of the workspace's command (`Runner`, the `Runs` protocol).
 - `measure`: the metric from the harness's record, the budget by the engine's clock.
-- `experiment`: the ratchet (`Engine`), one `Attempt` per candidate.
+- `lifecycle`: the journal of an experiment in flight, the rows of one that was stopped.
+- `experiment`: a worker's runs of one candidate until the keep rule decides (`Engine`, `Attempt`).
+- `pool`: the life of an experiment from the agent's edit to its record, one at a time or N in flight.
 - `outcome`: the rows and the `Outcome` an experiment produces.
-- `recover`: finishing an experiment a dead engine left behind.
+- `recover`: finishing the experiments a dead engine left behind.
 """
 
 from autoresearch.engine.experiment import Engine

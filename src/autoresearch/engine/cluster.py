@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +36,9 @@ from autoresearch.engine.runner import REQUIRE, Runner
 from autoresearch.engine.slots import Slot, check_models, gpu_models
 from autoresearch.errors import AutoresearchError, MachineError, WorkerLost
 from autoresearch.files import open_unlinked
-from autoresearch.state import Current, Journal
+from autoresearch.engine.lifecycle import Pen
+from autoresearch.state import Current
+from autoresearch.store import Journal
 from autoresearch.workspace import Workspace
 
 LOG_BYTES = 256 * 1024  # of a remote run's log, copied back into the worker's log here
@@ -112,8 +113,10 @@ class Node:
             self._prepare(ws)
         lines: list[str] = []
         runner = Runner(ws, limits, Guard(ws), stream=io.StringIO(), live=False, out=lines.append)
-        journal = Journal(branch="node", frontier=sha, kind=kind, description=description, candidate=sha)
-        m = runner.run(sha, journal, kind=kind, description=description)
+        pen = Pen(ws.store, "node", Journal(branch="node", frontier=sha, kind=kind, description=description,
+                                            candidate=sha))
+        m = runner.run(sha, pen, kind=kind, description=description)
+        pen.close()
         try:
             with open(ws.log_path, "rb") as fh:
                 fh.seek(max(0, fh.seek(0, os.SEEK_END) - LOG_BYTES))
@@ -130,16 +133,14 @@ class RemoteRunner:
     def __init__(self, cluster: "Cluster", actor, engine_ws: Workspace, limits: Limits, slot: Slot,
                  halt: Callable[[], bool] | None):
         self.cluster, self.actor, self.ws, self.limits, self.slot, self.halt = cluster, actor, engine_ws, limits, slot, halt
-        self.state = engine_ws.state
+        self.state = engine_ws.state.seat(slot.name) if slot.name else engine_ws.state
         self.log_path = engine_ws.worker_log(slot.name or "w1")
 
-    def run(self, commit: str, journal: Journal, *, kind: str, description: str) -> Measurement:
+    def run(self, commit: str, pen: Pen, *, kind: str, description: str) -> Measurement:
         ray = self.cluster.ray
         files = commit_files(self.ws, commit)
-        journal = replace(journal, kind=kind, running=commit)
-        self.state.write_journal(journal)
         self.state.write_current(Current(commit=commit[:7], description=description, kind=kind, started_at=time.time(),
-                                         budget=self.ws.config.budget, agent=journal.agent, pid=os.getpid()))
+                                         budget=self.ws.config.budget, agent=pen.journal.agent, pid=os.getpid()))
         try:
             ref = self.actor.run.remote(files, self.limits, kind, description)
             while not ray.wait([ref], timeout=0.5)[0]:
@@ -193,10 +194,10 @@ class Cluster:
         out(f"Ray cluster: {n} worker{'s' if n != 1 else ''} on {used} node{'s' if used != 1 else ''} "
             f"({reports[0].gpu or 'CPU'})")
 
-    def place(self, engine, slot: Slot, halt: Callable[[], bool] | None = None) -> None:
-        """Send `engine`'s runs to the actor of `slot` (the driver's baseline goes to the first)."""
+    def runner(self, ws: Workspace, slot: Slot, halt: Callable[[], bool] | None = None) -> "RemoteRunner":
+        """The Runner of `slot`'s worker: its actor (the driver's baseline goes to the first)."""
         k = int(slot.name[1:]) - 1 if slot.name else 0
-        engine.runner = RemoteRunner(self, self.actors[k], engine.ws, engine.limits, slot, halt)
+        return RemoteRunner(self, self.actors[k], ws, Limits.of(ws.config, ws.pins), slot, halt)
 
     def close(self) -> None:
         for actor in self.actors:

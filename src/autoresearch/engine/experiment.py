@@ -16,9 +16,14 @@
    the frontier or the candidate runs once more, as the test asks (no keep without a
    frontier re-run beside the candidate: A-B-A), and every run so far is weighed again, up
    to `keep.max_runs` runs of the candidate.
-5. Record the row(s) in results.tsv atomically, then keep the commit or reset to the
-   frontier. The journal in the state folder makes every step recoverable after `kill -9`
-   (recover.py).
+5. Record the row(s) and the journal in one transaction (lifecycle.py, the store), then keep
+   the commit or stay at the frontier. The journal makes every step recoverable after
+   `kill -9` (recover.py).
+
+This module is one worker's part (a candidate's runs until the keep rule decides) and the
+driver's tools (the guard, the baseline); engine/pool.py is the life of an experiment from
+the agent's edit to its record, for one experiment at a time (a pool of one inline worker)
+as for several.
 
 The first experiment on a branch is the baseline: the unchanged code, run
 `keep.baseline_runs` times to estimate the run-to-run noise.
@@ -37,21 +42,22 @@ from typing import Any, Callable, TextIO
 
 from autoresearch import gitrepo, pins
 from autoresearch.engine.guard import Guard
+from autoresearch.engine.lifecycle import STOPPED, Pen, stop_status, stopped_rows, undecided
 from autoresearch.engine.measure import PRINTED, Limits, Measurement, baseline_startup
 from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
 from autoresearch.engine.recover import recover
-from autoresearch.engine.runner import Runner
+from autoresearch.engine.runner import Runner, Runs
 from autoresearch.engine.slots import Slot
-from autoresearch.errors import AutoresearchError, MachineError
+from autoresearch.errors import AutoresearchError
 from autoresearch.proc import shielded
 from autoresearch.research import keeprule
 from autoresearch.research.history import History
 from autoresearch.research import results
-from autoresearch.state import Journal
+from autoresearch.runlog import RunLogs
+from autoresearch.store import Journal
 from autoresearch.workspace import Workspace
 
 PRINTED_NOTE = " (printed metric)"
-STOPPED = "the engine stopped"
 RERUN = "re-run of the frontier beside: "
 
 
@@ -67,29 +73,27 @@ class Attempt:
     frontier: str  # full sha
     history: History  # the branch's rows before it (plus the frontier's re-run, once made)
     candidate: str = ""  # full sha, once committed
-    journal: Journal | None = None
     key: str = ""  # the content key of its editable files
     smaller: bool = False
     measurements: list[Measurement] = field(default_factory=list)  # the candidate's runs
     block: list[results.Row] = field(default_factory=list)  # their rows and the frontier's re-runs, in the order they ran
     # (the candidate's rows provisional until the decision)
     decision: keeprule.Decision | None = None
-    in_flight: tuple[str, str, str] | None = None  # (commit, kind, description) of the run going on
 
     @property
     def frontier_value(self) -> float | None:
         return self.history.value_of(self.frontier)
 
-    def add_reference(self, row: results.Row) -> None:
-        self.block.append(row)
-
-    def add_run(self, m: Measurement, row: results.Row) -> None:
-        self.measurements.append(m)
-        self.block.append(row)
+    def journal(self, worker: str) -> Journal:
+        """Its journal as a worker starts it."""
+        return Journal(branch=self.branch, frontier=self.frontier, kind="experiment", description=self.description,
+                       candidate=self.candidate, agent=self.agent, pid=os.getpid(), started_utc=utc_now(),
+                       usage=self.usage, worker=worker)
 
     def settled(self, **fields) -> list[results.Row]:
         """The block's rows with the candidate's measured runs given `fields` (status, reason)."""
-        return [replace(r, **fields) if r.commit == self.candidate[:7] and r.status != "crash" else r for r in self.block]
+        return [replace(r, **fields) if r.commit == self.candidate[:7] and r.kind != "rerun" and r.status != "crash"
+                else r for r in self.block]
 
     def frontier_now(self) -> float | None:
         """The frontier's value with its re-runs so far (the candidate's rows are not kept rows of it)."""
@@ -97,33 +101,32 @@ class Attempt:
 
 
 class Engine:
-    """Runs experiments in one workspace. The caller holds the workspace lock."""
+    """One worker's runs in a workspace (a candidate and the frontier beside it until the keep
+    rule decides), and the driver's tools: the guard, the frontier, the baseline. The caller
+    holds the workspace lock."""
 
     def __init__(self, ws: Workspace, *, out: Callable[[str], None] | None = None, stream: TextIO | None = None,
-                 live: bool | None = None, slot: Slot = Slot(), halt: Callable[[], bool] | None = None):
+                 live: bool | None = None, slot: Slot = Slot(), halt: Callable[[], bool] | None = None,
+                 runner: Runs | None = None):
         self.ws = ws
         self.cfg = ws.config
         self.root = ws.root
-        self.state = ws.state
+        self.store = ws.store
         self.stream = stream if stream is not None else sys.stdout
         self.out = out or (lambda line: print(line, file=self.stream, flush=True))
         self.limits = Limits.of(self.cfg)
         self.guard = Guard(ws)
+        self.logs = RunLogs(ws.state.logs_dir)
         self.baseline_evals: list[float] = []  # the evaluator's seconds of the baseline runs made here
-        # a worker of a pool (engine/pool.py) runs committed candidates and leaves the working
-        # tree, the branch and results.tsv to the pool's driver
-        self.slot = slot
-        self.owns_tree = not slot.name
-        self.runner = Runner(ws, self.limits, self.guard, stream=self.stream,
-                             live=self.stream.isatty() if live is None else live, out=self.out, slot=slot, halt=halt)
+        self.slot = slot  # a worker's share of the machine (engine/slots.py)
+        # the runs go to `runner` (a Ray actor's, engine/cluster.py; a test's) or run here
+        self.runner: Runs = runner if runner is not None else Runner(
+            ws, self.limits, self.guard, stream=self.stream, live=self.stream.isatty() if live is None else live,
+            out=self.out, slot=slot, halt=halt)
 
     def _row(self, commit: str, **fields) -> results.Row:
         """A results row of this engine's runs (it names the worker, in a pool)."""
         return make_row(commit, worker=self.slot.name, **fields)
-
-    def seat(self, ticket: str) -> None:
-        """A worker's journal and run records for the experiment `ticket` (see StateFolder.seat)."""
-        self.state = self.runner.state = self.ws.state.seat(self.slot.name, ticket)
 
     # -- where the research stands ---------------------------------------------------
 
@@ -138,7 +141,7 @@ class Engine:
         return name
 
     def history(self, branch: str) -> History:
-        return History(self.ws.results.rows(), branch, self.cfg.direction)
+        return History(self.store.rows(), branch, self.cfg.direction)
 
     def frontier(self, history: History) -> str:
         """The full sha of the frontier: the commit of the last kept row, else HEAD."""
@@ -151,42 +154,7 @@ class Engine:
     def recover(self, keep_edits: bool = False) -> str | None:
         return recover(self.ws, self.guard, keep_edits)
 
-    def in_progress(self) -> bool:
-        return self.state.journal() is not None
-
-    # -- one experiment ------------------------------------------------------------------
-
-    def experiment(self, description: str, *, agent: str = "", usage: Any = None) -> Outcome:
-        """Guard, commit, run, measure, decide, record: one experiment on the current branch.
-
-        Prints its outcome through `out` (the baseline, when it runs instead, prints each run).
-        """
-        outcome = self._experiment(description, agent=agent, usage=usage)
-        if outcome.kind != "baseline":
-            for line in outcome.lines():
-                self.out(line)
-        return outcome
-
-    def _experiment(self, description: str, *, agent: str, usage: Any) -> Outcome:
-        branch = self.branch()
-        note = self.recover(keep_edits=True)
-        if note:
-            self.out(note)
-        attempt, changed, refused = self.open_attempt(branch, description, agent, usage)
-        if refused is not None:
-            return refused
-        history, frontier = attempt.history, attempt.frontier
-        if self._baseline_needed(history, frontier):
-            if not changed:
-                return self.baseline(branch, history, frontier)
-            self.out("no baseline yet on this branch: measuring the unchanged code first")
-            with self._set_aside(changed, frontier):
-                self.baseline(branch, history, frontier)
-            attempt.history = self.history(branch)
-            changed = self.guard.changed(frontier)
-        if not changed:
-            return self.record_plain(attempt, "noop", "no change to the editable files")
-        return self._candidate(attempt)
+    # -- the agent's edit -----------------------------------------------------------------
 
     def open_attempt(self, branch: str, description: str, agent: str, usage: Any
                      ) -> tuple[Attempt, list[str], Outcome | None]:
@@ -219,7 +187,7 @@ class Engine:
         gitrepo.move_branch(self.root, frontier)
 
     @contextlib.contextmanager
-    def _set_aside(self, changed: list[str], frontier: str):
+    def set_aside(self, changed: list[str], frontier: str):
         """Take the change out of the tree while the unchanged code runs; it comes back, whatever happens."""
         saved = {p: (self.root / p).read_bytes() if (self.root / p).is_file() else None for p in changed}
         self.guard.reset(frontier)
@@ -234,7 +202,7 @@ class Engine:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(data)
 
-    def _baseline_needed(self, history: History, frontier: str) -> bool:
+    def baseline_needed(self, history: History, frontier: str) -> bool:
         runs = history.runs_of(frontier)
         if any(r.kind != "baseline" for r in runs):
             return False
@@ -243,51 +211,25 @@ class Engine:
     def record_plain(self, attempt: Attempt, status: str, reason: str) -> Outcome:
         """An experiment that did not run (invalid, noop): one row at the frontier's commit."""
         row = self._row(attempt.frontier, status=status, kind="experiment", description=attempt.description,
-                       reason=reason, branch=attempt.branch, agent=attempt.agent, usage=attempt.usage)
-        self.ws.results.append(row)
+                        reason=reason, branch=attempt.branch, agent=attempt.agent, usage=attempt.usage)
+        self.store.append(row)
         short = attempt.frontier[:7]
         return Outcome(status, "experiment", attempt.description, short, self.cfg.metric, self.cfg.direction,
                        frontier_before=short, frontier_value=attempt.frontier_value, frontier=short, reason=reason,
                        rows=[row])
 
-    # -- the candidate -------------------------------------------------------------------
+    # -- a candidate's runs (a worker's part) ---------------------------------------------
 
-    def _candidate(self, a: Attempt) -> Outcome:
-        a.journal = Journal(branch=a.branch, frontier=a.frontier, kind="experiment", description=a.description,
-                            agent=a.agent, pid=os.getpid(), started_utc=utc_now(), usage=a.usage)
-        self.state.write_journal(a.journal)
-        a.candidate = gitrepo.commit_all(self.root, a.description, exclude=self.guard.protected())
-        a.journal = replace(a.journal, candidate=a.candidate)
-        self.state.write_journal(a.journal)
-
-        a.key = self.guard.content_key(a.candidate)
-        earlier = self.guard.seen(a.history).get(a.key)
-        if earlier is not None:
-            self.guard.reset(a.frontier)
-            self.state.clear_experiment()
-            shown = f" {earlier.value:.6f}" if earlier.status in ("keep", "discard") else ""
-            why = f": {earlier.reason}" if earlier.reason and earlier.status == "crash" else ""
-            return self.record_plain(
-                a, "noop", f"same code as {earlier.commit}, which already ran ({earlier.status}{shown}{why}); not run again")
-
-        try:
-            self.trial(a)
-        except BaseException as exc:
-            with shielded():
-                self._interrupted(a, exc)
-            raise
-        return self._conclude(a)
-
-    def trial(self, a: Attempt) -> None:
+    def trial(self, a: Attempt, pen: Pen) -> None:
         """Run a committed candidate and the frontier beside it until the keep rule decides
         (`a.decision`; None when its first run crashed or there is nothing to compare with).
-        Writes no rows: the journal holds each finished run until the caller records them."""
+        Writes no rows: the journal (`pen`) holds each finished run until the caller records them."""
         a.smaller = self.guard.smaller(a.frontier, a.candidate)
-        first = self._candidate_run(a, "experiment")
+        first = self._candidate_run(a, pen, "experiment")
         if first.ok and a.frontier_value is not None:
             a.decision = self._decide(a)
             while a.decision.action == "more":
-                self._more(a)
+                self._more(a, pen)
 
     def _refresh_limits(self) -> None:
         """The limits of the next run: the defaults until the baseline is pinned, then the pinned ones."""
@@ -307,34 +249,36 @@ class Engine:
             if pinned.baseline_eval is None and slowest_eval is not None:
                 pins.write(pinned.with_baseline(pinned.baseline_startup, slowest_eval))
             return
-        runs = [r for r in self.ws.results.rows() if r.kind == "baseline" and r.status == "keep"]
+        runs = [r for r in self.store.rows() if r.kind == "baseline" and r.status == "keep"]
         if len(runs) < max(1, self.cfg.keep.baseline_runs):
             return
         startup = baseline_startup(runs, self.cfg.budget)
         if startup is not None:
             pins.write(pinned.with_baseline(startup, slowest_eval))
 
-    def _run(self, a: Attempt, commit: str, kind: str, description: str) -> Measurement:
+    def run(self, pen: Pen, commit: str, kind: str, description: str) -> Measurement:
+        """One run on this engine's runner, its log kept and named on the measurement; the
+        journal says what runs while it runs."""
         self._refresh_limits()
-        a.in_flight = (commit, kind, description)
-        m = self.runner.run(commit, a.journal, kind=kind, description=description)
-        a.in_flight = None
+        pen.update(running=(commit, kind, description))
+        m = self.runner.run(commit, pen, kind=kind, description=description)
+        m = replace(m, log=self.logs.keep_copy(self.runner.log_path))
+        pen.update(running=None, pgid=None, result_path="")
         return m
 
-    def _candidate_run(self, a: Attempt, kind: str) -> Measurement:
-        m = self._run(a, a.candidate, kind, a.description)
-        a.add_run(m, self._row(a.candidate, status="discard" if m.ok else "crash", kind=kind, description=a.description,
-                              reason="" if m.ok else m.reason, branch=a.branch, agent=a.agent, m=m,
-                              usage=a.usage if not a.measurements else None))
-        self._note_measured(a)
+    def _candidate_run(self, a: Attempt, pen: Pen, kind: str) -> Measurement:
+        m = self.run(pen, a.candidate, kind, a.description)
+        a.measurements.append(m)
+        a.block.append(self._row(a.candidate, status="discard" if m.ok else "crash", kind=kind,
+                                 description=a.description, reason="" if m.ok else m.reason, branch=a.branch,
+                                 agent=a.agent, m=m, usage=a.usage if len(a.measurements) == 1 else None))
+        self._note_measured(a, pen)
         return m
 
-    def _note_measured(self, a: Attempt) -> None:
+    def _note_measured(self, a: Attempt, pen: Pen) -> None:
         """Put the finished runs in the journal, as an interruption now would record them: a
         `kill -9` of the engine before the decision then loses no measurement."""
-        rows = a.settled(reason=f"not decided: {STOPPED} before the decision")
-        a.journal = replace(a.journal, measured=tuple(results.line(r) for r in rows))
-        self.state.write_journal(a.journal)
+        pen.update(measured=tuple(undecided(a.block, a.candidate, STOPPED)))
 
     def _decide(self, a: Attempt) -> keeprule.Decision:
         """The sequential test on every run so far: keep, discard, or one more run."""
@@ -343,78 +287,41 @@ class Engine:
                                   direction=self.cfg.direction, rule=rule)
         return keeprule.decide(evidence, rule, smaller=a.smaller)
 
-    def _more(self, a: Attempt) -> None:
+    def _more(self, a: Attempt, pen: Pen) -> None:
         """One more run, the frontier's or the candidate's as the test asks; then decide on every run."""
         last = a.measurements[-1]
         self.out(f"run {len(a.measurements)} {self.cfg.metric} {last.value:.6f}: {a.decision.reason}")
         if a.decision.evidence.rerun_frontier:
-            reference = self._rerun_frontier(a)
-            if reference is not None:  # drift in machine speed shows up beside the candidate
-                a.add_reference(reference)
+            if self._rerun_frontier(a, pen):  # drift in machine speed shows up beside the candidate
                 a.decision = self._decide(a)
                 return
             # a crashed re-run tells nothing: the candidate's next run still does
-        m = self._candidate_run(a, "confirm")
+        m = self._candidate_run(a, pen, "confirm")
         if not m.ok:
             a.decision = keeprule.Decision("discard", a.decision.evidence,
                                            f"not confirmed: run {len(a.measurements)} crashed ({m.reason})")
             return
         a.decision = self._decide(a)
 
-    def _rerun_frontier(self, a: Attempt) -> results.Row | None:
-        """Run the frontier once more, beside the candidate's runs.
+    def _rerun_frontier(self, a: Attempt, pen: Pen) -> bool:
+        """Run the frontier once more, beside the candidate's runs; whether it measured.
 
         A wall-clock budget ties the metric to the machine's speed: when the machine gets faster
         (another job ends), every change looks like a win. Fresh runs of the frontier between the
         candidate's runs measure that drift: the test weighs a run made beside the candidate over
         one made long ago, and the re-runs join the frontier's runs for later candidates too.
-        Each is a kept `confirm` row of the frontier's commit, written with the candidate's rows
-        in one append. None when it crashed (then the earlier frontier runs stand).
+        Each is a kept `rerun` row of the frontier's commit, recorded with the candidate's rows.
         """
-        description = RERUN + a.description
-        if self.owns_tree:  # the run uses a copy of the commit; the tree follows for the tampering check
-            self.guard.reset(a.frontier)
-        try:
-            m = self._run(a, a.frontier, "confirm", description)
-        finally:
-            if self.owns_tree:
-                self.guard.reset(a.candidate)
+        m = self.run(pen, a.frontier, "rerun", RERUN + a.description)
         if not m.ok:
             self.out(f"frontier re-run crashed ({m.reason}); comparing with its earlier runs")
-            return None
+            return False
         self.out(f"frontier re-run {self.cfg.metric} {m.value:.6f}")
         reason = "frontier re-run beside the candidate, to measure drift" + (PRINTED_NOTE if m.source == PRINTED else "")
-        row = self._row(a.frontier, status="keep", kind="confirm", description=description, reason=reason,
-                       branch=a.branch, agent=a.agent, m=m)
-        a.journal = replace(a.journal, measured=(*a.journal.measured, results.line(row)))
-        self.state.write_journal(a.journal)
-        return row
-
-    def _interrupted(self, a: Attempt, exc: BaseException) -> None:
-        """Ctrl-C (or SIGTERM, or an error of the engine's own) mid-experiment: keep every run
-        that finished, record the one in flight as interrupted, go back to the frontier.
-
-        Finished runs of the candidate are recorded undecided (`discard`, never kept: the
-        decision needed the runs that did not happen); a finished re-run of the frontier is a
-        measurement of the frontier like any other. The code may be proposed again.
-        """
-        status, reason = stop_status(exc)
-        rows = a.settled(reason=f"not decided: {reason} before the decision")
-        if a.in_flight is not None or not a.measurements:
-            commit, kind, description = a.in_flight or (a.candidate, "experiment", a.description)
-            rows.append(self._row(commit, status=status, kind=kind, description=description, reason=reason,
-                                 branch=a.branch, agent=a.agent, usage=None if a.measurements else a.usage))
-        self._record_stop(a.journal, a.frontier, rows)
-
-    def _record_stop(self, journal: Journal, frontier: str, rows: list[results.Row]) -> None:
-        try:
-            self.ws.results.append(rows)
-        except AutoresearchError:
-            return  # the journal stays: the next start records it
-        self.state.write_journal(replace(journal, recorded=True, keep=False))
-        if self.owns_tree:
-            self.guard.reset(frontier)
-        self.state.clear_experiment()
+        a.block.append(self._row(a.frontier, status="keep", kind="rerun", description=RERUN + a.description,
+                                 reason=reason, branch=a.branch, agent=a.agent, m=m))
+        self._note_measured(a, pen)
+        return True
 
     @staticmethod
     def verdict(a: Attempt) -> tuple[str, str]:
@@ -430,51 +337,26 @@ class Engine:
             reason += PRINTED_NOTE
         return status, reason
 
-    def _conclude(self, a: Attempt) -> Outcome:
-        """Write the candidate's rows (and the frontier's re-run), then keep or reset."""
-        status, reason = self.verdict(a)
-        block = a.settled(status=status, reason=reason)
-        keep = status == "keep"
-        self._write(a.journal, a.frontier, block, keep=keep, target=a.candidate if keep else a.frontier)
-        return self.outcome(a, status, reason, block, keep=keep)
-
     def outcome(self, a: Attempt, status: str, reason: str, block: list[results.Row], *, keep: bool) -> Outcome:
         """What a recorded candidate came to, for the loop and `experiment --json`; remembers its code as run."""
-        rows = [r for r in block if r.commit == a.candidate[:7]]
+        rows = [r for r in block if r.commit == a.candidate[:7] and r.kind != "rerun"]
         first = a.measurements[0]
         values = [m.value for m in a.measurements if m.ok]
         value = keeprule.mean(values) if values and status != "crash" else None
         self.guard.remember(a.key, replace(rows[0], value=value if value is not None else 0.0))
         last = a.measurements[-1]
-        fv = a.frontier_now()
+        memory = [m.memory_gb for m in a.measurements if m.memory_gb is not None]
         return Outcome(
             status=status, kind="experiment", description=a.description, commit=a.candidate[:7], metric=self.cfg.metric,
-            direction=self.cfg.direction, value=value, values=values, frontier_before=a.frontier[:7], frontier_value=fv,
-            frontier=(a.candidate if keep else a.frontier)[:7],
+            direction=self.cfg.direction, value=value, values=values, frontier_before=a.frontier[:7],
+            frontier_value=a.frontier_now(), frontier=(a.candidate if keep else a.frontier)[:7],
             improvement=a.decision.improvement if a.decision else None,
             p_better=a.decision.evidence.p_better if a.decision else None,
-            sigma=a.history.noise.sigma, memory_gb=max(m.memory_gb for m in a.measurements),
+            sigma=a.history.noise.sigma, memory_gb=max(memory) if memory else None,
             seconds=sum(m.seconds for m in a.measurements), training_seconds=first.training_seconds, steps=first.steps,
             reason=reason, source=first.source,
             log_tail=first.log_tail if status == "crash" else last.log_tail if not last.ok else "", rows=rows,
         )
-
-    def _write(self, journal: Journal, frontier: str, rows: list[results.Row], *, keep: bool, target: str) -> None:
-        """Append the rows, then move the tree to `target`; a failed append resets to the frontier."""
-        try:
-            self.ws.results.append(rows)
-        except AutoresearchError as exc:
-            with shielded():
-                with contextlib.suppress(Exception):
-                    self.state.write_journal(replace(journal, reason=f"not recorded: {exc}"))
-                self.guard.reset(frontier)
-            if journal.kind == "baseline":
-                raise
-            raise AutoresearchError(f"{exc}; the change was not kept, the frontier is still {frontier[:7]}") from exc
-        with shielded():
-            self.state.write_journal(replace(journal, recorded=True, keep=keep))
-            self.guard.reset(target)
-            self.state.clear_experiment()
 
     # -- the baseline --------------------------------------------------------------------
 
@@ -500,27 +382,27 @@ class Engine:
 
     def _baseline_run(self, branch: str, history: History, frontier: str, total: int) -> tuple[Outcome, History]:
         label = f"baseline run {len(history.runs_of(frontier)) + 1} of {total}"
-        journal = Journal(branch=branch, frontier=frontier, candidate=frontier, kind="baseline",
-                          description="baseline", pid=os.getpid(), started_utc=utc_now())
-        self.state.write_journal(journal)
+        pen = Pen(self.store, "baseline", Journal(branch=branch, frontier=frontier, candidate=frontier, kind="baseline",
+                                                  description="baseline", pid=os.getpid(), started_utc=utc_now(),
+                                                  worker=self.slot.name))
         self._refresh_limits()
         self.out(f"{label}: {self.cfg.command!r} on {frontier[:7]} ({self.limits.describe()})")
         try:
-            m = self.runner.run(frontier, journal, kind="baseline", description="baseline")
+            m = self.run(pen, frontier, "baseline", "baseline")
         except BaseException as exc:
             with shielded():
-                status, reason = stop_status(exc)
-                self._record_stop(journal, frontier, [self._row(frontier, status=status, kind="baseline",
-                                                               description="baseline", reason=reason, branch=branch)])
+                with contextlib.suppress(Exception):
+                    pen.record(stopped_rows(pen.journal, *stop_status(exc)))
+                    pen.close()
             raise
         reason = (label + (PRINTED_NOTE if m.source == PRINTED else "")) if m.ok else m.reason
         if m.ok and m.eval_seconds is not None:
             self.baseline_evals.append(m.eval_seconds)
         row = self._row(frontier, status="keep" if m.ok else "crash", kind="baseline", description="baseline",
-                       reason=reason, branch=branch, m=m)
-        journal = replace(journal, measured=(results.line(row),))
-        self.state.write_journal(journal)
-        self._write(journal, frontier, [row], keep=False, target=frontier)
+                        reason=reason, branch=branch, m=m)
+        with shielded():
+            pen.record([row])
+            pen.close()
         history = History([*history.rows, row], branch, self.cfg.direction)
         if m.ok:
             self.guard.remember(self.guard.content_key(frontier), row)
@@ -543,15 +425,6 @@ class Engine:
     def ensure_baseline(self, branch: str) -> Outcome | None:
         history = self.history(branch)
         frontier = self.frontier(history)
-        if not self._baseline_needed(history, frontier):
+        if not self.baseline_needed(history, frontier):
             return None
         return self.baseline(branch, history, frontier)
-
-
-def stop_status(exc: BaseException) -> tuple[str, str]:
-    """(status, reason) of a run the engine stopped: Ctrl-C or SIGTERM is an interruption, not a
-    crash of the code; an error of the engine's own is recorded as a crash that says so."""
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", "interrupted"
-    what = "machine failure" if isinstance(exc, MachineError) else "engine error"
-    return "crash", f"{what}: {' '.join(str(exc).split())[:150] or type(exc).__name__}"

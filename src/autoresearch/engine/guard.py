@@ -29,19 +29,9 @@ from autoresearch.files import atomic_write
 from autoresearch.research import keeprule
 from autoresearch.research.history import History
 from autoresearch.research.results import Row
-from autoresearch.state import STATE_DIR, SeenEntry
+from autoresearch.state import STATE_DIR
+from autoresearch.store import SeenEntry
 from autoresearch.workspace import Workspace
-
-# crash reasons that say the code never finished, or failed for reasons of the machine's
-NOT_RUN = ("interrupted", "not recorded", "engine error", "machine failure")
-
-
-def counts_as_run(row: Row) -> bool:
-    """Whether a row says its code ran to an answer (so it need not run again)."""
-    if row.status in ("keep", "discard", "stale"):
-        return True
-    return row.status == "crash" and not row.reason.startswith(NOT_RUN)
-
 
 # -- what an editable file may carry ---------------------------------------------------------
 #
@@ -285,26 +275,24 @@ class Guard:
         return hashlib.sha256(listing.encode()).hexdigest()
 
     def seen(self, history: History) -> dict[str, SeenEntry]:
-        """Code that already ran, by content key; rebuilt from the rows when the file is gone."""
-        seen = self.ws.state.seen()
-        if seen is not None:
+        """Code that already ran, by content key; rebuilt from the rows when the store has none
+        (a workspace whose records were moved in without it)."""
+        store = self.ws.store
+        seen = store.seen()
+        if seen or not any(r.ran for r in history.rows):
             return seen
-        seen = {}
         for r in history.rows:
-            if not counts_as_run(r) or r.commit[:7] in {v.commit for v in seen.values()}:
+            if not r.ran or r.commit[:7] in {v.commit for v in seen.values()}:
                 continue
             sha = gitrepo.resolve(self.root, r.commit)
             if sha:
                 seen.setdefault(self.content_key(sha), seen_entry(r))
-        self.ws.state.write_seen(seen)
+        store.remember(seen)
         return seen
 
     def remember(self, key: str, row: Row) -> None:
-        if not counts_as_run(row):
-            return
-        seen = self.ws.state.seen() or {}
-        seen[key] = seen_entry(row)
-        self.ws.state.write_seen(seen)
+        if row.ran:
+            self.ws.store.remember({key: seen_entry(row)})
 
     # -- during a run --------------------------------------------------------------------
 

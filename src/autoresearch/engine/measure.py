@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from autoresearch import runlog
 from autoresearch.config import Config
 from autoresearch.files import read_tail
 from autoresearch.pins import Pins
@@ -123,13 +124,14 @@ class Measurement:
     value: float | None  # None: the run is a crash
     reason: str = ""  # why it crashed
     source: str = ""  # HARNESS or PRINTED
-    memory_gb: float = 0.0
+    memory_gb: float | None = None  # the run's peak: GPU memory, else resident memory; None: not measured
     training_seconds: float | None = None
     steps: int | None = None
     seconds: float = 0.0
     log_tail: str = ""
     unsandboxed: bool = False  # the run went without a sandbox (none could be had here)
     eval_seconds: float | None = None  # the evaluator process's wall time, by the engine's clock
+    log: str = ""  # the run's own log, kept by the engine (autoresearch.runlog.RunLogs)
 
     @property
     def ok(self) -> bool:
@@ -141,9 +143,8 @@ class Measurement:
 
 
 def read_log(path: Path, limit: int = LOG_READ_BYTES) -> str:
-    text = read_tail(path, limit) or ""
-    # a line rewritten in place with \r: keep its last state
-    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+    """The end of a run's log as a terminal shows it (autoresearch.runlog.text)."""
+    return runlog.text(read_tail(path, limit) or "")
 
 
 def summary(log: str) -> dict[str, str]:
@@ -231,6 +232,16 @@ def _record(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _memory_gb(printed: dict[str, str]) -> float | None:
+    """The run's peak memory as it printed it: the GPU's when it used one, else the process's
+    resident memory; None when it printed neither (never a made-up 0)."""
+    for name in ("peak_vram_mb", "peak_rss_mb"):
+        mb = number(printed.get(name))
+        if mb is not None and math.isfinite(mb) and mb > 0:
+            return mb / 1024
+    return None
+
+
 def measure(cfg: Config, lim: Limits, outcome: RunOutcome, log: str, result_path: Path, pinned: str,
             evaluation: RunOutcome | None = None, *, harness_pin: str = "") -> Measurement:
     """What one run measured; a crash (value None) with a reason when anything is wrong.
@@ -238,8 +249,7 @@ def measure(cfg: Config, lim: Limits, outcome: RunOutcome, log: str, result_path
     `outcome` is the training run's, timed by the engine; with a harness, `evaluation` is the
     evaluator's and the value comes from the record it wrote to `result_path`."""
     printed = summary(log)
-    memory = number(printed.get("peak_vram_mb"))
-    memory_gb = memory / 1024 if memory is not None and math.isfinite(memory) else 0.0
+    memory_gb = _memory_gb(printed)
     training = number(printed.get("training_seconds"))
     steps_f = number(printed.get("num_steps"))
     steps = int(steps_f) if steps_f is not None and math.isfinite(steps_f) else None

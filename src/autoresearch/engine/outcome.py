@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from autoresearch.engine.measure import Measurement
-from autoresearch.research.results import UNSANDBOXED, Row
+from autoresearch.research.results import Row
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Outcome:
     improvement: float | None = None  # > 0 better
     p_better: float | None = None  # the keep rule's evidence at its decision
     sigma: float | None = None
-    memory_gb: float = 0.0
+    memory_gb: float | None = None  # the runs' peak; None: nothing measured it
     seconds: float = 0.0
     training_seconds: float | None = None
     steps: int | None = None
@@ -58,12 +58,14 @@ class Outcome:
         out = []
         if self.value is not None:
             text = f"{head} {self.metric} {self.value:.6f}"
-            if self.delta is not None and self.kind != "baseline":
+            if self.delta is not None and self.kind != "baseline":  # new minus old, as every view shows it
                 text += f" ({self.delta:+.6f} vs {self.frontier_value:.6f}"
                 text += f", P(better) {self.p_better:.2f})" if self.p_better is not None else ")"
             if len(self.values) > 1:
                 text += f" mean of {len(self.values)} runs"
-            text += f"  memory {self.memory_gb:.1f} GB  {self.seconds:.1f} s  [{self.commit}]"
+            if self.memory_gb:  # None (or the 0.0 of before): nothing measured it, so nothing is shown
+                text += f"  memory {self.memory_gb:.1f} GB"
+            text += f"  {self.seconds:.1f} s  [{self.commit}]"
             out.append(text)
         else:
             out.append(f"{head} {self.seconds:.1f} s  [{self.commit}]" if self.seconds else f"{head} [{self.commit}]")
@@ -110,14 +112,17 @@ def usage_cells(usage: Any) -> dict:
 
 
 def make_row(commit: str, *, status: str, kind: str, description: str, reason: str, branch: str, agent: str = "",
-             m: Measurement | None = None, usage: Any = None, worker: str = "") -> Row:
-    """A results row; a measurement's figures when there is one (a crash keeps its times, not its value)."""
+             m: Measurement | None = None, usage: Any = None, worker: str = "", cause: str = "") -> Row:
+    """A results row; a measurement's figures when there is one (a crash keeps its times, not
+    its value). A crash is the code's unless `cause` says otherwise."""
     ok = m is not None and m.value is not None
-    if m is not None and m.unsandboxed and UNSANDBOXED not in reason:  # every row of such a run says so
-        reason = f"{reason}; {UNSANDBOXED}" if reason else UNSANDBOXED
+    if status == "crash" and not cause:
+        cause = "code"
     return Row(
-        commit=commit[:7], value=m.value if ok else 0.0, memory_gb=m.memory_gb if ok else 0.0, status=status,
+        commit=commit[:7], value=m.value if ok else 0.0, memory_gb=m.memory_gb if ok else None, status=status,
         description=description, timestamp=utc_now(), seconds=round(m.seconds, 1) if m else None,
         training_seconds=m.training_seconds if m else None, steps=m.steps if m else None, kind=kind,
-        reason=reason, agent=agent, branch=branch, worker=worker, **usage_cells(usage),
+        reason=reason, agent=agent, branch=branch, worker=worker, eval_seconds=m.eval_seconds if m else None,
+        cause=cause, sandboxed=None if m is None else not m.unsandboxed, log=m.log if m else "",
+        **usage_cells(usage),
     )

@@ -1,15 +1,20 @@
-"""N experiments in flight on one machine: the engine side of `autoresearch run --workers N`.
+"""The life of an experiment, from the agent's edit to its record: one at a time (a pool of
+one inline worker: `one_experiment`, `autoresearch experiment`, `run`) or N in flight (`run
+--workers N`, `--ray`). Nothing else commits a candidate, records a decision or stops one.
 
 Who does what:
-- The driver (the thread that also asks the agent) alone writes the working tree, the branch,
-  results.tsv and seen.json. `submit` turns the agent's edit into a candidate commit whose
-  parent is the frontier, puts the tree back at the frontier, and queues the candidate;
-  `collect` records what the workers finished, keeps or discards, and rebases stale wins.
-- A worker (a thread with an Engine of its own on a Slot: its GPU or its share of the cores,
-  its run.log, its journal per experiment) takes the next candidate and runs it, and the
-  frontier beside it, until the keep rule decides (`Engine.trial`). It runs each commit from a
-  copy (never the working tree, which the agent is editing meanwhile) and writes no rows. The
-  frontier re-runs of a candidate run on its worker, so an A-B-A comparison never mixes slots.
+- The driver (the thread that also asks the agent) alone writes the working tree, the branch
+  and the decided rows. `submit` turns the agent's edit into a candidate commit whose parent
+  is the frontier, puts the tree back at the frontier, and queues the candidate; `collect`
+  records what the workers finished (`_settle`: keep, discard, or a stale win rebased) and
+  what was stopped (`_stopped`), each in one transaction with its journal (lifecycle.Pen).
+- A worker (a thread, or the driver's own thread for one at a time, with an Engine on a Slot:
+  its GPU or its share of the cores) takes the next candidate and runs it, and the frontier
+  beside it, until the keep rule decides (`Engine.trial`). It runs each commit from a copy
+  (never the working tree, which the agent is editing meanwhile) and writes only its journal.
+  The frontier re-runs of a candidate run on its worker, so an A-B-A comparison never mixes
+  slots. Its runs go to the Runner made for its slot (`runners`: a Ray actor's, a test's),
+  else a local one.
 
 One ratchet: a win measured against a frontier that has moved since is not kept as it is. Its
 change is merged three-way onto the current frontier; when that applies cleanly, the merged
@@ -17,35 +22,40 @@ commit is queued first and measured against the current frontier like any candid
 conflicts, it is recorded `stale` and goes back to the agent (`returned`).
 
 Faults: a run that fails for the machine's reasons (MachineError) is recorded as interrupted
-(never as run) and its experiment queued again, once, for the next worker; a second failure
-of the same candidate is recorded as a machine failure and not queued again (train.py can
-print what a failing sandbox prints). A worker is retired when it is lost for good (its Ray
-actor died: WorkerLost) or after MAX_WORKER_FAILURES machine failures in a row. A
-`kill -9` of the driver leaves each experiment's journal; the next start records the finished
-runs undecided and the ones in flight as interrupted (recover.py). `close` (Ctrl-C) stops every
-worker's run and records them the same way.
+(never as run) and its experiment queued again, once, for the next worker (one at a time, it
+is recorded as a machine failure and stops the caller, as any error); a second failure of the same candidate
+is recorded as a machine failure and not queued again (train.py can print what a failing
+sandbox prints). A worker is retired when it is lost for good (its Ray actor died:
+WorkerLost) or after MAX_WORKER_FAILURES machine failures in a row; with none left, the pool
+stops. A `kill -9` of the driver leaves each experiment's journal; the next start records the
+finished runs undecided and the ones in flight as interrupted (recover.py). `close` (Ctrl-C)
+stops every worker's run and records them the same way.
 """
 
 from __future__ import annotations
 
 import collections
-import os
+import contextlib
 import itertools
+import os
 import queue
 import threading
-import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from autoresearch import gitrepo
 from autoresearch.engine import guard as guard_mod
-from autoresearch.engine.experiment import Attempt, Engine, stop_status
-from autoresearch.engine.outcome import Outcome, make_row, utc_now
+from autoresearch.engine.experiment import Attempt, Engine
+from autoresearch.engine.lifecycle import Pen, stop_status, stopped_rows, undecided
+from autoresearch.engine.outcome import Outcome
+from autoresearch.engine.runner import Runs
 from autoresearch.engine.slots import Slot
 from autoresearch.errors import AutoresearchError, MachineError, WorkerLost
 from autoresearch.proc import shielded
-from autoresearch.research import results
-from autoresearch.state import Journal, StateFolder
+from autoresearch.store import Journal
+
+# what makes a worker's Runner: its slot, and the pool's halt (true once the pool is stopping)
+MakeRunner = Callable[[Slot, Callable[[], bool]], Runs]
 
 
 MAX_WORKER_FAILURES = 2  # machine failures in a row that retire a worker
@@ -59,10 +69,12 @@ class Ticket:
     attempt: Attempt
     rebased_from: str = ""  # short sha of the stale win it was rebased from
     worker: str = ""  # who runs it (once taken)
-    state: StateFolder | None = None  # its worker's view of the state folder (its journal)
+    pen: Pen | None = None  # its journal, once a worker started it
     error: BaseException | None = None
-    started: float = 0.0
     retries: int = 0  # times it was queued again after a machine failure
+
+    def journal(self) -> Journal:
+        return self.pen.journal if self.pen is not None else self.attempt.journal(self.worker)
 
 
 @dataclass(frozen=True)
@@ -78,10 +90,15 @@ class InFlight:
 
 
 class Pool:
+    """Experiments in flight on `slots`: each a thread, or with `inline` one worker that runs
+    in the caller's thread (one experiment at a time) on the driver's own engine."""
+
     def __init__(self, engine: Engine, slots: list[Slot], *, out: Callable[[str], None] | None = None,
-                 place: Callable[..., None] | None = None):
+                 runners: MakeRunner | None = None, inline: bool = False):
         if not slots:
             raise AutoresearchError("a pool needs at least one worker")
+        if inline and len(slots) != 1:
+            raise AutoresearchError("an inline pool has one worker")
         self.engine = engine  # the driver's: owns the tree
         self.out = out or engine.out
         self._say_lock = threading.Lock()
@@ -93,7 +110,8 @@ class Pool:
         self._numbers = itertools.count(1)
         self.returned: list[tuple[str, str]] = []  # (commit, description) of stale wins that conflicted
         self._started = False
-        self.place = place  # a Ray cluster's: sends each worker's runs to its actor (engine/cluster.py)
+        self.inline = inline
+        self.runners = runners  # a Ray cluster's: each worker's runs go to its actor (engine/cluster.py)
         self.workers = [_Worker(self, slot) for slot in slots]
 
     # -- the driver's side -------------------------------------------------------------
@@ -122,10 +140,10 @@ class Pool:
             self.out(line)
 
     def start(self) -> None:
-        if not self._started:
+        if not self._started and not self.inline:
             for w in self.workers:
                 w.start()
-            self._started = True
+        self._started = True
 
     def submit(self, description: str, *, agent: str = "", usage: Any = None) -> Outcome | None:
         """Take the agent's edit in the working tree as a candidate: an `invalid` or `noop` row
@@ -164,7 +182,14 @@ class Pool:
             self._cv.notify()
 
     def collect(self, timeout: float = 0.0) -> list[Outcome]:
-        """Record what the workers finished (waiting up to `timeout` seconds for the first)."""
+        """Record what the workers finished (waiting up to `timeout` seconds for the first); an
+        inline pool runs its next candidate here first. An inline run stopped by Ctrl-C or by an
+        error of the engine's own is recorded, then raised."""
+        if self.inline:
+            ticket = self.take(self.workers[0], wait=False)
+            if ticket is not None:
+                self.workers[0].run_one(ticket)
+                self.finished(ticket)
         finished = []
         try:
             finished.append(self._done.get(timeout=timeout) if timeout > 0 else self._done.get_nowait())
@@ -182,6 +207,8 @@ class Pool:
                 raise
             if outcome is not None:
                 outcomes.append(outcome)
+            if self.inline and ticket.error is not None:
+                raise ticket.error
         if not self.alive() and self.outstanding():
             raise AutoresearchError("every worker failed for the machine's reasons; stopping (see the lines above)")
         return outcomes
@@ -204,18 +231,18 @@ class Pool:
                 w.join()
         try:
             self.collect()
-        except AutoresearchError:
+        except (AutoresearchError, KeyboardInterrupt):
             pass
         if dropped:  # proposals no worker took: one interrupted row each (their agent's usage with it)
-            self.engine.ws.results.append([
-                make_row(t.attempt.candidate, status="interrupted", kind="experiment", description=t.attempt.description,
-                         reason="interrupted before a worker took it", branch=t.attempt.branch, agent=t.attempt.agent,
-                         usage=t.attempt.usage) for t in dropped])
+            self.engine.store.append([row for t in dropped for row in stopped_rows(
+                t.journal(), "interrupted", "queued", "interrupted before a worker took it")])
             self.say(f"{len(dropped)} proposal{'s' if len(dropped) != 1 else ''} waiting for a worker were not run")
 
     # -- recording -------------------------------------------------------------------------
 
     def _settle(self, t: Ticket) -> Outcome | None:
+        """Record a finished candidate: the decision (one transaction with its journal), then
+        the branch moves to it when it is kept."""
         a, e = t.attempt, self.engine
         if t.error is not None:
             return self._stopped(t)
@@ -223,36 +250,41 @@ class Pool:
         frontier = e.frontier(e.history(a.branch))
         if status == "keep" and frontier != a.frontier:
             status, reason = "stale", self._rebase(t, frontier, reason)
-        block = [replace(r, worker=r.worker or t.worker) for r in a.settled(status=status, reason=reason)]
+        block = a.settled(status=status, reason=reason)
         keep = status == "keep"
         with shielded():  # the rows, the branch, then the journal: recovery finishes what a kill -9 cut
-            e.ws.results.append(block)  # an error here stops the driver; the journal records it at the next start
+            try:
+                t.pen.record(block, keep=keep)
+            except AutoresearchError as exc:
+                with contextlib.suppress(Exception):
+                    t.pen.update(reason=f"not recorded: {exc}")
+                raise AutoresearchError(f"{exc}; the change was not kept, the frontier is still {frontier[:7]}") from exc
             if keep:
                 e.guard.reset(a.candidate)  # the branch moves on: the candidate's parent is the frontier
-            if t.state is not None:
-                t.state.clear_experiment()
+            t.pen.close()
         outcome = e.outcome(a, status, reason, block, keep=keep)
         if not keep:
             outcome = replace(outcome, frontier=frontier[:7])
         return outcome
 
     def _stopped(self, t: Ticket) -> Outcome | None:
-        """A candidate whose runs were cut short (Ctrl-C, a machine failure): its finished runs
-        are recorded undecided, the one in flight as interrupted; it is not marked as run."""
+        """A candidate whose runs were cut short (Ctrl-C, a machine failure, an engine error):
+        its finished runs are recorded undecided, the one in flight with the stop's status; it
+        is not marked as run. A first machine failure queues it again."""
         a, exc = t.attempt, t.error
-        status, reason = stop_status(exc)
-        again = isinstance(exc, MachineError) and not self._halt.is_set() and t.retries < 1
+        status, cause, reason = stop_status(exc)
+        # another worker may have a machine that works; one at a time there is no other
+        again = isinstance(exc, MachineError) and not self._halt.is_set() and t.retries < 1 and not self.inline
         if again:
             status = "interrupted"  # a worker's machine failed: not the code's doing
-        rows = a.settled(reason=f"not decided: {reason} before the decision")
-        if a.in_flight is not None or not a.measurements:
-            commit, kind, description = a.in_flight or (a.candidate, "experiment", a.description)
-            rows.append(make_row(commit, status=status, kind=kind, description=description, reason=reason,
-                                 branch=a.branch, agent=a.agent, usage=None if a.measurements else a.usage,
-                                 worker=t.worker))
-        self.engine.ws.results.append(rows)
-        if t.state is not None:
-            t.state.clear_experiment()
+        j = t.journal()
+        rows = stopped_rows(replace(j, measured=tuple(undecided(a.block, a.candidate, reason))), status, cause, reason)
+        with shielded():
+            if t.pen is not None:
+                t.pen.record(rows)
+                t.pen.close()
+            else:
+                self.engine.store.append(rows)
         if again:
             self.say(f"{t.worker}: {reason}; {a.candidate[:7]} goes to the next worker")
             retry = Attempt(a.description, a.agent, None, a.branch, a.frontier, a.history, candidate=a.candidate,
@@ -291,55 +323,88 @@ class Pool:
             if self._running.get(ticket.worker) is ticket:
                 del self._running[ticket.worker]
 
-    def take(self, worker: "_Worker") -> Ticket | None:
+    def take(self, worker: "_Worker", *, wait: bool = True) -> Ticket | None:
         with self._cv:
-            while not self._todo and not self._halt.is_set():
+            while wait and not self._todo and not self._halt.is_set():
                 self._cv.wait(timeout=1.0)
-            if self._halt.is_set():
+            if self._halt.is_set() or not self._todo:
                 return None
             ticket = self._todo.popleft()
-            ticket.worker, ticket.started = worker.slot.name, time.time()
+            ticket.worker = worker.slot.name
             self._running[worker.slot.name] = ticket
             return ticket
 
 
 class _Worker(threading.Thread):
-    """Runs candidates from the pool, one at a time, until the pool stops."""
+    """Runs candidates from the pool, one at a time, until the pool stops (as a thread), or one
+    when the inline pool's driver asks (`run_one`)."""
 
     def __init__(self, pool: Pool, slot: Slot):
-        super().__init__(name=f"autoresearch-{slot.name}", daemon=True)
+        super().__init__(name=f"autoresearch-{slot.name or 'main'}", daemon=True)
         self.pool, self.slot = pool, slot
         self.retired = False
         self.failures = 0  # machine failures in a row
         e = pool.engine
-        self.engine = Engine(e.ws, out=lambda line: pool.say(f"[{slot.name}] {line}"), stream=e.stream, live=False,
-                             slot=slot, halt=pool.halted)
-        if pool.place is not None:
-            pool.place(self.engine, slot, pool.halted)
+        if pool.inline:
+            self.engine = e  # one at a time: the driver's own engine, its runner and its live line
+        else:
+            runner = pool.runners(slot, pool.halted) if pool.runners is not None else None
+            self.engine = Engine(e.ws, out=lambda line: pool.say(f"[{slot.name}] {line}"), stream=e.stream,
+                                 live=False, slot=slot, halt=pool.halted, runner=runner)
 
     def run(self) -> None:
         while not self.retired:
             ticket = self.pool.take(self)
             if ticket is None:
                 return
-            a = ticket.attempt
-            self.engine.seat(f"{self.slot.name}-{ticket.number}")
-            ticket.state = self.engine.state
-            try:
-                a.history = self.engine.history(a.branch)  # the rows as they are now, its frontier's runs too
-                a.journal = Journal(branch=a.branch, frontier=a.frontier, kind="experiment", description=a.description,
-                                    candidate=a.candidate, agent=a.agent, pid=os.getpid(), started_utc=utc_now(),
-                                    usage=a.usage, worker=self.slot.name)
-                self.engine.state.write_journal(a.journal)
-                self.pool.say(f"[{self.slot.name}] {a.candidate[:7]} {a.description}")
-                self.engine.trial(a)
-                self.failures = 0
-            except BaseException as exc:  # recorded by the driver; a thread must not die silently
-                ticket.error = exc
-                if isinstance(exc, MachineError):
-                    self.failures += 1
-                    self.retired = isinstance(exc, WorkerLost) or self.failures >= MAX_WORKER_FAILURES
+            self.run_one(ticket)
             self.pool.finished(ticket)
+
+    def run_one(self, ticket: Ticket) -> None:
+        """The candidate's runs until the keep rule decides; an exception is kept on the ticket
+        for the driver to record (a thread must not die silently)."""
+        a = ticket.attempt
+        name = f"{self.slot.name or 'main'}-{ticket.number}-{os.getpid()}"
+        try:
+            a.history = self.engine.history(a.branch)  # the rows as they are now, its frontier's runs too
+            ticket.pen = Pen(self.engine.store, name, a.journal(self.slot.name))
+            if not self.pool.inline:
+                self.pool.say(f"[{self.slot.name}] {a.candidate[:7]} {a.description}")
+            self.engine.trial(a, ticket.pen)
+            self.failures = 0
+        except BaseException as exc:
+            ticket.error = exc
+            if isinstance(exc, MachineError):
+                self.failures += 1
+                self.retired = isinstance(exc, WorkerLost) or self.failures >= MAX_WORKER_FAILURES
+
+
+def one_experiment(engine: Engine, description: str, *, agent: str = "", usage: Any = None) -> Outcome:
+    """One experiment on the current branch, start to record, in the caller's thread: what
+    `autoresearch experiment` does, and each turn of `autoresearch run`. Prints its outcome
+    (the baseline, when it runs instead, prints each run)."""
+    branch = engine.branch()
+    note = engine.recover(keep_edits=True)
+    if note:
+        engine.out(note)
+    history = engine.history(branch)
+    frontier = engine.frontier(history)
+    if engine.baseline_needed(history, frontier):
+        changed = engine.guard.changed(frontier)
+        if not changed:
+            return engine.baseline(branch, history, frontier)
+        engine.out("no baseline yet on this branch: measuring the unchanged code first")
+        with engine.set_aside(changed, frontier):
+            engine.baseline(branch, history, frontier)
+    pool = Pool(engine, [engine.slot], inline=True)
+    found: list[Outcome] = []
+    outcome = pool.submit(description, agent=agent, usage=usage)
+    if outcome is None:
+        pool.drain(found.append)
+        outcome = found[-1]
+    for line in outcome.lines():
+        engine.out(line)
+    return outcome
 
 
 def merge_onto(e: Engine, candidate: str, base: str, onto: str) -> str | None:

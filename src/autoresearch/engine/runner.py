@@ -1,6 +1,6 @@
 """One supervised run of the workspace's command on the checked-out code, and its measurement.
 
-`Runner.run(commit, journal, ...)` starts the command as a process group of its own
+`Runner.run(commit, pen, ...)` starts the command as a process group of its own
 (autoresearch.proc.supervise) with run.log as its output, secrets scrubbed from its
 environment, AUTORESEARCH_RESULT pointing at a fresh record path and a hard wall-clock
 limit; it keeps the journal and current.json up to date for recovery and watchers, shows a
@@ -22,16 +22,17 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Protocol, TextIO
 
 from autoresearch import gitrepo, pins, preparing, proc, sandbox
 from autoresearch.engine.guard import Guard
+from autoresearch.engine.lifecycle import Pen
 from autoresearch.engine.slots import Slot
 from autoresearch.errors import AutoresearchError, MachineError
 from autoresearch.engine.measure import LOG_READ_BYTES, Limits, Measurement, measure, read_log
 from autoresearch.files import open_unlinked, read_tail
 from autoresearch.research.results import printable
-from autoresearch.state import Current, Journal
+from autoresearch.state import Current
 from autoresearch.workspace import Workspace
 
 RESULT_VARIABLE = "AUTORESEARCH_RESULT"
@@ -115,6 +116,18 @@ def _missing_program(program: str, cwd: Path) -> str:
     return "" if found else f"cannot start {program}: No such file or directory"
 
 
+class Runs(Protocol):
+    """What runs a commit for an engine: this module's Runner, a Ray actor's stand-in
+    (engine/cluster.py), a test's. `run` reports through the journal (`pen.update`: the
+    harness record's path and the process group, for recovery) and returns the measurement;
+    `log_path` is where the run's output is once it returned."""
+
+    limits: Limits
+    log_path: Path
+
+    def run(self, commit: str, pen: "Pen", *, kind: str, description: str) -> Measurement: ...
+
+
 class Runner:
     """Runs one experiment's code: the trainer in the sandbox on a staged copy of the commit,
     then (with a harness) the evaluator on the model it handed over; measures both."""
@@ -123,7 +136,7 @@ class Runner:
                  jail: sandbox.Sandbox | None = None, out: Callable[[str], None] | None = None,
                  slot: Slot = Slot(), halt: Callable[[], bool] | None = None):
         self.ws, self.limits, self.guard = ws, limits, guard
-        self.state = ws.state
+        self.state = ws.state.seat(slot.name) if slot.name else ws.state
         self.stream, self.live = stream, live
         self.out = out or (lambda line: print(line, file=stream, flush=True))
         self.sandbox = jail if jail is not None else sandbox.detect()
@@ -143,8 +156,8 @@ class Runner:
         if self.halt is not None and self.halt():
             raise KeyboardInterrupt  # the pool is stopping: this run is interrupted, not a crash
 
-    def run(self, commit: str, journal: Journal, *, kind: str, description: str) -> Measurement:
-        """Run the command on `commit` (checked out) and measure it."""
+    def run(self, commit: str, pen: Pen, *, kind: str, description: str) -> Measurement:
+        """Run the command on `commit` (a staged copy of it) and measure it."""
         if not self.sandbox.on and (self.ws.config.require_sandbox or os.environ.get(REQUIRE) == "1"):
             raise AutoresearchError(f"no sandbox for the training run ({self.sandbox.why}), and the "
                                     f"sandbox is required (require_sandbox / --require-sandbox)")
@@ -164,14 +177,13 @@ class Runner:
         # run that could reach it (one at a time, or unsandboxed) is checked against it
         watch = not self.slot.name or not self.sandbox.on
         before = self.guard.snapshot(results=not self.slot.name) if watch else None
-        journal = replace(journal, kind=kind, result_path=str(result_path), running=commit)
-        self.state.write_journal(journal)
+        pen.update(result_path=str(result_path))
         current = Current(commit=commit[:7], description=description, kind=kind, started_at=time.time(),
-                          budget=self.ws.config.budget, agent=journal.agent)
+                          budget=self.ws.config.budget, agent=pen.journal.agent)
         self.state.write_current(current)
 
         def on_start(pgid: int) -> None:
-            self.state.write_journal(replace(journal, pgid=pgid))
+            pen.update(pgid=pgid)
             self.state.write_current(replace(current, pid=pgid))
 
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-run-"))
@@ -183,7 +195,7 @@ class Runner:
                                                            on_start=on_start)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        self.state.write_journal(journal)
+        pen.update(pgid=None)
         tampered = self.guard.tampering(before) if before is not None else ""
         m = measure(self.ws.config, self.limits, outcome, log, result_path, pinned.val_sha256, evaluation,
                     harness_pin=pinned.harness_sha256)

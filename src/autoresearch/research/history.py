@@ -2,18 +2,22 @@
 
 `History(rows, branch)` takes the rows of results.tsv (oldest first) and keeps those of one
 research branch (rows written before the branch column existed belong to every branch).
-From them it answers, the same way for the engine, the agent's prompt, `status`, the report
-and the dashboard:
+From them it answers, the same way for the engine, the agent's prompt, `status`, the report,
+the dashboard and the loop's exit line:
 
 - the frontier: the commit of the last kept measurement and its value, the mean of every
   kept measured run of that commit (the baseline runs, the runs that got it kept, its
   re-runs beside later candidates);
 - the frontier after each row (the series the views draw and the deltas are taken against);
-- the baseline: the mean of the measured baseline runs (for a file written by the original
-  project, which has no kinds, its first measured row);
-- the kept changes in order, the counts by status, the noise estimate of the keep rule,
-  the pace (experiments per hour, the share of wall-clock spent training) and the agent's
-  usage.
+- the baseline: the value of the starting point's commit, the same mean (for a file written
+  by the original project, which has no kinds, its first measured row is the baseline);
+- the kept changes in order, the tally (experiments by outcome, and the runs around them),
+  each row's label and experiment number, the noise estimate of the keep rule, the pace
+  (decided experiments per hour, runs per hour, the share of wall-clock spent training) and
+  the agent's usage.
+
+What a row is (measured, ran, used the machine, an experiment) comes from the Row's typed
+properties; nothing here reads meaning out of reason text.
 
 Not covered: which commits still exist in git (the engine resolves the frontier's commit),
 and rows of other branches (make another History).
@@ -29,6 +33,9 @@ from typing import Iterable, Sequence
 from autoresearch.research import keeprule
 from autoresearch.research.results import STATUSES, Row
 
+DECIDED = ("keep", "discard", "stale")  # outcomes that are a verdict on the code (the pace counts these)
+FAILED = ("interrupted", "crash", "invalid", "noop")  # rows without a measurement, labelled by their status
+
 
 def on_branch(rows: Iterable[Row], branch: str | None) -> list[Row]:
     """The rows of one research branch; rows written without a branch belong to every branch.
@@ -42,7 +49,7 @@ def kept_mean(rows: Iterable[Row], commit: str) -> float | None:
     """The value of a kept commit: the mean of its kept, measured runs (None: it has none).
 
     This is the frontier value wherever one is shown or compared with."""
-    values = [r.value for r in rows if r.status == "keep" and keeprule.measured(r) and r.commit[:7] == commit[:7]]
+    values = [r.value for r in rows if r.status == "keep" and r.measured and r.commit[:7] == commit[:7]]
     return keeprule.mean(values) if values else None
 
 
@@ -64,10 +71,50 @@ def parse_time(cell: str) -> float | None:
     return when.timestamp()
 
 
-def interrupted(row: Row) -> bool:
-    """A run stopped from outside (Ctrl-C, SIGTERM, a killed engine): it says nothing about the
-    code. Files written before the status existed recorded these as crashes "interrupted"."""
-    return row.status == "interrupted" or (row.status == "crash" and row.reason.startswith("interrupted"))
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a stretch of a branch's rows holds, counted once for every view: `status`, the
+    report, the dashboard, the agent's prompt and the loop's exit line all show `text()`.
+
+    An experiment is one proposal: its first row (kind experiment), whose status is its
+    outcome. The runs around experiments (baseline runs, confirm runs, the frontier's re-runs
+    beside a candidate) are counted apart and never as outcomes: a re-run of the frontier is
+    a keep row of the frontier's commit, not a kept change."""
+
+    outcomes: dict[str, int]  # experiments by outcome: every status, zeros included
+    baseline_runs: int = 0  # runs of the unchanged starting point, whatever came of them
+    reruns: int = 0  # the frontier's re-runs beside a candidate
+    machine_runs: int = 0  # rows whose run started on the machine (Row.used_machine)
+    interrupted_runs: int = 0  # rows of any kind with status interrupted
+    unsandboxed: int = 0  # machine runs known to have run without a sandbox (sandboxed is False)
+    sandboxed: int = 0  # machine runs known to have run in one (None, not known, is neither)
+
+    @property
+    def experiments(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def decided(self) -> int:
+        """Experiments that ended in a verdict on their code: kept, discarded or stale."""
+        return sum(self.outcomes.get(s, 0) for s in DECIDED)
+
+    def text(self, on: str = "") -> str:
+        """e.g. "7 experiments (1 keep, 5 discard, 1 crash); 2 baseline runs, 3 frontier re-runs";
+        `on` names the branch after the count."""
+        head = _plural(self.experiments, "experiment") + (f" on {on}" if on else "")
+        outcomes = ", ".join(f"{n} {s}" for s, n in self.outcomes.items() if n)
+        if outcomes:
+            head += f" ({outcomes})"
+        more = self.interrupted_runs - self.outcomes.get("interrupted", 0)  # those not counted as outcomes
+        runs = [_plural(self.baseline_runs, "baseline run") if self.baseline_runs else "",
+                _plural(self.reruns, "frontier re-run") if self.reruns else "",
+                f"{_plural(more, 'more run')} interrupted" if more else ""]
+        shown = [t for t in runs if t]
+        return head + ("; " + ", ".join(shown) if shown else "")
 
 
 @dataclass(frozen=True)
@@ -78,7 +125,7 @@ class KeptChange:
     commit: str
     value: float  # the mean of its kept runs
     runs: int
-    delta: float | None  # against the kept commit before it; None for the first
+    delta: float | None  # against the kept commit before it (new minus old); None for the first
     baseline: bool
     description: str
     reason: str
@@ -87,8 +134,9 @@ class KeptChange:
 
 @dataclass(frozen=True)
 class Pace:
-    elapsed_seconds: float | None  # from the first experiment's start to the last row
-    experiments_per_hour: float | None
+    elapsed_seconds: float | None  # from the first run's start to the last row
+    experiments_per_hour: float | None  # decided experiments (kept, discarded, stale) per hour
+    runs_per_hour: float | None  # runs on the machine per hour: baseline, confirm and re-runs too
     training_seconds: float | None
     training_share: float | None  # of the elapsed wall-clock, at most 1
 
@@ -137,17 +185,18 @@ class History:
 
     def runs_of(self, commit: str) -> list[Row]:
         """The kept, measured rows of a commit."""
-        return [r for r in self.rows if r.status == "keep" and keeprule.measured(r) and r.commit[:7] == commit[:7]]
+        return [r for r in self.rows if r.status == "keep" and r.measured and r.commit[:7] == commit[:7]]
 
     @cached_property
     def series(self) -> list[float | None]:
-        """The frontier value after each row (None before anything was kept)."""
+        """The frontier value after each row (None before anything was kept): what the views
+        draw as the frontier, and what each row's delta is taken against."""
         out: list[float | None] = []
         current: float | None = None
         seen: set[str] = set()
         frontier = ""
         for i, r in enumerate(self.rows):
-            if r.status == "keep" and keeprule.measured(r):
+            if r.status == "keep" and r.measured:
                 if r.commit[:7] not in seen:  # a newly kept commit is the frontier from here on
                     seen.add(r.commit[:7])
                     frontier = r.commit[:7]
@@ -160,34 +209,43 @@ class History:
         """The frontier value a row was compared with: the one after the row before it."""
         return self.series[index - 1] if index > 0 else None
 
+    def delta(self, index: int) -> float | None:
+        """A measured row's change of the metric against the frontier before it: new minus old,
+        in the metric's units (for a lower-is-better metric a win is negative)."""
+        before = self.before(index)
+        row = self.rows[index]
+        return row.value - before if before is not None and row.measured else None
+
     # -- the baseline --------------------------------------------------------------
-
-    @cached_property
-    def baseline_runs(self) -> list[float]:
-        return [r.value for r in self.rows if r.kind == "baseline" and keeprule.measured(r)]
-
-    @cached_property
-    def baseline(self) -> float | None:
-        """The mean of the baseline runs; for a file without kinds, its first measured row."""
-        if self.baseline_runs:
-            return keeprule.mean(self.baseline_runs)
-        return next((r.value for r in self.rows if keeprule.measured(r)), None)
 
     @cached_property
     def baseline_indices(self) -> frozenset[int]:
         """The rows that are baseline runs: the kept ones of kind baseline; in a file without
-        kinds (the original project's) its first measured row, as `baseline` takes it."""
+        kinds (the original project's) its first measured row."""
         marked = {i for i, r in enumerate(self.rows) if r.kind == "baseline" and r.status == "keep"}
         if marked or any(r.kind == "baseline" for r in self.rows):
             return frozenset(marked)
-        first = next((i for i, r in enumerate(self.rows) if keeprule.measured(r)), None)
+        first = next((i for i, r in enumerate(self.rows) if r.measured), None)
         return frozenset({first}) if first is not None and self.rows[first].status == "keep" else frozenset()
 
-    def label(self, index: int) -> str:
-        """What a row is called where runs are counted: "baseline", "interrupted", or its status."""
-        if index in self.baseline_indices:
-            return "baseline"
-        return "interrupted" if interrupted(self.rows[index]) else self.rows[index].status
+    def is_baseline(self, index: int) -> bool:
+        """A run of the unchanged starting point (whatever came of it)."""
+        return self.rows[index].kind == "baseline" or index in self.baseline_indices
+
+    @cached_property
+    def baseline_runs(self) -> list[float]:
+        """The values the baseline is the mean of: every kept, measured run of the baseline's
+        commit (its baseline runs and its re-runs beside candidates), as for any kept commit."""
+        commits = {self.rows[i].commit[:7] for i in self.baseline_indices}
+        return [r.value for r in self.rows if r.status == "keep" and r.measured and r.commit[:7] in commits]
+
+    @cached_property
+    def baseline(self) -> float | None:
+        """The value of the starting point; for a file whose first measured row was not kept,
+        that row's value."""
+        if self.baseline_runs:
+            return keeprule.mean(self.baseline_runs)
+        return next((r.value for r in self.rows if r.measured), None)
 
     @cached_property
     def baseline_count(self) -> int:
@@ -196,26 +254,72 @@ class History:
         return 1 if self.baseline is not None else 0
 
     @cached_property
-    def improvement(self) -> float | None:
-        """How much better the frontier is than the baseline (positive: better)."""
+    def change(self) -> float | None:
+        """The frontier's change of the metric since the baseline: new minus old, in the
+        metric's units, as every difference is shown (a win is negative when lower is better)."""
         if self.baseline is None or self.frontier_value is None:
             return None
-        return keeprule.improvement(self.baseline, self.frontier_value, self.direction)
+        return self.frontier_value - self.baseline
 
     @cached_property
-    def improvement_pct(self) -> float | None:
-        if self.improvement is None or not self.baseline:
+    def change_pct(self) -> float | None:
+        if self.change is None or not self.baseline:
             return None
-        return 100.0 * self.improvement / abs(self.baseline)
+        return 100.0 * self.change / abs(self.baseline)
 
     # -- what happened -----------------------------------------------------------
+
+    def label(self, index: int) -> str:
+        """What a row is called where runs are drawn and listed: a failure by its status
+        (interrupted, crash, invalid, noop); "rerun" for a re-run of the frontier (a
+        measurement of the frontier, never a keep); "baseline" for a baseline run; else its
+        status (a confirm run of a kept change is "keep")."""
+        row = self.rows[index]
+        if row.status in FAILED:
+            return row.status
+        if row.kind == "rerun":
+            return "rerun"
+        return "baseline" if index in self.baseline_indices else row.status
+
+    @cached_property
+    def numbers(self) -> list[int | None]:
+        """The experiment each row belongs to, numbered from 1 along the branch as the loop
+        numbers them ("[7] ..."): an experiment's own, and for its confirm runs and the
+        frontier's re-runs beside it the experiment before them; None for the baseline runs
+        and what comes before the first experiment."""
+        out: list[int | None] = []
+        n = 0
+        for i, r in enumerate(self.rows):
+            if r.is_experiment and not self.is_baseline(i):
+                n += 1
+            out.append(None if self.is_baseline(i) or n == 0 else n)
+        return out
+
+    def tally(self, start: int = 0) -> Tally:
+        """The counts of the rows from index `start` on (0: the whole branch; a session's
+        first row: what the session recorded)."""
+        outcomes = {s: 0 for s in STATUSES}
+        baseline = reruns = machine = stopped = unsandboxed = sandboxed = 0
+        for i in range(start, len(self.rows)):
+            r = self.rows[i]
+            if self.is_baseline(i):
+                baseline += 1
+            elif r.kind == "rerun":
+                reruns += 1
+            elif r.is_experiment:
+                outcomes[r.status] = outcomes.get(r.status, 0) + 1
+            machine += r.used_machine
+            stopped += r.status == "interrupted"
+            unsandboxed += r.used_machine and r.sandboxed is False
+            sandboxed += r.used_machine and r.sandboxed is True
+        return Tally(outcomes, baseline, reruns, machine, stopped, unsandboxed, sandboxed)
 
     @cached_property
     def kept_changes(self) -> list[KeptChange]:
         order: list[str] = []
         groups: dict[str, list[tuple[int, Row]]] = {}
         for i, r in enumerate(self.rows):
-            if r.status == "keep" and keeprule.measured(r):
+            if r.status == "keep" and r.measured:
                 if r.commit not in groups:
                     order.append(r.commit)
                     groups[r.commit] = []
@@ -228,7 +332,7 @@ class History:
             value = keeprule.mean([r.value for _, r in group])
             out.append(KeptChange(
                 index=index, commit=commit, value=value, runs=len(group),
-                delta=None if previous is None else value - previous, baseline=first.kind == "baseline",
+                delta=None if previous is None else value - previous, baseline=index in self.baseline_indices,
                 description=first.description, reason=next((r.reason for _, r in group if r.reason), ""),
                 agent=first.agent,
             ))
@@ -240,20 +344,14 @@ class History:
         """The kept change that is the frontier now."""
         return self.kept_changes[-1] if self.kept_changes else None
 
-    @cached_property
-    def counts(self) -> dict[str, int]:
-        counts = {s: 0 for s in STATUSES}
-        for r in self.rows:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        return counts
-
     def not_kept_streak(self) -> int:
-        """How many rows since the last keep."""
+        """How many experiments since the last kept one (or the baseline)."""
         streak = 0
-        for r in reversed(self.rows):
-            if r.status == "keep":
+        for i in reversed(range(len(self.rows))):
+            r = self.rows[i]
+            if i in self.baseline_indices or (r.is_experiment and r.status == "keep"):
                 break
-            streak += 1
+            streak += r.is_experiment
         return streak
 
     @cached_property
@@ -269,11 +367,7 @@ class History:
     @cached_property
     def measured(self) -> bool:
         """Whether any row carries a measurement."""
-        return any(keeprule.measured(r) for r in self.rows)
-
-    def band(self, min_delta: float) -> float:
-        """The noise band drawn around the frontier (two sigma of one run)."""
-        return keeprule.band(min_delta, self.noise.sigma)
+        return any(r.measured for r in self.rows)
 
     # -- pace and usage ---------------------------------------------------------------
 
@@ -289,9 +383,12 @@ class History:
             elapsed = (max(t for t, _ in stamped) - first_t) + (first.seconds or 0.0)
         elif secs:
             elapsed = sum(secs)
-        per_hour = len(self.rows) / (elapsed / 3600.0) if elapsed and elapsed > 0 else None
-        share = min(sum(train) / elapsed, 1.0) if train and elapsed and elapsed > 0 else None
-        return Pace(elapsed, per_hour, sum(train) if train else None, share)
+        hours = elapsed / 3600.0 if elapsed and elapsed > 0 else None
+        tally = self.tally()
+        per_hour = tally.decided / hours if hours else None
+        runs_per_hour = tally.machine_runs / hours if hours else None
+        share = min(sum(train) / elapsed, 1.0) if train and hours else None
+        return Pace(elapsed, per_hour, runs_per_hour, sum(train) if train else None, share)
 
     @cached_property
     def usage(self) -> Usage:

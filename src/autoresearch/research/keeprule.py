@@ -35,6 +35,8 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Iterable, Sequence
 
+from autoresearch.research.results import MEASURED  # statuses whose rows carry a real measurement
+
 # The prior on the relative run-to-run noise, and its weight in degrees of freedom: 0.2 %
 # of the metric, about the seed-to-seed spread of the reference run on an H100. Noisier
 # setups (short CPU budgets) are covered by the measured repeats and the t inflation; a
@@ -46,7 +48,6 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
          2.052, 2.048, 2.045, 2.042)
 
-MEASURED = ("keep", "discard")  # statuses whose rows carry a real measurement
 
 
 def t975(dof: float) -> float:
@@ -169,9 +170,14 @@ class Rule:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What the runs say about a candidate against the frontier."""
+    """What the runs say about a candidate against the frontier.
+
+    `gain` (positive: better) is what the decisions use; `delta` is the same offset as people
+    are shown every difference: the change of the metric, candidate minus frontier, in the
+    metric's units (for a lower-is-better metric a win is negative)."""
 
     gain: float  # the candidate's offset from the frontier, positive: better
+    delta: float  # the same offset as a change of the metric: candidate minus frontier
     se: float  # its standard error
     p_better: float  # P(gain > min_delta)
     runs: int  # the candidate's runs
@@ -184,7 +190,7 @@ class Evidence:
 
     def describe(self) -> str:
         runs = "1 run" if self.runs == 1 else f"{self.runs} runs"
-        return f"P(better) {self.p_better:.2f} over {runs}, {self.gain:+.6f} ± {self.se:.6f} vs {self.frontier_runs} of the frontier"
+        return f"P(better) {self.p_better:.2f} over {runs}, {self.delta:+.6f} ± {self.se:.6f} vs {self.frontier_runs} of the frontier"
 
 
 @dataclass(frozen=True)
@@ -328,7 +334,8 @@ def weigh(rows: Sequence, frontier: str, candidate: str, *, start: int, directio
         lse = sigma * math.sqrt(1 / len(beside) + 1 / len(c_idx))
         lgain = improvement(mean([rows[i].value for i in beside]), mean([rows[i].value for i in c_idx]), direction)
         local = (lgain - rule.min_delta) / lse if lse > 0 else (math.inf if lgain > rule.min_delta else -math.inf)
-    return Evidence(gain, se, p, len(c_idx), len(f_idx), sigma, len(beside), local, rerun, adjacent)
+    # sign * gain: the offset turned back into the metric's own direction (candidate minus frontier)
+    return Evidence(gain, sign * gain, se, p, len(c_idx), len(f_idx), sigma, len(beside), local, rerun, adjacent)
 
 
 def decide(ev: Evidence, rule: Rule = Rule(), *, smaller: bool = False) -> Decision:

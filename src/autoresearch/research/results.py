@@ -4,34 +4,48 @@ columns first, then ours. No file I/O here (autoresearch.resultsfile reads and a
 Upstream columns (in order): commit, <metric> (val_bpb), memory_gb, status, description.
 Ours after them: timestamp, seconds, training_seconds, steps, kind, reason, agent,
 tokens_in, tokens_out, cost_usd, branch (the research branch of the row), worker (which of
-`run --workers N` ran it; empty for one at a time). A file written by
-the original project (five columns, no extras) reads fine; missing extras are empty.
+`run --workers N` ran it; empty for one at a time), eval_seconds (the evaluator's wall time),
+cause (why a run did not count, see CAUSES), sandboxed (yes / no / empty: not known), log (the
+run's own log, under the engine's logs folder). A file written by the original project (five
+columns, no extras) reads fine; missing extras are empty, and for a file written before
+`cause`, `sandboxed` and the `rerun` kind existed they are worked out once, here, from the old
+reason text (`_upgrade`): nothing else reads meaning out of prose.
 
 Statuses: keep, discard, crash, invalid, noop, interrupted (a run stopped by Ctrl-C, SIGTERM
 or the engine's own death: it says nothing about the code), stale (with several workers, a win
 against a frontier that moved while it ran: rebased and measured again, or in conflict with
-the new frontier). Kinds: baseline (a run of the unchanged
-starting point), experiment, confirm (the re-run of a small win; its status is decided
-together with the run it confirms).
+the new frontier). Kinds: baseline (a run of the unchanged starting point), experiment (the
+first row of each proposal: its status is the experiment's outcome), confirm (a further run of
+the candidate; decided together with its experiment), rerun (a run of the frontier beside a
+candidate, to measure drift: a kept measurement of the frontier's commit, never a new keep).
+
+Memory: `memory_gb` is the run's peak (GPU memory on a GPU, resident memory on the CPU), empty
+when nothing measured it; never a made-up 0.0.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 UPSTREAM = ("commit", "val_bpb", "memory_gb", "status", "description")
 EXTRA = (
     "timestamp", "seconds", "training_seconds", "steps", "kind", "reason",
     "agent", "tokens_in", "tokens_out", "cost_usd", "branch", "worker",
+    "eval_seconds", "cause", "sandboxed", "log",
 )
 STATUSES = ("keep", "discard", "crash", "invalid", "noop", "interrupted", "stale")
-
-
-# appended to the reason of every row of a run that went without a sandbox (none could be had)
-UNSANDBOXED = "unsandboxed"
+KINDS = ("baseline", "experiment", "confirm", "rerun")
+MEASURED = ("keep", "discard")  # statuses whose rows carry a real measurement
+# Why a crash or an interruption says nothing, or something, about the code:
+#   code     the code failed (non-zero exit, no metric, over its budget): it counts as run
+#   machine  the machine failed (data missing, sandbox down): not the code's doing
+#   engine   the engine failed (an error of its own, a row it could not record)
+#   stopped  stopped from outside while it ran (Ctrl-C, SIGTERM, a killed engine)
+#   queued   stopped before any worker took it: it never ran
+CAUSES = ("", "code", "machine", "engine", "stopped", "queued")
 
 
 class ResultsError(ValueError):
@@ -57,16 +71,44 @@ class Row:
     cost_usd: float | None = None
     branch: str = ""  # e.g. autoresearch/nov22; "" in files written before the column existed
     worker: str = ""  # w1, w2, ... with `run --workers N`; "" for one experiment at a time
+    eval_seconds: float | None = None
+    cause: str = ""  # one of CAUSES: set on crashes and interruptions
+    sandboxed: bool | None = None  # None: not known (no run, or a file from before the column)
+    log: str = ""  # the run's own log (a name under the engine's logs folder), while it is kept
+
+    # -- what the row is (the one place these questions are answered) --------------------------
+
+    @property
+    def measured(self) -> bool:
+        """It carries a real measurement of its commit."""
+        return self.status in MEASURED and math.isfinite(self.value)
+
+    @property
+    def ran(self) -> bool:
+        """Its code ran to an answer (a measurement, or a failure of the code itself): the
+        same code need not run again."""
+        return self.status in (*MEASURED, "stale") or (self.status == "crash" and self.cause == "code")
+
+    @property
+    def used_machine(self) -> bool:
+        """A run started on the machine (whatever came of it)."""
+        return self.status not in ("invalid", "noop") and self.cause != "queued"
+
+    @property
+    def is_experiment(self) -> bool:
+        """The first row of a proposal: one per experiment, its status is the outcome."""
+        return self.kind == "experiment"
 
     def cells(self) -> list[str]:
         def num(v, fmt):
             return "" if v is None else format(v, fmt)
 
         return [
-            self.commit[:7], f"{self.value:.6f}", f"{self.memory_gb:.1f}", self.status, clean(self.description),
+            self.commit[:7], f"{self.value:.6f}", num(self.memory_gb, ".1f"), self.status, clean(self.description),
             self.timestamp, num(self.seconds, ".1f"), num(self.training_seconds, ".1f"), num(self.steps, "d"),
             self.kind, clean(self.reason), clean(self.agent), num(self.tokens_in, "d"), num(self.tokens_out, "d"),
-            num(self.cost_usd, ".4f"), clean(self.branch), clean(self.worker),
+            num(self.cost_usd, ".4f"), clean(self.branch), clean(self.worker), num(self.eval_seconds, ".1f"),
+            self.cause, "" if self.sandboxed is None else ("yes" if self.sandboxed else "no"), clean(self.log),
         ]
 
 
@@ -140,8 +182,11 @@ def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
             value = float(cells[1])
             if math.isnan(value):
                 raise ValueError("nan")
+            sandboxed = get("sandboxed")
+            if sandboxed not in ("", "yes", "no"):
+                raise ValueError(f"sandboxed {sandboxed!r}")
             row = Row(
-                commit=cells[0], value=value, memory_gb=float(cells[2] or 0), status=cells[3],
+                commit=cells[0], value=value, memory_gb=_float(cells[2]), status=cells[3],
                 description=cells[4], timestamp=get("timestamp"), seconds=_float(get("seconds")),
                 training_seconds=_float(get("training_seconds")),
                 steps=int(get("steps")) if get("steps") else None,
@@ -149,13 +194,43 @@ def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
                 tokens_in=int(get("tokens_in")) if get("tokens_in") else None,
                 tokens_out=int(get("tokens_out")) if get("tokens_out") else None,
                 cost_usd=_float(get("cost_usd")), branch=get("branch"), worker=get("worker"),
+                eval_seconds=_float(get("eval_seconds")), cause=get("cause"),
+                sandboxed=None if not sandboxed else sandboxed == "yes", log=get("log"),
             )
         except ValueError as exc:
             raise ResultsError(f"{source}: line {number} is malformed ({exc})") from exc
         if row.status not in STATUSES:
             raise ResultsError(f"{source}: line {number} has unknown status {row.status!r}")
-        rows.append(row)
+        if row.kind not in KINDS:
+            raise ResultsError(f"{source}: line {number} has unknown kind {row.kind!r}")
+        if row.cause not in CAUSES:
+            raise ResultsError(f"{source}: line {number} has unknown cause {row.cause!r}")
+        rows.append(row if "cause" in index else _upgrade(row))
     return metric, rows
+
+
+# The texts by which files written before the typed columns told these facts apart.
+_OLD_RERUN = "re-run of the frontier beside: "
+_OLD_NOT_RUN = {"interrupted": "stopped", "not recorded": "engine", "engine error": "engine",
+                "machine failure": "machine"}
+
+
+def _upgrade(row: Row) -> Row:
+    """A row of a file from before the `cause` column: its typed facts from its old text."""
+    changes: dict = {}
+    if row.kind == "confirm" and row.description.startswith(_OLD_RERUN):
+        changes["kind"] = "rerun"
+    if row.status == "crash":
+        changes["cause"] = next((c for p, c in _OLD_NOT_RUN.items() if row.reason.startswith(p)), "code")
+        if changes["cause"] == "stopped":
+            changes["status"] = "interrupted"
+    elif row.status == "interrupted":
+        changes["cause"] = "queued" if "before a worker took it" in row.reason else "stopped"
+    if "unsandboxed" in row.reason:
+        changes["sandboxed"] = False
+    if row.memory_gb == 0.0:
+        changes["memory_gb"] = None  # what files of before said when nothing measured it
+    return replace(row, **changes) if changes else row
 
 
 def as_dict(row: Row) -> dict:

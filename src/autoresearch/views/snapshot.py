@@ -1,7 +1,7 @@
 """Where the research stands: one snapshot of a workspace, read-only, for humans and scripts.
 
 `snapshot(source)` gathers everything `autoresearch status`, the report and the dashboard
-show: the results (baseline, frontier, improvement, counts, rate, share of wall-clock spent
+show: the results (baseline, frontier, its change, counts, rates, share of wall-clock spent
 training, the noise estimate), git (branch, head), the agent and its usage, and the running
 experiment (from `.autoresearch/current.json` and the last progress line of `run.log`).
 It never writes to the workspace and never raises for a missing or malformed
@@ -17,33 +17,32 @@ state of other branches than the one checked out.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoresearch import gitrepo, resultsfile
+from autoresearch import gitrepo, resultsfile, runlog, store
 from autoresearch.config import Config, KeepRule
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import read_tail
+from autoresearch.proc import pid_alive  # the one test of a recorded process (the dashboard's too)
 from autoresearch.research import keeprule
-from autoresearch.research.history import History, interrupted
-from autoresearch.research.results import UNSANDBOXED, Row, as_dict, printable
+from autoresearch.research.history import History, Tally
+from autoresearch.research.results import Row, as_dict
 from autoresearch.state import Current
 from autoresearch.workspace import Folder, Workspace
 
 LOG_TAIL_BYTES = 64 * 1024
 DIFF_LIMIT = 200_000  # characters of a diff shown at most
 _COMMIT = re.compile(r"^[0-9a-fA-F]{4,40}$")
-_PROGRESS = re.compile(r"^step\s+(\d+)\s*\|(.*)$")
 STARTING_SECONDS = 120  # a current.json without a pid older than this was left by a killed engine
 # Rates (experiments per hour, the share of wall-clock spent training) extrapolate from what ran
 # so far. Over the first minutes that is mostly setup and the baseline runs, and one experiment
 # more or less moves them by half (2.6 minutes of baseline runs make "46 per hour"). They are
-# shown once RATE_MIN_EXPERIMENTS experiments (not baseline runs, not interrupted ones) finished
-# over at least RATE_MIN_SECONDS of wall-clock: by then they are a pace, not a guess.
+# shown once RATE_MIN_EXPERIMENTS experiments were decided (kept, discarded or stale: what the
+# rate counts) over at least RATE_MIN_SECONDS of wall-clock: by then they are a pace, not a guess.
 RATE_MIN_EXPERIMENTS = 3
 RATE_MIN_SECONDS = 600.0
 
@@ -65,13 +64,20 @@ class Source(Folder):
 
     @property
     def rows_path(self) -> Path:
-        """Where the rows are read: a workspace's ledger (the rows its engine wrote, of which
-        results.tsv is a copy that the agent could edit), else the results file itself."""
+        """Where the rows are read: a workspace's engine records (the rows its engine wrote, of
+        which results.tsv is a copy that the agent could edit), else the results file itself."""
         if self.config is not None and self.results_path == self.root / "results.tsv":
-            ledger = self.state.ledger
-            if ledger.exists():
-                return ledger
+            db = self.state.private / store.DB_NAME
+            if db.exists():
+                return db
         return self.results_path
+
+    def read(self) -> tuple[str, list[Row]]:
+        """(metric, rows); AutoresearchError when the results file is missing or malformed."""
+        path = self.rows_path
+        if path.name == store.DB_NAME:
+            return self.config.metric, list(store.iter_rows(path.parent))
+        return resultsfile.read(path)
 
 
 def open_source(where: str | Path = ".", results: str | Path | None = None) -> Source:
@@ -106,19 +112,23 @@ def open_source(where: str | Path = ".", results: str | Path | None = None) -> S
 
 @dataclass(frozen=True)
 class Summary:
-    """The numbers of one branch's results, as History computes them."""
+    """The numbers of one branch's results, as History computes them: every view shows these
+    and nothing else (the terminal, the report, the dashboard's cards)."""
 
     metric: str
     direction: str
-    experiments: int
-    counts: dict[str, int]
+    experiments: int  # proposals recorded: the experiment rows (Tally.experiments), baseline runs aside
+    counts: dict[str, int]  # the experiments by outcome (Tally.outcomes)
+    counts_text: str  # Tally.text(): the one line every view gives the counts in
+    tally: Tally  # the runs around the experiments as well: baseline runs, frontier re-runs, ...
     baseline: float | None
-    baseline_runs: int
+    baseline_runs: int  # the measured runs the baseline is the mean of
     frontier: float | None
     frontier_commit: str | None
     frontier_index: int | None
-    improvement: float | None
-    improvement_pct: float | None
+    frontier_number: int | None  # the experiment that made it the frontier (History.numbers); None: the baseline
+    change: float | None  # frontier minus baseline, in the metric's units (a win is negative when lower is better)
+    change_pct: float | None
     sigma: float | None
     sigma_runs: int
     sigma_dof: float
@@ -127,23 +137,20 @@ class Summary:
     p_keep: float
     min_delta: float
     elapsed_seconds: float | None
-    experiments_per_hour: float | None
+    experiments_per_hour: float | None  # decided experiments: kept, discarded or stale
+    runs_per_hour: float | None  # runs on the machine, baseline, confirm and frontier re-runs too
     training_seconds: float | None
     training_share: float | None
     agents: list[str]
     tokens_in: int | None
     tokens_out: int | None
     cost_usd: float | None
-    # how the views label the runs: "baseline" for the baseline runs (not counted as "keep"),
-    # "interrupted" for runs stopped from outside; the other statuses as they are (History.label)
-    labelled_counts: dict[str, int] = field(default_factory=dict)
-    counts_text: str = "none"  # e.g. "2 baseline, 3 keep, 1 discard"
     # whether the rates above mean something yet (RATE_MIN_EXPERIMENTS, RATE_MIN_SECONDS); the
     # numbers stay in the summary either way, the views show rates_note instead while False
     rates_meaningful: bool = False
     rates_note: str = ""
-    runs: int = 0  # rows of runs that went to an end (keep, discard, crash)
-    unsandboxed: int = 0  # of them, those that ran without a sandbox
+    runs: int = 0  # runs that used the machine (Tally.machine_runs)
+    unsandboxed: int = 0  # of them, those that ran without a sandbox (Tally.unsandboxed)
 
 
 def noise_of(history: History, judged: bool = True) -> tuple[float | None, int, float, str]:
@@ -161,86 +168,49 @@ def noise_of(history: History, judged: bool = True) -> tuple[float | None, int, 
     return est.sigma, est.runs, est.dof, est.describe()
 
 
-def labelled_counts(history: History) -> dict[str, int]:
-    """Runs by History.label: baseline first, then the statuses in their usual order."""
-    counts = {"baseline": 0, **{s: 0 for s in history.counts}}
-    for i in range(len(history.rows)):
-        label = history.label(i)
-        counts[label] = counts.get(label, 0) + 1
-    return counts
-
-
-def best_so_far(history: History) -> list[float | None]:
-    """The best frontier value up to each row: a running min (lower is better) or max of
-    History.series, so the line the views draw never moves the wrong way.
-
-    The frontier itself may: a second baseline run or a frontier re-run that comes in worse
-    moves its mean, and a simplification is kept within the noise. The engine compares with
-    the true frontier (History); this is only what the views draw as "best so far"."""
-    pick = min if history.direction == "lower" else max
-    out: list[float | None] = []
-    best: float | None = None
-    for value in history.series:
-        if value is not None:
-            best = value if best is None else pick(best, value)
-        out.append(best)
-    return out
-
-
-def rates_state(history: History) -> tuple[bool, str]:
+def rates_state(history: History, tally: Tally) -> tuple[bool, str]:
     """(meaningful, note): whether the rates can be shown yet; the note says why not."""
     pace = history.pace
     if pace.experiments_per_hour is None and pace.training_share is None:
         return False, "no timestamps"
-    finished = sum(1 for i, r in enumerate(history.rows)
-                   if i not in history.baseline_indices and r.kind == "experiment" and not interrupted(r))
-    if finished >= RATE_MIN_EXPERIMENTS and (pace.elapsed_seconds or 0.0) >= RATE_MIN_SECONDS:
+    if tally.decided >= RATE_MIN_EXPERIMENTS and (pace.elapsed_seconds or 0.0) >= RATE_MIN_SECONDS:
         return True, ""
     return False, (f"too early: shown from {RATE_MIN_EXPERIMENTS} experiments "
                    f"and {RATE_MIN_SECONDS / 60:.0f} minutes")
-
-
-RAN = ("keep", "discard", "crash")
 
 
 def summarize(history: History, metric: str = "val_bpb", keep: KeepRule | None = None, judged: bool = True) -> Summary:
     """The numbers of a branch's results."""
     keep = keep or KeepRule()
     sigma, runs, dof, text = noise_of(history, judged)
-    pace, usage = history.pace, history.usage
-    labelled = labelled_counts(history)
-    meaningful, note = rates_state(history)
+    pace, usage, tally = history.pace, history.usage, history.tally()
+    meaningful, note = rates_state(history, tally)
+    index = history.frontier_index
     return Summary(
-        metric=metric, direction=history.direction, experiments=len(history), counts=dict(history.counts),
-        baseline=history.baseline, baseline_runs=history.baseline_count, frontier=history.frontier_value,
-        frontier_commit=history.frontier_commit, frontier_index=history.frontier_index,
-        improvement=history.improvement, improvement_pct=history.improvement_pct,
+        metric=metric, direction=history.direction, experiments=tally.experiments, counts=dict(tally.outcomes),
+        counts_text=tally.text(), tally=tally, baseline=history.baseline, baseline_runs=history.baseline_count,
+        frontier=history.frontier_value, frontier_commit=history.frontier_commit, frontier_index=index,
+        frontier_number=None if index is None else history.numbers[index],
+        change=history.change, change_pct=history.change_pct,
         sigma=sigma, sigma_runs=runs, sigma_dof=dof, sigma_text=text,
         keep_bar=None if sigma is None else keeprule.band(keep.min_delta, sigma), p_keep=keep.p_keep, min_delta=keep.min_delta,
         elapsed_seconds=pace.elapsed_seconds, experiments_per_hour=pace.experiments_per_hour,
-        training_seconds=pace.training_seconds, training_share=pace.training_share, agents=history.agents,
-        tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,
-        labelled_counts=labelled, counts_text=", ".join(f"{n} {k}" for k, n in labelled.items() if n) or "none",
-        rates_meaningful=meaningful, rates_note=note,
-        runs=sum(1 for r in history.rows if r.status in RAN),
-        unsandboxed=sum(1 for r in history.rows if r.status in RAN and UNSANDBOXED in r.reason),
+        runs_per_hour=pace.runs_per_hour, training_seconds=pace.training_seconds, training_share=pace.training_share,
+        agents=history.agents, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,
+        rates_meaningful=meaningful, rates_note=note, runs=tally.machine_runs, unsandboxed=tally.unsandboxed,
     )
 
 
 def row_dicts(history: History) -> list[dict]:
-    """Rows as JSON-ready dicts with their index, frontier, the best-so-far line the chart draws
-    (best_so_far), how the views label them (History.label) and delta to the frontier before them."""
+    """Rows as JSON-ready dicts with what the views draw beside the row's cells: its index, its
+    experiment's number (History.numbers), its label (History.label), whether it is measured
+    and used the machine, the frontier after it (History.series: the line the chart draws) and
+    its delta, new minus old, against the frontier before it (History.delta)."""
     out = []
-    best = best_so_far(history)
     for i, r in enumerate(history.rows):
         d = as_dict(r)
-        d["index"] = i
-        d["measured"] = keeprule.measured(r)
-        d["frontier"] = history.series[i]
-        d["best"] = best[i]
-        d["label"] = history.label(i)
-        before = history.before(i)
-        d["delta"] = (r.value - before) if (before is not None and d["measured"]) else None
+        d.update(index=i, number=history.numbers[i], label=history.label(i), measured=r.measured,
+                 used_machine=r.used_machine, frontier=history.series[i], delta=history.delta(i))
         out.append(d)
     return out
 
@@ -248,69 +218,19 @@ def row_dicts(history: History) -> list[dict]:
 # --------------------------------------------------------------------------- the running experiment
 
 
-def tail_text(path: Path, limit: int = LOG_TAIL_BYTES) -> str | None:
-    """The last `limit` bytes of a file as text, None when it does not exist."""
-    return read_tail(path, limit)
-
-
 def clean_log(text: str) -> list[str]:
-    """Log lines as a terminal would show them, carriage returns applied, and printable (no
-    colour codes, no escape sequences, no control characters: research.results.printable)."""
-    lines = []
-    for line in text.split("\n"):
-        parts = [printable(part) for part in line.split("\r")]
-        while len(parts) > 1 and not parts[-1]:  # "text\r" and "text\r\x1b[K" show the text
-            parts.pop()
-        lines.append(parts[-1])
-    return lines
+    """Log lines as a terminal would show them (autoresearch.runlog.lines)."""
+    return runlog.lines(text)
 
 
 def parse_progress(text: str) -> dict | None:
-    """The last `step N | progress P% | loss L | ... | remaining Ss` line of a log, as numbers;
-    with "evaluating": True once the harness said it started evaluating after that step."""
-    evaluating = False
-    for line in reversed(clean_log(text)):
-        if line.strip().startswith("evaluating"):
-            evaluating = True
-        m = _PROGRESS.match(line.strip())
-        if not m:
-            continue
-        info: dict = {"step": int(m.group(1))}
-        if evaluating:
-            info["evaluating"] = True
-        for part in m.group(2).split("|"):
-            bits = part.strip().split(None, 1)
-            if len(bits) != 2:
-                continue
-            key, raw = bits[0].strip().replace("/", "_"), bits[1].strip()
-            num = raw.rstrip("%").rstrip("s").replace(",", "")
-            if raw.endswith("ms"):
-                num = raw[:-2].replace(",", "")
-            try:
-                value: float | str = float(num)
-            except ValueError:
-                value = raw
-            info[key] = value
-        return info
-    return None
-
-
-def pid_alive(pid) -> bool:
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+    """The last `step N | progress P% | loss L | ... | remaining Ss` line of a log, as a dict of
+    numbers (autoresearch.runlog.progress); with "evaluating": True once the harness said it
+    started evaluating after that step."""
+    found = runlog.progress(text)
+    if found is None:
+        return None
+    return {"step": found.step, **({"evaluating": True} if found.evaluating else {}), **found.fields}
 
 
 def running(source: Source, now: float | None = None, current: Current | None = None,
@@ -333,7 +253,7 @@ def running(source: Source, now: float | None = None, current: Current | None = 
         info["alive"] = info["elapsed"] is not None and info["elapsed"] < STARTING_SECONDS
     else:
         info["alive"] = pid_alive(current.pid)
-    text = tail_text(log or source.log_path, 16 * 1024)
+    text = read_tail(log or source.log_path, 16 * 1024)
     info["progress"] = parse_progress(text) if text else None
     if current.worker:
         info["worker"] = current.worker
@@ -399,7 +319,7 @@ def commit_diff(source: Source, commit: str) -> dict:
 
 
 def log_tail(source: Source, lines: int = 200) -> str | None:
-    text = tail_text(source.log_path)
+    text = read_tail(source.log_path, LOG_TAIL_BYTES)
     if text is None:
         return None
     return "\n".join(clean_log(text)[-lines:]).strip("\n")
@@ -412,7 +332,7 @@ def load_rows(source: Source) -> tuple[str, list[Row], str | None]:
     """(metric, rows, error) — error is one line when results.tsv is missing or malformed."""
     metric = source.config.metric if source.config else "val_bpb"
     try:
-        metric, rows = resultsfile.read(source.rows_path)
+        metric, rows = source.read()
     except AutoresearchError as exc:
         return metric, [], str(exc)
     return metric, rows, None
@@ -427,6 +347,33 @@ def pick_branch(rows, checked_out: str | None, wanted: str | None = None) -> str
     if checked_out and checked_out in names:
         return checked_out
     return names[-1] if names else None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What every view reads from a source: the metric, every branch's rows, the branch whose
+    rows are shown and its History; `error` is one line when results.tsv is missing or malformed
+    or the branch asked for has no rows."""
+
+    metric: str
+    rows: list[Row]
+    branch: str | None
+    history: History
+    head: dict  # git_head
+    error: str | None
+
+
+def load(source: Source, direction: str | None = None, branch: str | None = None) -> Loaded:
+    """The rows of one research branch (see pick_branch), as the engine counts them. Never raises
+    for bad results: `status`, the dashboard and the report all start here."""
+    cfg = source.config
+    metric, all_rows, error = load_rows(source)
+    head = git_head(source)
+    shown = pick_branch(all_rows, head["branch"], branch)
+    history = History(all_rows, shown, direction or (cfg.direction if cfg else "lower"))
+    if branch and not history.rows and not error:
+        error = f"{source.results_path.name} has no experiments on branch {branch}"
+    return Loaded(metric, all_rows, shown, history, head, error)
 
 
 @dataclass(frozen=True)
@@ -449,6 +396,7 @@ class Snapshot:
     summary: Summary
     time: float
     rows: list[dict] | None = field(default=None)  # with_rows only
+    changes: list[dict] | None = field(default=None)  # with_rows only: History.kept_changes, labelled on the chart
     workers: list[dict] = field(default_factory=list)  # with `run --workers N`: each worker's run
 
     @property
@@ -457,8 +405,9 @@ class Snapshot:
 
     def to_json(self) -> dict:
         data = asdict(self)
-        if self.rows is None:
-            data.pop("rows")
+        for key in ("rows", "changes"):
+            if data[key] is None:
+                data.pop(key)
         keys = list(data)
         keys.insert(keys.index("config"), "workspace")
         data["workspace"] = self.workspace
@@ -481,13 +430,9 @@ def snapshot(source: Source, direction: str | None = None, with_rows: bool = Fal
     those of one branch (see pick_branch), as the engine counts them.
     """
     cfg = source.config
-    metric, all_rows, error = load_rows(source)
-    head = git_head(source)
-    shown_branch = pick_branch(all_rows, head["branch"], branch)
-    history = History(all_rows, shown_branch, direction or (cfg.direction if cfg else "lower"))
-    if branch and not history.rows and not error:
-        error = f"no experiments recorded on branch {branch}"
-    summary = summarize(history, metric, cfg.keep if cfg else None, judged=cfg is not None)
+    got = load(source, direction, branch)
+    history = got.history
+    summary = summarize(history, got.metric, cfg.keep if cfg else None, judged=cfg is not None)
     loop = loop_state(source)
     current = running(source)
     candidates = (
@@ -498,9 +443,10 @@ def snapshot(source: Source, direction: str | None = None, with_rows: bool = Fal
     )
     return Snapshot(
         name=source.name, root=str(source.root), results=str(source.results_path), config=_config_view(cfg),
-        error=error, branch=head["branch"], head=head["head"], rows_branch=shown_branch,
-        branches=list(dict.fromkeys(r.branch for r in all_rows if r.branch)), rows_total=len(all_rows),
+        error=got.error, branch=got.head["branch"], head=got.head["head"], rows_branch=got.branch,
+        branches=list(dict.fromkeys(r.branch for r in got.rows if r.branch)), rows_total=len(got.rows),
         agent=next((c for c in candidates if c), None), loop=loop, running=current, summary=summary,
-        workers=workers(source),
-        time=time.time(), rows=row_dicts(history) if with_rows else None,
+        workers=workers(source), time=time.time(),
+        rows=row_dicts(history) if with_rows else None,
+        changes=[asdict(c) for c in history.kept_changes] if with_rows else None,
     )

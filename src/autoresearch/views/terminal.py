@@ -98,23 +98,26 @@ def _numbers(snap: Snapshot) -> list[tuple[str, str]]:
     if cfg and not cfg.get("harness_record", True):
         source_note = "; read from the printed line, no harness record"
     out.append(("metric", f"{s.metric} ({s.direction} is better{source_note})"))
-    runs = f"  (mean of {s.baseline_runs} runs)" if s.baseline_runs > 1 else ""
+    runs = f"  (mean of {s.baseline_runs} runs of its commit)" if s.baseline_runs > 1 else ""
     out.append(("baseline", _num(s.baseline) + runs))
     front = _num(s.frontier)
     if s.frontier_commit:
-        front += f"  (commit {s.frontier_commit[:7]}, experiment #{s.frontier_index + 1})"
+        made = "the baseline" if s.frontier_number is None else f"experiment #{s.frontier_number}"
+        front += f"  (commit {s.frontier_commit[:7]}, {made})"
     out.append(("frontier", front))
-    if s.improvement is not None:
-        pct = f"  ({s.improvement_pct:+.2f} %)" if s.improvement_pct is not None else ""
-        out.append(("improvement", f"{s.improvement:+.6f}{pct}"))
+    if s.change is not None:  # new minus old, as every difference is shown
+        pct = f", {s.change_pct:+.2f} %" if s.change_pct is not None else ""
+        out.append(("change", f"{s.change:+.6f}  (frontier minus baseline{pct})"))
     else:
-        out.append(("improvement", "—"))
-    out.append(("experiments", f"{s.experiments}" + (f": {s.counts_text}" if s.experiments else "")))
-    if s.unsandboxed:
+        out.append(("change", "—"))
+    out.append(("experiments", s.counts_text))
+    if s.unsandboxed:  # counted from the rows' sandboxed column (Tally): None is not known, not sandboxed
         out.append(("sandbox", f"{s.unsandboxed} of {s.runs} runs unsandboxed: no sandbox could be had "
                                f"(`autoresearch run --require-sandbox` refuses that; see docs/trust.md)"))
-    elif s.runs:
+    elif s.runs and s.tally.sandboxed == s.runs:
         out.append(("sandbox", f"every run sandboxed ({s.runs})"))
+    elif s.runs:
+        out.append(("sandbox", f"not recorded for {s.runs - s.tally.sandboxed} of {s.runs} runs"))
     return out + _pace(s) + _noise_and_usage(s)
 
 
@@ -124,7 +127,8 @@ def _pace(s) -> list[tuple[str, str]]:
         return [("rate", f"— ({s.rates_note})"), ("training", f"— ({s.rates_note})")]
     out = []
     if s.experiments_per_hour is not None:
-        out.append(("rate", f"{s.experiments_per_hour:.1f} per hour over {duration(s.elapsed_seconds)}"))
+        runs = f" ({s.runs_per_hour:.1f} runs per hour)" if s.runs_per_hour is not None else ""
+        out.append(("rate", f"{s.experiments_per_hour:.1f} experiments per hour over {duration(s.elapsed_seconds)}{runs}"))
     else:
         out.append(("rate", "— (no timestamps)"))
     if s.training_share is not None:

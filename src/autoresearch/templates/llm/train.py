@@ -18,6 +18,7 @@ T_START = time.time()  # before the heavy imports: startup_seconds counts them
 import contextlib
 import gc
 import math
+import resource
 import sys
 from dataclasses import dataclass
 
@@ -569,12 +570,15 @@ elif device.type == "mps":
     peak_vram_mb = torch.mps.driver_allocated_memory() / 1024**2
 else:
     peak_vram_mb = 0.0
+# on the CPU the model lives in the process's memory: its peak resident size (Linux: KiB, macOS: bytes)
+peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024**2 if sys.platform == "darwin" else 1024)
 print("---")
 print(f"val_bpb:          {val_bpb:.6f}")
 print(f"training_seconds: {training_time:.1f}")
 print(f"total_seconds:    {time.time() - T_START:.1f}")
 print(f"startup_seconds:  {t_train_start - T_START:.1f}")
 print(f"peak_vram_mb:     {peak_vram_mb:.1f}")
+print(f"peak_rss_mb:      {peak_rss_mb:.1f}")
 print(f"mfu_percent:      {'n/a' if mfu_percent is None else f'{mfu_percent:.2f}'}")
 print(f"total_tokens_M:   {step * tokens_per_step / 1e6:.1f}")
 print(f"num_steps:        {step}")

@@ -208,7 +208,7 @@ class Dashboard:
             elif owner is None:
                 note = "no run log: nothing has run yet"
             else:
-                note = f"only the latest run's log is kept: run.log belongs to experiment #{owner + 1}"
+                note = f"only the latest run's log is kept: run.log belongs to run #{owner + 1}"
             log = {"available": False, "text": "", "note": note}
         return JSONResponse({"row": key, "commit": commit, "description": title, "diff": diff, "log": log},
                             headers={"cache-control": "no-store"})
@@ -228,12 +228,13 @@ def plain(value):
 
 
 def log_owner(snap: dict):
-    """Whose output run.log holds: "running", the index of the last row that ran, or None."""
+    """Whose output run.log holds: "running", the index of the last row whose run started on
+    the machine (Row.used_machine), or None."""
     current = snap.get("running")
     if current and current.get("alive"):
         return "running"
     for row in reversed(snap.get("rows") or []):
-        if row["status"] in ("keep", "discard", "crash"):
+        if row["used_machine"]:
             return row["index"]
     return None
 

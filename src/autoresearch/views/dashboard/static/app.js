@@ -141,18 +141,21 @@ function renderCards(snap) {
     $("cards").replaceChildren();
     return;
   }
-  // baseline runs are labelled as such, not counted as keeps (snapshot.labelled_counts)
-  const counts = s.counts_text === "none" ? "" : s.counts_text;
+  // the experiments by outcome and the runs around them, in the words every view uses (History.tally)
+  const counts = s.counts_text;
   // rates extrapolate: shown once they mean something (snapshot.RATE_MIN_EXPERIMENTS, RATE_MIN_SECONDS)
   const early = !s.rates_meaningful && (s.experiments_per_hour !== null || s.training_share !== null);
   const over = s.elapsed_seconds ? `over ${duration(s.elapsed_seconds)}` : "no timestamps";
   const cards = [
     card("baseline", fmt(s.baseline), s.baseline_runs > 1 ? `mean of ${s.baseline_runs} runs` : `${s.metric}, ${s.direction} is better`, "card-baseline"),
     card("frontier", fmt(s.frontier), s.frontier_commit ? `commit ${s.frontier_commit.slice(0, 7)}` : "", "card-frontier"),
-    card("improvement", s.improvement === null ? "—" : signed(s.improvement), s.improvement_pct === null ? "" : `${signed(s.improvement_pct, 2)} %`),
+    // new minus old, as every difference is shown: a win is negative when lower is better
+    card("change", s.change === null ? "—" : signed(s.change),
+      s.change_pct === null ? "frontier minus baseline" : `frontier minus baseline, ${signed(s.change_pct, 2)} %`, "card-change"),
     card("experiments", String(s.experiments), counts, "card-experiments"),
-    card("per hour", early ? "— (too early)" : s.experiments_per_hour === null ? "—" : s.experiments_per_hour.toFixed(1),
-      early ? `${over}; ${s.rates_note.replace(/^too early: /, "")}` : over, "card-rate"),
+    card("experiments per hour", early ? "— (too early)" : s.experiments_per_hour === null ? "—" : s.experiments_per_hour.toFixed(1),
+      early ? `${over}; ${s.rates_note.replace(/^too early: /, "")}`
+        : s.runs_per_hour === null ? over : `${over}; ${s.runs_per_hour.toFixed(1)} runs per hour`, "card-rate"),
     card("training share", early ? "— (too early)" : s.training_share === null ? "—" : `${Math.round(100 * s.training_share)} %`,
       "of wall-clock", "card-training"),
     card("noise σ", s.sigma === null ? "—" : fmt(s.sigma), s.sigma === null ? "nothing run twice yet" : `kept at P(better) ≥ ${s.p_keep}`),
@@ -223,16 +226,17 @@ function renderRunning() {
 // ---------------------------------------------------------------- table
 
 const COLUMNS = [
-  { key: "index", label: "#", num: true, get: (r) => r.index + 1 },
+  { key: "index", label: "run", num: true, get: (r) => r.index + 1 },
+  { key: "number", label: "exp", num: true, get: (r) => (r.number === null ? "" : r.number) },
   { key: "commit", label: "commit", get: (r) => r.commit.slice(0, 7) },
   { key: "value", label: "metric", num: true, get: (r) => (r.measured ? fmt(r.value) : "—"), sortBy: (r) => (r.measured ? r.value : null) },
   { key: "delta", label: "Δ frontier", num: true, get: (r) => (r.delta === null ? "" : signed(r.delta)) },
-  // interrupted: also a crash that an older version recorded as "interrupted" (snapshot.interrupted)
-  { key: "status", label: "status", cls: "status", get: (r) => (r.label === "interrupted" ? "interrupted" : r.status) },
+  // what the row is (History.label): baseline, rerun (a measurement of the frontier, never a keep), interrupted, ...
+  { key: "label", label: "status", cls: "status", get: (r) => r.label },
   { key: "kind", label: "kind", get: (r) => r.kind },
   { key: "description", label: "description", cls: "desc", get: (r) => (r.reason ? `${r.description} — ${r.reason}` : r.description) },
   { key: "seconds", label: "seconds", num: true, get: (r) => (r.seconds === null ? "" : r.seconds.toFixed(1)) },
-  { key: "memory_gb", label: "mem GB", num: true, get: (r) => (r.measured ? r.memory_gb.toFixed(1) : "") },
+  { key: "memory_gb", label: "mem GB", num: true, get: (r) => (r.memory_gb === null ? "" : r.memory_gb.toFixed(1)) },
   { key: "agent", label: "agent", get: (r) => r.agent },
   { key: "worker", label: "worker", get: (r) => r.worker || "" },
   { key: "tokens_in", label: "tokens in", num: true, get: (r) => intf(r.tokens_in) },
@@ -280,9 +284,9 @@ function renderTable() {
   if (snap && snap.running && snap.running.alive) {
     const cur = snap.running;
     const tr = el("tr", { class: "status-running", "data-row": "running" },
-      el("td", { class: "num" }, "…"), el("td", {}, (cur.commit || "").slice(0, 7)), el("td", { class: "num" }, "—"),
-      el("td", {}, ""), el("td", { class: "status" }, "running"), el("td", {}, cur.kind || ""),
-      el("td", { class: "desc" }, cur.description), ...COLUMNS.slice(7).map(() => el("td", {}, "")));
+      el("td", { class: "num" }, "…"), el("td", { class: "num" }, ""), el("td", {}, (cur.commit || "").slice(0, 7)),
+      el("td", { class: "num" }, "—"), el("td", {}, ""), el("td", { class: "status" }, "running"), el("td", {}, cur.kind || ""),
+      el("td", { class: "desc" }, cur.description), ...COLUMNS.slice(8).map(() => el("td", {}, "")));
     tr.addEventListener("click", () => openDetail("running"));
     if (state.selected === "running") tr.classList.add("selected");
     trs.push(tr);
@@ -296,7 +300,7 @@ function renderTable() {
       }
       return td;
     });
-    const tr = el("tr", { class: `status-${r.label === "interrupted" ? "interrupted" : r.status}`, "data-row": String(r.index) }, ...tds);
+    const tr = el("tr", { class: `status-${r.label}`, "data-row": String(r.index) }, ...tds);
     if (state.selected === r.index) tr.classList.add("selected");
     tr.addEventListener("click", () => openDetail(r.index));
     trs.push(tr);
@@ -337,7 +341,9 @@ async function refreshDetail() {
     return;
   }
   if (state.selected !== which) return;
-  const label = which === "running" ? "running experiment" : `experiment #${which + 1}`;
+  const row = which === "running" ? null : (state.snap.rows || [])[which];
+  const label = which === "running" ? "running experiment"
+    : `run #${which + 1}${row && row.number !== null ? ` (experiment #${row.number})` : ""}`;
   $("detail-title").textContent = `${label} · ${body.commit ? body.commit.slice(0, 7) : "no commit"} · ${body.description}`;
   $("diff-note").textContent = body.diff.ok ? "" : body.diff.message;
   renderDiff(body.diff.ok ? body.diff.text : "");
@@ -362,22 +368,6 @@ function renderDiff(text) {
 
 // ---------------------------------------------------------------- chart
 
-function keptChanges(rows) {
-  const seen = new Map();
-  const out = [];
-  for (const r of rows) {
-    if (r.status !== "keep" || !r.measured) continue;
-    if (!seen.has(r.commit)) {
-      const change = { index: r.index, commit: r.commit, values: [], baseline: r.label === "baseline", description: r.description };
-      seen.set(r.commit, change);
-      out.push(change);
-    }
-    seen.get(r.commit).values.push(r.value);
-  }
-  for (const c of out) c.value = c.values.reduce((a, b) => a + b, 0) / c.values.length;
-  return out;
-}
-
 function limits(rows, s) {
   const measuredValues = rows.filter((r) => r.measured).map((r) => r.value);
   let anchor = rows.filter((r) => r.status === "keep" && r.measured).map((r) => r.value);
@@ -395,8 +385,8 @@ function limits(rows, s) {
   }
   lo -= (lower ? 0.12 : 0.25) * span;
   hi += (lower ? 0.25 : 0.12) * span;
-  // the noise band around the best-so-far line is drawn whole (report.y_limits does the same)
-  const line = rows.map((r) => r.best).filter((v) => v !== null && v !== undefined);
+  // the noise band around the frontier line is drawn whole (report.y_limits does the same)
+  const line = rows.map((r) => r.frontier).filter((v) => v !== null && v !== undefined);
   const bar = s.sigma !== null ? s.keep_bar : null;
   if (line.length && bar) {
     const bandLo = Math.min(...line) - bar, bandHi = Math.max(...line) + bar;
@@ -434,7 +424,9 @@ function drawChart() {
   ctx.font = "12px system-ui, sans-serif";
   const measuredRows = rows.filter((r) => r.measured);
   canvas.dataset.points = String(rows.length);
-  canvas.dataset.kept = String(rows.filter((r) => r.status === "keep" && r.measured).length);
+  // kept runs are those labelled keep: baseline runs and the frontier's re-runs are not keeps
+  canvas.dataset.kept = String(rows.filter((r) => r.label === "keep" && r.measured).length);
+  canvas.dataset.reruns = String(rows.filter((r) => r.label === "rerun").length);
   canvas.dataset.baseline = String(rows.filter((r) => r.label === "baseline").length);
   canvas.dataset.interrupted = String(rows.filter((r) => r.label === "interrupted").length);
   if (!s || !measuredRows.length) {
@@ -473,7 +465,7 @@ function drawChart() {
   }
   ctx.strokeStyle = "#999";
   ctx.strokeRect(pad.left, pad.top, plotW, plotH);
-  ctx.fillText("experiment #", pad.left + plotW / 2, pad.top + plotH + 20);
+  ctx.fillText("run #", pad.left + plotW / 2, pad.top + plotH + 20);
   ctx.save();
   ctx.translate(14, pad.top + plotH / 2);
   ctx.rotate(-Math.PI / 2);
@@ -486,8 +478,8 @@ function drawChart() {
   ctx.rect(pad.left, pad.top, plotW, plotH);
   ctx.clip();
 
-  // noise band and the best-so-far step line (snapshot.best_so_far: it never moves the wrong way)
-  const front = rows.map((r, i) => [i + 1, r.best]).filter(([, v]) => v !== null && v !== undefined);
+  // noise band and the frontier after each run (History.series: the value the cards give)
+  const front = rows.map((r, i) => [i + 1, r.frontier]).filter(([, v]) => v !== null && v !== undefined);
   if (front.length) {
     front.push([n + 1, front[front.length - 1][1]]);
     if (s.sigma !== null && s.keep_bar) {
@@ -521,7 +513,7 @@ function drawChart() {
   // discards, failures, kept
   rows.forEach((r, i) => {
     const x = X(i + 1);
-    if (r.status === "discard" && r.measured) {
+    if (r.label === "discard" && r.measured) {
       // off the chart: a small triangle at the edge it went past, pointing that way
       const inside = r.value >= lo && r.value <= hi;
       const y = inside ? Y(r.value) : r.value > hi ? offTop : offBottom;
@@ -537,14 +529,14 @@ function drawChart() {
       ctx.lineWidth = 2;
       ctx.beginPath(); ctx.arc(x, edgeY, 4.5, 0, 2 * Math.PI); ctx.stroke();
       state.points.push({ x, y: edgeY, r });
-    } else if (r.status === "crash") {
+    } else if (r.label === "crash") {
       ctx.strokeStyle = COLORS.crash;
       ctx.lineWidth = 2;
       ctx.beginPath();
       ctx.moveTo(x - 4, edgeY - 4); ctx.lineTo(x + 4, edgeY + 4); ctx.moveTo(x + 4, edgeY - 4); ctx.lineTo(x - 4, edgeY + 4);
       ctx.stroke();
       state.points.push({ x, y: edgeY, r });
-    } else if (r.status === "invalid" || r.status === "noop") {
+    } else if (r.label === "invalid" || r.label === "noop") {
       ctx.strokeStyle = COLORS.other;
       ctx.lineWidth = 2;
       ctx.beginPath(); ctx.moveTo(x, edgeY - 5); ctx.lineTo(x, edgeY + 5); ctx.stroke();
@@ -552,11 +544,15 @@ function drawChart() {
     }
   });
   rows.forEach((r, i) => {
-    if (r.status !== "keep" || !r.measured) return;
+    if (!["keep", "baseline", "rerun"].includes(r.label) || !r.measured) return;
     const x = X(i + 1), y = Y(r.value);
     ctx.lineWidth = 1;
     ctx.beginPath();
-    if (r.label === "baseline") { // a baseline run: a diamond in the baseline's colour
+    if (r.label === "rerun") { // a re-run of the frontier: a measurement of it, small in its colour
+      ctx.fillStyle = COLORS.frontier;
+      ctx.strokeStyle = COLORS.frontier;
+      ctx.arc(x, y, 3, 0, 2 * Math.PI);
+    } else if (r.label === "baseline") { // a baseline run: a diamond in the baseline's colour
       ctx.fillStyle = COLORS.baseline;
       ctx.strokeStyle = COLORS.baselineEdge;
       ctx.moveTo(x, y - 6); ctx.lineTo(x + 6, y); ctx.lineTo(x, y + 6); ctx.lineTo(x - 6, y); ctx.closePath();
@@ -572,7 +568,7 @@ function drawChart() {
   ctx.fillStyle = COLORS.keepEdge;
   ctx.font = "11px system-ui, sans-serif";
   ctx.textBaseline = "middle";
-  keptChanges(rows).forEach((c, j) => {
+  (snap.changes || []).forEach((c, j) => {
     const x = X(c.index + 1), y = Y(c.value);
     let label = c.baseline ? "baseline" : c.description;
     if (label.length > 42) label = label.slice(0, 41) + "…";
@@ -589,7 +585,8 @@ function drawChart() {
   ctx.font = "11px system-ui, sans-serif";
   const legend = [["kept", "keep"], ["discarded", "discard"], ["crashed", "crash"], ["invalid / no-op", "other"]];
   if (rows.some((r) => r.label === "interrupted")) legend.push(["interrupted", "interrupted"]);
-  legend.push(["best so far (kept)", "frontier"], [s.baseline_runs > 1 ? `baseline (mean of ${s.baseline_runs} runs)` : "baseline", "baseline"]);
+  if (rows.some((r) => r.label === "rerun")) legend.push(["frontier re-run", "rerun"]);
+  legend.push(["frontier", "frontier"], [s.baseline_runs > 1 ? `baseline (mean of ${s.baseline_runs} runs)` : "baseline", "baseline"]);
   if (s.sigma !== null) legend.push([`noise band ±${fmt(s.keep_bar, 4)}`, "band"]);
   let lx = pad.left + 10;
   let ly = lowerBetter ? pad.top + plotH - 12 : pad.top + 12;
@@ -599,7 +596,7 @@ function drawChart() {
       lx = pad.left + 10; // a narrow chart: the legend goes on in another line, towards the inside
       ly += lowerBetter ? -16 : 16;
     }
-    ctx.fillStyle = kind === "band" ? "rgba(43, 91, 215, 0.25)" : COLORS[kind] || COLORS.muted;
+    ctx.fillStyle = kind === "band" ? "rgba(43, 91, 215, 0.25)" : COLORS[kind === "rerun" ? "frontier" : kind] || COLORS.muted;
     ctx.strokeStyle = ctx.fillStyle;
     ctx.lineWidth = 2;
     if (kind === "frontier" || kind === "baseline") { ctx.beginPath(); ctx.moveTo(lx, ly); ctx.lineTo(lx + 14, ly); ctx.stroke(); }
@@ -626,7 +623,8 @@ function onChartMove(event) {
   canvas.style.cursor = best ? "pointer" : "default";
   if (!best) { tip.hidden = true; return; }
   const r = best.r;
-  tip.textContent = `#${r.index + 1} ${r.commit.slice(0, 7)} · ${r.status}${r.kind !== "experiment" ? " (" + r.kind + ")" : ""} · ${r.measured ? fmt(r.value) : "no value"}\n${r.description}`;
+  const exp = r.number === null ? "" : ` · experiment #${r.number}`;
+  tip.textContent = `run #${r.index + 1}${exp} ${r.commit.slice(0, 7)} · ${r.label}${r.kind !== "experiment" ? " (" + r.kind + ")" : ""} · ${r.measured ? fmt(r.value) : "no value"}\n${r.description}`;
   tip.style.whiteSpace = "pre-line";
   tip.hidden = false;
   tip.style.left = `${Math.min(best.x + 14, rect.width - 300)}px`;
