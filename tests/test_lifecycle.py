@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +22,7 @@ from autoresearch import gitrepo
 from autoresearch.engine import Engine
 from autoresearch.engine.experiment import RERUN
 from autoresearch.engine.guard import Guard
-from autoresearch.engine.lifecycle import STOPPED, Pen, stopped_rows, undecided
+from autoresearch.engine.lifecycle import STOPPED, Pen, stopped_rows
 from autoresearch.engine.measure import HARNESS, Limits, Measurement
 from autoresearch.engine.outcome import make_row, utc_now
 from autoresearch.engine.pool import Pool, one_experiment
@@ -290,7 +290,7 @@ def test_recovery_records_a_killed_experiment_its_finished_run_undecided_and_the
     first = make_row(candidate, status="discard", kind="experiment", description="halve the score", reason="",
                      branch=BRANCH, agent="test", m=m)
     # as a kill -9 leaves it: the first run finished (undecided), the frontier's re-run beside it in flight
-    journal = _journal(lab, candidate, "halve the score", measured=tuple(undecided([first], candidate, STOPPED)),
+    journal = _journal(lab, candidate, "halve the score", measured=(replace(first, reason=f"not decided: {STOPPED} before the decision"),),
                        running=(lab.baseline, "rerun", RERUN + "halve the score"), result_path="/nonexistent/x.json")
     Pen(lab.ws.store, "main-1-99999", journal)
     before = lab.ws.store.rows()

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from autoresearch.research.results import line
-from autoresearch.state import StateFolder
 from support import clean, cli, git, head, llm_like, no_journals, pid_alive, rows, train_text, wait_for
 
 AGENT = r'''

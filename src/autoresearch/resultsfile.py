@@ -8,10 +8,10 @@ results.tsv is a copy: the engine never reads that copy back (the agent can edit
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from autoresearch.errors import AutoresearchError
+from autoresearch.files import atomic_write
 from autoresearch.research.results import ResultsError, Row, header, line, parse
 
 
@@ -31,21 +31,10 @@ def read(path: Path) -> tuple[str, list[Row]]:
 
 
 def _write_whole(path: Path, text: str) -> None:
-    """Write a full copy beside `path`, fsync, rename: a reader sees the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """files.atomic_write, its error said as a results file's."""
     try:
-        if path.is_symlink():  # never write through a link planted in its place
-            path.unlink()
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise AutoresearchError(f"cannot record the result in {path}: {exc.strerror or exc}") from exc
 
 

@@ -18,7 +18,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.files import read_tail
 from autoresearch.research.results import printable
 
 KEEP_LOGS = 200  # run logs kept per workspace; the oldest go first
@@ -52,10 +51,6 @@ class Progress:
     fields: dict[str, float | str] = field(default_factory=dict)
     evaluating: bool = False
 
-    def number(self, name: str) -> float | None:
-        value = self.fields.get(name)
-        return value if isinstance(value, float) else None
-
 
 def _value(raw: str) -> float | str:
     num = raw[:-2] if raw.endswith("ms") else raw.rstrip("%").rstrip("s")
@@ -82,11 +77,6 @@ def progress(raw: str) -> Progress | None:
                 found[bits[0].replace("/", "_")] = _value(bits[1].strip())
         return Progress(int(m.group(1)), found, evaluating)
     return None
-
-
-def read_progress(path: Path, limit: int = 64 * 1024) -> Progress | None:
-    raw = read_tail(path, limit)
-    return progress(raw) if raw is not None else None
 
 
 class RunLogs:

@@ -32,7 +32,7 @@ import sqlite3
 import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
@@ -114,9 +114,8 @@ def _to_row(values: tuple) -> Row:
     data = dict(zip(_NAMES, values))
     if data["sandboxed"] is not None:
         data["sandboxed"] = bool(data["sandboxed"])
-    for name in ("value",):
-        if data[name] is None:
-            data[name] = math.nan
+    if data["value"] is None:  # SQLite keeps a NaN as NULL
+        data["value"] = math.nan
     return Row(**data)
 
 
@@ -252,9 +251,7 @@ class Store:
         except (OSError, UnicodeDecodeError):
             old = ""
         if old != text:
-            if self.public.is_symlink():  # never write through a link planted in its place
-                self.public.unlink()
-            atomic_write(self.public, text)
+            atomic_write(self.public, text)  # a link planted in its place is replaced, not written through
         self._set_meta("public_size", str(len(text.encode())))
         if old is None or old == text:
             return 0
@@ -392,16 +389,16 @@ class _transaction:
         self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
-def iter_rows(private: Path) -> Iterator[Row]:
+def read_rows(private: Path) -> list[Row]:
     """The rows of a workspace's database, read only (for the views); none when it has none."""
     path = Path(private) / DB_NAME
     if not path.is_file():
-        return iter(())
+        return []
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
         try:
-            return iter([_to_row(v) for v in conn.execute(f"SELECT {_QUOTED} FROM rows ORDER BY seq")])
+            return [_to_row(v) for v in conn.execute(f"SELECT {_QUOTED} FROM rows ORDER BY seq")]
         finally:
             conn.close()
     except sqlite3.Error:
-        return iter(())
+        return []

@@ -42,7 +42,7 @@ from typing import Any, Callable, TextIO
 
 from autoresearch import gitrepo, pins
 from autoresearch.engine.guard import Guard
-from autoresearch.engine.lifecycle import STOPPED, Pen, stop_status, stopped_rows, undecided
+from autoresearch.engine.lifecycle import STOPPED, Pen, stop_status, stopped_rows
 from autoresearch.engine.measure import PRINTED, Limits, Measurement, baseline_startup
 from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
 from autoresearch.engine.recover import recover
@@ -94,6 +94,11 @@ class Attempt:
         """The block's rows with the candidate's measured runs given `fields` (status, reason)."""
         return [replace(r, **fields) if r.commit == self.candidate[:7] and r.kind != "rerun" and r.status != "crash"
                 else r for r in self.block]
+
+    def undecided(self, why: str) -> list[results.Row]:
+        """The block as a stop now would record it: the candidate's measured runs undecided (a
+        discard that says so, never a keep); the frontier's re-runs stay what they are."""
+        return self.settled(status="discard", reason=f"not decided: {why} before the decision")
 
     def frontier_now(self) -> float | None:
         """The frontier's value with its re-runs so far (the candidate's rows are not kept rows of it)."""
@@ -278,7 +283,7 @@ class Engine:
     def _note_measured(self, a: Attempt, pen: Pen) -> None:
         """Put the finished runs in the journal, as an interruption now would record them: a
         `kill -9` of the engine before the decision then loses no measurement."""
-        pen.update(measured=tuple(undecided(a.block, a.candidate, STOPPED)))
+        pen.update(measured=tuple(a.undecided(STOPPED)))
 
     def _decide(self, a: Attempt) -> keeprule.Decision:
         """The sequential test on every run so far: keep, discard, or one more run."""

@@ -67,10 +67,3 @@ def stopped_rows(j: Journal, status: str, cause: str, reason: str) -> list[Row]:
                              branch=j.branch, agent=j.agent, usage=None if j.measured else j.usage,
                              worker=j.worker, cause=cause))
     return rows
-
-
-def undecided(rows: Iterable[Row], candidate: str, why: str) -> list[Row]:
-    """The candidate's measured runs marked undecided (`why` before the decision): a discard
-    that says so, never a keep; the frontier's re-runs stay what they are."""
-    return [replace(r, status="discard", reason=f"not decided: {why} before the decision")
-            if r.commit == candidate[:7] and r.kind != "rerun" and r.status != "crash" else r for r in rows]

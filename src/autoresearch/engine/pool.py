@@ -23,9 +23,9 @@ conflicts, it is recorded `stale` and goes back to the agent (`returned`).
 
 Faults: a run that fails for the machine's reasons (MachineError) is recorded as interrupted
 (never as run) and its experiment queued again, once, for the next worker (one at a time, it
-is recorded as a machine failure and stops the caller, as any error); a second failure of the same candidate
-is recorded as a machine failure and not queued again (train.py can print what a failing
-sandbox prints). A worker is retired when it is lost for good (its Ray actor died:
+is recorded as a machine failure and stops the caller, as any error); a second failure of
+the same candidate is recorded as a machine failure and not queued again (train.py can print
+what a failing sandbox prints). A worker is retired when it is lost for good (its Ray actor died:
 WorkerLost) or after MAX_WORKER_FAILURES machine failures in a row; with none left, the pool
 stops. A `kill -9` of the driver leaves each experiment's journal; the next start records the
 finished runs undecided and the ones in flight as interrupted (recover.py). `close` (Ctrl-C)
@@ -46,7 +46,7 @@ from typing import Any, Callable
 from autoresearch import gitrepo
 from autoresearch.engine import guard as guard_mod
 from autoresearch.engine.experiment import Attempt, Engine
-from autoresearch.engine.lifecycle import Pen, stop_status, stopped_rows, undecided
+from autoresearch.engine.lifecycle import Pen, stop_status, stopped_rows
 from autoresearch.engine.outcome import Outcome
 from autoresearch.engine.runner import Runs
 from autoresearch.engine.slots import Slot
@@ -278,7 +278,7 @@ class Pool:
         if again:
             status = "interrupted"  # a worker's machine failed: not the code's doing
         j = t.journal()
-        rows = stopped_rows(replace(j, measured=tuple(undecided(a.block, a.candidate, reason))), status, cause, reason)
+        rows = stopped_rows(replace(j, measured=tuple(a.undecided(reason))), status, cause, reason)
         with shielded():
             if t.pen is not None:
                 t.pen.record(rows)

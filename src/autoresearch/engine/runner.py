@@ -195,7 +195,6 @@ class Runner:
                                                            on_start=on_start)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        pen.update(pgid=None)
         tampered = self.guard.tampering(before) if before is not None else ""
         m = measure(self.ws.config, self.limits, outcome, log, result_path, pinned.val_sha256, evaluation,
                     harness_pin=pinned.harness_sha256)

@@ -76,7 +76,7 @@ class Source(Folder):
         """(metric, rows); AutoresearchError when the results file is missing or malformed."""
         path = self.rows_path
         if path.name == store.DB_NAME:
-            return self.config.metric, list(store.iter_rows(path.parent))
+            return self.config.metric, store.read_rows(path.parent)
         return resultsfile.read(path)
 
 
