@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from autoresearch import pins
 from autoresearch import resultsfile as results
 from autoresearch.gitrepo import identity_args
 from autoresearch.proc import run
-from autoresearch.research.results import Row, header
+from autoresearch.research.results import Row
 from autoresearch.state import StateFolder
 from autoresearch.store import Store
 from autoresearch.workspace import Workspace, fingerprint, init_workspace
@@ -203,8 +204,6 @@ def llm_like(folder: Path, *, value: float = 1.0, budget: float = 2, branch: str
     ws = ws.save(cfg)
     git(folder, "add", "-A")
     git(folder, "commit", "-qm", "fake llm workspace")
-    (folder / ".autoresearch").mkdir(exist_ok=True)
-    (folder / ".autoresearch" / "val_sha256").write_text(VAL_SHA + "\n")
     pins.write(pins.fresh(folder, cfg.harness_sha256, VAL_SHA))
     if branch:
         git(folder, "switch", "-qc", branch)
@@ -325,13 +324,17 @@ def make_research(root: Path) -> dict:
 
 
 def write_results(root: Path, rows) -> None:
-    path = root / "results.tsv"
-    path.write_text(header("score") + "".join("\t".join(r.cells()) + "\n" for r in rows))
+    """Make these rows the engine's records (its database, with results.tsv as the copy)."""
+    store = Store(pins.private_dir(root), root / "results.tsv", "score")
+    store.rows()  # made (and migrated) if it was not yet
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DELETE FROM rows")
+    store.record(rows)
 
 
 def append_row(root: Path, r: Row) -> None:
-    with open(root / "results.tsv", "a") as fh:
-        fh.write("\t".join(r.cells()) + "\n")
+    """Record one more row as the engine does."""
+    Store(pins.private_dir(root), root / "results.tsv", "score").record([r])
 
 
 API_KEY = "sk-test-0123456789abcdefSECRET"  # a fake key the API agents send to the loopback server

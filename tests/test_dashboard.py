@@ -92,7 +92,8 @@ def browser_or_skip():
 def test_dashboard_in_chromium_live_rows_chart_diff_and_log(research_workspace, tmp_path, sleeper):
     sync_playwright = browser_or_skip()
     root = research_workspace["root"]
-    broken = init_research(tmp_path / "broken")
+    broken = tmp_path / "broken"  # a folder with a results file, no workspace: read as it is
+    broken.mkdir()
     (broken / "results.tsv").write_text("commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\t1.0\n")
     with dashboard(root, broken) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -204,7 +205,7 @@ def test_missing_results_and_unknown_commits_are_answers_not_errors(tmp_path):
         status, body = get(url + "/api/state")
         assert status == 200
         snap = json.loads(body)["snapshot"]
-        assert snap["name"] == "fresh" and "does not exist yet" in snap["error"] and snap["rows"] == []
+        assert snap["name"] == "fresh" and "no experiments recorded yet" in snap["error"] and snap["rows"] == []
         status, page = get(url + "/")
         assert status == 200 and "/static/app.js" in page
         # results appear later: the page's next poll sees them

@@ -176,15 +176,17 @@ def test_the_evaluator_is_stopped_at_a_limit_the_baseline_evaluations_set(tmp_pa
     assert Limits.of(Workspace.load(root).config, pinned(root)).evaluator == 120  # at least two minutes
 
 
-def test_a_pins_file_from_before_the_baseline_fields_still_loads(tmp_path):
+def test_a_pins_file_of_an_older_version_is_moved_into_the_database_once(tmp_path):
     root = tmp_path / "ws"
     root.mkdir()
-    path = pins.path_for(root)
+    path = pins.home() / "pins" / f"{pins._key(root)}.json"  # where pins were kept as files
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"root": str(root.resolve()), "harness_sha256": "h" * 64, "val_sha256": "v" * 64,
                                 "version": pins.VERSION}))
     old = pins.read(root)
     assert old is not None and old.baseline_startup is None and old.baseline_eval is None
+    assert not path.exists() and path.with_name(path.name + ".v0").is_file()  # moved, once
+    assert pins.read(root) == old
     pins.write(old.with_baseline(3.5, 12.0))
     assert pins.read(root) == replace(old, baseline_startup=3.5, baseline_eval=12.0)
 

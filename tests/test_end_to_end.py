@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 import subprocess
 import sys
 
 import pytest
+
+from autoresearch import pins
 
 SUMMARY = ("val_bpb", "training_seconds", "total_seconds", "startup_seconds", "peak_vram_mb",
            "mfu_percent", "total_tokens_M", "num_steps", "num_params_M", "depth")
@@ -23,7 +23,7 @@ def test_init_prepare_train_prints_a_finite_val_bpb_that_beats_uniform(tmp_path,
     assert r.returncode == 0, r.stderr
     r = run(sys.executable, "-m", "autoresearch", "prepare", cwd=ws)
     assert r.returncode == 0, r.stderr
-    assert (ws / ".autoresearch" / "val_sha256").read_text().strip()
+    assert len(pins.read(ws).val_sha256) == 64  # prepare pinned the split it made
     r = run(sys.executable, "train.py", cwd=ws, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     tail = r.stdout.split("\n---\n")[-1]

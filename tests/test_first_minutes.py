@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from support import cli
+from autoresearch.research.results import Row
+from support import cli, write_results
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +82,7 @@ def test_commands_run_where_run_made_research_find_it(tmp_path):
     made = cli("init", "research", "--template", "blank", "--command", "python score.py", "--metric", "score",
                "--editable", "score.py", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
-    (tmp_path / "research" / "results.tsv").write_text(
-        "commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\t1.000000\t0.0\tkeep\tbaseline\n")
+    write_results(tmp_path / "research", [Row("abc1234", 1.0, 0.0, "keep", "baseline", kind="baseline")])
     for args in (["status"], ["report"], ["status", "--json"]):
         done = cli(*args, cwd=tmp_path)
         assert done.returncode == 0, (args, done.stderr)

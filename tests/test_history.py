@@ -7,11 +7,10 @@ import json
 
 import pytest
 
-from autoresearch import resultsfile
 from autoresearch.research import keeprule
 from autoresearch.research.history import History, kept_mean
 from autoresearch.research.results import Row, parse
-from support import cli, git
+from support import cli, git, write_results
 
 B = "autoresearch/test"
 
@@ -148,10 +147,10 @@ def test_the_agents_prompt_and_status_json_show_the_same_frontier_value(tmp_path
     (root / "score.py").write_text("print('score: 1.8')\n")
     git(root, "commit", "-qam", "win")
     win = git(root, "rev-parse", "--short=7", "HEAD")
-    resultsfile.append(root / "results.tsv", [
+    write_results(root, [
         r(base, 2.00, kind="baseline"), r(base, 2.02, kind="baseline"),
         r(base, 2.04, kind="rerun"), r(win, 1.80, description="win"), r(win, 1.83, kind="confirm", description="win"),
-    ], "score")
+    ])
 
     snap = json.loads(cli("status", "--json", cwd=root).stdout)
     frontier = snap["summary"]["frontier"]

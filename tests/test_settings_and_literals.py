@@ -21,6 +21,7 @@ import pytest
 import tomlkit
 
 from autoresearch import pins
+from autoresearch.store import Store
 from autoresearch.config import Config
 from autoresearch.engine import guard
 from autoresearch.errors import AutoresearchError
@@ -174,7 +175,7 @@ def test_settings_accept_refuses_while_an_engine_holds_the_lock(ws):
 def test_an_older_workspace_is_pinned_from_its_committed_settings_not_the_tree(tmp_path):
     root = tmp_path / "old"
     llm_like(root)
-    pins.settings_path(root).unlink()  # as a workspace made before the settings were pinned
+    Store(pins.private_dir(root)).unpin("settings")  # as a workspace whose pinned settings were lost
     edit_toml(root, budget=15.0)  # an uncommitted edit in the tree
     assert Workspace.load(root).config.budget == 2
     assert pins.read_settings(root) == git(root, "show", "HEAD:autoresearch.toml") + "\n"

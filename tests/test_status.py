@@ -165,18 +165,23 @@ def test_status_with_missing_results_says_so(tmp_path):
     root = init_research(tmp_path / "fresh")
     done = cli("status", cwd=root)
     assert done.returncode == 0, done.stderr
-    assert "does not exist yet" in done.stdout and "Traceback" not in done.stderr
+    assert "no experiments recorded yet" in done.stdout and "Traceback" not in done.stderr
 
 
 def test_status_with_malformed_results_is_a_clear_error(tmp_path):
     root = init_research(tmp_path / "broken")
-    (root / "results.tsv").write_text("commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\toops\t0.0\tkeep\tx\n")
-    done = cli("status", cwd=root)
+    planted = root / "results.tsv"
+    planted.write_text("commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\toops\t0.0\tkeep\tx\n")
+    done = cli("status", cwd=root)  # the workspace's rows come from the engine's records, not this file
+    assert done.returncode == 0 and "no experiments recorded yet" in done.stdout and "oops" not in done.stdout
+    planted = tmp_path / "results.tsv"  # a results file outside any workspace is read as it is
+    planted.write_text((root / "results.tsv").read_text())
+    done = cli("status", "--results", str(planted), cwd=tmp_path)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.strip() == "error: results.tsv: line 2 is malformed (could not convert string to float: 'oops')"
     assert "line 2 is malformed" in done.stdout  # the rest of the table is still shown
-    done = cli("status", "--json", cwd=root)
+    done = cli("status", "--json", "--results", str(planted), cwd=tmp_path)
     assert done.returncode == 1 and "line 2 is malformed" in json.loads(done.stdout)["error"]
 
 

@@ -95,9 +95,9 @@ def history() -> History:
 
 
 def exit_line(start: int = 0) -> str:
-    """The loop's last line, its Summary settled as Loop._finish settles it."""
+    """The loop's last line, its SessionSummary settled as Loop._finish settles it."""
     h = history()
-    summary = loop.Summary(branch=B, metric="val_bpb", stopped="reached --max-experiments")
+    summary = loop.SessionSummary(branch=B, metric="val_bpb", stopped="reached --max-experiments")
     summary.settle(h, start, h.frontier_commit)
     return summary.line()
 

@@ -131,7 +131,7 @@ def settings(where, accept):
             ws, line = accept_settings(ws)
         click.echo(line)
         return
-    click.echo(f"# the settings of {ws.root}, pinned in {pins.settings_path(ws.root)}")
+    click.echo(f"# the settings of {ws.root}, pinned in {pins.where(ws.root)}")
     click.echo(ws.settings_text, nl=False)
     diff = settings_diff(ws)
     if not diff:

@@ -66,10 +66,11 @@ class KeepRule:
             raise AutoresearchError(f"{CONFIG_NAME}: [keep] needs wander >= 0 and luck >= 0")
 
 
-# Settings of the keep rule's earlier forms, read and ignored, so that an older workspace still
-# opens: the sequential test replaced the single-run bar (z, confirm), and the random-walk level
-# replaced the fitted straight-line drift (drift_z).
-LEGACY_KEEP = ("z", "confirm", "confirm_all", "drift_z")
+# Settings of earlier versions, read and ignored so that an older workspace still opens (the one
+# place that knows them): the keep rule's sequential test replaced the single-run bar (z,
+# confirm), its random-walk level the fitted straight-line drift (drift_z); the validation pin
+# moved out of the settings into the engine's database (autoresearch.pins).
+LEGACY = {"keep": ("z", "confirm", "confirm_all", "drift_z"), "harness": ("val_sha256",)}
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,6 @@ class Config:
     harness_record: bool = setting(True, "the run writes a JSON record to $AUTORESEARCH_RESULT", table="metric")
     harness_files: tuple[str, ...] = setting(("prepare.py",), table="harness", key="files")
     harness_sha256: str = setting("", table="harness", key="sha256")
-    val_sha256: str = setting("", "pinned by the first `prepare`", table="harness")
     keep: KeepRule = field(default_factory=KeepRule, metadata={"table": "keep"})
 
     def to_toml(self) -> str:
@@ -121,7 +121,7 @@ class Config:
         for f in fields(cls):
             if f.name == "keep":
                 table = _table(data, "keep")
-                known["keep"] = {k.name for k in fields(KeepRule)} | set(LEGACY_KEEP)
+                known["keep"] = {k.name for k in fields(KeepRule)}
                 values["keep"] = KeepRule(**{k.name: _convert(k, table[k.name], f"keep.{k.name}")
                                              for k in fields(KeepRule) if k.name in table})
                 continue
@@ -131,6 +131,7 @@ class Config:
             if key in table:
                 values[f.name] = _convert(f, table[key], f"{where}.{key}" if where else key)
         for where, keys in known.items():
+            keys = keys | set(LEGACY.get(where, ()))
             table = _table(data, where) if where else data
             unknown = sorted(k for k in table if k not in keys and not (where == "" and k in TABLES))
             if unknown:

@@ -47,7 +47,7 @@ MAX_AGENT_FAILURES = 3  # consecutive agent errors before the loop stops
 
 
 @dataclass
-class Summary:
+class SessionSummary:
     branch: str = ""
     experiments: int = 0  # proposals made this session (what --max-experiments counts)
     # what this session recorded, counted as every view counts (History.tally): experiments by
@@ -180,7 +180,7 @@ class Loop:
         self.agent_name = plan.agent
         self.stream = stream or sys.stdout
         self.out = out or (lambda line: print(line, file=self.stream, flush=True))
-        self.summary = Summary(metric=ws.config.metric)
+        self.summary = SessionSummary(metric=ws.config.metric)
         self.started = time.time()
         self.branch = ""
         self.rows_before = 0  # rows of the branch before this session
@@ -212,7 +212,7 @@ class Loop:
 
     # -- the loop ----------------------------------------------------------------
 
-    def run(self, agent: Agent | None = None) -> Summary:
+    def run(self, agent: Agent | None = None) -> SessionSummary:
         """The loop, with `agent` (checked already), or the plan's, loaded and checked here."""
         ws = self.ws
         seats = slots.local(self.plan.workers) if self.plan.workers is not None and self.plan.ray is None else []
@@ -412,7 +412,7 @@ class Loop:
 
 
 def run(start: str | Path, plan: Plan, *, out: Callable[[str], None] | None = None,
-        stream: TextIO | None = None) -> Summary:
+        stream: TextIO | None = None) -> SessionSummary:
     """Open (or create) the workspace, hold its lock, and run the loop. Ctrl-C ends it cleanly."""
     plan.check()
     agent = ready_agent(plan)  # every check that can fail comes before anything is created
@@ -425,7 +425,7 @@ def run(start: str | Path, plan: Plan, *, out: Callable[[str], None] | None = No
                 return Loop(ws, plan, out=say, stream=stream).run(agent)
         except KeyboardInterrupt:  # before the loop started: nothing to clean
             say("interrupted")
-            return Summary(stopped="interrupted", interrupted=True)
+            return SessionSummary(stopped="interrupted", interrupted=True)
 
 
-__all__ = ["Loop", "Plan", "Summary", "run", "date_tag", "setup_branch", "open_or_create"]
+__all__ = ["Loop", "Plan", "SessionSummary", "run", "date_tag", "setup_branch", "open_or_create"]

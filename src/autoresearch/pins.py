@@ -1,16 +1,18 @@
-"""The pins: the harness fingerprint and the validation split's sha256, kept outside the workspace.
+"""The pins: the harness fingerprint, the validation split's sha256, what the first baseline
+needed, and the settings, kept outside the workspace.
 
 Everything inside a workspace can be written by the agent (it edits files there) and the
-committed config can be rewritten with git, so the two numbers that make scores comparable
-are kept where neither the agent's edits nor a training run reach: one small JSON file per
-workspace in the engine's own folder (`$AUTORESEARCH_HOME/pins`, by default
-`$XDG_STATE_HOME/autoresearch/pins`, i.e. `~/.local/state/autoresearch/pins`). A training run
-never sees that folder (it is not bound into the sandbox).
+committed config can be rewritten with git, so what makes scores comparable is kept where
+neither the agent's edits nor a training run reach: in the engine's database of the workspace
+(autoresearch.store, in its private folder under `$AUTORESEARCH_HOME`, by default
+`$XDG_STATE_HOME/autoresearch`, i.e. `~/.local/state/autoresearch`). A training run never sees
+that folder (it is not bound into the sandbox).
 
-The harness is pinned when `init` makes the workspace, the validation split when `prepare`
-first makes it, and what the baseline needed (its time outside training, its evaluation) when
-the engine has measured the first baseline. A workspace made before pins existed is pinned
-from its config and state folder the first time the engine opens it.
+The harness and the settings are pinned when `init` makes the workspace, the validation split
+when `prepare` first makes it, and what the baseline needed (its time outside training, its
+evaluation) when the engine has measured the first baseline. Pins kept as files beside the
+database by an older version (`pins/<key>.json`, `pins/<key>.settings.json`) are moved in the
+first time they are read, and the files renamed with a `.v0` suffix.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from autoresearch.files import atomic_write
 
 VERSION = 1
 
@@ -58,20 +59,42 @@ def _key(root: Path) -> str:
     return hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:20]
 
 
-def path_for(root: Path) -> Path:
-    return home() / "pins" / f"{_key(root)}.json"
-
-
 def private_dir(root: Path) -> Path:
     """The engine's private state folder of the workspace at `root` (see autoresearch.state)."""
     return home() / "workspaces" / _key(root)
 
 
+def _store(root: Path):
+    from autoresearch.store import Store  # the store knows nothing of pins; only this module reads them
+
+    return Store(private_dir(root))
+
+
+def _pinned(root: Path, key: str, old_suffix: str) -> str | None:
+    """The pin `key` of the workspace; an older version's file moved in once."""
+    store = _store(root)
+    text = store.pinned(key)
+    if text is not None:
+        return text
+    old = home() / "pins" / f"{_key(root)}{old_suffix}"
+    try:
+        text = old.read_text()
+    except OSError:
+        return None
+    store.pin(key, text)
+    os.replace(old, old.with_name(old.name + ".v0"))
+    return text
+
+
+def where(root: Path) -> Path:
+    """The database the pins of the workspace at `root` live in (for people)."""
+    return _store(root).path
+
+
 def read(root: Path) -> Pins | None:
     try:
-        data = json.loads(path_for(root).read_text())
-        pins = Pins(**data)
-    except (OSError, ValueError, TypeError):
+        pins = Pins(**json.loads(_pinned(root, "pins", ".json") or "null"))
+    except (ValueError, TypeError):
         return None
     if pins.version != VERSION or pins.root != str(Path(root).resolve()):
         return None
@@ -79,9 +102,7 @@ def read(root: Path) -> Pins | None:
 
 
 def write(pins: Pins) -> Pins:
-    path = path_for(Path(pins.root))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(asdict(pins), indent=1) + "\n")
+    _store(Path(pins.root)).pin("pins", json.dumps(asdict(pins), indent=1))
     return pins
 
 
@@ -89,31 +110,37 @@ def fresh(root: Path, harness_sha256: str, val_sha256: str = "") -> Pins:
     return Pins(str(Path(root).resolve()), harness_sha256, val_sha256)
 
 
+def forget(root: Path) -> None:
+    """Drop the workspace's pins (an `init` that did not finish)."""
+    _store(root).unpin("pins", "settings")
+
+
 SETTINGS_VERSION = 1
 
 
-def settings_path(root: Path) -> Path:
-    """Where the pinned settings (autoresearch.toml's text) of the workspace at `root` live."""
-    return home() / "pins" / f"{_key(root)}.settings.json"
+def has_settings(root: Path) -> bool:
+    """Whether the workspace at `root` has pinned settings (without making a database)."""
+    from autoresearch.store import DB_NAME
+
+    return (private_dir(root) / DB_NAME).is_file() and read_settings(root) is not None \
+        or (home() / "pins" / f"{_key(root)}.settings.json").is_file()
 
 
 def read_settings(root: Path) -> str | None:
     """The pinned text of the workspace's autoresearch.toml; None when absent, of another
     workspace or version, or damaged (its text no longer matches its sha256)."""
     try:
-        data = json.loads(settings_path(root).read_text())
+        data = json.loads(_pinned(root, "settings", ".settings.json") or "null")
         text, digest = data["text"], data["sha256"]
         ok = (data.get("version") == SETTINGS_VERSION and data.get("root") == str(Path(root).resolve())
               and isinstance(text, str) and hashlib.sha256(text.encode()).hexdigest() == digest)
-    except (OSError, ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError):
         return None
     return text if ok else None
 
 
 def write_settings(root: Path, text: str) -> str:
-    path = settings_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"root": str(Path(root).resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest(),
               "version": SETTINGS_VERSION, "text": text}
-    atomic_write(path, json.dumps(record, indent=1) + "\n")
+    _store(root).pin("settings", json.dumps(record, indent=1))
     return text

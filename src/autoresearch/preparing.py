@@ -103,5 +103,4 @@ def prepare(ws: Workspace) -> dict | None:
             )
     else:
         pins.write(ws.pins.with_val(record["val_sha256"]))
-        ws.state.pin_val(record["val_sha256"])  # a copy for the views; the engine reads the pins
     return record

@@ -19,7 +19,7 @@ def read(path: Path) -> tuple[str, list[Row]]:
     """(metric, rows) of a results file; AutoresearchError when it is missing or malformed."""
     path = Path(path)
     if not path.exists():
-        raise AutoresearchError(f"{path} does not exist yet: no experiments recorded")
+        raise AutoresearchError(f"{path} does not exist yet: no experiments recorded yet")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:

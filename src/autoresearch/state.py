@@ -3,8 +3,8 @@
 Two folders. `.autoresearch/` in the workspace holds what watchers read and what agents
 keep; the agent can write there (it edits files in the workspace), so the engine trusts
 nothing in it. What the engine decides by lives in its private folder outside the workspace
-(`pins.private_dir`, beside the pins), where neither a training run (the sandbox does not
-bind it) nor the agent's edits of the workspace reach.
+(`pins.private_dir`, whose database also holds the pins), where neither a training run (the
+sandbox does not bind it) nor the agent's edits of the workspace reach.
 
 | file | record | written by | read by |
 | --- | --- | --- | --- |
@@ -14,7 +14,6 @@ bind it) nor the agent's edits of the workspace reach.
 | private `runs/` | the evaluator's record of the run in flight | the engine | the engine |
 | `current.json` | `Current`: the run in flight, for watchers | the engine | status, dashboard |
 | `loop.json` | `LoopState`: what `autoresearch run` is doing | the loop | status, dashboard |
-| `val_sha256` | a copy of the validation split's pin, for the views | `prepare` | the views |
 
 Beside them in `.autoresearch/`: `diffs/` (diffs kept for the agent's prompt) and the agents'
 own files (prompts, transcripts, the built-in agent's search state). Compile caches live in
@@ -43,7 +42,6 @@ VERSION = 1
 CURRENT = "current.json"
 LOOP = "loop.json"
 LOCK = "lock"
-VAL_PIN = "val_sha256"
 WORKER_CURRENT = "current-*.json"  # current-<worker>.json: a pool's workers (StateFolder.seat)
 
 R = TypeVar("R")
@@ -164,18 +162,6 @@ class StateFolder:
 
     def write_loop(self, loop: LoopState) -> None:
         write_json(self.path / LOOP, asdict(loop))
-
-    # -- the validation pin ------------------------------------------------------------
-
-    def pinned_val(self) -> str | None:
-        try:
-            return (self.path / VAL_PIN).read_text().strip() or None
-        except OSError:
-            return None
-
-    def pin_val(self, sha256: str) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path / VAL_PIN, sha256 + "\n")
 
     # -- the lock ----------------------------------------------------------------------
 

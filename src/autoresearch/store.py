@@ -7,7 +7,7 @@ What it holds (and nothing else writes it):
 | `rows` | every results row the engine recorded, in order (the ledger) | `record` | History, recovery |
 | `journals` | each experiment in flight: enough to finish it after `kill -9` | the engine, step by step | recovery |
 | `seen` | which code already ran, by the content of its editable files | `remember` | the guard |
-| `meta` | the schema version | `open` | `open` |
+| `meta` | the schema version; the pins (harness, validation split, baseline needs) and the pinned settings (autoresearch.pins) | `open`, `pin` | `open`, `pinned` |
 
 A decision is one transaction: its rows go in and its journal is marked recorded together, so
 a kill at any point leaves either both or neither. WAL mode: readers (the views, another
@@ -312,6 +312,20 @@ class Store:
                 conn.execute("DELETE FROM meta WHERE key = 'note'")
         return note
 
+    # -- pins: what makes scores comparable, written by init, prepare and the first baseline -----
+
+    def pinned(self, key: str) -> str | None:
+        """A pin's text (autoresearch.pins says which there are); None when not pinned."""
+        return self._meta(f"pin:{key}")
+
+    def pin(self, key: str, text: str) -> None:
+        self._set_meta(f"pin:{key}", text)
+
+    def unpin(self, *keys: str) -> None:
+        conn = self._db()
+        with _transaction(conn):
+            conn.executemany("DELETE FROM meta WHERE key = ?", [(f"pin:{k}",) for k in keys])
+
     # -- meta -------------------------------------------------------------------------------
 
     def _meta(self, key: str) -> str | None:
@@ -326,13 +340,12 @@ class Store:
     # -- an older workspace's files, moved in once ---------------------------------------------
 
     def _migrate_files(self, conn: sqlite3.Connection) -> str:
-        """Version 0 to 1: the ledger TSV (or, before the ledger, the workspace's results.tsv),
-        the journal files and seen.json, into the database; each old file renamed `.v0`."""
+        """Version 0 to 1: the ledger TSV, the journal files and seen.json, into the database;
+        each old file renamed `.v0`. (The workspace's results.tsv is never read: the agent can
+        write it.)"""
         moved = []
-        ledger = self.private / "results.tsv"
-        source = ledger if ledger.is_file() else self.public if self.public and self.public.is_file() \
-            and not self.public.is_symlink() else None
-        if source is not None:
+        source = ledger = self.private / "results.tsv"
+        if ledger.is_file():
             try:
                 rows = parse(source.read_text(), source.name)[1]
             except (OSError, UnicodeDecodeError, ResultsError) as exc:

@@ -112,12 +112,12 @@ class Workspace(Folder):
 
     @property
     def pins(self) -> pins.Pins:
-        """The harness and validation pins from the engine's own folder; a workspace made before
-        they existed is pinned from its config and state folder on first use."""
+        """The harness and validation pins from the engine's database; pins that were lost (the
+        engine's folder wiped) are made again from the committed harness fingerprint, and the
+        validation split is pinned again by the next `prepare`."""
         found = pins.read(self.root)
         if found is None:
-            val = self.state.pinned_val() or self.config.val_sha256
-            found = pins.write(pins.fresh(self.root, self.config.harness_sha256, val))
+            found = pins.write(pins.fresh(self.root, self.config.harness_sha256))
         return found
 
     def harness_ok(self) -> bool:
@@ -159,7 +159,7 @@ def is_workspace(folder: Path) -> bool:
     """A folder with an autoresearch.toml, or a git repository whose settings are pinned (the
     agent deleting the file does not hide the workspace from the engine)."""
     folder = Path(folder)
-    return (folder / CONFIG_NAME).is_file() or (pins.settings_path(folder).is_file() and gitrepo.is_repo(folder))
+    return (folder / CONFIG_NAME).is_file() or (gitrepo.is_repo(folder) and pins.has_settings(folder))
 
 
 def pinned_settings(root: Path) -> str:
@@ -349,7 +349,7 @@ def _create(target: Path, files: dict[str, str], config: Config) -> Workspace:
         pins.write(pins.fresh(target, config.harness_sha256))
         pins.write_settings(target, config.to_toml())
     except BaseException:
-        pins.settings_path(target).unlink(missing_ok=True)
+        pins.forget(target)
         if created:
             shutil.rmtree(target, ignore_errors=True)
         else:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, TextIO
 
-from autoresearch import gitrepo, pins, preparing, proc, sandbox
+from autoresearch import gitrepo, pins, preparing, proc, runlog, sandbox
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.lifecycle import Pen
 from autoresearch.engine.slots import Slot
@@ -38,10 +38,7 @@ from autoresearch.workspace import Workspace
 RESULT_VARIABLE = "AUTORESEARCH_RESULT"
 DEADLINE_VARIABLE = "AUTORESEARCH_DEADLINE"  # Unix time at which the trainer is killed
 _SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
-_STEP = re.compile(r"^step\s+(\d+)\b(.*)$")
-_EVALUATING = re.compile(r"^evaluating\b")  # the harness's evaluate_bpb says so when it starts
 LIVE_READ_BYTES = 64 * 1024
-_FIELD = re.compile(r"\b(loss|remaining|progress)\s+([-+0-9.eE]+)(%|s)?")
 
 
 def command_argv(command: str) -> list[str]:
@@ -66,8 +63,7 @@ class LiveLine:
 
     def __init__(self, stream: TextIO, log_path: Path, label: str):
         self.stream, self.log_path, self.label = stream, log_path, label
-        self.last = ""
-        self.evaluating = False
+        self.evaluating = False  # set by the runner while the engine's evaluator runs
         self.shown = False
 
     def __call__(self, elapsed: float) -> None:
@@ -75,24 +71,17 @@ class LiveLine:
         raw = read_tail(self.log_path, LIVE_READ_BYTES)
         if raw is None:
             return
-        for line in reversed(raw.replace("\r", "\n").split("\n")[:-1]):
-            text = line.strip()
-            if _EVALUATING.match(text):
-                self.evaluating = True
-                break
-            if _STEP.match(text):
-                self.last, self.evaluating = text, False
-                break
+        found = runlog.progress(raw[:raw.rfind("\n") + 1])  # a half-written last line waits for its end
+        evaluating = self.evaluating or (found is not None and found.evaluating)
         parts = [self.label, f"{elapsed:4.0f} s"]
-        m = _STEP.match(self.last)
-        if m:
-            fields = {k: v for k, v, _ in _FIELD.findall(m.group(2))}
-            parts.append(f"step {int(m.group(1))}")
-            if "loss" in fields:
-                parts.append(f"loss {float(fields['loss']):.4f}")
-            if "remaining" in fields and not self.evaluating:
-                parts.append(f"{float(fields['remaining']):.0f} s left")
-        if self.evaluating:
+        if found is not None:
+            parts.append(f"step {found.step}")
+            loss, left = found.fields.get("loss"), found.fields.get("remaining")
+            if isinstance(loss, float):
+                parts.append(f"loss {loss:.4f}")
+            if isinstance(left, float) and not evaluating:
+                parts.append(f"{left:.0f} s left")
+        if evaluating:
             parts.append("evaluating")
         text = printable(" | ".join(parts)).replace("\n", " ")
         self.stream.write("\r\x1b[K" + text[:100])

@@ -142,7 +142,9 @@ class Pace:
 
 
 @dataclass(frozen=True)
-class Usage:
+class Spend:
+    """What the agents cost over a line of research (None: no row reported it)."""
+
     tokens_in: int | None
     tokens_out: int | None
     cost_usd: float | None
@@ -391,10 +393,10 @@ class History:
         return Pace(elapsed, per_hour, runs_per_hour, sum(train) if train else None, share)
 
     @cached_property
-    def usage(self) -> Usage:
+    def usage(self) -> Spend:
         def total(values: Sequence):
             present = [v for v in values if v is not None]
             return sum(present) if present else None
 
-        return Usage(total([r.tokens_in for r in self.rows]), total([r.tokens_out for r in self.rows]),
+        return Spend(total([r.tokens_in for r in self.rows]), total([r.tokens_out for r in self.rows]),
                      total([r.cost_usd for r in self.rows]))

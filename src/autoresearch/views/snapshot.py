@@ -72,11 +72,19 @@ class Source(Folder):
                 return db
         return self.results_path
 
+    def recorded(self) -> bool:
+        """Whether anything was recorded yet (rows in the engine's records, or a results file)."""
+        path = self.rows_path
+        return bool(store.read_rows(path.parent)) if path.name == store.DB_NAME else path.exists()
+
     def read(self) -> tuple[str, list[Row]]:
         """(metric, rows); AutoresearchError when the results file is missing or malformed."""
         path = self.rows_path
         if path.name == store.DB_NAME:
-            return self.config.metric, store.read_rows(path.parent)
+            rows = store.read_rows(path.parent)
+            if not rows:  # whatever results.tsv holds then, the engine did not write it
+                raise AutoresearchError(f"no experiments recorded yet in {self.root}")
+            return self.config.metric, rows
         return resultsfile.read(path)
 
 

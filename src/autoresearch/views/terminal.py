@@ -181,7 +181,7 @@ def status(where: str | Path = ".", results: str | Path | None = None, as_json: 
         print(json.dumps(snap.to_json(), indent=2, default=str))
     else:
         (console or Console()).print(render(snap))
-    if snap.error and source.results_path.exists():  # malformed (a missing one is just "nothing yet")
+    if snap.error and source.recorded():  # malformed (nothing recorded yet is not an error)
         raise AutoresearchError(snap.error)
     return snap
 

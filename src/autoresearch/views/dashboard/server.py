@@ -61,7 +61,7 @@ def _host_of(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-class Guard:
+class HostCheck:
     """ASGI middleware: loopback Host check (when bound to loopback) and security headers."""
 
     def __init__(self, app, loopback_only: bool) -> None:
@@ -247,7 +247,7 @@ def create_app(sources: list[Source], loopback_only: bool = True):
         Route("/api/detail", dash.api_detail),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ])
-    return Guard(app, loopback_only)
+    return HostCheck(app, loopback_only)
 
 
 def bind(host: str, port: int) -> socket.socket:
