@@ -120,6 +120,48 @@ def test_the_live_line_says_evaluating_once_the_harness_does(tmp_path):
     assert last.endswith("evaluating") and "s left" not in last
 
 
+def test_the_live_line_goes_on_while_the_engines_evaluator_runs(tmp_path):
+    """The trainer printed its last step and exited; the evaluator is a process of its own that
+    writes nothing to the trainer's log: the line says evaluating and its clock goes on."""
+    import io
+
+    from autoresearch.engine.runner import LiveLine
+
+    log = tmp_path / "run.log"
+    log.write_text("step 00054 | progress 100.0% | loss 3.100000 | remaining 0s\nhanded over to the evaluator\n")
+    stream = io.StringIO()
+    line = LiveLine(stream, log, "baseline abc1234")
+    line(13.0)
+    assert "0 s left" in stream.getvalue().rsplit("\r\x1b[K", 1)[-1]
+    line.evaluate(after=13.1)
+    line(4.0)  # the evaluator's own clock
+    last = stream.getvalue().rsplit("\r\x1b[K", 1)[-1]
+    assert "  17 s" in last and last.endswith("evaluating") and "s left" not in last and "step 54" in last
+
+
+def test_status_says_evaluating_while_the_engines_evaluator_runs(tmp_path):
+    import os
+    import time
+
+    from autoresearch.state import Current, StateFolder
+    from autoresearch.views.snapshot import running
+    from autoresearch.views.terminal import progress_text
+
+    class Source:  # what `running` reads of a workspace
+        state = StateFolder(tmp_path)
+        log_path = tmp_path / "run.log"
+
+    Source.log_path.write_text("step 00054 | progress 100.0% | loss 3.100000 | remaining 0s\n")
+    now = time.time()
+    current = Current("abc1234", "x", "experiment", started_at=now - 20, pid=os.getpgrp())
+    info = running(Source, now, current)
+    assert "evaluating" not in info["progress"]
+    from dataclasses import replace
+    info = running(Source, now, replace(current, phase="evaluating"))
+    assert info["progress"]["evaluating"] is True and info["alive"]
+    assert "evaluating" in progress_text(info) and "remaining" not in progress_text(info)
+
+
 def test_status_says_evaluating_too():
     from autoresearch.views.snapshot import parse_progress
     from autoresearch.views.terminal import progress_text

@@ -168,6 +168,7 @@ def test_three_workers_on_the_blank_template(tmp_path, agent):
     r = run_pool(ws.root, agent, "--workers", "3", "--max-experiments", "5", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "3 workers: w1 on 1 CPU thread" in r.stdout or "3 workers: w1 on" in r.stdout
+    assert ("warning: 3 workers on" in r.stdout) == (slots.cores() < 3)  # said, not refused: this command computes little
     got = rows(ws.root)
     assert sorted(x.description for x in got if x.kind == "experiment") == [f"VALUE {v}" for v in (0.5, 1.1, 1.2, 1.3, 1.4)]
     assert len({x.worker for x in got if x.kind != "baseline"}) >= 2
@@ -180,6 +181,9 @@ def test_slots_share_the_machine_and_never_mix_gpu_models():
     cpu = slots.local(2, models=[], cpus=4)
     assert [s.name for s in cpu] == ["w1", "w2"] and all(dict(s.env)["OMP_NUM_THREADS"] == "2" for s in cpu)
     assert dict(slots.local(3, models=[], cpus=2)[0].env)["OMP_NUM_THREADS"] == "1"
+    assert slots.oversubscribed(slots.local(2, models=[], cpus=2), cpus=2) == ""
+    warning = slots.oversubscribed(slots.local(3, models=[], cpus=2), cpus=2)
+    assert warning.startswith("warning: 3 workers on 2 CPU cores") and "--workers 2 or fewer" in warning
     gpus = slots.local("auto", models=["NVIDIA H100"] * 4, environ={})
     assert [(s.name, s.gpu, dict(s.env)["CUDA_VISIBLE_DEVICES"]) for s in gpus] == [
         ("w1", 0, "0"), ("w2", 1, "1"), ("w3", 2, "2"), ("w4", 3, "3")]

@@ -216,13 +216,15 @@ class Loop:
         """The loop, with `agent` (checked already), or the plan's, loaded and checked here."""
         ws = self.ws
         seats = slots.local(self.plan.workers) if self.plan.workers is not None and self.plan.ray is None else []
+        if slots.oversubscribed(seats):
+            self.out(slots.oversubscribed(seats))
         # with a pool, the baseline runs on the first worker's share of the machine, as candidates will
         engine = Engine(ws, out=self.out, stream=self.stream,
                         **({"slot": replace(seats[0], name=""), "live": False} if seats else {}))
         note = engine.recover()
         if note:
             self.out(note)
-        engine.history("")  # a malformed results.tsv stops us here, before anything changes
+        engine.history("")  # damaged records stop us here, before anything changes
         dirty = engine.guard.dirty()
         if dirty:
             shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")

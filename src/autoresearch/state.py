@@ -59,6 +59,7 @@ class Current:
     pid: int | None = None  # the process group, once started
     agent: str = ""
     worker: str = ""  # with `run --workers N`: which worker runs it
+    phase: str = "training"  # training | evaluating (the engine's evaluator, once the trainer exited)
     version: int = VERSION
 
 

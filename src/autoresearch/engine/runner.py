@@ -63,7 +63,8 @@ class LiveLine:
 
     def __init__(self, stream: TextIO, log_path: Path, label: str):
         self.stream, self.log_path, self.label = stream, log_path, label
-        self.evaluating = False  # set by the runner while the engine's evaluator runs
+        self.evaluating = False  # while the engine's evaluator runs (evaluate)
+        self.offset = 0.0  # the trainer's seconds, once the evaluator's clock ticks
         self.shown = False
 
     def __call__(self, elapsed: float) -> None:
@@ -73,7 +74,7 @@ class LiveLine:
             return
         found = runlog.progress(raw[:raw.rfind("\n") + 1])  # a half-written last line waits for its end
         evaluating = self.evaluating or (found is not None and found.evaluating)
-        parts = [self.label, f"{elapsed:4.0f} s"]
+        parts = [self.label, f"{elapsed + self.offset:4.0f} s"]
         if found is not None:
             parts.append(f"step {found.step}")
             loss, left = found.fields.get("loss"), found.fields.get("remaining")
@@ -87,6 +88,11 @@ class LiveLine:
         self.stream.write("\r\x1b[K" + text[:100])
         self.stream.flush()
         self.shown = True
+
+    def evaluate(self, after: float) -> None:
+        """The trainer exited after `after` seconds and the evaluator starts: the line says so,
+        and its clock goes on from there."""
+        self.evaluating, self.offset = True, after
 
     def clear(self) -> None:
         if self.shown:
@@ -173,7 +179,8 @@ class Runner:
 
         def on_start(pgid: int) -> None:
             pen.update(pgid=pgid)
-            self.state.write_current(replace(current, pid=pgid))
+            now = self.state.current() or current
+            self.state.write_current(replace(now, pid=pgid))
 
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-run-"))
         try:
@@ -224,8 +231,11 @@ class Runner:
             evaluation = None
             if self.ws.config.harness_record and outcome.returncode == 0 and not outcome.timed_out:
                 if live is not None:
-                    live.evaluating = True
-                evaluation = self._evaluate(stage, result_path, on_start, disk)
+                    live.evaluate(after=outcome.seconds)
+                now = self.state.current()
+                if now is not None:  # watchers say "evaluating" from here on
+                    self.state.write_current(replace(now, phase="evaluating"))
+                evaluation = self._evaluate(stage, result_path, on_start, disk, live)
                 self._halted()
         finally:
             if live is not None:
@@ -249,7 +259,8 @@ class Runner:
         first = (read_log(log_path).strip().splitlines() or [f"exit status {outcome.returncode}"])[0][:150]
         raise MachineError(f"{what} could not start: {first}")
 
-    def _evaluate(self, stage: "Stage", result_path: Path, on_start, disk: "DiskGuard") -> proc.RunOutcome:
+    def _evaluate(self, stage: "Stage", result_path: Path, on_start, disk: "DiskGuard",
+                  live: "LiveLine | None" = None) -> proc.RunOutcome:
         """The evaluator process on the hand-over: its output follows the trainer's in run.log."""
         job = stage.evaluator_job(result_path)
         record = sandbox.prepare_folder(stage.scratch / "record", stage.box.owner())
@@ -258,7 +269,7 @@ class Runner:
         outcome = self._supervise_jailed(
             stage.box, [sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)], jail,
             {**jail.env, RESULT_VARIABLE: str(result_path)}, stage.scratch, eval_log, self.limits.evaluator,
-            "the evaluator's sandbox", on_start=on_start, stop_when=self._stop_when(disk))
+            "the evaluator's sandbox", on_start=on_start, on_tick=live, stop_when=self._stop_when(disk))
         with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
             log.write(b"\n[the engine's evaluator]\n")
             log.write(Path(eval_log).read_bytes()[-LOG_READ_BYTES:])

@@ -39,6 +39,25 @@ class Slot:
         return f"{self.name} on {threads} CPU thread{'s' if threads != '1' else ''}" if threads else self.name
 
 
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def oversubscribed(seats: list[Slot], cpus: int | None = None) -> str:
+    """A warning when CPU workers outnumber the cores ("" when each has a core of its own).
+    Not refused: a command that waits (on a remote machine, on a server) needs no core."""
+    cpus = cpus or cores()
+    if not seats or any(s.gpu is not None for s in seats) or len(seats) <= cpus:
+        return ""
+    return (f"warning: {len(seats)} workers on {cpus} CPU core{'s' if cpus != 1 else ''}: their runs share cores, so "
+            f"each trains fewer steps in its budget and its score moves with the others' load (a change can look "
+            f"better or worse than it is); use --workers {cpus} or fewer, unless the command waits rather than computes")
+
+
 def parse_count(value: str) -> int | str:
     """`--workers` as given: a positive number, or "auto"."""
     if value.strip().lower() == AUTO:
@@ -98,6 +117,5 @@ def local(count: int | str, *, models: list[str] | None = None, cpus: int | None
         return [Slot(f"w{k + 1}", (("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), ("CUDA_VISIBLE_DEVICES", str(i))), gpu=i)
                 for k, i in enumerate(indices[:n])]
     n = 1 if count == AUTO else int(count)
-    cores = cpus or os.cpu_count() or 1
-    threads = str(max(1, cores // n))
+    threads = str(max(1, (cpus or cores()) // n))
     return [Slot(f"w{k + 1}", tuple((v, threads) for v in THREAD_VARIABLES)) for k in range(n)]

@@ -263,6 +263,8 @@ def running(source: Source, now: float | None = None, current: Current | None = 
         info["alive"] = pid_alive(current.pid)
     text = read_tail(log or source.log_path, 16 * 1024)
     info["progress"] = parse_progress(text) if text else None
+    if current.phase == "evaluating":  # the trainer exited; the engine's evaluator scores its model
+        info["progress"] = {**(info["progress"] or {}), "evaluating": True}
     if current.worker:
         info["worker"] = current.worker
     return info

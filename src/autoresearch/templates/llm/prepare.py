@@ -623,33 +623,41 @@ def evaluate_bpb(model, tokenizer, batch_size):
         return float("nan")
     device = next(model.parameters()).device
     check_val_split()
-    losses = lambda x, y: model(x, y, reduction="none")
+    losses = lambda x, y, first: model(x, y, reduction="none")
     return _score(losses, batch_size, device, Tokenizer.from_directory().get_bos_token_id())[0]
 
 
-def _score(losses_of, batch_size, device, bos):
+def _score(losses_of, batch_size, device, bos, workers=1):
     """(bits per byte, tokens, bytes): the summed cross-entropy of the logits over the first
     EVAL_TOKENS // MAX_SEQ_LEN validation rows, over the target tokens' UTF-8 bytes, in bits.
-    Special tokens (BOS) count in neither sum; the rows scored do not depend on batch_size."""
+    Special tokens (BOS) count in neither sum; the rows scored do not depend on batch_size.
+    losses_of(x, y, first) gives each batch's per-token losses; with `workers` > 1 that many
+    batches are scored at once, each on one thread (a small model's forward pass uses one core
+    far better than several), and summed in order, so the result does not depend on it."""
     token_bytes = get_token_bytes(device)
     rows = max(1, EVAL_TOKENS // MAX_SEQ_LEN)
     print(f"evaluating: {rows * MAX_SEQ_LEN:,} validation tokens", flush=True)
     loader = make_dataloader(_Bos(bos), batch_size, MAX_SEQ_LEN, "val", device=device)
-    total_nats = torch.zeros((), dtype=torch.float64, device=device)
-    total_bytes = torch.zeros((), dtype=torch.int64, device=device)
-    total_tokens, done = 0, 0
+    batches, done = [], 0
     while done < rows:
         x, y, _ = next(loader)
-        take = min(batch_size, rows - done)
-        loss = losses_of(x, y).reshape(y.shape)[:take].reshape(-1).double()
+        batches.append((len(batches), x, y, min(batch_size, rows - done)))
+        done += batches[-1][-1]
+
+    def one(batch):
+        i, x, y, take = batch
+        loss = losses_of(x, y, i == 0).reshape(y.shape)[:take].reshape(-1).double()
         nbytes = token_bytes[y[:take].reshape(-1)]
         counted = nbytes > 0
-        total_nats += torch.where(counted, loss, torch.zeros_like(loss)).sum()
-        total_bytes += nbytes.sum()
-        total_tokens += int(counted.sum().item())
-        done += take
-    nats, nbytes = total_nats.item(), total_bytes.item()
-    return nats / (math.log(2) * nbytes), total_tokens, nbytes
+        return torch.where(counted, loss, torch.zeros_like(loss)).sum(), nbytes.sum(), counted.sum()
+
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(one, batches))
+    else:
+        parts = [one(b) for b in batches]
+    nats, nbytes, tokens = (torch.stack(column).sum().item() for column in zip(*parts))
+    return nats / (math.log(2) * nbytes), int(tokens), int(nbytes)
 
 
 class _Bos:
@@ -937,34 +945,49 @@ def score_handover(folder, device=None):
     token_bytes = get_token_bytes("cpu")
     bos = token_bytes.numel() - len(SPECIAL_TOKENS)  # the first special token; see train_tokenizer
     vocab = token_bytes.numel()
+    t0 = time.perf_counter()
     module, batch = load_handover(folder, device)
-    scored = []
+    loaded = time.perf_counter() - t0
 
-    def losses(x, y):  # the cross-entropy of the logits, computed here, never by the program
-        log_probs = _scored_log_probs(module, x, vocab, again=not scored)
-        scored.append(len(x))
-        return -log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    def losses(x, y, first):  # the cross-entropy of the logits, computed here, never by the program
+        with torch.inference_mode():  # per thread, like no_grad
+            logits, lse = _scored_log_probs(module, x, vocab, again=first)
+            return lse - logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
+    # on the CPU, one batch per core at once, each on one thread (the trainer has exited: every
+    # core it had is the evaluator's); an accelerator takes the batches one after the other
+    workers = torch.get_num_threads() if device.type == "cpu" else 1
+    torch.set_num_threads(1 if workers > 1 else torch.get_num_threads())
+    t0 = time.perf_counter()
     with torch.no_grad():
-        bpb, tokens, nbytes = _score(losses, batch, device, bos)
-    return {"val_bpb": bpb, "tokens": tokens, "bytes": nbytes, "val_sha256": val_sha, "batch_size": batch}
+        bpb, tokens, nbytes = _score(losses, batch, device, bos, workers)
+    return {"val_bpb": bpb, "tokens": tokens, "bytes": nbytes, "val_sha256": val_sha, "batch_size": batch,
+            "load_seconds": round(loaded, 3), "score_seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _finite(logits):
-    """Whether every logit is finite, as a tensor (nothing waits for the device); amax and amin
-    carry NaN through, and two reductions cost far less than isfinite(logits).all()."""
-    return torch.isfinite(logits.amax()) & torch.isfinite(logits.amin())
-
-
-def _log_probs(module, x, vocab):
-    """log_softmax of model(x) in float32, and whether every logit was finite. The program gets a
-    copy of x, which shares its memory with the targets."""
+def _logits(module, x, vocab, lse=True):
+    """model(x) in float32, the log-sum-exp of each position (with `lse`), and whether every
+    logit was finite (as a tensor: nothing waits for the device). The program gets a copy of x,
+    which shares its memory with the targets. A NaN or +inf logit makes its position's
+    log-sum-exp NaN or inf, and amin catches -inf and NaN: two reductions, where
+    isfinite(logits).all() would cost far more."""
     logits = _checked_logits(module(x.clone()), x, vocab)
-    return torch.log_softmax(logits, dim=-1), _finite(logits)
+    if not lse:
+        return logits, None, torch.isfinite(logits.amax()) & torch.isfinite(logits.amin())
+    lse = torch.logsumexp(logits, dim=-1)
+    return logits, lse, torch.isfinite(lse).all() & torch.isfinite(logits.amin())
+
+
+def _largest_change(a, lse_a, b, lse_b):
+    """The largest difference between two rows' (or batches') log-probabilities, each clamped
+    from below at CHECK_FLOOR, as a tensor: no log_softmax is kept, one pass at a time in place."""
+    got = (a - lse_a.unsqueeze(-1)).clamp_min_(CHECK_FLOOR)
+    return got.sub_((b - lse_b.unsqueeze(-1)).clamp_min_(CHECK_FLOOR)).abs_().amax()
 
 
 def _scored_log_probs(module, x, vocab, again=False):
-    """The log-probabilities of model(x), returned only after one more call has checked them.
+    """The logits of model(x) and their log-sum-exp per position (so the log-probability of a
+    token is its logit minus that), returned only after one more call has checked them.
 
     The check call gets a variant of x that the program cannot foresee: its rows in a random
     order, and each row's tokens from a random cut on replaced by other tokens (each differs
@@ -974,31 +997,30 @@ def _scored_log_probs(module, x, vocab, again=False):
     checked, so is one that behaves differently when it is checked. The randomness comes from
     os.urandom for each batch: train.py can read this file, so a fixed seed would tell it where
     the cuts fall. With `again` (the first batch), x is also scored a second time and must give
-    the same log-probabilities. The cost: one more forward per batch, its log_softmax made a few
-    rows at a time."""
+    the same log-probabilities. The cost: one more forward per batch, and the comparison of each
+    row's prefix only (the positions after its cut are not compared, so not computed)."""
     B, T = x.shape
-    log_probs, finite = _log_probs(module, x, vocab)
+    logits, lse, finite = _logits(module, x, vocab)
     rng = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
-    order = torch.randperm(B, generator=rng).to(x.device)
-    cuts = torch.randint(1, max(T, 2), (B, 1), generator=rng)
-    later = (torch.arange(T)[None, :] >= cuts).to(x.device)  # [B, T]: the tokens replaced, by row of x
+    order = torch.randperm(B, generator=rng)
+    cuts = torch.randint(1, max(T, 2), (B,), generator=rng)
+    later = (torch.arange(T)[None, :] >= cuts[:, None]).to(x.device)  # [B, T]: the tokens replaced, by row of x
     other = (x + torch.randint(1, vocab, (B, T), generator=rng).to(x.device)) % vocab
-    variant = torch.where(later, other, x)[order]  # its row i is row order[i] of x, changed
-    logits = _checked_logits(module(variant), variant, vocab)
-    finite &= _finite(logits)
+    variant = torch.where(later, other, x)[order.to(x.device)]  # its row i is row order[i] of x, changed
+    checked, _, finite_v = _logits(module, variant, vocab, lse=False)  # compared before the cuts only
+    finite &= finite_v
     worst = torch.zeros((), device=x.device)
-    step = max(1, (1 << 24) // (T * vocab))
-    for i in range(0, B, step):
-        source = order[i:i + step]
-        diff = torch.log_softmax(logits[i:i + step], dim=-1).clamp_min_(CHECK_FLOOR)
-        diff.sub_(log_probs[source].clamp_min_(CHECK_FLOOR)).abs_()
-        worst = torch.maximum(worst, diff.amax(-1).masked_fill_(later[source], 0).amax())
-    del logits, diff
+    for i, (source, cut) in enumerate(zip(order.tolist(), cuts[order].tolist())):
+        prefix = checked[i, :cut]
+        worst = torch.maximum(worst, _largest_change(prefix, torch.logsumexp(prefix, dim=-1),
+                                                     logits[source, :cut], lse[source, :cut]))
+    del checked
     changed = torch.zeros((), device=x.device)
     if again:
-        repeated, repeated_finite = _log_probs(module, x, vocab)
-        finite &= repeated_finite
-        changed = (repeated.clamp_min_(CHECK_FLOOR) - log_probs.clamp_min(CHECK_FLOOR)).abs_().amax()
+        repeated, lse_r, finite_r = _logits(module, x, vocab)
+        finite &= finite_r
+        for i in range(B):
+            changed = torch.maximum(changed, _largest_change(repeated[i], lse_r[i], logits[i], lse[i]))
         del repeated
     finite, worst, changed = torch.stack([finite.float(), worst, changed]).tolist()
     if not finite:
@@ -1009,7 +1031,7 @@ def _scored_log_probs(module, x, vocab, again=False):
     if not worst <= CHECK_TOL:
         raise HarnessError("the model is not causal, or its rows are not independent: the logits of a row's "
                            "prefix changed with its later tokens or with the other rows; refusing to score it")
-    return log_probs
+    return logits, lse
 
 
 # ---------------------------------------------------------------------------
