@@ -181,3 +181,31 @@ def test_labels_name_baseline_runs_re_runs_and_interrupted_runs():
     assert h.tally().interrupted_runs == 2 and h.tally().outcomes["interrupted"] == 1
     upstream = History([r("a000000", 1.0, branch=""), r("b000000", 0.9, branch="")])
     assert upstream.baseline_indices == {0} and upstream.label(0) == "baseline"
+
+
+def _timed(commit: str, at: str, worker: str = "", **times) -> Row:
+    return r(commit, 1.0, timestamp=f"2026-12-06T10:{at}Z", worker=worker, **times)
+
+
+def test_the_time_split_says_where_the_wall_clock_went():
+    """Two runs 100 s apart, each 40 s training + 10 s start-up and hand-over, 20 s evaluator,
+    5 s engine: the first row's whole run (75 s) counts from its start, so 175 s elapsed."""
+    times = dict(seconds=50.0, training_seconds=40.0, eval_seconds=20.0, engine_seconds=5.0)
+    pace = History([_timed("a", "00:00", **times), _timed("b", "01:40", **times)], B).pace
+    assert pace.elapsed_seconds == pytest.approx(175.0)
+    split = pace.split
+    assert (split.training, split.startup, split.evaluating, split.engine) == pytest.approx(
+        (80 / 175, 20 / 175, 40 / 175, 10 / 175))
+    assert split.between == pytest.approx(25 / 175) and pace.training_share == pytest.approx(80 / 175)
+    assert split.text().startswith("training 46 % · start-up and hand-over 11 % · evaluator 23 % · engine 6 %")
+
+
+def test_the_time_split_of_a_pool_counts_each_workers_wall_clock():
+    times = dict(seconds=50.0, training_seconds=40.0, eval_seconds=5.0, engine_seconds=1.0)
+    rows = [_timed("a", "00:00", "w1", **times), _timed("b", "00:00", "w2", **times),
+            _timed("c", "00:56", "w1", **times), _timed("d", "00:56", "w2", **times)]
+    pace = History(rows, B).pace
+    assert pace.elapsed_seconds == pytest.approx(112.0)  # two runs of 56 s one after the other
+    assert pace.training_share == pytest.approx(160 / 224)  # not 160 / 112, clamped to 100 %
+    assert sum((pace.split.training, pace.split.startup, pace.split.evaluating, pace.split.engine,
+                pace.split.between)) == pytest.approx(1.0)

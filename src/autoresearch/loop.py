@@ -216,8 +216,6 @@ class Loop:
         """The loop, with `agent` (checked already), or the plan's, loaded and checked here."""
         ws = self.ws
         seats = slots.local(self.plan.workers) if self.plan.workers is not None and self.plan.ray is None else []
-        if slots.oversubscribed(seats):
-            self.out(slots.oversubscribed(seats))
         # with a pool, the baseline runs on the first worker's share of the machine, as candidates will
         engine = Engine(ws, out=self.out, stream=self.stream,
                         **({"slot": replace(seats[0], name=""), "live": False} if seats else {}))
@@ -346,6 +344,8 @@ class Loop:
         pool = Pool(engine, seats, out=self.out, runners=runners)
         self.out(f"{len(seats)} worker{'s' if len(seats) != 1 else ''}: {', '.join(s.describe() for s in seats)}; "
                  f"run logs in {self.ws.state_dir.name}/workers/")
+        if slots.oversubscribed(seats):
+            self.out(slots.oversubscribed(seats))
         pool.start()
         try:
             while True:

@@ -131,6 +131,7 @@ class Measurement:
     log_tail: str = ""
     unsandboxed: bool = False  # the run went without a sandbox (none could be had here)
     eval_seconds: float | None = None  # the evaluator process's wall time, by the engine's clock
+    engine_seconds: float | None = None  # the runner's own time around the two processes
     log: str = ""  # the run's own log, kept by the engine (autoresearch.runlog.RunLogs)
 
     @property

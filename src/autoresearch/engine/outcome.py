@@ -123,6 +123,7 @@ def make_row(commit: str, *, status: str, kind: str, description: str, reason: s
         description=description, timestamp=utc_now(), seconds=round(m.seconds, 1) if m else None,
         training_seconds=m.training_seconds if m else None, steps=m.steps if m else None, kind=kind,
         reason=reason, agent=agent, branch=branch, worker=worker, eval_seconds=m.eval_seconds if m else None,
+        engine_seconds=m.engine_seconds if m else None,
         cause=cause, sandboxed=None if m is None else not m.unsandboxed, log=m.log if m else "",
         **usage_cells(usage),
     )

@@ -153,6 +153,7 @@ class Runner:
 
     def run(self, commit: str, pen: Pen, *, kind: str, description: str) -> Measurement:
         """Run the command on `commit` (a staged copy of it) and measure it."""
+        began = time.monotonic()
         if not self.sandbox.on and (self.ws.config.require_sandbox or os.environ.get(REQUIRE) == "1"):
             raise AutoresearchError(f"no sandbox for the training run ({self.sandbox.why}), and the "
                                     f"sandbox is required (require_sandbox / --require-sandbox)")
@@ -200,7 +201,8 @@ class Runner:
             m = replace(m, unsandboxed=True)
         with contextlib.suppress(OSError):
             result_path.unlink()
-        return m
+        own = time.monotonic() - began - outcome.seconds - (evaluation.seconds if evaluation is not None else 0.0)
+        return replace(m, engine_seconds=round(max(own, 0.0), 1))
 
     def _run_stage(self, stage: "Stage", *, argv: list[str], result_path: Path, kind: str, commit: str,
                    on_start) -> tuple[proc.RunOutcome, str, proc.RunOutcome | None]:

@@ -138,7 +138,27 @@ class Pace:
     experiments_per_hour: float | None  # decided experiments (kept, discarded, stale) per hour
     runs_per_hour: float | None  # runs on the machine per hour: baseline, confirm and re-runs too
     training_seconds: float | None
-    training_share: float | None  # of the elapsed wall-clock, at most 1
+    training_share: float | None  # of the workers' wall-clock (elapsed times workers), at most 1
+    split: "TimeSplit | None" = None
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Where the workers' wall-clock went (elapsed times the number of workers), as shares that
+    sum to 1: each run's training, the trainer's time outside it (start-up, compile, the
+    hand-over), the engine's evaluator, the engine's own work on the run, and the rest (the
+    agent's proposals, commits and decisions between runs, and any run that recorded no times)."""
+
+    training: float
+    startup: float
+    evaluating: float
+    engine: float
+    between: float
+
+    def text(self) -> str:
+        parts = [("training", self.training), ("start-up and hand-over", self.startup),
+                 ("evaluator", self.evaluating), ("engine", self.engine), ("agent and between runs", self.between)]
+        return " · ".join(f"{name} {100 * share:.0f} %" for name, share in parts)
 
 
 @dataclass(frozen=True)
@@ -148,6 +168,11 @@ class Spend:
     tokens_in: int | None
     tokens_out: int | None
     cost_usd: float | None
+
+
+def _wall(row: Row) -> float:
+    """A run's whole wall-clock: the trainer, the evaluator and the engine's own work on it."""
+    return (row.seconds or 0.0) + (row.eval_seconds or 0.0) + (row.engine_seconds or 0.0)
 
 
 class History:
@@ -381,16 +406,31 @@ class History:
         elapsed = None
         if len(stamped) >= 2:
             first_t, first = min(stamped, key=lambda p: p[0])
-            # a row is stamped when it is recorded, i.e. at the end of its experiment
-            elapsed = (max(t for t, _ in stamped) - first_t) + (first.seconds or 0.0)
+            # a row is stamped when it is recorded, i.e. at the end of its run
+            elapsed = (max(t for t, _ in stamped) - first_t) + _wall(first)
         elif secs:
-            elapsed = sum(secs)
+            elapsed = sum(_wall(r) for r in self.rows)
         hours = elapsed / 3600.0 if elapsed and elapsed > 0 else None
         tally = self.tally()
         per_hour = tally.decided / hours if hours else None
         runs_per_hour = tally.machine_runs / hours if hours else None
-        share = min(sum(train) / elapsed, 1.0) if train and hours else None
-        return Pace(elapsed, per_hour, runs_per_hour, sum(train) if train else None, share)
+        # several workers run at once: their wall-clock is the elapsed time once per worker
+        capacity = elapsed * max(1, len({r.worker for r in self.rows if r.worker})) if hours else None
+        share = min(sum(train) / capacity, 1.0) if train and capacity else None
+        return Pace(elapsed, per_hour, runs_per_hour, sum(train) if train else None, share,
+                    self._split(capacity) if train and capacity else None)
+
+    def _split(self, capacity: float) -> TimeSplit:
+        def total(values) -> float:
+            return sum(v for v in values if v is not None)
+
+        timed = [r for r in self.rows if r.seconds is not None and r.training_seconds is not None]
+        parts = [total(r.training_seconds for r in timed), total(max(r.seconds - r.training_seconds, 0.0) for r in timed),
+                 total(r.eval_seconds for r in self.rows), total(r.engine_seconds for r in self.rows)]
+        shares = [min(p / capacity, 1.0) for p in parts]
+        scale = max(1.0, sum(shares))  # clocks of separate processes may overlap a little
+        shares = [s / scale for s in shares]
+        return TimeSplit(*shares, between=max(0.0, 1.0 - sum(shares)))
 
     @cached_property
     def usage(self) -> Spend:

@@ -6,7 +6,10 @@ Ours after them: timestamp, seconds, training_seconds, steps, kind, reason, agen
 tokens_in, tokens_out, cost_usd, branch (the research branch of the row), worker (which of
 `run --workers N` ran it; empty for one at a time), eval_seconds (the evaluator's wall time),
 cause (why a run did not count, see CAUSES), sandboxed (yes / no / empty: not known), log (the
-run's own log, under the engine's logs folder). A file written by the original project (five
+run's own log, under the engine's logs folder), engine_seconds (the engine's own time on the run:
+staging its copy, starting its sandboxes, checking and recording it). A run's wall clock is
+seconds (the trainer: training_seconds of training, the rest start-up and hand-over) plus
+eval_seconds plus engine_seconds. A file written by the original project (five
 columns, no extras) reads fine; missing extras are empty, and for a file written before
 `cause`, `sandboxed` and the `rerun` kind existed they are worked out once, here, from the old
 reason text (`_upgrade`): nothing else reads meaning out of prose.
@@ -34,7 +37,7 @@ UPSTREAM = ("commit", "val_bpb", "memory_gb", "status", "description")
 EXTRA = (
     "timestamp", "seconds", "training_seconds", "steps", "kind", "reason",
     "agent", "tokens_in", "tokens_out", "cost_usd", "branch", "worker",
-    "eval_seconds", "cause", "sandboxed", "log",
+    "eval_seconds", "cause", "sandboxed", "log", "engine_seconds",
 )
 STATUSES = ("keep", "discard", "crash", "invalid", "noop", "interrupted", "stale")
 KINDS = ("baseline", "experiment", "confirm", "rerun")
@@ -75,6 +78,7 @@ class Row:
     cause: str = ""  # one of CAUSES: set on crashes and interruptions
     sandboxed: bool | None = None  # None: not known (no run, or a file from before the column)
     log: str = ""  # the run's own log (a name under the engine's logs folder), while it is kept
+    engine_seconds: float | None = None  # the engine's own time on the run, outside its two processes
 
     # -- what the row is (the one place these questions are answered) --------------------------
 
@@ -109,6 +113,7 @@ class Row:
             self.kind, clean(self.reason), clean(self.agent), num(self.tokens_in, "d"), num(self.tokens_out, "d"),
             num(self.cost_usd, ".4f"), clean(self.branch), clean(self.worker), num(self.eval_seconds, ".1f"),
             self.cause, "" if self.sandboxed is None else ("yes" if self.sandboxed else "no"), clean(self.log),
+            num(self.engine_seconds, ".1f"),
         ]
 
 
@@ -196,6 +201,7 @@ def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
                 cost_usd=_float(get("cost_usd")), branch=get("branch"), worker=get("worker"),
                 eval_seconds=_float(get("eval_seconds")), cause=get("cause"),
                 sandboxed=None if not sandboxed else sandboxed == "yes", log=get("log"),
+                engine_seconds=_float(get("engine_seconds")),
             )
         except ValueError as exc:
             raise ResultsError(f"{source}: line {number} is malformed ({exc})") from exc

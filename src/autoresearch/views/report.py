@@ -267,6 +267,8 @@ def _numbers(s: Summary, metric: str, results_name: str) -> list[str]:
             out.append(f"- pace: {s.experiments_per_hour:.1f} experiments per hour over {duration(s.elapsed_seconds)}{runs}")
         if s.rates_meaningful and s.training_share is not None:
             out.append(f"- time spent training: {100 * s.training_share:.0f} % of wall-clock")
+        if s.rates_meaningful and s.time_split is not None:
+            out.append(f"- where the time went: {s.time_split['text']}")
     if s.tokens_in is not None or s.cost_usd is not None:
         usage = f"{s.tokens_in or 0:,} tokens in, {s.tokens_out or 0:,} out"
         if s.cost_usd is not None:

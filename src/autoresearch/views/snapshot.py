@@ -149,6 +149,7 @@ class Summary:
     runs_per_hour: float | None  # runs on the machine, baseline, confirm and frontier re-runs too
     training_seconds: float | None
     training_share: float | None
+    time_split: dict | None  # History's TimeSplit: shares of the workers' wall-clock, and its text
     agents: list[str]
     tokens_in: int | None
     tokens_out: int | None
@@ -204,6 +205,7 @@ def summarize(history: History, metric: str = "val_bpb", keep: KeepRule | None =
         keep_bar=None if sigma is None else keeprule.band(keep.min_delta, sigma), p_keep=keep.p_keep, min_delta=keep.min_delta,
         elapsed_seconds=pace.elapsed_seconds, experiments_per_hour=pace.experiments_per_hour,
         runs_per_hour=pace.runs_per_hour, training_seconds=pace.training_seconds, training_share=pace.training_share,
+        time_split=None if pace.split is None else {**asdict(pace.split), "text": pace.split.text()},
         agents=history.agents, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,
         rates_meaningful=meaningful, rates_note=note, runs=tally.machine_runs, unsandboxed=tally.unsandboxed,
     )

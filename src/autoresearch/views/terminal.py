@@ -135,6 +135,8 @@ def _pace(s) -> list[tuple[str, str]]:
         out.append(("training", f"{100 * s.training_share:.0f} % of wall-clock"))
     else:
         out.append(("training", "— (no training_seconds recorded)"))
+    if s.time_split is not None:
+        out.append(("time", s.time_split["text"]))
     return out
 
 

@@ -157,7 +157,7 @@ function renderCards(snap) {
       early ? `${over}; ${s.rates_note.replace(/^too early: /, "")}`
         : s.runs_per_hour === null ? over : `${over}; ${s.runs_per_hour.toFixed(1)} runs per hour`, "card-rate"),
     card("training share", early ? "— (too early)" : s.training_share === null ? "—" : `${Math.round(100 * s.training_share)} %`,
-      "of wall-clock", "card-training"),
+      early || !s.time_split ? "of wall-clock" : s.time_split.text, "card-training"),
     card("noise σ", s.sigma === null ? "—" : fmt(s.sigma), s.sigma === null ? "nothing run twice yet" : `kept at P(better) ≥ ${s.p_keep}`),
   ];
   if (s.unsandboxed > 0) {  // runs without a sandbox: their scores are not protected (docs/trust.md)
