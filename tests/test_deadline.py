@@ -171,7 +171,8 @@ def test_the_evaluator_is_stopped_at_a_limit_the_baseline_evaluations_set(tmp_pa
     assert outcome.status == "crash" and outcome.reason == "no evaluation: the engine's evaluator timed out", outcome
     assert_intact(root, frontier, 3)
     evaluation = pinned(root).baseline_eval
-    assert evaluation is not None and 0 < evaluation < 15  # the baseline's evaluator, process start included
+    # the baseline's evaluator from the engine's go: its start-up happened while the trainer ran
+    assert evaluation is not None and 0 <= evaluation < 15
     monkeypatch.undo()
     assert Limits.of(Workspace.load(root).config, pinned(root)).evaluator == 120  # at least two minutes
 

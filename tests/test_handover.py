@@ -10,9 +10,11 @@ rows, so that a whole evaluation takes a fraction of a second).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import sys
 import threading
 import time
 import zipfile
@@ -21,6 +23,7 @@ import pytest
 import torch
 from torch import nn
 
+from autoresearch import proc
 from harness_util import import_harness, write_harness
 from support import template_definitions
 
@@ -386,3 +389,36 @@ def test_a_hand_over_with_more_rows_than_are_scored_is_refused(h, tmp_path):
     h.hand_over(Bigram(), rows + 1, folder)
     with pytest.raises(h.HarnessError, match=f"from 1 to {rows}"):
         score(h, folder)
+
+
+def _waiting_evaluator(tmp_path):
+    """autoresearch.evaluator --wait on a harness that notes what the hand-over folder held
+    when it warmed up and when it scored."""
+    handover = tmp_path / "handover"
+    handover.mkdir()
+    harness = tmp_path / "prepare.py"
+    harness.write_text(f"import os\nHANDOVER = {str(handover)!r}\nWARM = []\n"
+                       "def warm():\n    WARM.append(sorted(os.listdir(HANDOVER)))\n"
+                       "def score_handover(folder):\n"
+                       "    return {'val_bpb': 1.5, 'when_warm': WARM[0], 'when_scored': sorted(os.listdir(folder))}\n")
+    job = {"harness": str(harness), "harness_sha256": hashlib.sha256(harness.read_bytes()).hexdigest(),
+           "handover": str(handover), "record": str(tmp_path / "record.json"), "metric": "val_bpb"}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    argv = [sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", "--wait", str(tmp_path / "job.json")]
+    return handover, proc.start(argv, tmp_path, dict(os.environ), tmp_path / "log", stdin=True)
+
+
+def test_a_waiting_evaluator_reads_the_hand_over_only_after_go(tmp_path):
+    handover, started = _waiting_evaluator(tmp_path)
+    time.sleep(1.5)  # warmed up meanwhile, while "the trainer" runs
+    (handover / "weights.pt").write_text("handed over")
+    started.send(b"go\n")
+    assert started.wait(30).returncode == 0, (tmp_path / "log").read_text()
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["when_warm"] == [] and record["when_scored"] == ["weights.pt"] and record["val_bpb"] == 1.5
+
+
+def test_a_waiting_evaluator_told_nothing_leaves_without_a_record(tmp_path):
+    handover, started = _waiting_evaluator(tmp_path)
+    started.send(b"")  # the trainer failed, or the engine went away: stdin ends
+    assert started.wait(30).returncode == 3 and not (tmp_path / "record.json").exists()

@@ -183,3 +183,42 @@ def test_a_run_that_fills_the_disk_is_stopped_by_the_disk_guard(tmp_path):
     assert outcome.returncode is None and outcome.error.startswith("over its disk share: the run wrote more than")
     assert (tmp_path / "big").stat().st_size < 200 * (4 << 20)  # stopped long before the end
     assert outcome.seconds < 60
+
+
+def test_a_started_command_waits_for_its_input_and_its_clock_starts_at_wait(tmp_path):
+    """proc.start: the process gets ready before its input exists; `wait` supervises it from then."""
+    script = "import sys, time\nprint('ready', flush=True)\nline = sys.stdin.readline().strip()\nprint('got', line)\n"
+    started = proc.start([sys.executable, "-c", script], tmp_path, dict(os.environ), tmp_path / "log", stdin=True)
+    time.sleep(1.0)  # it is ready and waiting meanwhile
+    started.send(b"go\n")
+    outcome = started.wait(10)
+    assert outcome.returncode == 0 and outcome.seconds < 1.0  # the second of waiting is not its time
+    assert (tmp_path / "log").read_text().split() == ["ready", "got", "go"]
+
+
+def test_a_started_command_that_is_cancelled_is_killed_with_its_group(tmp_path):
+    script = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+              "print(child.pid, flush=True)\nsys.stdin.readline()\ntime.sleep(60)\n")
+    started = proc.start([sys.executable, "-c", script], tmp_path, dict(os.environ), tmp_path / "log", stdin=True)
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "log").read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int((tmp_path / "log").read_text().split()[0])
+    started.cancel()
+    started.cancel()  # twice is harmless
+    assert started.proc.poll() is not None and _gone(child)
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    """Whether `pid` ended (a zombie waiting for init counts as gone)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split(")")[-1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False

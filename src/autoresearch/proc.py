@@ -239,36 +239,81 @@ def supervise(
     KeyboardInterrupt the group is killed and the interrupt goes on. `stop_when` is asked at
     each tick: a reason it returns stops the run like the time limit does, and is its `error`.
     """
+    started = start(argv, cwd, env, log_path, log_cap=log_cap, pass_fds=pass_fds)
+    if isinstance(started, RunOutcome):
+        return started
+    return started.wait(limit, on_start=on_start, on_tick=on_tick, stop_when=stop_when, tick=tick)
+
+
+def start(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, *, stdin: bool = False,
+          log_cap: tuple[int, int] | None = None, pass_fds: tuple[int, ...] = ()) -> "Started | RunOutcome":
+    """The first half of `supervise`: `argv` started in its own process group, its output
+    going to `log_path`; with `stdin`, a pipe it reads until `Started.send`. The outcome of a
+    command that could not start."""
     head, tail = log_cap if log_cap is not None else (LOG_HEAD_BYTES, LOG_TAIL_BYTES)
-    start = time.monotonic()
+    began = time.monotonic()
     log = open_unlinked(log_path)
     try:
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, pass_fds=pass_fds,
+            argv, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True, pass_fds=pass_fds,
         )
     except OSError as exc:
-        return _not_started(argv, exc, log, start)
+        return _not_started(argv, exc, log, began)
     assert proc.stdout is not None
     widen_pipe(proc.stdout.fileno())
-    copier = CappedLog(proc.stdout.fileno(), log, head, tail)
-    try:
-        if on_start is not None:
-            on_start(proc.pid)
-        timed_out, stopped = _wait(proc, start, limit, tick, on_tick, stop_when)
-    except BaseException:
-        with shielded():
-            kill_group(proc.pid, proc)
-            copier.close()
-            proc.stdout.close()
-        raise
-    seconds = time.monotonic() - start
-    kill_group(proc.pid, proc)
-    dropped = copier.close()
-    proc.stdout.close()
-    if stopped:
-        return RunOutcome(None, seconds, error=stopped, log_dropped=dropped)
-    return RunOutcome(None if timed_out else proc.returncode, seconds, timed_out, log_dropped=dropped)
+    return Started(proc, CappedLog(proc.stdout.fileno(), log, head, tail))
+
+
+class Started:
+    """A command started by `start` and not yet waited for: a process that gets ready (imports,
+    loads) before its input exists, and is supervised from `wait` on."""
+
+    def __init__(self, proc: subprocess.Popen, copier: "CappedLog"):
+        self.proc, self.copier = proc, copier
+        self.done = False
+
+    def send(self, data: bytes) -> None:
+        """Write `data` to its stdin and close it (a process that already left reads nothing)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write(data)
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+    def wait(self, limit: float, *, on_start: Callable[[int], None] | None = None,
+             on_tick: Callable[[float], None] | None = None, stop_when: Callable[[], str] | None = None,
+             tick: float = 0.5) -> RunOutcome:
+        """Supervise it as `supervise` does, `limit` seconds from now."""
+        began = time.monotonic()
+        try:
+            if on_start is not None:
+                on_start(self.proc.pid)
+            timed_out, stopped = _wait(self.proc, began, limit, tick, on_tick, stop_when)
+        except BaseException:
+            with shielded():
+                self.cancel()
+            raise
+        seconds = time.monotonic() - began
+        dropped = self._end()
+        if stopped:
+            return RunOutcome(None, seconds, error=stopped, log_dropped=dropped)
+        return RunOutcome(None if timed_out else self.proc.returncode, seconds, timed_out, log_dropped=dropped)
+
+    def cancel(self) -> None:
+        """Kill its group without waiting for it to finish (nothing came for it to do)."""
+        self.send(b"")
+        self._end()
+
+    def _end(self) -> int:
+        if self.done:
+            return 0
+        self.done = True
+        kill_group(self.proc.pid, self.proc)
+        dropped = self.copier.close()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        return dropped
 
 
 def _not_started(argv: list[str], exc: OSError, log: BinaryIO, start: float) -> RunOutcome:

@@ -210,6 +210,9 @@ class Runner:
         stage.check_data()
         live = LiveLine(self.stream, self.log_path, f"{kind} {commit[:7]}") if self.live else None
         disk = DiskGuard(stage.scratch)
+        # the evaluator gets ready (its imports, the harness) while the trainer trains; it reads
+        # nothing of the run's before the engine says go, once the trainer's group is dead
+        evaluator = self._start_evaluator(stage, result_path) if self.ws.config.harness_record else None
         try:
             missing = _missing_program(argv[0], stage.cwd)
             if missing:
@@ -231,15 +234,17 @@ class Runner:
                 result_path.unlink()
             log = read_log(self.log_path)
             evaluation = None
-            if self.ws.config.harness_record and outcome.returncode == 0 and not outcome.timed_out:
+            if evaluator is not None and outcome.returncode == 0 and not outcome.timed_out:
                 if live is not None:
                     live.evaluate(after=outcome.seconds)
                 now = self.state.current()
                 if now is not None:  # watchers say "evaluating" from here on
                     self.state.write_current(replace(now, phase="evaluating"))
-                evaluation = self._evaluate(stage, result_path, on_start, disk, live)
+                evaluation = self._evaluate(evaluator, stage, result_path, on_start, disk, live)
                 self._halted()
         finally:
+            if evaluator is not None:
+                evaluator.cancel()  # the trainer failed: nothing to evaluate
             if live is not None:
                 live.clear()
             self.state.clear_current()
@@ -248,37 +253,77 @@ class Runner:
     @staticmethod
     def _supervise_jailed(box: sandbox.Sandbox, argv: list[str], jail: sandbox.Jail, env: dict[str, str], cwd: Path,
                           log_path: Path, limit: float, what: str, **supervise) -> proc.RunOutcome:
-        """`argv` in `jail` under proc.supervise. A run that failed without the jail saying it was
-        up failed for the machine's reasons (MachineError): that is told by a pipe the command
-        cannot write (sandbox.UpSignal), never by what it prints."""
-        if not box.on:
-            return proc.supervise(box.wrap(argv, jail), cwd, env, log_path, limit, **supervise)
-        with sandbox.UpSignal() as up:
-            outcome = proc.supervise(box.wrap(argv, jail, up), cwd, env, log_path, limit, pass_fds=up.pass_fds,
-                                     **supervise)
-            if up.started() or outcome.returncode in (0, None) or outcome.error:
-                return outcome
-        first = (read_log(log_path).strip().splitlines() or [f"exit status {outcome.returncode}"])[0][:150]
-        raise MachineError(f"{what} could not start: {first}")
+        """`argv` in `jail` under proc.supervise (see Jailed.finish)."""
+        return Jailed.start(box, argv, jail, env, cwd, log_path, what).finish(limit, **supervise)
 
-    def _evaluate(self, stage: "Stage", result_path: Path, on_start, disk: "DiskGuard",
-                  live: "LiveLine | None" = None) -> proc.RunOutcome:
-        """The evaluator process on the hand-over: its output follows the trainer's in run.log."""
+    def _start_evaluator(self, stage: "Stage", result_path: Path) -> "Jailed":
+        """The evaluator process, started to wait for the hand-over (autoresearch.evaluator --wait)."""
         job = stage.evaluator_job(result_path)
-        record = sandbox.prepare_folder(stage.scratch / "record", stage.box.owner())
-        eval_log = stage.scratch / "evaluator.log"
+        sandbox.prepare_folder(stage.scratch / "record", stage.box.owner())
         jail = stage.evaluator_jail(result_path)
-        outcome = self._supervise_jailed(
-            stage.box, [sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", str(job)], jail,
-            {**jail.env, RESULT_VARIABLE: str(result_path)}, stage.scratch, eval_log, self.limits.evaluator,
-            "the evaluator's sandbox", on_start=on_start, on_tick=live, stop_when=self._stop_when(disk))
+        return Jailed.start(stage.box, [sys.executable, "-I", "-B", "-m", "autoresearch.evaluator", "--wait", str(job)],
+                            jail, {**jail.env, RESULT_VARIABLE: str(result_path)}, stage.scratch,
+                            stage.scratch / "evaluator.log", "the evaluator's sandbox", stdin=True)
+
+    def _evaluate(self, evaluator: "Jailed", stage: "Stage", result_path: Path, on_start, disk: "DiskGuard",
+                  live: "LiveLine | None" = None) -> proc.RunOutcome:
+        """The waiting evaluator told to go on the hand-over: its output follows the trainer's in run.log."""
+        evaluator.go()
+        outcome = evaluator.finish(self.limits.evaluator, on_start=on_start, on_tick=live,
+                                   stop_when=self._stop_when(disk))
         with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
             log.write(b"\n[the engine's evaluator]\n")
-            log.write(Path(eval_log).read_bytes()[-LOG_READ_BYTES:])
-        written = record / result_path.name
+            log.write(evaluator.log_path.read_bytes()[-LOG_READ_BYTES:])
+        written = stage.scratch / "record" / result_path.name
         if written.is_file() and not written.is_symlink():
             shutil.copyfile(written, result_path)
         return outcome
+
+
+@dataclass
+class Jailed:
+    """A command started in its jail and not yet waited for (proc.start), with the pipe that
+    tells a failure of the sandbox from a failure of the command (sandbox.UpSignal)."""
+
+    started: "proc.Started | proc.RunOutcome"
+    up: "sandbox.UpSignal | None"
+    log_path: Path
+    what: str
+
+    @classmethod
+    def start(cls, box: sandbox.Sandbox, argv: list[str], jail: sandbox.Jail, env: dict[str, str], cwd: Path,
+              log_path: Path, what: str, stdin: bool = False) -> "Jailed":
+        up = sandbox.UpSignal() if box.on else None
+        wrapped = box.wrap(argv, jail, up) if up is not None else box.wrap(argv, jail)
+        return cls(proc.start(wrapped, cwd, env, log_path, stdin=stdin, pass_fds=up.pass_fds if up else ()),
+                   up, log_path, what)
+
+    def go(self) -> None:
+        if isinstance(self.started, proc.Started):
+            self.started.send(b"go\n")
+
+    def finish(self, limit: float, **supervise) -> proc.RunOutcome:
+        """Supervise it to its end. A run that failed without the jail saying it was up failed
+        for the machine's reasons (MachineError): that is told by a pipe the command cannot
+        write, never by what it prints."""
+        try:
+            outcome = self.started if isinstance(self.started, proc.RunOutcome) else \
+                self.started.wait(limit, **supervise)
+            if self.up is None or self.up.started() or outcome.returncode in (0, None) or outcome.error:
+                return outcome
+        finally:
+            self._close_up()
+        first = (read_log(self.log_path).strip().splitlines() or [f"exit status {outcome.returncode}"])[0][:150]
+        raise MachineError(f"{self.what} could not start: {first}")
+
+    def cancel(self) -> None:
+        if isinstance(self.started, proc.Started):
+            self.started.cancel()
+        self._close_up()
+
+    def _close_up(self) -> None:
+        if self.up is not None:
+            self.up.close()
 
 
 class DiskGuard:

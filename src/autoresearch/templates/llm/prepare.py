@@ -932,6 +932,17 @@ def load_handover(folder, device):
     return module, batch
 
 
+def warm():
+    """What the evaluator does while the trainer still runs (autoresearch.evaluator --wait):
+    the imports that loading a hand-over needs and the validation split's check, none of which
+    depends on the hand-over."""
+    import torch._export.serde.serialize  # noqa: F401  (a second or so of imports)
+    import torch.export.passes  # noqa: F401
+
+    check_val_split()
+    get_token_bytes("cpu")
+
+
 def score_handover(folder, device=None):
     """The evaluator's side: the validation record of a handed-over model.
 
