@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from autoresearch.engine import Engine
+from autoresearch.engine.pool import one_experiment
 from autoresearch.workspace import Workspace, init_workspace
 
 
@@ -55,11 +56,11 @@ def main() -> None:
         engine = Engine(ws, out=lambda line: None, live=False)
         in_process = []
         with ws.state.locked("bench"):
-            engine.experiment("baseline")
+            one_experiment(engine, "baseline")
             for i in range(1, args.experiments + 1):
                 (ws.root / "knob.py").write_text(f"X = {i}\n")
                 t0 = time.perf_counter()
-                outcome = engine.experiment(f"X -> {i}")
+                outcome = one_experiment(engine, f"X -> {i}")
                 in_process.append(time.perf_counter() - t0 - outcome.seconds)
         cli = []
         for i in range(args.experiments + 1, 2 * args.experiments + 1):

@@ -209,3 +209,34 @@ def test_the_time_split_of_a_pool_counts_each_workers_wall_clock():
     assert pace.training_share == pytest.approx(160 / 224)  # not 160 / 112, clamped to 100 %
     assert sum((pace.split.training, pace.split.startup, pace.split.evaluating, pace.split.engine,
                 pace.split.between)) == pytest.approx(1.0)
+
+
+def _measured(commit: str, value: float, at: str, status: str = "keep", kind: str = "experiment") -> Row:
+    return r(commit, value, status=status, kind=kind, timestamp=f"2026-12-06T10:{at}Z")
+
+
+def test_the_frontier_is_stale_after_candidates_keep_losing_clearly():
+    from autoresearch.research.history import parse_time
+
+    base = [_measured("a000000", v, f"0{i}:00", kind="baseline") for i, v in enumerate((1.00, 1.01, 0.99, 1.00))]
+    now = parse_time("2026-12-06T10:20:00Z")
+    losers = [_measured(f"b00000{i}", 1.30, f"1{i}:00", status="discard") for i in range(4)]
+    history = History(base + losers, B)
+    why = history.stale("a000000", now)
+    assert why.startswith("the last 4 candidates each lost to it by") and "sigma" in why
+    assert History(base + losers[:3], B).stale("a000000", now) == ""  # three are not yet a pattern
+    near = [_measured(f"c00000{i}", 1.012, f"1{i}:00", status="discard") for i in range(4)]
+    assert History(base + near, B).stale("a000000", now) == ""  # ordinary losses, within the noise
+    confirmed = losers[:3] + [_measured("b000003", 1.30, "13:00", status="discard", kind="confirm")]
+    assert History(base + confirmed, B).stale("a000000", now) == ""  # a candidate that needed a second run
+    fresh = [_measured("a000000", 1.30, "14:00", kind="rerun")]
+    assert History(base + losers + fresh, B).stale("a000000", now) == ""  # measured again since
+
+
+def test_the_frontier_is_stale_when_its_last_measurement_is_old():
+    from autoresearch.research.history import STALE_SECONDS, parse_time
+
+    base = [_measured("a000000", v, "00:00", kind="baseline") for v in (1.00, 1.01)]
+    at = parse_time("2026-12-06T10:00:00Z")
+    assert History(base, B).stale("a000000", at + STALE_SECONDS - 60) == ""
+    assert History(base, B).stale("a000000", at + STALE_SECONDS + 60) == "its last measurement is 61 minutes old"

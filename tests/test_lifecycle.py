@@ -30,6 +30,7 @@ from autoresearch.engine.recover import recover
 from autoresearch.engine.runner import Runs
 from autoresearch.engine.slots import Slot
 from autoresearch.errors import MachineError
+from autoresearch.research.history import History
 from autoresearch.store import Journal
 from autoresearch.workspace import Workspace
 from support import blank, clean, head
@@ -126,7 +127,7 @@ def lab(tmp_path) -> Lab:
 def test_a_clear_win_is_kept_after_a_frontier_rerun_beside_it(lab):
     lab.edit(code(0.5))
     out = one_experiment(lab.engine, "halve the score")
-    assert out.status == "keep", lab.lines
+    assert out.status == "keep", "\n".join(lab.lines[-12:])
     got = lab.new_rows()
     assert [(r.kind, r.status) for r in got] == [("experiment", "keep"), ("rerun", "keep"), ("confirm", "keep")]
     assert got[1].commit == lab.baseline[:7] and got[1].description == RERUN + "halve the score"
@@ -332,3 +333,29 @@ def test_recovery_moves_the_branch_to_a_recorded_keep_that_a_kill_cut_short(lab)
     assert lab.ws.store.journals() == []
     assert lab.engine.frontier(lab.engine.history(BRANCH)) == candidate
     assert recover(lab.ws, Guard(lab.ws)) is None
+
+
+def test_a_machine_that_slows_down_mid_line_is_noticed_and_wins_are_still_kept(lab):
+    """Right after the baseline every run scores 0.3 worse (another job took half the machine).
+    Four neutral candidates lose clearly against the frontier's old runs; then the frontier is
+    measured again before the next candidate, whose true gain of 0.1 is kept: the old runs are
+    neither compared with nor pooled into the noise (it would be 0.3 wide)."""
+    def slower(text, kind, n):
+        value = plain(text, kind, n)
+        return None if value is None else value + (0.3 if n > 2 else 0.0) + 0.004 * (n % 3)
+
+    lab.runner.script = slower
+    for k in range(4):
+        lab.edit(code(1.0 + 0.0001 * (k + 1)))
+        assert one_experiment(lab.engine, f"a neutral change {k}").status == "discard"
+    assert not any("re-measuring" in line for line in lab.lines)
+    lab.edit(code(0.9))
+    out = one_experiment(lab.engine, "a real win")
+    said = [line for line in lab.lines if line.startswith("re-measuring the frontier")]
+    assert len(said) == 1 and "the last 4 candidates each lost to it by" in said[0], lab.lines
+    assert out.status == "keep", "\n".join(lab.lines[-12:])
+    rows = [r for r in lab.new_rows() if r.description.endswith("a real win")]
+    assert rows[0].kind == "rerun" and rows[0].reason.startswith("frontier re-measured before the candidate")
+    assert rows[0].value == pytest.approx(1.3, abs=0.02) and rows[0].fresh  # as the slower machine measures it
+    assert lab.ws.store.rows()[-len(rows):] == rows  # the fact is kept in the engine's records too
+    assert History(lab.ws.store.rows(), BRANCH).noise.sigma < 0.02

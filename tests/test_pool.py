@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import sandbox
+from autoresearch import gitrepo, sandbox
 from autoresearch.engine import slots
 from autoresearch.errors import AutoresearchError
 from autoresearch.state import StateFolder
@@ -70,7 +70,9 @@ def test_a_stale_win_is_rebased_onto_the_new_frontier_and_measured_again(tmp_pat
     assert clean(root)
 
 
-def test_a_stale_win_that_conflicts_is_recorded_stale_and_returned_to_the_agent(tmp_path, agent):
+def test_a_stale_win_that_conflicts_is_measured_as_a_whole_on_the_new_frontier_and_kept(tmp_path, agent):
+    """The slow 0.5 and the quick 0.6 change the same line: 0.6 is kept first; 0.5 does not
+    merge onto it, so its train.py as it is goes on top of 0.6 and is measured there, and wins."""
     root = tmp_path / "ws"
     llm_like(root, budget=6)  # room for SLOW under load, as above
     env = agent([{"value": 0.5, "body": SLOW, "desc": "slow: VALUE 0.5"}, {"value": 0.6, "desc": "VALUE 0.6"},
@@ -78,11 +80,16 @@ def test_a_stale_win_that_conflicts_is_recorded_stale_and_returned_to_the_agent(
     r = run_pool(root, agent, "--workers", "2", "--max-experiments", "3", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     got = rows(root)
-    kept = [x for x in got if x.status == "keep" and x.kind == "experiment"]
-    assert [x.description for x in kept] == ["VALUE 0.6"], r.stdout
-    stale = [x for x in got if x.description == "slow: VALUE 0.5" and x.kind == "experiment"]
-    assert stale[0].status == "stale" and "conflicts with the frontier" in stale[0].reason
-    assert head(root)[:7] == kept[0].commit and "VALUE = 0.6" in (root / "train.py").read_text()
+    first = [x for x in got if x.description == "VALUE 0.6" and x.kind == "experiment"]
+    stale = [x for x in got if x.description == "slow: VALUE 0.5" and x.status == "stale"]
+    assert first[0].status == "keep" and stale, r.stdout
+    assert "conflicts, so its files as a whole on it" in stale[0].reason, stale[0].reason
+    whole = stale[0].reason.split("as a whole on it (")[1][:7]
+    again = [x for x in got if x.commit == whole and x.kind == "experiment"]
+    assert again and again[0].status == "keep" and again[0].value == pytest.approx(0.5), r.stdout
+    assert gitrepo.resolve(root, f"{whole}^")[:7] == first[0].commit  # on top of the frontier it lost to
+    assert head(root)[:7] == whole and "VALUE = 0.5" in (root / "train.py").read_text()
+    assert git(root, "status", "--porcelain") in ("", "?? notes.md")  # the agent's notebook aside
 
 
 def sleeper(tmp_path: Path, name: str) -> str:

@@ -97,11 +97,14 @@ class SeenEntry:
     reason: str = ""
 
 
+_BOOLS = ("sandboxed", "fresh")  # kept as 0 / 1 (sandboxed also NULL: not known)
+
+
 def _row_columns() -> list[tuple[str, str]]:
     out = []
     for f in fields(Row):
         base = str(f.type).split("|")[0].strip()
-        out.append((f.name, "INTEGER" if f.name == "sandboxed" else _TYPES.get(base, "TEXT")))
+        out.append((f.name, "INTEGER" if f.name in _BOOLS else _TYPES.get(base, "TEXT")))
     return out
 
 
@@ -114,6 +117,7 @@ def _to_row(values: tuple) -> Row:
     data = dict(zip(_NAMES, values))
     if data["sandboxed"] is not None:
         data["sandboxed"] = bool(data["sandboxed"])
+    data["fresh"] = bool(data["fresh"])  # NULL in rows from before the column
     if data["value"] is None:  # SQLite keeps a NaN as NULL
         data["value"] = math.nan
     return Row(**data)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, TextIO
 
@@ -230,6 +231,10 @@ class Engine:
         (`a.decision`; None when its first run crashed or there is nothing to compare with).
         Writes no rows: the journal (`pen`) holds each finished run until the caller records them."""
         a.smaller = self.guard.smaller(a.frontier, a.candidate)
+        stale = a.history.stale(a.frontier, time.time())
+        if stale:  # the candidate would be judged against measurements this machine no longer gives
+            self.out(f"re-measuring the frontier {a.frontier[:7]} before the candidate: {stale}")
+            self._rerun_frontier(a, pen, f"frontier re-measured before the candidate: {stale}", fresh=True)
         first = self._candidate_run(a, pen, "experiment")
         if first.ok and a.frontier_value is not None:
             a.decision = self._decide(a)
@@ -308,7 +313,8 @@ class Engine:
             return
         a.decision = self._decide(a)
 
-    def _rerun_frontier(self, a: Attempt, pen: Pen) -> bool:
+    def _rerun_frontier(self, a: Attempt, pen: Pen, why: str = "frontier re-run beside the candidate, to measure drift",
+                        fresh: bool = False) -> bool:
         """Run the frontier once more, beside the candidate's runs; whether it measured.
 
         A wall-clock budget ties the metric to the machine's speed: when the machine gets faster
@@ -322,9 +328,9 @@ class Engine:
             self.out(f"frontier re-run crashed ({m.reason}); comparing with its earlier runs")
             return False
         self.out(f"frontier re-run {self.cfg.metric} {m.value:.6f}")
-        reason = "frontier re-run beside the candidate, to measure drift" + (PRINTED_NOTE if m.source == PRINTED else "")
-        a.block.append(self._row(a.frontier, status="keep", kind="rerun", description=RERUN + a.description,
-                                 reason=reason, branch=a.branch, agent=a.agent, m=m))
+        reason = why + (PRINTED_NOTE if m.source == PRINTED else "")
+        a.block.append(replace(self._row(a.frontier, status="keep", kind="rerun", description=RERUN + a.description,
+                                         reason=reason, branch=a.branch, agent=a.agent, m=m), fresh=fresh))
         self._note_measured(a, pen)
         return True
 

@@ -19,7 +19,11 @@ Who does what:
 One ratchet: a win measured against a frontier that has moved since is not kept as it is. Its
 change is merged three-way onto the current frontier; when that applies cleanly, the merged
 commit is queued first and measured against the current frontier like any candidate; when it
-conflicts, it is recorded `stale` and goes back to the agent (`returned`).
+conflicts, the candidate's editable files as they are, committed on the current frontier, are
+queued instead (`whole_onto`): a win is never thrown away, and the ratchet stays monotone,
+since that commit too is kept only if it beats the current frontier. Either way the first
+record is `stale`. A win that finishes after the loop was told to stop goes back to the agent
+(`returned`).
 
 Faults: a run that fails for the machine's reasons (MachineError) is recorded as interrupted
 (never as run) and its experiment queued again, once, for the next worker (one at a time, it
@@ -108,7 +112,7 @@ class Pool:
         self._done: queue.Queue[Ticket] = queue.Queue()
         self._halt = threading.Event()
         self._numbers = itertools.count(1)
-        self.returned: list[tuple[str, str]] = []  # (commit, description) of stale wins that conflicted
+        self.returned: list[tuple[str, str]] = []  # (commit, description) of stale wins the loop stopped before
         self._started = False
         self.inline = inline
         self.runners = runners  # a Ray cluster's: each worker's runs go to its actor (engine/cluster.py)
@@ -301,16 +305,17 @@ class Pool:
             self.returned.append((a.candidate[:7], a.description))
             return f"{won}, but the frontier moved to {frontier[:7]} and the loop stopped before it could run there"
         merged = merge_onto(e, a.candidate, a.frontier, frontier)
-        if merged is None:
-            self.returned.append((a.candidate[:7], a.description))
-            return f"{won}, but its change conflicts with the frontier {frontier[:7]}: back to the agent"
+        how = "rebased as {} and measured again"
+        if merged is None:  # its files as they are, on the new frontier: kept only if that wins there
+            merged = whole_onto(e, a.candidate, frontier)
+            how = "its change conflicts, so its files as a whole on it ({}) are measured there"
         key = e.guard.content_key(merged)
         if key == e.guard.content_key(frontier):
             return f"{won}, but the frontier {frontier[:7]} already has its change"
         history = e.history(a.branch)
         again = Attempt(a.description, a.agent, None, a.branch, frontier, history, candidate=merged, key=key)
         self._queue(Ticket(next(self._numbers), again, rebased_from=a.candidate[:7]), first=True)
-        return f"{won}, but the frontier moved to {frontier[:7]}: rebased as {merged[:7]} and measured again"
+        return f"{won}, but the frontier moved to {frontier[:7]}: {how.format(merged[:7])}"
 
     # -- the workers' side -------------------------------------------------------------------
 
@@ -405,6 +410,16 @@ def one_experiment(engine: Engine, description: str, *, agent: str = "", usage: 
     for line in outcome.lines():
         engine.out(line)
     return outcome
+
+
+def whole_onto(e: Engine, candidate: str, onto: str) -> str:
+    """A commit on `onto` whose editable files are the candidate's, as they are: a change that
+    does not merge with the frontier, tried whole (what the frontier changed in those files
+    meanwhile is left out; the keep rule decides whether that is better). Off the branch."""
+    root = e.root
+    files = {path: gitrepo.show(root, candidate, path) for path in gitrepo.changed_between(root, onto, candidate)
+             if e.guard.is_editable(path)}
+    return gitrepo.commit_off_branch(root, onto, gitrepo.message(root, candidate) or "as a whole", files=files)
 
 
 def merge_onto(e: Engine, candidate: str, base: str, onto: str) -> str | None:

@@ -46,10 +46,14 @@ def on_branch(rows: Iterable[Row], branch: str | None) -> list[Row]:
 
 
 def kept_mean(rows: Iterable[Row], commit: str) -> float | None:
-    """The value of a kept commit: the mean of its kept, measured runs (None: it has none).
+    """The value of a kept commit: the mean of its kept, measured runs (None: it has none), from
+    its last fresh start on (a re-run after the machine changed, History.stale).
 
     This is the frontier value wherever one is shown or compared with."""
-    values = [r.value for r in rows if r.status == "keep" and r.measured and r.commit[:7] == commit[:7]]
+    values: list[float] = []
+    for r in rows:
+        if r.status == "keep" and r.measured and r.commit[:7] == commit[:7]:
+            values = [r.value] if r.fresh else [*values, r.value]
     return keeprule.mean(values) if values else None
 
 
@@ -168,6 +172,16 @@ class Spend:
     tokens_in: int | None
     tokens_out: int | None
     cost_usd: float | None
+
+
+# When the frontier's measurements may no longer hold on this machine (History.stale): this many
+# candidates in a row lost to them by more than STALE_SIGMAS run-to-run sigmas each, on one run
+# (a machine that slowed down makes every change look clearly worse; ordinary changes of a good
+# frontier lose by far less, and bad ones are rarely that many in a row), or they are older than
+# STALE_SECONDS.
+STALE_LOSSES = 4
+STALE_SIGMAS = 3.0
+STALE_SECONDS = 3600.0
 
 
 def _wall(row: Row) -> float:
@@ -431,6 +445,29 @@ class History:
         scale = max(1.0, sum(shares))  # clocks of separate processes may overlap a little
         shares = [s / scale for s in shares]
         return TimeSplit(*shares, between=max(0.0, 1.0 - sum(shares)))
+
+    def stale(self, frontier: str, now: float) -> str:
+        """Why the frontier's measurements should be taken again before the next candidate is
+        judged against them ("" when they still hold): see STALE_LOSSES and STALE_SECONDS."""
+        ours = [i for i, r in enumerate(self.rows) if r.commit[:7] == frontier[:7] and r.measured and r.status == "keep"]
+        if not ours:
+            return ""
+        last = self.rows[ours[-1]]
+        when = parse_time(last.timestamp)
+        if when is not None and now - when > STALE_SECONDS:
+            return f"its last measurement is {(now - when) / 60:.0f} minutes old"
+        value, sigma = self.value_of(frontier), self.noise.sigma
+        if value is None or not sigma > 0:
+            return ""
+        after = [r for r in self.rows[ours[-1] + 1:] if r.is_experiment or r.kind == "confirm"]
+        if len(after) < STALE_LOSSES or any(r.kind == "confirm" for r in after[-STALE_LOSSES:]):
+            return ""
+        losses = [keeprule.improvement(value, r.value, self.direction) / sigma for r in after[-STALE_LOSSES:]
+                  if r.status == "discard" and r.measured]
+        if len(losses) < STALE_LOSSES or max(losses) >= -STALE_SIGMAS:
+            return ""
+        return (f"the last {STALE_LOSSES} candidates each lost to it by {-max(losses):.0f} sigma or more on one run "
+                f"(a machine that slowed down?)")
 
     @cached_property
     def usage(self) -> Spend:

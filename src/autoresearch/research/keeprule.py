@@ -118,11 +118,16 @@ def measured(row) -> bool:
 
 
 def repeat_groups(rows) -> list[list[float]]:
-    """Values of rows that measured the same code: grouped by commit, measured rows only."""
-    groups: dict[str, list[float]] = {}
+    """Values of rows that measured the same code: grouped by commit, measured rows only; a
+    commit's runs before a `fresh` re-run (the machine changed under them) in a group apart."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    starts: dict[str, int] = {}
     for r in rows:
         if measured(r):
-            groups.setdefault(r.commit[:7], []).append(r.value)
+            commit = r.commit[:7]
+            if getattr(r, "fresh", False):
+                starts[commit] = starts.get(commit, 0) + 1
+            groups.setdefault((commit, starts.get(commit, 0)), []).append(r.value)
     return [v for v in groups.values() if len(v) > 1]
 
 
@@ -233,6 +238,9 @@ def _frontier_runs(rows: Sequence, at: list[int], frontier: str, now: int, windo
     mine = [i for i, r in enumerate(rows) if r.commit[:7] == frontier[:7] and r.status == "keep" and measured(r)]
     if not mine:
         return [], set()
+    restarts = [i for i in mine if getattr(rows[i], "fresh", False)]
+    if restarts:  # the machine changed: its runs from the last fresh start on (History.stale)
+        return [i for i in mine if i >= restarts[-1]], set()
     first = mine[0]
     if rows[first].kind == "baseline":  # its own runs, unselected, and its re-runs in the window
         own = [i for i in mine if rows[i].kind == "baseline"]

@@ -9,7 +9,9 @@ cause (why a run did not count, see CAUSES), sandboxed (yes / no / empty: not kn
 run's own log, under the engine's logs folder), engine_seconds (the engine's own time on the run:
 staging its copy, starting its sandboxes, checking and recording it). A run's wall clock is
 seconds (the trainer: training_seconds of training, the rest start-up and hand-over) plus
-eval_seconds plus engine_seconds. A file written by the original project (five
+eval_seconds plus engine_seconds. fresh (yes / empty): a re-run of the frontier that starts its
+measurements over, because the earlier ones went stale (the machine changed under them): its
+earlier runs are neither compared with nor pooled with the ones from here on. A file written by the original project (five
 columns, no extras) reads fine; missing extras are empty, and for a file written before
 `cause`, `sandboxed` and the `rerun` kind existed they are worked out once, here, from the old
 reason text (`_upgrade`): nothing else reads meaning out of prose.
@@ -37,7 +39,7 @@ UPSTREAM = ("commit", "val_bpb", "memory_gb", "status", "description")
 EXTRA = (
     "timestamp", "seconds", "training_seconds", "steps", "kind", "reason",
     "agent", "tokens_in", "tokens_out", "cost_usd", "branch", "worker",
-    "eval_seconds", "cause", "sandboxed", "log", "engine_seconds",
+    "eval_seconds", "cause", "sandboxed", "log", "engine_seconds", "fresh",
 )
 STATUSES = ("keep", "discard", "crash", "invalid", "noop", "interrupted", "stale")
 KINDS = ("baseline", "experiment", "confirm", "rerun")
@@ -79,6 +81,7 @@ class Row:
     sandboxed: bool | None = None  # None: not known (no run, or a file from before the column)
     log: str = ""  # the run's own log (a name under the engine's logs folder), while it is kept
     engine_seconds: float | None = None  # the engine's own time on the run, outside its two processes
+    fresh: bool = False  # a re-run that starts its commit's measurements over (History.stale)
 
     # -- what the row is (the one place these questions are answered) --------------------------
 
@@ -113,7 +116,7 @@ class Row:
             self.kind, clean(self.reason), clean(self.agent), num(self.tokens_in, "d"), num(self.tokens_out, "d"),
             num(self.cost_usd, ".4f"), clean(self.branch), clean(self.worker), num(self.eval_seconds, ".1f"),
             self.cause, "" if self.sandboxed is None else ("yes" if self.sandboxed else "no"), clean(self.log),
-            num(self.engine_seconds, ".1f"),
+            num(self.engine_seconds, ".1f"), "yes" if self.fresh else "",
         ]
 
 
@@ -201,7 +204,7 @@ def parse(text: str, source: str = "results.tsv") -> tuple[str, list[Row]]:
                 cost_usd=_float(get("cost_usd")), branch=get("branch"), worker=get("worker"),
                 eval_seconds=_float(get("eval_seconds")), cause=get("cause"),
                 sandboxed=None if not sandboxed else sandboxed == "yes", log=get("log"),
-                engine_seconds=_float(get("engine_seconds")),
+                engine_seconds=_float(get("engine_seconds")), fresh=get("fresh") == "yes",
             )
         except ValueError as exc:
             raise ResultsError(f"{source}: line {number} is malformed ({exc})") from exc
