@@ -15,6 +15,7 @@ compare such figures over many proposals.
 
     python bench/parallel.py                      # 1, 2 and 4 workers, agent 0 s, runs 10 s
     python bench/parallel.py --think 5 --workers 1 --sequential   # the agent's overlap
+    python bench/parallel.py --builtin --workers 1 3                # the driver with the built-in agent
 """
 
 from __future__ import annotations
@@ -59,13 +60,14 @@ def when(stamp: str) -> float:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def measure(tmp: Path, workers: int | None, proposals: int, run: float, think: float, mixed: bool) -> dict:
+def measure(tmp: Path, workers: int | None, proposals: int, run: float, think: float, mixed: bool,
+            builtin: bool = False) -> dict:
     label = f"workers-{workers}" if workers else "sequential"
     ws = make(tmp / label, run)
     agent = tmp / f"agent-{label}.py"
     agent.write_text(AGENT.format(think=think, low=0.9 if mixed else 1.05))
-    cmd = [sys.executable, "-m", "autoresearch", "run", "--agent", "command", "--agent-command",
-           f"{sys.executable} {agent}", "--max-experiments", str(proposals)]
+    chosen = ["--agent", "builtin"] if builtin else ["--agent", "command", "--agent-command", f"{sys.executable} {agent}"]
+    cmd = [sys.executable, "-m", "autoresearch", "run", *chosen, "--max-experiments", str(proposals)]
     if workers:
         cmd += ["--workers", str(workers)]
     done = subprocess.run(cmd, cwd=ws.root, capture_output=True, text=True)
@@ -93,16 +95,18 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=0.0, help="seconds the agent takes per proposal")
     parser.add_argument("--sequential", action="store_true", help="also the loop without --workers")
     parser.add_argument("--mixed", action="store_true", help="a third of the proposals win (more runs each)")
+    parser.add_argument("--builtin", action="store_true",
+                        help="the built-in agent (it searches VALUE) instead of the scripted one; compare runs per hour")
     args = parser.parse_args()
     os.environ.setdefault("AUTORESEARCH_HOME", tempfile.mkdtemp(prefix="autoresearch-bench-home-"))
     with tempfile.TemporaryDirectory() as tmp:
         results = []
         if args.sequential:
-            results.append(measure(Path(tmp), None, args.proposals, args.run, args.think, args.mixed))
+            results.append(measure(Path(tmp), None, args.proposals, args.run, args.think, args.mixed, args.builtin))
         for n in args.workers:
-            results.append(measure(Path(tmp), n, args.proposals * n, args.run, args.think, args.mixed))
+            results.append(measure(Path(tmp), n, args.proposals * n, args.run, args.think, args.mixed, args.builtin))
     base = next((r for r in results if r["label"] == "workers-1"), results[0])
-    ratio = "runs_per_hour" if args.mixed else "per_hour"
+    ratio = "runs_per_hour" if args.mixed or args.builtin else "per_hour"
     print(f"runs of {args.run:g} s, agent {args.think:g} s per proposal")
     for r in results:
         n = int(r["label"].split("-")[1]) if r["label"].startswith("workers") else 1

@@ -710,7 +710,7 @@ def test_val_split_mismatch_is_a_crash(ws):
 def test_the_live_line_is_one_line_rewritten_in_place(tmp_path):
     import io
 
-    from autoresearch.engine.runner import LiveLine
+    from autoresearch.engine.liveline import LiveLine
 
     log = tmp_path / "run.log"
     stream = io.StringIO()

@@ -105,7 +105,7 @@ def test_help_answers_the_obvious_questions(tmp_path):
 def test_the_live_line_says_evaluating_once_the_harness_does(tmp_path):
     import io
 
-    from autoresearch.engine.runner import LiveLine
+    from autoresearch.engine.liveline import LiveLine
 
     log = tmp_path / "run.log"
     log.write_text("step 00010 | progress 99.0% | loss 2.000000 | remaining 0s\n")
@@ -125,7 +125,7 @@ def test_the_live_line_goes_on_while_the_engines_evaluator_runs(tmp_path):
     writes nothing to the trainer's log: the line says evaluating and its clock goes on."""
     import io
 
-    from autoresearch.engine.runner import LiveLine
+    from autoresearch.engine.liveline import LiveLine
 
     log = tmp_path / "run.log"
     log.write_text("step 00054 | progress 100.0% | loss 3.100000 | remaining 0s\nhanded over to the evaluator\n")

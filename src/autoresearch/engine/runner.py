@@ -24,13 +24,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, TextIO
 
-from autoresearch import gitrepo, pins, preparing, proc, runlog, sandbox
+from autoresearch import gitrepo, pins, preparing, proc, sandbox
 from autoresearch.engine.guard import Guard
+from autoresearch.engine.jailed import Jailed
+from autoresearch.engine.liveline import LiveLine
 from autoresearch.engine.lifecycle import Pen
 from autoresearch.engine.slots import Slot
 from autoresearch.errors import AutoresearchError, MachineError
 from autoresearch.engine.measure import LOG_READ_BYTES, Limits, Measurement, measure, read_log
-from autoresearch.files import open_unlinked, read_tail
+from autoresearch.files import open_unlinked
 from autoresearch.research.results import printable
 from autoresearch.state import Current
 from autoresearch.workspace import Workspace
@@ -38,7 +40,6 @@ from autoresearch.workspace import Workspace
 RESULT_VARIABLE = "AUTORESEARCH_RESULT"
 DEADLINE_VARIABLE = "AUTORESEARCH_DEADLINE"  # Unix time at which the trainer is killed
 _SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
-LIVE_READ_BYTES = 64 * 1024
 
 
 def command_argv(command: str) -> list[str]:
@@ -56,49 +57,6 @@ def command_argv(command: str) -> list[str]:
 def marker(result_path: str) -> str:
     """The environment entry that marks a run's processes as ours (see proc.group_has_marker)."""
     return f"{RESULT_VARIABLE}={result_path}"
-
-
-class LiveLine:
-    """One line of progress on a terminal, rewritten in place from run.log's step lines."""
-
-    def __init__(self, stream: TextIO, log_path: Path, label: str):
-        self.stream, self.log_path, self.label = stream, log_path, label
-        self.evaluating = False  # while the engine's evaluator runs (evaluate)
-        self.offset = 0.0  # the trainer's seconds, once the evaluator's clock ticks
-        self.shown = False
-
-    def __call__(self, elapsed: float) -> None:
-        # the end of the log, read afresh each tick: a capped run.log stops growing but its tail moves
-        raw = read_tail(self.log_path, LIVE_READ_BYTES)
-        if raw is None:
-            return
-        found = runlog.progress(raw[:raw.rfind("\n") + 1])  # a half-written last line waits for its end
-        evaluating = self.evaluating or (found is not None and found.evaluating)
-        parts = [self.label, f"{elapsed + self.offset:4.0f} s"]
-        if found is not None:
-            parts.append(f"step {found.step}")
-            loss, left = found.fields.get("loss"), found.fields.get("remaining")
-            if isinstance(loss, float):
-                parts.append(f"loss {loss:.4f}")
-            if isinstance(left, float) and not evaluating:
-                parts.append(f"{left:.0f} s left")
-        if evaluating:
-            parts.append("evaluating")
-        text = printable(" | ".join(parts)).replace("\n", " ")
-        self.stream.write("\r\x1b[K" + text[:100])
-        self.stream.flush()
-        self.shown = True
-
-    def evaluate(self, after: float) -> None:
-        """The trainer exited after `after` seconds and the evaluator starts: the line says so,
-        and its clock goes on from there."""
-        self.evaluating, self.offset = True, after
-
-    def clear(self) -> None:
-        if self.shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.shown = False
 
 
 def _missing_program(program: str, cwd: Path) -> str:
@@ -278,52 +236,6 @@ class Runner:
         if written.is_file() and not written.is_symlink():
             shutil.copyfile(written, result_path)
         return outcome
-
-
-@dataclass
-class Jailed:
-    """A command started in its jail and not yet waited for (proc.start), with the pipe that
-    tells a failure of the sandbox from a failure of the command (sandbox.UpSignal)."""
-
-    started: "proc.Started | proc.RunOutcome"
-    up: "sandbox.UpSignal | None"
-    log_path: Path
-    what: str
-
-    @classmethod
-    def start(cls, box: sandbox.Sandbox, argv: list[str], jail: sandbox.Jail, env: dict[str, str], cwd: Path,
-              log_path: Path, what: str, stdin: bool = False) -> "Jailed":
-        up = sandbox.UpSignal() if box.on else None
-        wrapped = box.wrap(argv, jail, up) if up is not None else box.wrap(argv, jail)
-        return cls(proc.start(wrapped, cwd, env, log_path, stdin=stdin, pass_fds=up.pass_fds if up else ()),
-                   up, log_path, what)
-
-    def go(self) -> None:
-        if isinstance(self.started, proc.Started):
-            self.started.send(b"go\n")
-
-    def finish(self, limit: float, **supervise) -> proc.RunOutcome:
-        """Supervise it to its end. A run that failed without the jail saying it was up failed
-        for the machine's reasons (MachineError): that is told by a pipe the command cannot
-        write, never by what it prints."""
-        try:
-            outcome = self.started if isinstance(self.started, proc.RunOutcome) else \
-                self.started.wait(limit, **supervise)
-            if self.up is None or self.up.started() or outcome.returncode in (0, None) or outcome.error:
-                return outcome
-        finally:
-            self._close_up()
-        first = (read_log(self.log_path).strip().splitlines() or [f"exit status {outcome.returncode}"])[0][:150]
-        raise MachineError(f"{self.what} could not start: {first}")
-
-    def cancel(self) -> None:
-        if isinstance(self.started, proc.Started):
-            self.started.cancel()
-        self._close_up()
-
-    def _close_up(self) -> None:
-        if self.up is not None:
-            self.up.close()
 
 
 class DiskGuard:
