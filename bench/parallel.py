@@ -46,10 +46,14 @@ print(f"DESCRIPTION: VALUE {{value}}")
 """
 
 
-def make(folder: Path, run: float) -> Workspace:
+# knobs for the built-in agent to search (it changes ALL_CAPS literals); they do not move the score
+KNOBS = "".join(f"KNOB_{k} = {k + 1}.0\n" for k in range(8))
+
+
+def make(folder: Path, run: float, knobs: bool = False) -> Workspace:
     init_workspace(folder, template="blank", command="python score.py", metric="score", editable=("score.py",),
                    budget=run)
-    (folder / "score.py").write_text(SCORE.format(run=run))
+    (folder / "score.py").write_text((KNOBS if knobs else "") + SCORE.format(run=run))
     for args in (["add", "-A"], ["commit", "-qm", "score"], ["switch", "-qc", "autoresearch/bench"]):
         subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *args],
                        cwd=folder, check=True, capture_output=True)
@@ -63,7 +67,7 @@ def when(stamp: str) -> float:
 def measure(tmp: Path, workers: int | None, proposals: int, run: float, think: float, mixed: bool,
             builtin: bool = False) -> dict:
     label = f"workers-{workers}" if workers else "sequential"
-    ws = make(tmp / label, run)
+    ws = make(tmp / label, run, knobs=builtin)
     agent = tmp / f"agent-{label}.py"
     agent.write_text(AGENT.format(think=think, low=0.9 if mixed else 1.05))
     chosen = ["--agent", "builtin"] if builtin else ["--agent", "command", "--agent-command", f"{sys.executable} {agent}"]
@@ -82,9 +86,15 @@ def measure(tmp: Path, workers: int | None, proposals: int, run: float, think: f
     inside = sum(max(0.0, stop - max(begin, start)) for begin, stop, _ in runs)
     started = [r for _, _, r in runs]
     n = workers or 1
+    # while every worker still had work: up to the first worker's last run (after it the line's
+    # last experiments finish on fewer workers, an end a night of research does not have)
+    busy_end = min(max(stop for _, stop, r in runs if r.worker == w) for w in {r.worker for r in started})
+    busy = [r for _, stop, r in runs if stop <= busy_end]
     return {"label": label, "experiments": sum(1 for r in started if r.kind == "experiment"), "runs": len(started),
             "wall": window, "per_hour": 3600 * sum(1 for r in started if r.kind == "experiment") / window,
-            "runs_per_hour": 3600 * len(started) / window, "share": inside / (n * window)}
+            "runs_per_hour": 3600 * len(started) / window, "share": inside / (n * window),
+            "busy_runs": len(busy), "busy_wall": busy_end - start,
+            "busy_runs_per_hour": 3600 * len(busy) / max(busy_end - start, 1e-9)}
 
 
 def main() -> None:
@@ -114,6 +124,8 @@ def main() -> None:
               f"{r['per_hour']:.0f} experiments/h, {r['runs_per_hour']:.0f} runs/h "
               f"({r[ratio] / base[ratio] / n:.2f} x N of one worker); "
               f"training {100 * r['share']:.0f} % of the wall clock")
+        print(f"{'':>11}  while every worker had work: {r['busy_runs']} runs in {r['busy_wall']:.0f} s, "
+              f"{r['busy_runs_per_hour']:.0f} runs/h ({r['busy_runs_per_hour'] / base['busy_runs_per_hour']:.2f} x one worker's)")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def main() -> None:
         cli("run", "--agent", "builtin", "--max-experiments", str(args.experiments), cwd=ws)
         wall = time.monotonic() - t0
         s = json.loads(cli("status", "--json", cwd=ws).stdout)["summary"]
-    split = s["time_split"] or {}
+    split = s.get("time_split") or {}  # none from versions before it was recorded
     print(f"{s['runs']} runs ({s['experiments']} experiments) in {wall:.0f} s of `autoresearch run`; "
           f"{s['elapsed_seconds']:.0f} s from the first run's start to the last row")
     print(f"training {100 * s['training_share']:.1f} % of the wall-clock")

@@ -71,10 +71,10 @@ def test_a_budget_that_is_not_a_positive_number_is_one_line(tmp_path, budget):
 
 
 def test_a_row_with_the_wrong_number_of_columns_says_so(tmp_path):
-    from autoresearch.research.results import ResultsError, header, parse
+    from autoresearch.research.results import EXTRA, UPSTREAM, ResultsError, header, parse
 
-    text = header("val_bpb") + "abc1234\t1.0\t0.0\tkeep\tfine\n"  # 5 cells under a 16-column header
-    with pytest.raises(ResultsError, match="line 2 has 5 columns, the header has 21"):
+    text = header("val_bpb") + "abc1234\t1.0\t0.0\tkeep\tfine\n"  # 5 cells under the full header
+    with pytest.raises(ResultsError, match=f"line 2 has 5 columns, the header has {len(UPSTREAM) + len(EXTRA)}"):
         parse(text)
 
 

@@ -238,5 +238,9 @@ def test_the_frontier_is_stale_when_its_last_measurement_is_old():
 
     base = [_measured("a000000", v, "00:00", kind="baseline") for v in (1.00, 1.01)]
     at = parse_time("2026-12-06T10:00:00Z")
-    assert History(base, B).stale("a000000", at + STALE_SECONDS - 60) == ""
-    assert History(base, B).stale("a000000", at + STALE_SECONDS + 60) == "its last measurement is 61 minutes old"
+    since = [_measured(f"c00000{i}", 1.012, f"0{i}:30", status="discard") for i in range(8)]
+    assert History(base + since, B).stale("a000000", at + STALE_SECONDS - 60) == ""
+    assert History(base + since, B).stale("a000000", at + STALE_SECONDS + 60) == \
+        "its last measurement is 61 minutes and 8 runs old"
+    # a long budget: an hour is two runs, not yet stale
+    assert History(base + since[:2], B).stale("a000000", at + STALE_SECONDS + 60) == ""

@@ -230,3 +230,22 @@ def test_the_reason_shows_the_change_of_the_metric_new_minus_old(direction):
     assert ev.delta == pytest.approx(-ev.gain if direction == "lower" else ev.gain)
     assert f", {ev.delta:+.6f} ± {ev.se:.6f} vs " in d.reason
     assert d.reason.split(", ")[1].startswith("-" if direction == "lower" else "+")
+
+
+def test_a_fresh_start_of_the_frontier_splits_its_runs_and_is_never_the_only_evidence():
+    """The machine got 0.3 slower: the frontier's re-run marked fresh starts its measurements
+    over. Its older runs are neither compared with nor pooled into the noise, and one fresh run
+    is not enough to keep against: the frontier runs again first."""
+    from dataclasses import replace
+
+    rows = line(("b000000", 1.31, "keep"), base=(1.00, 1.02))
+    rows[-1] = replace(rows[-1], kind="rerun", fresh=True)
+    assert sorted(map(sorted, keeprule.repeat_groups(rows))) == [[1.0, 1.02]]  # not [1.0, 1.02, 1.31]
+    rows += [Row("c000000", 1.20, 0.0, "discard", "x"), Row("c000000", 1.21, 0.0, "discard", "x", kind="confirm")]
+    ev = keeprule.weigh(rows, "b000000", "c000000", start=2)
+    assert ev.frontier_runs == 1 and ev.p_better > 0.99  # against the fresh run alone: a clear win
+    d = keeprule.decide(ev)
+    assert d.action == "more" and d.evidence.rerun_frontier and "measured afresh" in d.reason
+    again = keeprule.decide(keeprule.weigh(rows + [Row("b000000", 1.30, 0.0, "keep", "x", kind="rerun")],
+                                           "b000000", "c000000", start=2))
+    assert again.action == "keep" and again.evidence.frontier_runs == 2

@@ -17,6 +17,7 @@ first time they are read, and the files renamed with a `.v0` suffix.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -82,7 +83,8 @@ def _pinned(root: Path, key: str, old_suffix: str) -> str | None:
     except OSError:
         return None
     store.pin(key, text)
-    os.replace(old, old.with_name(old.name + ".v0"))
+    with contextlib.suppress(FileNotFoundError):  # another process moved it meanwhile
+        os.replace(old, old.with_name(old.name + ".v0"))
     return text
 
 

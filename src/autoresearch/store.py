@@ -159,7 +159,8 @@ class Store:
                 self._schema(conn)
         except sqlite3.DatabaseError as exc:
             raise AutoresearchError(f"cannot open the engine's records {self.path}: {exc}; move it away to start "
-                                    f"over (the rows are also in results.tsv)") from exc
+                                    f"over (the rows are also in results.tsv; the settings are pinned again from the "
+                                    f"committed autoresearch.toml, the validation split by the next prepare)") from exc
         if fresh:
             try:
                 with _transaction(conn):

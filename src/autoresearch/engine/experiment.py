@@ -76,6 +76,7 @@ class Attempt:
     candidate: str = ""  # full sha, once committed
     key: str = ""  # the content key of its editable files
     smaller: bool = False
+    whole: bool = False  # a stale win's files as a whole on a newer frontier (pool.whole_onto): never "simpler"
     measurements: list[Measurement] = field(default_factory=list)  # the candidate's runs
     block: list[results.Row] = field(default_factory=list)  # their rows and the frontier's re-runs, in the order they ran
     # (the candidate's rows provisional until the decision)
@@ -230,7 +231,8 @@ class Engine:
         """Run a committed candidate and the frontier beside it until the keep rule decides
         (`a.decision`; None when its first run crashed or there is nothing to compare with).
         Writes no rows: the journal (`pen`) holds each finished run until the caller records them."""
-        a.smaller = self.guard.smaller(a.frontier, a.candidate)
+        # what whole_onto leaves out of the frontier's lines is not a simplification
+        a.smaller = not a.whole and self.guard.smaller(a.frontier, a.candidate)
         stale = a.history.stale(a.frontier, time.time())
         if stale:  # the candidate would be judged against measurements this machine no longer gives
             self.out(f"re-measuring the frontier {a.frontier[:7]} before the candidate: {stale}")

@@ -26,9 +26,14 @@ class Jailed:
     def start(cls, box: sandbox.Sandbox, argv: list[str], jail: sandbox.Jail, env: dict[str, str], cwd: Path,
               log_path: Path, what: str, stdin: bool = False) -> "Jailed":
         up = sandbox.UpSignal() if box.on else None
-        wrapped = box.wrap(argv, jail, up) if up is not None else box.wrap(argv, jail)
-        return cls(proc.start(wrapped, cwd, env, log_path, stdin=stdin, pass_fds=up.pass_fds if up else ()),
-                   up, log_path, what)
+        try:
+            wrapped = box.wrap(argv, jail, up) if up is not None else box.wrap(argv, jail)
+            started = proc.start(wrapped, cwd, env, log_path, stdin=stdin, pass_fds=up.pass_fds if up else ())
+        except BaseException:
+            if up is not None:
+                up.close()
+            raise
+        return cls(started, up, log_path, what)
 
     def go(self) -> None:
         if isinstance(self.started, proc.Started):

@@ -49,7 +49,7 @@ ALLOWANCE_BASE = 30.0
 ALLOWANCE_FRAC = 0.10
 DEADLINE_SLACK = 0.05
 # The evaluator's wall-clock limit: 10 x the slowest baseline evaluation (the evaluator process
-# as the engine timed it, starting included), at least 120 s; 600 s until one is pinned. It
+# as the engine timed it from its "go", once the trainer ended), at least 120 s; 600 s until one is pinned. It
 # stops a hand-over that would hold the evaluator for good, not a slow one: a timeout is the
 # code's crash, so the margin must cover a machine that gets busy. On the 2-core CPU machine an
 # evaluation of 12 s quiet took 37 s with another job running, and more than 60 s with two.
@@ -284,8 +284,8 @@ def measure(cfg: Config, lim: Limits, outcome: RunOutcome, log: str, result_path
             return crash(problem)
         value = number(str(record[cfg.metric if cfg.metric in record else "val_bpb"]))
         source = HARNESS
-        # what the evaluator's limit follows (Limits.evaluator): the whole process as the engine
-        # timed it, its start included, not only the scoring the record's eval_seconds counts
+        # what the evaluator's limit follows (Limits.evaluator): the process as the engine timed
+        # it from its "go" to its end, not only the scoring the record's eval_seconds counts
         eval_seconds = round(evaluation.seconds, 1)
     else:
         value = number(printed_value(log, cfg.metric))

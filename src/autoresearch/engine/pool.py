@@ -292,7 +292,7 @@ class Pool:
         if again:
             self.say(f"{t.worker}: {reason}; {a.candidate[:7]} goes to the next worker")
             retry = Attempt(a.description, a.agent, None, a.branch, a.frontier, a.history, candidate=a.candidate,
-                            key=a.key)
+                            key=a.key, whole=a.whole)
             self._queue(Ticket(next(self._numbers), retry, rebased_from=t.rebased_from, retries=t.retries + 1),
                         first=True)
         return None
@@ -305,15 +305,16 @@ class Pool:
             self.returned.append((a.candidate[:7], a.description))
             return f"{won}, but the frontier moved to {frontier[:7]} and the loop stopped before it could run there"
         merged = merge_onto(e, a.candidate, a.frontier, frontier)
-        how = "rebased as {} and measured again"
-        if merged is None:  # its files as they are, on the new frontier: kept only if that wins there
+        how, whole = "rebased as {} and measured again", merged is None
+        if whole:  # its files as they are, on the new frontier: kept only if that wins there
             merged = whole_onto(e, a.candidate, frontier)
             how = "its change conflicts, so its files as a whole on it ({}) are measured there"
         key = e.guard.content_key(merged)
         if key == e.guard.content_key(frontier):
             return f"{won}, but the frontier {frontier[:7]} already has its change"
         history = e.history(a.branch)
-        again = Attempt(a.description, a.agent, None, a.branch, frontier, history, candidate=merged, key=key)
+        again = Attempt(a.description, a.agent, None, a.branch, frontier, history, candidate=merged, key=key,
+                        whole=whole)
         self._queue(Ticket(next(self._numbers), again, rebased_from=a.candidate[:7]), first=True)
         return f"{won}, but the frontier moved to {frontier[:7]}: {how.format(merged[:7])}"
 

@@ -132,14 +132,14 @@ class Runner:
         watch = not self.slot.name or not self.sandbox.on
         before = self.guard.snapshot(results=not self.slot.name) if watch else None
         pen.update(result_path=str(result_path))
-        current = Current(commit=commit[:7], description=description, kind=kind, started_at=time.time(),
-                          budget=self.ws.config.budget, agent=pen.journal.agent)
-        self.state.write_current(current)
+        # for watchers; kept here and written out, never read back (the agent can write that folder)
+        self.current = Current(commit=commit[:7], description=description, kind=kind, started_at=time.time(),
+                               budget=self.ws.config.budget, agent=pen.journal.agent)
+        self.state.write_current(self.current)
 
         def on_start(pgid: int) -> None:
             pen.update(pgid=pgid)
-            now = self.state.current() or current
-            self.state.write_current(replace(now, pid=pgid))
+            self.show(pid=pgid)
 
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-run-"))
         try:
@@ -161,6 +161,11 @@ class Runner:
             result_path.unlink()
         own = time.monotonic() - began - outcome.seconds - (evaluation.seconds if evaluation is not None else 0.0)
         return replace(m, engine_seconds=round(max(own, 0.0), 1))
+
+    def show(self, **changes) -> None:
+        """The run in flight, changed, for watchers (current.json)."""
+        self.current = replace(self.current, **changes)
+        self.state.write_current(self.current)
 
     def _run_stage(self, stage: "Stage", *, argv: list[str], result_path: Path, kind: str, commit: str,
                    on_start) -> tuple[proc.RunOutcome, str, proc.RunOutcome | None]:
@@ -195,9 +200,7 @@ class Runner:
             if evaluator is not None and outcome.returncode == 0 and not outcome.timed_out:
                 if live is not None:
                     live.evaluate(after=outcome.seconds)
-                now = self.state.current()
-                if now is not None:  # watchers say "evaluating" from here on
-                    self.state.write_current(replace(now, phase="evaluating"))
+                self.show(phase="evaluating")  # watchers say so from here on
                 evaluation = self._evaluate(evaluator, stage, result_path, on_start, disk, live)
                 self._halted()
         finally:

@@ -178,10 +178,11 @@ class Spend:
 # candidates in a row lost to them by more than STALE_SIGMAS run-to-run sigmas each, on one run
 # (a machine that slowed down makes every change look clearly worse; ordinary changes of a good
 # frontier lose by far less, and bad ones are rarely that many in a row), or they are older than
-# STALE_SECONDS.
+# STALE_SECONDS and STALE_RUNS runs (a long budget's runs are not stale after one hour).
 STALE_LOSSES = 4
 STALE_SIGMAS = 3.0
 STALE_SECONDS = 3600.0
+STALE_RUNS = 8
 
 
 def _wall(row: Row) -> float:
@@ -454,8 +455,9 @@ class History:
             return ""
         last = self.rows[ours[-1]]
         when = parse_time(last.timestamp)
-        if when is not None and now - when > STALE_SECONDS:
-            return f"its last measurement is {(now - when) / 60:.0f} minutes old"
+        since = sum(1 for r in self.rows[ours[-1] + 1:] if r.used_machine)
+        if when is not None and now - when > STALE_SECONDS and since >= STALE_RUNS:
+            return f"its last measurement is {(now - when) / 60:.0f} minutes and {since} runs old"
         value, sigma = self.value_of(frontier), self.noise.sigma
         if value is None or not sigma > 0:
             return ""

@@ -239,8 +239,8 @@ def _frontier_runs(rows: Sequence, at: list[int], frontier: str, now: int, windo
     if not mine:
         return [], set()
     restarts = [i for i in mine if getattr(rows[i], "fresh", False)]
-    if restarts:  # the machine changed: its runs from the last fresh start on (History.stale)
-        return [i for i in mine if i >= restarts[-1]], set()
+    if restarts:  # the machine changed: its runs from the last fresh start on (History.stale), in the window
+        return [restarts[-1]] + [i for i in mine if i > restarts[-1] and at[i] >= now - window], set()
     first = mine[0]
     if rows[first].kind == "baseline":  # its own runs, unselected, and its re-runs in the window
         own = [i for i in mine if rows[i].kind == "baseline"]
@@ -352,11 +352,17 @@ def decide(ev: Evidence, rule: Rule = Rule(), *, smaller: bool = False) -> Decis
     p, n = ev.p_better, ev.runs
     local = ev.beside > 0 and ev.local_z > rule.local_z
     if n >= 2 and p >= rule.p_keep and local:
-        return Decision("keep", ev, f"better: {ev.describe()} (keeps at {rule.p_keep:g})")
+        if ev.frontier_runs >= 2:
+            return Decision("keep", ev, f"better: {ev.describe()} (keeps at {rule.p_keep:g})")
+        if n < rule.max_runs:  # a frontier measured afresh (History.stale) once: never the only evidence
+            return Decision("more", replace(ev, rerun_frontier=True),
+                            f"{ev.describe()}: the frontier has one run since it was measured afresh: run it again")
     if n == 1 and p <= rule.first_stop:
         why = f"not better: {ev.describe()} (stops at {rule.first_stop:g} after one run)"
     elif n >= 2 and p <= rule.stop:
         why = f"not better: {ev.describe()} (stops at {rule.stop:g})"
+    elif n >= rule.max_runs and p >= rule.p_keep and ev.frontier_runs < 2:
+        why = f"not confirmed: the frontier was measured only once since it was measured afresh; {ev.describe()}"
     elif n >= rule.max_runs and p >= rule.p_keep and not ev.beside:
         why = f"not confirmed: no re-run of the frontier beside it ran; {ev.describe()}"
     elif n >= rule.max_runs and p >= rule.p_keep:
