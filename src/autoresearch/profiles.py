@@ -81,6 +81,37 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+# The memory rule of the CUDA profiles (sequence 2048, depth 8): the reference run peaked at
+# 45.1 GB with device batch 128 on an H100 (docs/benchmarks.md's reference facts), about
+# 0.34 GB of activations per row of 2048 tokens on top of about 1.5 GB of weights, gradients
+# and optimizer state. A card gets the largest power-of-two device batch, at most 128, whose
+# estimate fits in 90 % of its memory; train.py accumulates gradients over the rest of the 2^19
+# tokens of a step. Not yet measured with this project's train.py on a GPU.
+GB_PER_ROW = 0.34
+GB_FIXED = 1.5
+MEMORY_USABLE = 0.9
+
+
+def cuda_device_batch(memory_gb: float, most: int = 128) -> int:
+    """DEVICE_BATCH_SIZE for a CUDA card with `memory_gb` of memory at the reference shape."""
+    fits = (memory_gb * MEMORY_USABLE - GB_FIXED) / GB_PER_ROW
+    rows = most
+    while rows > 1 and rows > fits:
+        rows //= 2
+    return rows
+
+
+def gpu_memory_gb() -> float | None:
+    """The first CUDA card's memory in GB (None without one)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory / 1e9
+
+
 def cpu_threads() -> int:
     """Torch threads for training on this machine's CPU: half the cores it may use, at least one.
 

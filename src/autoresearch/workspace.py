@@ -247,6 +247,9 @@ def render_llm(profile: profiles.Profile, dataset: str, budget: float | None) ->
     train = dict(profile.train)
     if profile.name == "cpu":
         train["CPU_THREADS"] = profiles.cpu_threads()
+    memory = profiles.gpu_memory_gb() if profile.name.startswith("cuda") else None
+    if memory is not None:  # this machine's card: the device batch that fits it
+        train["DEVICE_BATCH_SIZE"] = profiles.cuda_device_batch(memory)
     return {
         "prepare.py": capsliterals.write_constants(template_text("llm", "prepare.py"), harness),
         "train.py": capsliterals.write_constants(template_text("llm", "train.py"), train),
