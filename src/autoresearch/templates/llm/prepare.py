@@ -653,7 +653,13 @@ def _score(losses_of, batch_size, device, bos, workers=1):
 
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(one, batches))
+            futures = [pool.submit(one, b) for b in batches]
+            try:
+                parts = [f.result() for f in futures]
+            except BaseException:  # a refused batch: the ones not started yet are not scored
+                for f in futures:
+                    f.cancel()
+                raise
     else:
         parts = [one(b) for b in batches]
     nats, nbytes, tokens = (torch.stack(column).sum().item() for column in zip(*parts))
