@@ -344,8 +344,8 @@ class Loop:
         pool = Pool(engine, seats, out=self.out, runners=runners)
         self.out(f"{len(seats)} worker{'s' if len(seats) != 1 else ''}: {', '.join(s.describe() for s in seats)}; "
                  f"run logs in {self.ws.state_dir.name}/workers/")
-        if slots.oversubscribed(seats):
-            self.out(slots.oversubscribed(seats))
+        if warning := slots.oversubscribed(seats):
+            self.out(warning)
         pool.start()
         try:
             while True:

@@ -132,9 +132,9 @@ def detect() -> str:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
         return "cpu"
-    if torch.cuda.is_available():
-        total = torch.cuda.get_device_properties(0).total_memory
-        return "cuda-large" if total >= 40 * 1024**3 else "cuda"
+    memory = gpu_memory_gb()
+    if memory is not None:
+        return "cuda-large" if memory >= 40 * 1024**3 / 1e9 else "cuda"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"

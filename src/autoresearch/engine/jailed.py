@@ -27,8 +27,8 @@ class Jailed:
               log_path: Path, what: str, stdin: bool = False) -> "Jailed":
         up = sandbox.UpSignal() if box.on else None
         try:
-            wrapped = box.wrap(argv, jail, up) if up is not None else box.wrap(argv, jail)
-            started = proc.start(wrapped, cwd, env, log_path, stdin=stdin, pass_fds=up.pass_fds if up else ())
+            started = proc.start(box.wrap(argv, jail, up), cwd, env, log_path, stdin=stdin,
+                                 pass_fds=up.pass_fds if up else ())
         except BaseException:
             if up is not None:
                 up.close()

@@ -205,7 +205,7 @@ class Runner:
                 self._halted()
         finally:
             if evaluator is not None:
-                evaluator.cancel()  # the trainer failed: nothing to evaluate
+                evaluator.cancel()  # one that never got its go (the trainer failed, a stop) ends here
             if live is not None:
                 live.clear()
             self.state.clear_current()

@@ -449,7 +449,7 @@ class History:
 
     def stale(self, frontier: str, now: float) -> str:
         """Why the frontier's measurements should be taken again before the next candidate is
-        judged against them ("" when they still hold): see STALE_LOSSES and STALE_SECONDS."""
+        judged against them ("" when they still hold): see the STALE_ constants."""
         ours = [i for i, r in enumerate(self.rows) if r.commit[:7] == frontier[:7] and r.measured and r.status == "keep"]
         if not ours:
             return ""

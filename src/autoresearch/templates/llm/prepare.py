@@ -971,10 +971,10 @@ def score_handover(folder, device=None):
     # on the CPU, one batch per core at once, each on one thread (the trainer has exited: every
     # core it had is the evaluator's); an accelerator takes the batches one after the other
     workers = torch.get_num_threads() if device.type == "cpu" else 1
-    torch.set_num_threads(1 if workers > 1 else torch.get_num_threads())
+    if workers > 1:
+        torch.set_num_threads(1)
     t0 = time.perf_counter()
-    with torch.no_grad():
-        bpb, tokens, nbytes = _score(losses, batch, device, bos, workers)
+    bpb, tokens, nbytes = _score(losses, batch, device, bos, workers)  # losses: no autograd (inference_mode)
     return {"val_bpb": bpb, "tokens": tokens, "bytes": nbytes, "val_sha256": val_sha, "batch_size": batch,
             "load_seconds": round(loaded, 3), "score_seconds": round(time.perf_counter() - t0, 3)}
 
