@@ -184,23 +184,28 @@ def test_three_workers_on_the_blank_template(tmp_path, agent):
     assert clean(ws.root)
 
 
+def h100s(n: int, model: str = "NVIDIA H100") -> list[slots.Gpu]:
+    return [slots.Gpu(i, model, f"GPU-{i:04d}", minor=i) for i in range(n)]
+
+
 def test_slots_share_the_machine_and_never_mix_gpu_models():
-    cpu = slots.local(2, models=[], cpus=4)
+    cpu = slots.local(2, cards=[], cpus=4)
     assert [s.name for s in cpu] == ["w1", "w2"] and all(dict(s.env)["OMP_NUM_THREADS"] == "2" for s in cpu)
-    assert dict(slots.local(3, models=[], cpus=2)[0].env)["OMP_NUM_THREADS"] == "1"
-    assert slots.oversubscribed(slots.local(2, models=[], cpus=2), cpus=2) == ""
-    warning = slots.oversubscribed(slots.local(3, models=[], cpus=2), cpus=2)
+    assert dict(slots.local(3, cards=[], cpus=2)[0].env)["OMP_NUM_THREADS"] == "1"
+    assert slots.oversubscribed(slots.local(2, cards=[], cpus=2), cpus=2) == ""
+    warning = slots.oversubscribed(slots.local(3, cards=[], cpus=2), cpus=2)
     assert warning.startswith("warning: 3 workers on 2 CPU cores") and "--workers 2 or fewer" in warning
-    gpus = slots.local("auto", models=["NVIDIA H100"] * 4, environ={})
+    gpus = slots.local("auto", cards=h100s(4), environ={})
     assert [(s.name, s.gpu, dict(s.env)["CUDA_VISIBLE_DEVICES"]) for s in gpus] == [
-        ("w1", 0, "0"), ("w2", 1, "1"), ("w3", 2, "2"), ("w4", 3, "3")]
-    assert [s.gpu for s in slots.local("auto", models=["NVIDIA H100"] * 4, environ={"CUDA_VISIBLE_DEVICES": "2,3"})] == [2, 3]
+        ("w1", 0, "GPU-0000"), ("w2", 1, "GPU-0001"), ("w3", 2, "GPU-0002"), ("w4", 3, "GPU-0003")]
+    assert [s.gpu for s in slots.local("auto", cards=h100s(4), environ={"CUDA_VISIBLE_DEVICES": "2,3"})] == [2, 3]
     with pytest.raises(AutoresearchError, match="different models"):
-        slots.local(2, models=["NVIDIA H100", "NVIDIA A100"], environ={})
+        slots.local(2, cards=h100s(1) + [slots.Gpu(1, "NVIDIA A100")], environ={})
     # the mixed pool is fine once the visible GPUs are of one model
-    assert len(slots.local("auto", models=["NVIDIA H100", "NVIDIA A100"], environ={"CUDA_VISIBLE_DEVICES": "1"})) == 1
+    assert len(slots.local("auto", cards=h100s(1) + [slots.Gpu(1, "NVIDIA A100")],
+                           environ={"CUDA_VISIBLE_DEVICES": "1"})) == 1
     with pytest.raises(AutoresearchError, match="one worker per GPU"):
-        slots.local(3, models=["NVIDIA H100"] * 2, environ={})
+        slots.local(3, cards=h100s(2), environ={})
     assert slots.parse_count("auto") == "auto" and slots.parse_count("3") == 3
     for bad in ("0", "two"):
         with pytest.raises(AutoresearchError):

@@ -32,6 +32,7 @@ import grp
 import os
 import pwd
 import random
+import re
 import shutil
 import stat
 import sys
@@ -73,6 +74,9 @@ class Jail:
     cwd: Path  # inside the jail
     env: dict[str, str] = field(default_factory=dict)  # the whole environment the command gets
     gpus: bool = True  # bind the NVIDIA devices that exist
+    # with `gpus`: the minor number of the one card to bind (/dev/nvidiaN) beside the control
+    # devices; None binds every card (one at a time, or where the card's number is not known)
+    card: int | None = None
     hidden: tuple[Path, ...] = ()  # never visible, even inside the Python installation's folders
     # folders shown empty wherever they would be visible (under /usr, /opt or the Python
     # installation): where the validation documents came from (see docs/trust.md)
@@ -117,7 +121,8 @@ class Sandbox:
         python = python_dirs(jail.hidden)
         if self.kind == SEATBELT:
             return [self.program, "-p", seatbelt.profile(jail, python), *inner]
-        args = bubblewrap.arguments(jail, python=python, gpus=gpu_devices(), root=os.geteuid() == 0)
+        args = bubblewrap.arguments(jail, python=python, gpus=card_devices(gpu_devices(), jail.card),
+                                    root=os.geteuid() == 0)
         return [self.program, *args, "--", *self._drop(jail), *inner]
 
     def owner(self) -> int | None:
@@ -259,14 +264,22 @@ def _memory_bytes() -> int:
     return 0
 
 
-@functools.lru_cache(maxsize=1)
-def gpu_devices() -> tuple[str, ...]:
-    devs = sorted(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))
-    devs += [f"/dev/{n}" for n in GPU_DEVICES if Path(f"/dev/{n}").exists()]
-    caps = Path("/dev/nvidia-caps")
-    if caps.is_dir():
-        devs.append(str(caps))
+@functools.lru_cache(maxsize=4)
+def gpu_devices(dev: Path = Path("/dev")) -> tuple[str, ...]:
+    """The NVIDIA device files of this machine: every card's, then the control devices."""
+    devs = sorted((str(p) for p in dev.glob("nvidia[0-9]*")), key=lambda d: int(re.sub(r"\D", "", Path(d).name)))
+    devs += [str(dev / n) for n in GPU_DEVICES if (dev / n).exists()]
+    if (dev / "nvidia-caps").is_dir():  # MIG: the capabilities that select an instance
+        devs.append(str(dev / "nvidia-caps"))
     return tuple(devs)
+
+
+def card_devices(devices: tuple[str, ...], card: int | None) -> tuple[str, ...]:
+    """`devices` with one card's file only (/dev/nvidia<card>) and every control device; all of
+    them when `card` is None."""
+    if card is None:
+        return devices
+    return tuple(d for d in devices if not re.fullmatch(r"nvidia\d+", Path(d).name) or Path(d).name == f"nvidia{card}")
 
 
 def python_dirs(hidden: tuple[Path, ...] = ()) -> list[Path]:

@@ -33,7 +33,7 @@ from autoresearch.config import CONFIG_NAME
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.measure import Limits, Measurement
 from autoresearch.engine.runner import REQUIRE, Runner
-from autoresearch.engine.slots import Slot, check_models, gpu_models
+from autoresearch.engine.slots import Slot, check_models, gpu_models, own_card
 from autoresearch.errors import AutoresearchError, MachineError, WorkerLost
 from autoresearch.files import open_unlinked
 from autoresearch.engine.lifecycle import Pen
@@ -112,7 +112,7 @@ class Node:
         if not self.ready:
             self._prepare(ws)
         lines: list[str] = []
-        runner = Runner(ws, limits, Guard(ws), stream=io.StringIO(), live=False, out=lines.append)
+        runner = Runner(ws, limits, Guard(ws), stream=io.StringIO(), live=False, out=lines.append, slot=own_card())
         pen = Pen(ws.store, "node", Journal(branch="node", frontier=sha, kind=kind, description=description,
                                             candidate=sha))
         m = runner.run(sha, pen, kind=kind, description=description)

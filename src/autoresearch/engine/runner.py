@@ -402,7 +402,7 @@ class Stage:
             *self._data_binds(TRAIN_FILES),
         )
         return sandbox.Jail(binds + self._tmp_bind(), self._at(INSIDE, self.work), self.inside_env(), gpus=True,
-                            hidden=self._hidden(), masked=self.val_sources(), outside_only=(RESULT_VARIABLE,))
+                            card=self.slot.device, hidden=self._hidden(), masked=self.val_sources(), outside_only=(RESULT_VARIABLE,))
 
     def _tmp_bind(self) -> tuple[sandbox.Bind, ...]:
         """A writable temporary folder where the sandbox does not make one (Seatbelt)."""
@@ -444,4 +444,4 @@ class Stage:
         # no kernel caches at all: the evaluator compiles what it runs, every time
         env.update(USE_PYTORCH_KERNEL_CACHE="0", CUDA_CACHE_DISABLE="1")
         return sandbox.Jail(binds, self._at(Path("/evaluator"), self.scratch / "evaluator"), env, gpus=True,
-                            hidden=(self.ws.root, pins.home()), outside_only=(RESULT_VARIABLE,))
+                            card=self.slot.device, hidden=(self.ws.root, pins.home()), outside_only=(RESULT_VARIABLE,))
