@@ -86,6 +86,8 @@ class Config:
     allowance: float = setting(0.0, "seconds beyond the budget for startup; 0 pins it once from the baseline runs "
                                     "(their slowest startup + 5 % of the budget; 30 + 10 % of the budget until then)")
     require_sandbox: bool = setting(False, "refuse to run training without a sandbox (bubblewrap on Linux)")
+    compile_cache: bool = setting(False, "keep a commit's torch.compile caches for the frontier's re-runs of it "
+                                         "(docs/trust.md: what its first run leaves there, they read)")
     metric: str = setting("val_bpb", table="metric", key="name")
     direction: str = setting("lower", "lower or higher is better", table="metric")
     harness_record: bool = setting(True, "the run writes a JSON record to $AUTORESEARCH_RESULT", table="metric")

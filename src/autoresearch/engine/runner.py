@@ -29,6 +29,7 @@ from autoresearch.engine.guard import Guard
 from autoresearch.engine.jailed import Jailed
 from autoresearch.engine.liveline import LiveLine
 from autoresearch.engine.lifecycle import Pen
+from autoresearch.engine.compilecache import CompileCache
 from autoresearch.engine.slots import Slot
 from autoresearch.errors import AutoresearchError, MachineError
 from autoresearch.engine.measure import LOG_READ_BYTES, Limits, Measurement, measure, read_log
@@ -142,19 +143,24 @@ class Runner:
             self.show(pid=pgid)
 
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-run-"))
+        caches = CompileCache.of(self.ws.root) if self.ws.config.compile_cache else None
         try:
             with sandbox.leased(self.sandbox) as box:  # a root engine's run: a uid of its own
                 stage = Stage.make(self.ws, commit, scratch, box, pinned, self.slot)
+                if caches is not None and caches.seed(commit, kind, scratch / "cache", box.owner()):
+                    self.out(f"compile cache: warm, from the first measured run of {commit[:7]}")
                 outcome, log, evaluation = self._run_stage(stage, argv=command_argv(self.ws.config.command),
                                                            result_path=result_path, kind=kind, commit=commit,
                                                            on_start=on_start)
+            tampered = self.guard.tampering(before) if before is not None else ""
+            m = measure(self.ws.config, self.limits, outcome, log, result_path, pinned.val_sha256, evaluation,
+                        harness_pin=pinned.harness_sha256)
+            if tampered:
+                m = replace(m, value=None, reason=tampered)
+            if caches is not None and m.ok:
+                caches.keep(commit, scratch / "cache")  # the commit's first measured run only
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        tampered = self.guard.tampering(before) if before is not None else ""
-        m = measure(self.ws.config, self.limits, outcome, log, result_path, pinned.val_sha256, evaluation,
-                    harness_pin=pinned.harness_sha256)
-        if tampered:
-            m = replace(m, value=None, reason=tampered)
         if not self.sandbox.on:
             m = replace(m, unsandboxed=True)
         with contextlib.suppress(OSError):

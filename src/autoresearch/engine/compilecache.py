@@ -1,0 +1,101 @@
+"""Compile caches kept between runs of one commit (the `compile_cache` setting, off by default).
+
+A run compiles into its own scratch cache folder (TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR
+under /scratch/cache). With the setting on, the engine keeps a copy of that folder after the
+first run of a commit that measured, in its private folder (`compile/<commit>`), and copies
+it into the cache folder of later runs of the same commit that are re-runs of the frontier
+or baseline runs, so that those compile warm.
+
+Who can touch what (docs/trust.md):
+- a cache is written once, from the first measured run of its commit; no later run writes it;
+- it is read only by re-runs of the frontier and later baseline runs of that same commit: never
+  by another commit's runs, never by a candidate's own runs (the runs that decide whether a
+  change is kept always compile cold), never by the evaluator (it has a cache of its own);
+- what is kept is a copy of regular files only (no links, no devices, no FIFOs), at most
+  MAX_BYTES, and each run gets a fresh copy, so nothing a run writes reaches another run.
+
+What a run leaves in its cache folder is not inspected: a commit's first run can leave
+anything there (its trained weights, say) for the frontier's re-runs of that commit to read.
+That can make a kept change's later runs look better than its first, never a change get kept.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from autoresearch import pins
+
+READERS = ("rerun", "baseline")  # the kinds of run that get a warm cache
+MAX_BYTES = 4 << 30  # a cache larger than this is not kept (an Inductor cache of one model is MBs)
+KEEP = 8  # the caches of this many commits are kept, the most recently used
+
+
+class CompileCache:
+    def __init__(self, root: Path):
+        self.root = root  # the engine's private folder for caches: one folder per commit
+
+    @classmethod
+    def of(cls, ws_root: Path) -> "CompileCache":
+        return cls(pins.private_dir(ws_root) / "compile")
+
+    def _folder(self, commit: str) -> Path:
+        return self.root / commit
+
+    def seed(self, commit: str, kind: str, into: Path, owner: int | None) -> bool:
+        """Copy the commit's kept cache into a run's fresh cache folder `into`; whether it had one."""
+        kept = self._folder(commit)
+        if kind not in READERS or not kept.is_dir():
+            return False
+        os.utime(kept)  # recently used: kept longer
+        return copy_regular(kept, into, owner=owner) is not None
+
+    def keep(self, commit: str, run_cache: Path) -> bool:
+        """After a measured run of `commit`: its cache folder kept, when the commit has none yet."""
+        kept = self._folder(commit)
+        if kept.exists():
+            return False
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{commit}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        if copy_regular(run_cache, tmp, owner=None) is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        os.replace(tmp, kept)
+        self.prune()
+        return True
+
+    def prune(self) -> None:
+        """Only the KEEP most recently used commits' caches stay."""
+        folders = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in folders[KEEP:]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_regular(src: Path, dst: Path, *, owner: int | None, limit: int = MAX_BYTES) -> int | None:
+    """Copy the regular files and folders under `src` to `dst` (made if missing), owned by
+    `owner` when given: links, devices, FIFOs and sockets are left behind, so that reading a
+    run's folder can never block or leave it. The bytes copied, or None past `limit`."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(src):  # never follows a link to a folder
+        here = dst / Path(dirpath).relative_to(src)
+        here.mkdir(parents=True, exist_ok=True)
+        if owner is not None:
+            os.chown(here, owner, owner)
+        dirnames[:] = [d for d in dirnames if stat.S_ISDIR(os.lstat(os.path.join(dirpath, d)).st_mode)]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as source:
+                total += os.fstat(source.fileno()).st_size
+                if total > limit:
+                    return None
+                with open(here / name, "xb") as target:
+                    shutil.copyfileobj(source, target)
+            if owner is not None:
+                os.chown(here / name, owner, owner)
+    return total
