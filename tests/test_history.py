@@ -4,6 +4,7 @@ and the same frontier value in the agent's prompt and in `autoresearch status --
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -244,3 +245,29 @@ def test_the_frontier_is_stale_when_its_last_measurement_is_old():
         "its last measurement is 61 minutes and 8 runs old"
     # a long budget: an hour is two runs, not yet stale
     assert History(base + since[:2], B).stale("a000000", at + STALE_SECONDS + 60) == ""
+
+
+def test_the_frontier_is_stale_when_the_runs_pace_moved_beyond_its_noise():
+    """The machine got slower (or faster) without any candidate losing clearly: the steps per
+    training second of every run since the frontier's last measurement moved far from its own."""
+    from autoresearch.research.history import parse_time
+
+    def paced(commit, value, at, steps, status="keep", kind="experiment"):
+        return replace(_measured(commit, value, at, status=status, kind=kind), steps=steps, training_seconds=10.0)
+
+    base = [paced("a000000", v, f"0{i}:00", steps, kind="baseline")
+            for i, (v, steps) in enumerate(((1.00, 100), (1.01, 102), (0.99, 99)))]
+    now = parse_time("2026-12-06T10:20:00Z")
+    slow = [paced(f"b00000{i}", 1.01, f"1{i}:00", 80, status="discard") for i in range(3)]
+    why = History(base + slow, B).stale("a000000", now)
+    assert why == ("the last 3 runs trained 20 % or more fewer steps per second than its runs "
+                   "(the machine's speed changed?)")
+    fast = [paced(f"b00000{i}", 0.995, f"1{i}:00", 125, status="discard") for i in range(3)]
+    assert "more steps per second" in History(base + fast, B).stale("a000000", now)
+    assert History(base + slow[:2], B).stale("a000000", now) == ""  # two runs are not yet a pattern
+    mixed = slow[:2] + [paced("b000009", 1.01, "19:00", 101, status="discard")]
+    assert History(base + mixed, B).stale("a000000", now) == ""  # the last run trained at the frontier's pace
+    a_little = [paced(f"b00000{i}", 1.01, f"1{i}:00", 90, status="discard") for i in range(3)]
+    assert History(base + a_little, B).stale("a000000", now) == ""  # 10 %: within what a change moves
+    measured_again = slow + [paced("a000000", 1.05, "15:00", 80, kind="rerun")]
+    assert History(base + measured_again, B).stale("a000000", now) == ""

@@ -183,6 +183,39 @@ STALE_LOSSES = 4
 STALE_SIGMAS = 3.0
 STALE_SECONDS = 3600.0
 STALE_RUNS = 8
+# Or the machine's speed moved: each of the last STALE_PACE_RUNS runs since the frontier's last
+# measurement trained at a pace (steps per training second) STALE_PACE or more away from the
+# frontier's own runs, all in the same direction, and farther than three times the spread among
+# the frontier's runs. A faster machine is caught here too (it makes every change look better:
+# the dangerous side). Most changes leave the pace within a few percent; a change that really is
+# slower costs one re-run of the frontier at most every STALE_PACE_RUNS runs. The pace comes from
+# the trainer, so it only ever asks for a measurement, never decides one.
+STALE_PACE = 0.15
+STALE_PACE_RUNS = 3
+
+
+def _pace(row: Row) -> float | None:
+    """Steps per training second of a run that trained (None where it did not say)."""
+    if row.steps and row.training_seconds and row.training_seconds > 0:
+        return row.steps / row.training_seconds
+    return None
+
+
+def _pace_moved(frontier_runs: list[Row], since: list[Row]) -> str:
+    """Why the machine's speed seems to have moved since the frontier's runs ("" when not): see STALE_PACE."""
+    own = sorted(p for p in map(_pace, frontier_runs) if p is not None)
+    recent = [_pace(r) for r in since[-STALE_PACE_RUNS:]]
+    if not own or len(recent) < STALE_PACE_RUNS or None in recent:
+        return ""
+    middle = own[len(own) // 2] if len(own) % 2 else (own[len(own) // 2 - 1] + own[len(own) // 2]) / 2
+    spread = (own[-1] - own[0]) / middle if len(own) > 1 else 0.0
+    ratios = [p / middle - 1 for p in recent]
+    bar = max(STALE_PACE, 3 * spread)
+    if all(x <= -bar for x in ratios) or all(x >= bar for x in ratios):
+        least = min(ratios, key=abs)
+        return (f"the last {STALE_PACE_RUNS} runs trained {abs(least) * 100:.0f} % or more "
+                f"{'fewer' if least < 0 else 'more'} steps per second than its runs (the machine's speed changed?)")
+    return ""
 
 
 def _wall(row: Row) -> float:
@@ -458,6 +491,9 @@ class History:
         since = sum(1 for r in self.rows[ours[-1] + 1:] if r.used_machine)
         if when is not None and now - when > STALE_SECONDS and since >= STALE_RUNS:
             return f"its last measurement is {(now - when) / 60:.0f} minutes and {since} runs old"
+        moved = _pace_moved([self.rows[i] for i in ours], [r for r in self.rows[ours[-1] + 1:] if r.used_machine])
+        if moved:
+            return moved
         value, sigma = self.value_of(frontier), self.noise.sigma
         if value is None or not sigma > 0:
             return ""
