@@ -269,9 +269,13 @@ def experiment(description, where, as_json):
 @click.option("--ray", "ray_address", default=None, is_flag=False, flag_value="auto", metavar="[ADDRESS]",
               help="Run the workers as actors of a Ray cluster (one GPU each, on any node): the one `ray start` "
                    "made on this machine, or ADDRESS. Needs `pip install \"autoresearch[ray]\"`.")
+@click.option("--track", default=None, metavar="TRACKER",
+              help="Send every run to an experiment tracker: mlflow (to MLFLOW_TRACKING_URI, else a store beside the "
+                   "engine's records; needs `pip install \"autoresearch[mlflow]\"`). Also `track = \"mlflow\"` in "
+                   "autoresearch.toml. A tracker that is down never stops the research: runs wait in a queue.")
 @clean_errors
 def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, agent_command, agent_timeout,
-        require_sandbox, workers, ray_address):
+        require_sandbox, workers, ray_address, track):
     """The unattended loop: baseline, then propose, experiment, keep or reset, until stopped.
 
     Outside a workspace it creates ./research (profile auto, offline data) and uses it from then
@@ -292,11 +296,72 @@ def run(where, tag, agent, max_experiments, hours, max_cost, model, base_url, ag
 
     plan = loop.Plan(agent=agent, tag=tag, max_experiments=max_experiments, hours=hours, max_cost=max_cost,
                      workers=slots.parse_count(workers) if workers is not None else None, ray=ray_address,
-                     agent_options={"model": model, "base_url": base_url, "agent_command": agent_command,
+                     track=track, agent_options={"model": model, "base_url": base_url, "agent_command": agent_command,
                                     "agent_timeout": agent_timeout})
     summary = loop.run(where, plan)
     if summary.interrupted:
         sys.exit(130)
+
+
+@main.command(short_help="Measure which kept changes hold up: finalize.md and a clean branch.")
+@click.option("-C", "--workspace", "where", default=".", type=click.Path(file_okay=False), help="Workspace folder.")
+@click.option("--branch", default=None, help="The line of research (default: the current research branch).")
+@click.option("--plan", "plan_only", is_flag=True, help="Say which tests it would run and how long they take; run nothing.")
+@clean_errors
+def finalize(where, branch, plan_only):
+    """For each kept change of a line, run the final frontier against the frontier without that
+    change (and the frontier against the baseline), with the keep rule deciding as it does at
+    night; then write finalize.md (claimed gain, gain that held up, verdict) and the branch
+    <line>-final: the baseline with only the changes that held up, one commit each. It says how
+    many runs it will make first; Ctrl-C stops it, and finalize again goes on where it stopped."""
+    from autoresearch import sandbox
+    from autoresearch.engine import Engine
+    from autoresearch.engine import finalize as fin
+    from autoresearch.proc import sigterm_as_interrupt
+    from autoresearch.workspace import Workspace
+
+    ws = Workspace.find(where)
+    with sigterm_as_interrupt():
+        try:
+            with ws.state.locked("autoresearch finalize"):
+                engine = Engine(ws)
+                note = engine.recover()
+                if note:
+                    click.echo(note)
+                line = branch or engine.branch()
+                if plan_only:
+                    job = fin.Finalize(engine, line, click.echo)
+                    job.announce(job.record())
+                    return
+                click.echo(sandbox.detect().describe())
+                fin.finalize(engine, line, click.echo)
+        except KeyboardInterrupt:
+            click.echo("stopped: its finished runs are kept; `autoresearch finalize` goes on where it stopped", err=True)
+            sys.exit(130)
+
+
+@main.command(short_help="Send the runs queued for an experiment tracker now.")
+@click.option("-C", "--workspace", "where", default=".", type=click.Path(file_okay=False), help="The workspace.")
+@click.option("--to", "name", default=None, metavar="TRACKER",
+              help="The tracker (default: the workspace's `track` setting, else mlflow).")
+@clean_errors
+def track(where, name):
+    """Send every recorded run the tracker has not got yet (a tracker that was down during
+    `autoresearch run`, or a workspace that ran before tracking was on), in order, and say how
+    many are left."""
+    from autoresearch import tracking
+    from autoresearch.workspace import Workspace
+
+    ws = Workspace.find(where)
+    tracker = tracking.load(name or ws.config.track or "mlflow", ws)
+    sender = tracking.Sender(ws, tracker, click.echo)
+    queued = sender.pending()
+    click.echo(f"{queued} run{'s' if queued != 1 else ''} queued for {tracker.name} at {tracker.where()}")
+    sender.send_pending()
+    left = sender.pending()
+    if left:
+        raise AutoresearchError(f"{left} run{'s' if left != 1 else ''} still queued: {sender.down or 'not sent'}")
+    click.echo(f"sent {sender.sent}" + (f" ({tracker.hint()})" if tracker.hint() else ""))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -86,6 +86,8 @@ class Config:
     allowance: float = setting(0.0, "seconds beyond the budget for startup; 0 pins it once from the baseline runs "
                                     "(their slowest startup + 5 % of the budget; 30 + 10 % of the budget until then)")
     require_sandbox: bool = setting(False, "refuse to run training without a sandbox (bubblewrap on Linux)")
+    track: str = setting("", "send every run to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else a store "
+                             "beside the engine's records); empty: none")
     compile_cache: bool = setting(False, "keep a commit's torch.compile caches for the frontier's re-runs of it "
                                          "(docs/trust.md: what its first run leaves there, they read)")
     metric: str = setting("val_bpb", table="metric", key="name")

@@ -114,6 +114,23 @@ def create_branch(root: Path, name: str, start: str) -> None:
     git(root, "switch", "-q", "-c", name, start)
 
 
+def ignore_locally(root: Path, name: str) -> None:
+    """Have git ignore `name` in this clone only (.git/info/exclude), for an output of the engine's
+    that a workspace made before it existed does not list in its .gitignore."""
+    if is_ignored(root, name):
+        return
+    path = Path(git(root, "rev-parse", "--git-path", "info/exclude").stdout.strip())
+    path = path if path.is_absolute() else root / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(f"\n/{name}\n")
+
+
+def set_branch(root: Path, name: str, commit: str) -> None:
+    """Point branch `name` at `commit`, made or moved (never the branch checked out)."""
+    git(root, "branch", "-f", name, commit)
+
+
 def switch(root: Path, name: str) -> None:
     git(root, "switch", "-q", name)
 
@@ -195,6 +212,24 @@ def commit_off_branch(root: Path, parent: str, message: str, *, exclude: Iterabl
                 run_git(root, ("update-index", "--add", "--cacheinfo", f"100644,{sha},{path}"), index=index)
         tree = run_git(root, ("write-tree",), index=index).stdout.strip()
     return git(root, *identity_args(root), "commit-tree", tree, "-p", parent, "-m", message).stdout.strip()
+
+
+def apply_edit(root: Path, frm: str, to: str, onto: str, paths: Iterable[str], message: str) -> str | None:
+    """A new commit on `onto` (on no branch) with the edit from commit `frm` to commit `to` of
+    `paths` made on it, line by line with no context (`apply --unidiff-zero`: edits of
+    neighbouring lines do not conflict); None when the edit does not apply there."""
+    patch = git(root, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--full-index", "--binary", "-U0",
+                frm, to, "--", *paths).stdout
+    with tempfile.TemporaryDirectory(prefix="autoresearch-index-") as tmp:
+        index = Path(tmp) / "index"
+        run_git(root, ("read-tree", onto), index=index)
+        if patch.strip():
+            (Path(tmp) / "patch").write_text(patch)
+            if run_git(root, ("apply", "--cached", "--unidiff-zero", str(Path(tmp) / "patch")), index=index,
+                       check=False).returncode != 0:
+                return None
+        tree = run_git(root, ("write-tree",), index=index).stdout.strip()
+    return git(root, *identity_args(root), "commit-tree", tree, "-p", onto, "-m", message).stdout.strip()
 
 
 def commit_all(root: Path, message: str, exclude: Iterable[str] = ()) -> str:

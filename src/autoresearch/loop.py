@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from autoresearch import agents, gitrepo, sandbox
+from autoresearch import agents, gitrepo, sandbox, tracking
 from autoresearch.agents import Agent
 from autoresearch.agents import context as context_mod
 from autoresearch.config import CONFIG_NAME
@@ -158,6 +158,7 @@ class Plan:
     max_cost: float | None = None
     workers: int | str | None = None  # None: one experiment at a time; a number or "auto": a pool
     ray: str | None = None  # a Ray cluster's address ("auto": the one `ray start` made here): the pool's workers are its actors
+    track: str | None = None  # an experiment tracker every run goes to (None: the workspace's `track` setting)
 
     def check(self) -> None:
         if self.max_experiments is not None and self.max_experiments < 0:
@@ -170,6 +171,8 @@ class Plan:
             check_tag(self.tag)
         if self.workers is not None and self.workers != slots.AUTO and int(self.workers) < 1:
             raise AutoresearchError("--workers must be 1 or more")
+        if self.track:
+            tracking.check(self.track)
 
 
 class Loop:
@@ -223,20 +226,8 @@ class Loop:
         if note:
             self.out(note)
         engine.history("")  # damaged records stop us here, before anything changes
-        dirty = engine.guard.dirty()
-        if dirty:
-            shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
-            hint = f"; a change of {CONFIG_NAME} goes through `autoresearch settings --accept`" if CONFIG_NAME in dirty else ""
-            raise AutoresearchError(f"the workspace has uncommitted changes ({shown}); commit or discard them first "
-                                    f"(nothing was touched){hint}")
-        if not engine.guard.settings_accepted():
-            self.out(f"note: {CONFIG_NAME} in the tree is not the pinned settings, which the engine uses "
-                     f"(`autoresearch settings` shows the difference)")
-        if ws.config.harness_files and not ws.harness_ok():
-            raise AutoresearchError(
-                f"{', '.join(ws.config.harness_files)} does not match the workspace fingerprint; "
-                "results would not compare: restore it with `git checkout main -- prepare.py`"
-            )
+        self._check_tree(engine)
+        sender = self._sender()
         self.branch = setup_branch(ws, self.plan.tag, self.out)
         self.resume(engine.history(self.branch))
         self.summary.branch = self.branch
@@ -244,6 +235,8 @@ class Loop:
         self._prepare()
         agent = agent or ready_agent(self.plan)
         cluster = None
+        if sender is not None:
+            sender.start()  # its own thread: a tracker that is slow or down never holds the research
         try:
             if self.plan.ray is not None:
                 from autoresearch.engine.cluster import Cluster
@@ -267,10 +260,33 @@ class Loop:
                     engine.guard.reset(gitrepo.head(ws.root))  # an agent's half-made edit
         finally:
             self._finish(engine)
-            if cluster is not None:
-                with shielded():
-                    cluster.close()
+            for part in (cluster, sender):  # the Ray cluster; the tracker's last send
+                if part is not None:
+                    with shielded():
+                        part.close()
         return self.summary
+
+    def _check_tree(self, engine: Engine) -> None:
+        """Refuse a workspace the loop may not start on: uncommitted changes, a changed harness."""
+        dirty = engine.guard.dirty()
+        if dirty:
+            shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
+            hint = f"; a change of {CONFIG_NAME} goes through `autoresearch settings --accept`" if CONFIG_NAME in dirty else ""
+            raise AutoresearchError(f"the workspace has uncommitted changes ({shown}); commit or discard them first "
+                                    f"(nothing was touched){hint}")
+        if not engine.guard.settings_accepted():
+            self.out(f"note: {CONFIG_NAME} in the tree is not the pinned settings, which the engine uses "
+                     f"(`autoresearch settings` shows the difference)")
+        if self.ws.config.harness_files and not self.ws.harness_ok():
+            raise AutoresearchError(
+                f"{', '.join(self.ws.config.harness_files)} does not match the workspace fingerprint; "
+                "results would not compare: restore it with `git checkout main -- prepare.py`"
+            )
+
+    def _sender(self) -> tracking.Sender | None:
+        """The experiment tracker every run goes to (--track, else the `track` setting), if any."""
+        name = self.plan.track if self.plan.track is not None else self.ws.config.track
+        return tracking.Sender(self.ws, tracking.load(name, self.ws), self.out) if name else None
 
     def _prepare(self) -> None:
         if self.ws.config.template != "llm":

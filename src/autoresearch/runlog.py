@@ -67,16 +67,27 @@ def progress(raw: str) -> Progress | None:
         line = line.strip()
         if line.startswith("evaluating"):
             evaluating = True
-        m = _PROGRESS.match(line)
-        if not m:
-            continue
-        found: dict[str, float | str] = {}
-        for part in (m.group(2) or "").split("|"):
-            bits = part.strip().split(None, 1)
-            if len(bits) == 2:
-                found[bits[0].replace("/", "_")] = _value(bits[1].strip())
-        return Progress(int(m.group(1)), found, evaluating)
+        found = _step(line)
+        if found is not None:
+            return Progress(found.step, found.fields, evaluating)
     return None
+
+
+def curve(raw: str) -> list[Progress]:
+    """Every progress line of a log's text, in order (the training curve the trainer printed)."""
+    return [p for p in map(_step, (x.strip() for x in lines(raw))) if p is not None]
+
+
+def _step(line: str) -> Progress | None:
+    m = _PROGRESS.match(line)
+    if not m:
+        return None
+    found: dict[str, float | str] = {}
+    for part in (m.group(2) or "").split("|"):
+        bits = part.strip().split(None, 1)
+        if len(bits) == 2:
+            found[bits[0].replace("/", "_")] = _value(bits[1].strip())
+    return Progress(int(m.group(1)), found, False)
 
 
 class RunLogs:

@@ -7,7 +7,7 @@ What it holds (and nothing else writes it):
 | `rows` | every results row the engine recorded, in order (the ledger) | `record` | History, recovery |
 | `journals` | each experiment in flight: enough to finish it after `kill -9` | the engine, step by step | recovery |
 | `seen` | which code already ran, by the content of its editable files | `remember` | the guard |
-| `meta` | the schema version; the pins (harness, validation split, baseline needs) and the pinned settings (autoresearch.pins) | `open`, `pin` | `open`, `pinned` |
+| `meta` | the schema version; the pins (harness, validation split, baseline needs) and the pinned settings (autoresearch.pins); how many rows each tracker was sent (autoresearch.tracking) | `open`, `pin`, `mark_sent` | `open`, `pinned`, `sent` |
 
 A decision is one transaction: its rows go in and its journal is marked recorded together, so
 a kill at any point leaves either both or neither. WAL mode: readers (the views, another
@@ -330,6 +330,23 @@ class Store:
         conn = self._db()
         with _transaction(conn):
             conn.executemany("DELETE FROM meta WHERE key = ?", [(f"pin:{k}",) for k in keys])
+
+    # -- documents: records of other commands (a line's finalize), one JSON text each -------
+
+    def document(self, name: str) -> str | None:
+        return self._meta(f"doc:{name}")
+
+    def put_document(self, name: str, text: str) -> None:
+        self._set_meta(f"doc:{name}", text)
+
+    # -- trackers: how many rows each has been sent (the rows past it are its queue) ----------
+
+    def sent(self, tracker: str) -> int:
+        found = self._meta(f"sent:{tracker}")
+        return int(found) if found and found.isdigit() else 0
+
+    def mark_sent(self, tracker: str, count: int) -> None:
+        self._set_meta(f"sent:{tracker}", str(count))
 
     # -- meta -------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ results.tsv
 run.log
 progress.png
 report.md
+finalize.md
 .autoresearch/
 __pycache__/
 *.pyc

@@ -170,7 +170,7 @@ class Guard:
     def engine_files(self) -> list[str]:
         """Untracked files that stay when the rest go before a run: the engine's own outputs,
         its state folder (the agents' files live there too) and the notes."""
-        return ["results.tsv", "run.log", "progress.png", "report.md", STATE_DIR + "/", *self.protected()]
+        return ["results.tsv", "run.log", "progress.png", "report.md", "finalize.md", STATE_DIR + "/", *self.protected()]
 
     def clean(self) -> list[str]:
         """Remove every untracked and ignored file but the engine's own: nothing planted in the

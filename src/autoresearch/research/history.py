@@ -23,6 +23,9 @@ Not covered: which commits still exist in git (the engine resolves the frontier'
 and rows of other branches (make another History).
 """
 
+# long module: every number the views, the prompt and the engine show of a line is drawn here, from
+# the same rows (docs/architecture.md, "One source for every number"); split, they would drift apart
+
 from __future__ import annotations
 
 from dataclasses import dataclass
