@@ -181,7 +181,7 @@ class Finalize:
         return fresh
 
     def seconds_per_run(self) -> float | None:
-        recent = [r.seconds for r in self.engine.history(self.line).rows if r.measured and r.seconds][-10:]
+        recent = [r.wall for r in self.engine.history(self.line).rows if r.measured and r.seconds][-10:]
         return sum(recent) / len(recent) if recent else None
 
     def announce(self, rec: Record) -> None:

@@ -221,11 +221,6 @@ def _pace_moved(frontier_runs: list[Row], since: list[Row]) -> str:
     return ""
 
 
-def _wall(row: Row) -> float:
-    """A run's whole wall-clock: the trainer, the evaluator and the engine's own work on it."""
-    return (row.seconds or 0.0) + (row.eval_seconds or 0.0) + (row.engine_seconds or 0.0)
-
-
 class History:
     """The rows of one line of research and every number drawn from them."""
 
@@ -458,9 +453,9 @@ class History:
         if len(stamped) >= 2:
             first_t, first = min(stamped, key=lambda p: p[0])
             # a row is stamped when it is recorded, i.e. at the end of its run
-            elapsed = (max(t for t, _ in stamped) - first_t) + _wall(first)
+            elapsed = (max(t for t, _ in stamped) - first_t) + first.wall
         elif secs:
-            elapsed = sum(_wall(r) for r in self.rows)
+            elapsed = sum(r.wall for r in self.rows)
         hours = elapsed / 3600.0 if elapsed and elapsed > 0 else None
         tally = self.tally()
         per_hour = tally.decided / hours if hours else None

@@ -102,6 +102,11 @@ class Row:
         return self.status not in ("invalid", "noop") and self.cause != "queued"
 
     @property
+    def wall(self) -> float:
+        """Its run's whole wall-clock: the trainer, the evaluator and the engine's own work on it."""
+        return (self.seconds or 0.0) + (self.eval_seconds or 0.0) + (self.engine_seconds or 0.0)
+
+    @property
     def is_experiment(self) -> bool:
         """The first row of a proposal: one per experiment, its status is the outcome."""
         return self.kind == "experiment"
