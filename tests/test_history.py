@@ -269,5 +269,8 @@ def test_the_frontier_is_stale_when_the_runs_pace_moved_beyond_its_noise():
     assert History(base + mixed, B).stale("a000000", now) == ""  # the last run trained at the frontier's pace
     a_little = [paced(f"b00000{i}", 1.01, f"1{i}:00", 90, status="discard") for i in range(3)]
     assert History(base + a_little, B).stale("a000000", now) == ""  # 10 %: within what a change moves
+    one_change = [paced("b000001", 1.01, f"1{i}:00", 80, status="discard", kind="experiment" if i == 0 else "confirm")
+                  for i in range(3)]
+    assert History(base + one_change, B).stale("a000000", now) == ""  # one change's runs: its code may be slower
     measured_again = slow + [paced("a000000", 1.05, "15:00", 80, kind="rerun")]
     assert History(base + measured_again, B).stale("a000000", now) == ""

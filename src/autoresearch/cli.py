@@ -355,10 +355,11 @@ def track(where, name):
     ws = Workspace.find(where)
     tracker = tracking.load(name or ws.config.track or "mlflow", ws)
     sender = tracking.Sender(ws, tracker, click.echo)
-    queued = sender.pending()
-    click.echo(f"{queued} run{'s' if queued != 1 else ''} queued for {tracker.name} at {tracker.where()}")
-    sender.send_pending()
-    left = sender.pending()
+    with ws.state.locked("autoresearch track"):  # never beside a run's own sender
+        queued = sender.pending()
+        click.echo(f"{queued} run{'s' if queued != 1 else ''} queued for {tracker.name} at {tracker.where()}")
+        sender.send_pending(until=float("inf"))
+        left = sender.pending()
     if left:
         raise AutoresearchError(f"{left} run{'s' if left != 1 else ''} still queued: {sender.down or 'not sent'}")
     click.echo(f"sent {sender.sent}" + (f" ({tracker.hint()})" if tracker.hint() else ""))

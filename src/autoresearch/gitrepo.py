@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Iterable
 
 from autoresearch.errors import AutoresearchError
+from autoresearch.files import atomic_write
 from autoresearch.gitseal import run_git, user_config
 
 PREFIX = "autoresearch/"
@@ -116,14 +117,15 @@ def create_branch(root: Path, name: str, start: str) -> None:
 
 def ignore_locally(root: Path, name: str) -> None:
     """Have git ignore `name` in this clone only (.git/info/exclude), for an output of the engine's
-    that a workspace made before it existed does not list in its .gitignore."""
+    that a workspace made before it existed does not list in its .gitignore. A link planted
+    there is replaced, never written through."""
     if is_ignored(root, name):
         return
     path = Path(git(root, "rev-parse", "--git-path", "info/exclude").stdout.strip())
     path = path if path.is_absolute() else root / path
+    text = "" if path.is_symlink() or not path.is_file() else path.read_text(errors="replace")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fh.write(f"\n/{name}\n")
+    atomic_write(path, text + ("" if not text or text.endswith("\n") else "\n") + f"/{name}\n")
 
 
 def set_branch(root: Path, name: str, commit: str) -> None:
@@ -212,24 +214,6 @@ def commit_off_branch(root: Path, parent: str, message: str, *, exclude: Iterabl
                 run_git(root, ("update-index", "--add", "--cacheinfo", f"100644,{sha},{path}"), index=index)
         tree = run_git(root, ("write-tree",), index=index).stdout.strip()
     return git(root, *identity_args(root), "commit-tree", tree, "-p", parent, "-m", message).stdout.strip()
-
-
-def apply_edit(root: Path, frm: str, to: str, onto: str, paths: Iterable[str], message: str) -> str | None:
-    """A new commit on `onto` (on no branch) with the edit from commit `frm` to commit `to` of
-    `paths` made on it, line by line with no context (`apply --unidiff-zero`: edits of
-    neighbouring lines do not conflict); None when the edit does not apply there."""
-    patch = git(root, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--full-index", "--binary", "-U0",
-                frm, to, "--", *paths).stdout
-    with tempfile.TemporaryDirectory(prefix="autoresearch-index-") as tmp:
-        index = Path(tmp) / "index"
-        run_git(root, ("read-tree", onto), index=index)
-        if patch.strip():
-            (Path(tmp) / "patch").write_text(patch)
-            if run_git(root, ("apply", "--cached", "--unidiff-zero", str(Path(tmp) / "patch")), index=index,
-                       check=False).returncode != 0:
-                return None
-        tree = run_git(root, ("write-tree",), index=index).stdout.strip()
-    return git(root, *identity_args(root), "commit-tree", tree, "-p", onto, "-m", message).stdout.strip()
 
 
 def commit_all(root: Path, message: str, exclude: Iterable[str] = ()) -> str:

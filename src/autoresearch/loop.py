@@ -260,10 +260,11 @@ class Loop:
                     engine.guard.reset(gitrepo.head(ws.root))  # an agent's half-made edit
         finally:
             self._finish(engine)
-            for part in (cluster, sender):  # the Ray cluster; the tracker's last send
-                if part is not None:
-                    with shielded():
-                        part.close()
+            if cluster is not None:
+                with shielded():
+                    cluster.close()
+            if sender is not None:  # not shielded: Ctrl-C cuts the tracker's last send short
+                sender.close()
         return self.summary
 
     def _check_tree(self, engine: Engine) -> None:

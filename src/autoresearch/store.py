@@ -346,7 +346,9 @@ class Store:
         return int(found) if found and found.isdigit() else 0
 
     def mark_sent(self, tracker: str, count: int) -> None:
-        self._set_meta(f"sent:{tracker}", str(count))
+        """The tracker has the first `count` rows; the mark only ever moves forward."""
+        if count > self.sent(tracker):
+            self._set_meta(f"sent:{tracker}", str(count))
 
     # -- meta -------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ it into the cache folder of later runs of the same commit that are re-runs of th
 or baseline runs, so that those compile warm.
 
 Who can touch what (docs/trust.md):
-- a cache is written once, from the first measured run of its commit; no later run writes it;
+- a cache is written from the first measured run of its commit that finds none kept (the first,
+  or the first after the cache was pruned); no run writes into one that is kept;
 - it is read only by re-runs of the frontier and later baseline runs of that same commit: never
   by another commit's runs, never by a candidate's own runs (the runs that decide whether a
   change is kept always compile cold), never by the evaluator (it has a cache of its own);
@@ -24,6 +25,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import tempfile
+import threading
 from pathlib import Path
 
 from autoresearch import pins
@@ -31,6 +34,8 @@ from autoresearch import pins
 READERS = ("rerun", "baseline")  # the kinds of run that get a warm cache
 MAX_BYTES = 4 << 30  # a cache larger than this is not kept (an Inductor cache of one model is MBs)
 KEEP = 8  # the caches of this many commits are kept, the most recently used
+NEVER = ("finalize",)  # kinds whose commits are never run as a frontier: nothing of theirs is kept
+_lock = threading.Lock()  # a pool's workers are threads: one keeps or prunes at a time
 
 
 class CompileCache:
@@ -45,29 +50,44 @@ class CompileCache:
         return self.root / commit
 
     def seed(self, commit: str, kind: str, into: Path, owner: int | None) -> bool:
-        """Copy the commit's kept cache into a run's fresh cache folder `into`; whether it had one."""
+        """Copy the commit's kept cache into a run's fresh cache folder `into`; whether it did.
+        A cache that cannot be read (pruned meanwhile, a file the engine may not read) is no cache."""
         kept = self._folder(commit)
-        if kind not in READERS or not kept.is_dir():
+        if kind not in READERS:
             return False
-        os.utime(kept)  # recently used: kept longer
-        return copy_regular(kept, into, owner=owner) is not None
+        with _lock:
+            try:
+                if not kept.is_dir():
+                    return False
+                os.utime(kept)  # recently used: kept longer
+                return copy_regular(kept, into, owner=owner) is not None
+            except OSError:
+                return False
 
-    def keep(self, commit: str, run_cache: Path) -> bool:
-        """After a measured run of `commit`: its cache folder kept, when the commit has none yet."""
-        kept = self._folder(commit)
-        if kept.exists():
+    def keep(self, commit: str, kind: str, run_cache: Path) -> bool:
+        """After a measured run of `commit`: its cache folder kept, when the commit has none yet.
+        Whatever goes wrong here costs the next runs a warm compile, never this run's measurement."""
+        if kind in NEVER:
             return False
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{commit}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        if copy_regular(run_cache, tmp, owner=None) is None:
-            shutil.rmtree(tmp, ignore_errors=True)
-            return False
-        os.replace(tmp, kept)
-        self.prune()
-        return True
+        with _lock:
+            if self._folder(commit).exists():
+                return False
+            tmp = None
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{commit}.", dir=self.root))
+                if copy_regular(run_cache, tmp / "cache", owner=None) is None:
+                    return False
+                os.replace(tmp / "cache", self._folder(commit))
+                self._prune()
+                return True
+            except OSError:
+                return False
+            finally:
+                if tmp is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
 
-    def prune(self) -> None:
+    def _prune(self) -> None:
         """Only the KEEP most recently used commits' caches stay."""
         folders = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")),
                          key=lambda p: p.stat().st_mtime, reverse=True)

@@ -4,11 +4,11 @@ A line keeps changes one after another, each judged against the frontier of its 
 morning some of them may have ridden on noise, or on a later change. For a line whose
 frontier F holds the kept changes K1..Kn (History.kept_changes, the baseline aside):
 
-- each Ki is taken back out of F (its diff of the editable files undone by a three-way merge:
-  `F - Ki`), and F is run against F - Ki in pairs, as a candidate against a frontier, until the
+- each Ki is taken back out of F (its edit of the editable files undone line by line,
+  autoresearch.textmerge: `F - Ki`), and F is run against F - Ki in pairs, as a candidate against a frontier, until the
   keep rule decides (keeprule.weigh and decide: the same thresholds, at most `max_runs` pairs,
-  the line's own noise model): the change held up when F beats F - Ki; a change that later
-  changes build on cannot be taken out alone ("entangled");
+  the line's own noise model): the change held up when F beats F - Ki; a change whose lines
+  later changes rewrote cannot be taken out alone ("entangled");
 - F is run against the baseline the same way, with fresh runs of both.
 
 Then `finalize.md` (change, claimed gain when kept, gain that held up, verdict) and a branch
@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from autoresearch import gitrepo
+from autoresearch import gitrepo, textmerge
 from autoresearch.engine.experiment import Engine
 from autoresearch.engine.lifecycle import Pen
 from autoresearch.errors import AutoresearchError
+from autoresearch.files import atomic_write
 from autoresearch.research import keeprule
 from autoresearch.research.history import KeptChange
 from autoresearch.research.results import Row
@@ -50,7 +51,7 @@ class Test:
     change: int | None = None  # the kept change's place in the line (1 = the first after the baseline)
     claimed: float | None = None  # what it moved the frontier by when kept (new minus old)
     runs: list[tuple[str, float | None, str]] = field(default_factory=list)  # (side, value or None, why not)
-    verdict: str = ""  # "held up", "dropped", "entangled" (and why, in `reason`)
+    verdict: str = ""  # "held up", "dropped" ("did not hold up": the baseline test), "entangled", "not measured"
     delta: float | None = None  # with minus without, from this test's runs
     reason: str = ""
 
@@ -85,22 +86,39 @@ class Record:
         return least, sum(2 * max_runs - len(t.runs) for t in open_)
 
 
+def edit_onto(root: Path, editable: tuple[str, ...], frm: str, to: str, onto: str, message: str) -> str | None:
+    """A commit on `onto` (on no branch) with the edit of the editable files from commit `frm` to
+    commit `to` made on it, file by file (textmerge); None where `onto` changed the same lines."""
+    files: dict[str, str | None] = {}
+    for path in gitrepo.changed_between(root, frm, to):
+        if not any(path == e.rstrip("/") or path.startswith(e.rstrip("/") + "/") for e in editable):
+            continue
+        ok, text = textmerge.merge_file(*(gitrepo.show(root, c, path) for c in (frm, to, onto)))
+        if not ok:
+            return None
+        files[path] = text
+    return gitrepo.commit_off_branch(root, onto, message, files=files)
+
+
 def leave_out(root: Path, editable: tuple[str, ...], frontier: str, change: str) -> str | None:
-    """A commit on `frontier` with `change`'s edit of the editable files undone (None: later
-    changes rewrote the same lines, so it cannot be taken out alone)."""
+    """A commit on `frontier` with `change`'s edit undone (None: later changes rewrote the same
+    lines, so it cannot be taken out alone)."""
     before = gitrepo.parent(root, change)
     if before is None:
         return None
-    return gitrepo.apply_edit(root, change, before, frontier, editable, f"finalize: the frontier without {change[:7]}")
+    return edit_onto(root, editable, change, before, frontier, f"finalize: the frontier without {change[:7]}")
 
 
 def plan(engine: Engine, line: str) -> Record:
     """The tests of the line as it stands: one per kept change, and the frontier against the baseline."""
+    if gitrepo.current_branch(engine.root) == f"{line}-final":
+        raise AutoresearchError(f"{line}-final is checked out: finalize rewrites it; switch to another branch first")
     history = engine.history(line)
     kept = history.kept_changes
     changes = [k for k in kept if not k.baseline]
     if not changes:
-        raise AutoresearchError(f"nothing was kept on {line} beyond its baseline: there is nothing to finalize")
+        known = "" if history.rows else f" (no runs recorded on {line}: give the whole branch name, autoresearch/TAG)"
+        raise AutoresearchError(f"nothing was kept on {line} beyond its baseline: there is nothing to finalize{known}")
     frontier = engine.frontier(history)
     root, editable = engine.root, engine.cfg.editable
     tests = []
@@ -113,9 +131,10 @@ def plan(engine: Engine, line: str) -> Record:
         tests.append(t)
     base = next((k for k in kept if k.baseline), None)
     start = gitrepo.resolve(root, base.commit) if base is not None else None
-    if start:
-        claimed = history.frontier_value - history.baseline if history.baseline is not None else None
-        tests.append(Test("the frontier against the baseline", start, frontier, None, claimed))
+    if not start:
+        raise AutoresearchError(f"{line} has no baseline run to start the final branch from")
+    claimed = history.frontier_value - history.baseline if history.baseline is not None else None
+    tests.append(Test("the frontier against the baseline", start, frontier, None, claimed))
     return Record(line, frontier, tests)
 
 
@@ -134,26 +153,28 @@ def weigh(line_rows: list[Row], test: Test, direction: str, rule: keeprule.Rule)
 
 
 def settle(test: Test, line_rows: list[Row], direction: str, rule: keeprule.Rule) -> None:
-    """The verdict once the runs so far decide it (left open while they do not)."""
+    """The verdict once the runs so far decide it (left open while they do not). A crash is a
+    run that measured nothing: two of one side with nothing measured there decide it (a change
+    without which the code fails held up; a frontier that fails here is not measured)."""
     n_without, n_with = test.counts()
     if n_without != n_with or not test.runs:
         return
     values = {s: [v for side, v, _ in test.runs if side == s and v is not None] for s in (WITHOUT, WITH)}
     crashed = {s: [why for side, v, why in test.runs if side == s and v is None] for s in (WITHOUT, WITH)}
-    if crashed[WITH] and len(crashed[WITH]) >= 2:
-        test.verdict, test.reason = "dropped", f"the frontier crashed here ({crashed[WITH][-1]})"
-        return
-    if crashed[WITHOUT] and not values[WITHOUT]:
+    if len(crashed[WITH]) >= 2 and not values[WITH]:
+        test.verdict, test.reason = "not measured", f"the frontier crashed here ({crashed[WITH][-1]})"
+    elif len(crashed[WITHOUT]) >= 2 and not values[WITHOUT] and values[WITH]:
         test.verdict, test.reason = "held up", f"without it the code fails ({crashed[WITHOUT][-1]})"
-        return
-    if not values[WITHOUT] or not values[WITH]:
-        return
-    decision = weigh(line_rows, test, direction, rule)
-    test.delta = decision.evidence.delta
-    if decision.action == "more" and n_with < rule.max_runs:
-        return
-    test.verdict = "held up" if decision.action == "keep" else "dropped"
-    test.reason = decision.reason
+    elif values[WITHOUT] and values[WITH]:
+        decision = weigh(line_rows, test, direction, rule)
+        test.delta = decision.evidence.delta
+        if decision.action != "more":
+            lost = "dropped" if test.change is not None else "did not hold up"  # a change goes; the line's claim fails
+            test.verdict = "held up" if decision.action == "keep" else lost
+            test.reason = decision.reason
+            return
+    if not test.verdict and n_with >= rule.max_runs:
+        test.verdict, test.reason = "not measured", f"no decision after {n_with} pairs of runs"
 
 
 class Finalize:
@@ -242,7 +263,7 @@ def final_branch(engine: Engine, rec: Record, changes: list[KeptChange]) -> tupl
         message = (f"{k.description}\n\nKept on {rec.line} as change {t.change} ({_signed(t.claimed)} "
                    f"when kept). Left out of the final frontier and run against it: {_signed(t.delta)} with it; "
                    f"{t.reason}.")
-        made = gitrepo.apply_edit(root, before, sha, current, editable, message) if before else None
+        made = edit_onto(root, editable, before, sha, current, message) if before else None
         if made is None:
             skipped.append(t.title)
             continue
@@ -260,7 +281,7 @@ def finalize(engine: Engine, line: str, out: Callable[[str], None]) -> Path:
     branch, skipped = final_branch(engine, rec, changes)
     path = engine.root / REPORT
     gitrepo.ignore_locally(engine.root, REPORT)  # never an uncommitted change (a workspace from before it)
-    path.write_text(report(rec, engine.cfg.metric, branch, skipped))
+    atomic_write(path, report(rec, engine.cfg.metric, branch, skipped))  # a link planted there is replaced
     kept = len(held(rec))
     out(f"finalize: {kept} of {len(changes)} kept change{'s' if len(changes) != 1 else ''} held up; "
         f"branch {branch}; {REPORT} written")
@@ -282,7 +303,8 @@ def report(rec: Record, metric: str, branch: str, skipped: list[str]) -> str:
         lines.append(f"| {t.title} | {_signed(t.claimed)} | {_signed(t.delta)} | {len(t.runs)} | "
                      f"{t.verdict}: {t.reason} |")
     lines += ["", f"Branch `{branch}`: the baseline with the {len(held(rec))} change"
-                  f"{'s' if len(held(rec)) != 1 else ''} that held up, one commit each."]
+                  f"{'s' if len(held(rec)) != 1 else ''} that held up, one commit each. Each was measured "
+                  f"within the final frontier; their sum on the baseline was not run as a whole."]
     if skipped:
         lines.append(f"Left out because they do not apply without a change dropped before them: {', '.join(skipped)}.")
     return "\n".join(lines) + "\n"

@@ -158,7 +158,7 @@ class Runner:
             if tampered:
                 m = replace(m, value=None, reason=tampered)
             if caches is not None and m.ok:
-                caches.keep(commit, scratch / "cache")  # the commit's first measured run only
+                caches.keep(commit, kind, scratch / "cache")  # the commit's first measured run only
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if not self.sandbox.on:

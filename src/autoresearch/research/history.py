@@ -187,7 +187,7 @@ STALE_SIGMAS = 3.0
 STALE_SECONDS = 3600.0
 STALE_RUNS = 8
 # Or the machine's speed moved: each of the last STALE_PACE_RUNS runs since the frontier's last
-# measurement trained at a pace (steps per training second) STALE_PACE or more away from the
+# measurement (of two changes at least) trained at a pace (steps per training second) STALE_PACE or more away from the
 # frontier's own runs, all in the same direction, and farther than three times the spread among
 # the frontier's runs. A faster machine is caught here too (it makes every change look better:
 # the dangerous side). Most changes leave the pace within a few percent; a change that really is
@@ -210,6 +210,8 @@ def _pace_moved(frontier_runs: list[Row], since: list[Row]) -> str:
     recent = [_pace(r) for r in since[-STALE_PACE_RUNS:]]
     if not own or len(recent) < STALE_PACE_RUNS or None in recent:
         return ""
+    if len({r.commit[:7] for r in since[-STALE_PACE_RUNS:]}) < 2:
+        return ""  # one change's runs: that code may simply be slower (a bigger model), not the machine
     middle = own[len(own) // 2] if len(own) % 2 else (own[len(own) // 2 - 1] + own[len(own) // 2]) / 2
     spread = (own[-1] - own[0]) / middle if len(own) > 1 else 0.0
     ratios = [p / middle - 1 for p in recent]

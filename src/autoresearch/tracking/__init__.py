@@ -22,7 +22,7 @@ import importlib.util
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from autoresearch import gitrepo, runlog
 from autoresearch.errors import AutoresearchError
@@ -37,7 +37,11 @@ FINAL_SECONDS = 30.0  # at the end of a run, the most the last send may take; th
 
 
 class TrackerDown(Exception):
-    """The tracker cannot take runs now (unreachable, refusing): they stay queued."""
+    """The tracker cannot take runs now (unreachable, failing): they stay queued."""
+
+
+class TrackerRefused(Exception):
+    """The tracker refuses this row as it is (a value it does not take): it is skipped, said once."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def check(name: str) -> None:
         raise AutoresearchError(f"unknown tracker {name!r}: use {', '.join(sorted(TRACKERS))}")
     _, package, extra = TRACKERS[name]
     if importlib.util.find_spec(package) is None:
-        raise AutoresearchError(f"--track {name} needs {package}, which is not installed: pip install '{extra}'")
+        raise AutoresearchError(f"tracking with {name} needs {package}, which is not installed: pip install '{extra}'")
 
 
 def load(name: str, ws: Workspace) -> Tracker:
@@ -102,14 +106,13 @@ def load(name: str, ws: Workspace) -> Tracker:
     return getattr(importlib.import_module(module), cls)(ws)
 
 
-def items(ws: Workspace, rows: list[Row], start: int) -> list[Item]:
-    """The rows from `start` on, each with what a tracker gets with it."""
+def items(ws: Workspace, rows: list[Row], start: int) -> Iterator[Item]:
+    """The rows from `start` on, each with what a tracker gets with it, made one at a time."""
     numbers: dict[int, int | None] = {}
     for branch in {r.branch for r in rows[start:]}:
         history = History(rows, branch or None)
         numbers.update({id(r): n for r, n in zip(history.rows, history.numbers)})
     logs = runlog.RunLogs(ws.state.logs_dir)
-    out = []
     for seq in range(start, len(rows)):
         r = rows[seq]
         log = ""
@@ -123,8 +126,7 @@ def items(ws: Workspace, rows: list[Row], start: int) -> list[Item]:
             diff = gitrepo.commit_diff(ws.root, r.commit, ws.config.editable) or ""
         curve = tuple((p.step, float(p.fields["loss"])) for p in runlog.curve(log)
                       if isinstance(p.fields.get("loss"), float))
-        out.append(Item(seq, r, ws.root.name, ws.config.metric, numbers.get(id(r)), diff, log, curve))
-    return out
+        yield Item(seq, r, ws.root.name, ws.config.metric, numbers.get(id(r)), diff, log, curve)
 
 
 class Sender:
@@ -141,29 +143,32 @@ class Sender:
         return max(0, len(self.ws.store.rows()) - self.ws.store.sent(self.tracker.key))
 
     def send_pending(self, until: float | None = None) -> int:
-        """Send what is queued (until the monotonic time `until`); the rows sent. A tracker that
-        is down, or any error of its own, leaves the rest queued and is said once."""
+        """Send what is queued (until the monotonic time `until`, or the sender is stopped); the
+        rows sent. A tracker that is down, or fails in a way of its own, leaves the rest queued
+        and is said once; a row it refuses as it is goes unsent, said."""
         store = self.ws.store
         rows = store.rows()
         start = store.sent(self.tracker.key)
         done = 0
-        for item in items(self.ws, rows, start) if start < len(rows) else []:
-            if until is not None and time.monotonic() > until:
+        for item in items(self.ws, rows, start) if start < len(rows) else ():
+            if (until is not None and time.monotonic() > until) or (until is None and self._stop.is_set()):
                 break
             try:
                 self.tracker.send(item)
+            except TrackerRefused as exc:
+                self.out(f"tracking: {self.tracker.name} refused run {item.seq + 1} ({_first(exc)}); it is skipped")
             except Exception as exc:  # never the research's problem: it stays queued
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
                 if not self.down:
-                    self.out(f"tracking: {self.tracker.name} at {self.tracker.where()} cannot take runs now ({first}); "
-                             f"they stay queued and are sent when it can")
-                self.down = first
+                    self.out(f"tracking: {self.tracker.name} at {self.tracker.where()} cannot take runs now "
+                             f"({_first(exc)}); they stay queued and are sent when it can")
+                self.down = _first(exc)
                 break
+            else:
+                done += 1
+                if self.down:
+                    self.out(f"tracking: {self.tracker.name} is back; sending the queued runs")
+                    self.down = ""
             store.mark_sent(self.tracker.key, item.seq + 1)
-            done += 1
-            if self.down:
-                self.out(f"tracking: {self.tracker.name} is back; sending the queued runs")
-                self.down = ""
         self.sent += done
         return done
 
@@ -179,18 +184,26 @@ class Sender:
             try:
                 self.send_pending()
             except Exception as exc:  # the store busy, say: the next look tries again
-                self.down = self.down or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                self.down = self.down or _first(exc)
             self._stop.wait(POLL_SECONDS)
 
     def close(self, seconds: float = FINAL_SECONDS) -> None:
-        """Stop the thread, send what the run recorded last (for at most `seconds`) and say
-        where things stand."""
+        """Stop the thread, send what the run recorded last (for at most `seconds`; Ctrl-C cuts it
+        short) and say where things stand. Never raises: the research's own summary comes first."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(seconds)
-        if self._thread is None or not self._thread.is_alive():
-            self.send_pending(until=time.monotonic() + seconds)
-        left = self.pending()
+        try:
+            if self._thread is not None:
+                self._thread.join(seconds)
+            if self._thread is None or not self._thread.is_alive():
+                if self.pending() and not self.down:
+                    self.out(f"tracking: sending the last runs to {self.tracker.name} (at most {seconds:.0f} s)")
+                self.send_pending(until=time.monotonic() + seconds)
+            left = self.pending()
+        except KeyboardInterrupt:
+            left, self.down = self.pending(), self.down or "stopped"
+        except Exception as exc:
+            self.out(f"tracking: {_first(exc)}")
+            return
         if left:
             self.out(f"tracking: {left} run{'s' if left != 1 else ''} queued for {self.tracker.name} "
                      f"({self.down or 'not sent in time'}): the next `autoresearch run` or `autoresearch track` "
@@ -198,3 +211,7 @@ class Sender:
         else:
             self.out(f"tracking: {self.sent} run{'s' if self.sent != 1 else ''} sent to {self.tracker.name} "
                      f"this session, none queued")
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -7,8 +7,10 @@ with its artifacts in a folder beside it; `mlflow ui --backend-store-uri URI` sh
 Each run: the metric, the seconds (whole run, training, evaluator, engine), steps and memory
 as metrics; the training curve as the metric history of `train_loss`; status, reason, kind,
 commit, worker, agent, the description and the agent's token cost as tags; the diff and the
-run's log as artifacts. Its tag `autoresearch_seq` (the row's place in the ledger) makes a
-second send of the same row a no-op, so a send cut off halfway is simply made again.
+run's log as artifacts. Its tags `autoresearch_workspace` (the workspace's key) and
+`autoresearch_seq` (the row's place in the ledger), set once the run is whole, make a second
+send of the same row a no-op; a send cut off halfway (tagged `autoresearch_sending` only) is
+deleted and made again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import os
 from autoresearch import pins
 from autoresearch.research.history import parse_time
-from autoresearch.tracking import Item, Tracker, TrackerDown
+from autoresearch.tracking import Item, Tracker, TrackerDown, TrackerRefused
 
 # a tracker that is down must answer quickly: MLflow's client retries for minutes by default
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -25,6 +27,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 STATUS = {"crash": "FAILED", "interrupted": "KILLED"}  # MLflow's run status; FINISHED otherwise
 SECONDS = ("seconds", "training_seconds", "eval_seconds", "engine_seconds")
+REFUSED = ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_LIMIT_EXCEEDED")  # about the row, not the tracker
 
 
 class MlflowTracker(Tracker):
@@ -43,6 +46,7 @@ class MlflowTracker(Tracker):
         self.artifacts = None if given else (local / "mlflow-artifacts").as_uri()
         self.client = MlflowClient(tracking_uri=self.uri)
         self.experiments: dict[str, str] = {}
+        self.workspace = local.name  # this workspace's key: two workspaces of one name never mix
 
     def where(self) -> str:
         return self.uri
@@ -63,6 +67,8 @@ class MlflowTracker(Tracker):
         try:
             self._send(item)
         except MlflowException as exc:
+            if exc.error_code in REFUSED:  # this row can never go in as it is: the next ones still can
+                raise TrackerRefused(str(exc)) from exc
             raise TrackerDown(str(exc)) from exc
         except OSError as exc:  # a connection refused or reset, a folder that cannot be written
             raise TrackerDown(str(exc)) from exc
@@ -72,13 +78,19 @@ class MlflowTracker(Tracker):
 
         r = item.row
         experiment = self._experiment(f"{item.workspace}/{r.branch or 'main'}")
-        if self.client.search_runs([experiment], filter_string=f"tags.autoresearch_seq = '{item.seq}'", max_results=1):
-            return  # sent before (a send cut off after the run was made)
+        mine = f"tags.autoresearch_workspace = '{self.workspace}'"
+        if self.client.search_runs([experiment], filter_string=f"{mine} and tags.autoresearch_seq = '{item.seq}'",
+                                   max_results=1):
+            return  # sent whole before (the mark was not moved: the engine stopped right then)
+        for half in self.client.search_runs([experiment], filter_string=f"{mine} and tags.autoresearch_sending = "
+                                                                        f"'{item.seq}'"):
+            self.client.delete_run(half.info.run_id)  # a send cut off halfway: made again below
         end = int(1000 * (parse_time(r.timestamp) or 0)) or None
         start = end - int(1000 * (r.seconds or 0)) if end else None
-        tags = {"autoresearch_seq": str(item.seq), "status": r.status, "kind": r.kind, "commit": r.commit,
-                "branch": r.branch, "reason": r.reason, "cause": r.cause, "worker": r.worker, "agent": r.agent,
-                "description": r.description, "mlflow.note.content": r.description,
+        tags = {"autoresearch_workspace": self.workspace, "autoresearch_sending": str(item.seq), "status": r.status,
+                "kind": r.kind, "commit": r.commit, "branch": r.branch, "reason": r.reason, "cause": r.cause,
+                "worker": r.worker, "agent": r.agent, "description": r.description,
+                "mlflow.note.content": r.description,
                 "sandboxed": "" if r.sandboxed is None else str(r.sandboxed).lower(),
                 **{k: str(getattr(r, k)) for k in ("tokens_in", "tokens_out", "cost_usd") if getattr(r, k) is not None}}
         run = self.client.create_run(experiment, start_time=start, tags={k: v for k, v in tags.items() if v},
@@ -96,6 +108,9 @@ class MlflowTracker(Tracker):
         if item.log:
             self.client.log_text(run.info.run_id, item.log, "run.log")
         self.client.set_terminated(run.info.run_id, STATUS.get(r.status, "FINISHED"), end_time=end)
+        # last: only a run sent whole carries the tag that says it was sent
+        self.client.set_tag(run.info.run_id, "autoresearch_seq", str(item.seq))
+        self.client.delete_tag(run.info.run_id, "autoresearch_sending")
 
 
 __all__ = ["MlflowTracker"]
