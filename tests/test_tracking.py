@@ -125,3 +125,23 @@ def test_an_unknown_or_missing_tracker_is_one_line_before_anything_starts(tmp_pa
     r = loop(root, agent, "--max-experiments", "0", "--track", "tensorboard", env=agent([]))
     assert r.returncode != 0 and "unknown tracker 'tensorboard': use mlflow" in r.stderr
     assert not (root / "results.tsv").exists()  # no baseline ran
+
+
+def test_a_send_cut_off_halfway_is_made_again_whole(tmp_path, agent):  # noqa: F811
+    """The tracker went down between making a run and finishing it: the half-made run is not
+    taken for a sent one; the next send deletes it and sends the row whole."""
+    root = tmp_path / "ws"
+    llm_like(root, branch="")
+    assert loop(root, agent, "--max-experiments", "0", env=agent([])).returncode == 0
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    from autoresearch import pins
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment(f"ws/{rows(root)[0].branch}", artifact_location=(tmp_path / "a").as_uri())
+    half = client.create_run(experiment, tags={"autoresearch_workspace": pins.private_dir(root).name,
+                                               "autoresearch_sending": "0"}).info.run_id
+    sent = cli("track", cwd=root, env={"MLFLOW_TRACKING_URI": uri})
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    got = runs_of(uri)
+    assert sorted(got) == [0, 1] and half not in {r.info.run_id for r in got.values()}
+    assert got[0].info.status == "FINISHED" and "val_bpb" in got[0].data.metrics

@@ -269,7 +269,7 @@ def final_branch(engine: Engine, rec: Record, changes: list[KeptChange]) -> tupl
             continue
         current = made
     name = f"{rec.line}-final"
-    gitrepo.set_branch(root, name, current)
+    gitrepo.set_branch(root, name, current)  # made, or moved from an earlier finalize's
     return name, skipped
 
 

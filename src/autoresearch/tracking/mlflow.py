@@ -89,8 +89,8 @@ class MlflowTracker(Tracker):
         start = end - int(1000 * (r.seconds or 0)) if end else None
         tags = {"autoresearch_workspace": self.workspace, "autoresearch_sending": str(item.seq), "status": r.status,
                 "kind": r.kind, "commit": r.commit, "branch": r.branch, "reason": r.reason, "cause": r.cause,
-                "worker": r.worker, "agent": r.agent, "description": r.description,
-                "mlflow.note.content": r.description,
+                "worker": r.worker, "agent": r.agent, "description": r.description,  # plain text: never a note, which
+                # MLflow's page renders as markdown (the description is the agent's)
                 "sandboxed": "" if r.sandboxed is None else str(r.sandboxed).lower(),
                 **{k: str(getattr(r, k)) for k in ("tokens_in", "tokens_out", "cost_usd") if getattr(r, k) is not None}}
         run = self.client.create_run(experiment, start_time=start, tags={k: v for k, v in tags.items() if v},
