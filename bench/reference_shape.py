@@ -69,7 +69,7 @@ def run_logged(argv: list[str], cwd: Path, env: dict) -> tuple[subprocess.Comple
         return subprocess.CompletedProcess(argv, child.returncode, out.read(), err.read()), usage.ru_maxrss / 1024
 
 
-def train_and_hand_over(ws: Path, dtype: str, steps: int, handover: Path) -> dict:
+def train_and_hand_over(ws: Path, dtype: str, steps: int, handover: Path, device: str = "cpu") -> dict:
     """In this process: train.py's model at full shape, `steps` steps, handed over by evaluate_bpb."""
     import resource
 
@@ -86,10 +86,10 @@ def train_and_hand_over(ws: Path, dtype: str, steps: int, handover: Path) -> dic
     dim = -(-s["DEPTH"] * s["ASPECT_RATIO"] // s["HEAD_DIM"]) * s["HEAD_DIM"]
     config = s["GPTConfig"](sequence_len=s["MAX_SEQ_LEN"], vocab_size=vocab, n_layer=s["DEPTH"],
                             n_head=dim // s["HEAD_DIM"], n_embd=dim, window_pattern=s["WINDOW_PATTERN"])
-    model = s["GPT"](config)
+    model = s["GPT"](config).to(device)
     optimizers = s["build_optimizers"](model)
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext())
-    batches = prepare.make_dataloader(tokenizer, s["DEVICE_BATCH_SIZE"], s["MAX_SEQ_LEN"], "train", device="cpu")
+    autocast = (torch.autocast(device, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext())
+    batches = prepare.make_dataloader(tokenizer, s["DEVICE_BATCH_SIZE"], s["MAX_SEQ_LEN"], "train", device=device)
     losses, t0 = [], time.perf_counter()
     for _ in range(steps):
         x, y, _epoch = next(batches)
@@ -134,7 +134,7 @@ def evaluate(ws: Path, handover: Path, cache: Path) -> tuple[dict, float]:
 
 def one(args: argparse.Namespace) -> None:
     """`--one DTYPE`: the trainer's side, in a process of its own (its peak memory is its own)."""
-    figures = train_and_hand_over(args.workspace, args.one, args.steps, args.handover)
+    figures = train_and_hand_over(args.workspace, args.one, args.steps, args.handover, args.device)
     print(json.dumps(figures), flush=True)
     os._exit(0)
 
@@ -145,6 +145,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="training steps before the hand-over")
     parser.add_argument("--dtype", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
     parser.add_argument("--json", action="store_true", help="one JSON object per dtype")
+    parser.add_argument("--device", default="cpu", help="where the trainer's side runs (cpu, cuda); the evaluator "
+                                                         "takes the harness's default device")
     parser.add_argument("--one", choices=("fp32", "bf16"), help=argparse.SUPPRESS)
     parser.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--handover", type=Path, help=argparse.SUPPRESS)
@@ -164,7 +166,7 @@ def main() -> None:
     for dtype in args.dtype:
         handover = tmp / dtype / "handover"
         handover.parent.mkdir()
-        done = subprocess.run([sys.executable, __file__, "--one", dtype, "--steps", str(args.steps),
+        done = subprocess.run([sys.executable, __file__, "--one", dtype, "--steps", str(args.steps), "--device", args.device,
                                "--workspace", str(ws), "--handover", str(handover)],
                               env=env, capture_output=True, text=True)
         if done.returncode != 0:
