@@ -13,6 +13,10 @@
 #
 #   bash bench/gpu_part2.sh [REFERENCE_DIR]      # writes everything under $OUT (default /tmp/gpu-part2)
 #
+# One device command may run 10 minutes: STAGES picks the stages of one call (default "1 2 3";
+# e.g. STAGES=1 first, then STAGES="2 3" on the same warm machine: the workspace and the
+# prepared data stay under $OUT, and init/prepare are skipped when the workspace is there).
+#
 # On a machine without a GPU it still runs (the `cpu` profile, a 5 s budget: PROFILE=cpu
 # BUDGET=5 REF_BATCH=1 bash bench/gpu_part2.sh), which is how it is checked before a device is lent.
 set -u
@@ -29,18 +33,25 @@ stamp() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/stages.log"; }
 stamp "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo no GPU)"
 stamp "torch: $($PY -c 'import torch; print(torch.__version__, torch.version.cuda)')"
 
-stamp "init and prepare ($PROFILE, pysource, budget $BUDGET s)"
-rm -rf "$WS"
-$PY -m autoresearch init "$WS" --profile "$PROFILE" --dataset pysource --budget "$BUDGET" > "$OUT/init.log" 2>&1 \
-  || { stamp "init failed"; tail -5 "$OUT/init.log"; exit 1; }
-(cd "$WS" && timeout 600 $PY -m autoresearch prepare > "$OUT/prepare.log" 2>&1) \
-  || { stamp "prepare failed"; tail -5 "$OUT/prepare.log"; exit 1; }
+STAGES=${STAGES:-1 2 3}
+has() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
 
+if [ ! -d "$WS/.git" ]; then
+  stamp "init and prepare ($PROFILE, pysource, budget $BUDGET s)"
+  $PY -m autoresearch init "$WS" --profile "$PROFILE" --dataset pysource --budget "$BUDGET" > "$OUT/init.log" 2>&1 \
+    || { stamp "init failed"; tail -5 "$OUT/init.log"; exit 1; }
+  (cd "$WS" && timeout 600 $PY -m autoresearch prepare > "$OUT/prepare.log" 2>&1) \
+    || { stamp "prepare failed"; tail -5 "$OUT/prepare.log"; exit 1; }
+fi
+
+if has 1; then
 stamp "1. the engine: baseline twice and one experiment"
-(cd "$WS" && timeout 900 $PY -m autoresearch run --max-experiments 1 --tag gpu > "$OUT/run.log" 2>&1)
+(cd "$WS" && timeout 540 $PY -m autoresearch run --max-experiments 1 --tag gpu > "$OUT/run.log" 2>&1)
 stamp "   exit $?; $(tail -1 "$OUT/run.log")"
 (cd "$WS" && $PY -m autoresearch status --json > "$OUT/status.json" 2>&1; cp results.tsv "$OUT/" 2>/dev/null)
+fi
 
+if has 2; then
 stamp "2. side by side: the original and ours, by hand, each twice (the second warm)"
 git -C "$WS" switch -q main 2>/dev/null
 for n in 1 2; do
@@ -51,9 +62,12 @@ for n in 1 2; do
   (cd "$WS" && timeout 600 $PY train.py > "$OUT/ours-$n.log" 2>&1)
   stamp "   ours run $n: exit $?; $(grep -E '^(val_bpb|mfu_percent|peak_vram_mb|num_steps|startup_seconds):' "$OUT/ours-$n.log" | tr '\n' ' ')"
 done
+fi
 
+if has 3; then
 stamp "3. the reference shape through the hand-over and the evaluator"
 DEVICE=$($PY -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 timeout 600 $PY bench/reference_shape.py --batch "${REF_BATCH:-8}" --steps 2 --device "$DEVICE" > "$OUT/reference_shape.txt" 2>&1
 stamp "   exit $?"; cat "$OUT/reference_shape.txt" | tee -a "$OUT/stages.log"
-stamp "done"
+fi
+stamp "done: stages $STAGES"
