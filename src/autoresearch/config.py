@@ -88,6 +88,8 @@ class Config:
     require_sandbox: bool = setting(False, "refuse to run training without a sandbox (bubblewrap on Linux)")
     track: str = setting("", "send every run to an experiment tracker: mlflow (MLFLOW_TRACKING_URI, else a store "
                              "beside the engine's records); empty: none")
+    early_stop: bool = setting(False, "stop a candidate's first run whose training loss is far behind the frontier's "
+                                      "at the same share of the budget; recorded as a discard (docs/keep-rule.md)")
     compile_cache: bool = setting(False, "keep a commit's torch.compile caches for the frontier's re-runs of it "
                                          "(docs/trust.md: what its first run leaves there, they read)")
     metric: str = setting("val_bpb", table="metric", key="name")

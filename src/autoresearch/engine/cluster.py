@@ -32,6 +32,7 @@ from autoresearch import gitrepo, pins, preparing
 from autoresearch.config import CONFIG_NAME
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.measure import Limits, Measurement
+from autoresearch.engine.earlystop import Reference
 from autoresearch.engine.runner import REQUIRE, Runner
 from autoresearch.engine.slots import Slot, check_models, gpu_models, own_card
 from autoresearch.errors import AutoresearchError, MachineError, WorkerLost
@@ -107,7 +108,8 @@ class Node:
                                f"({str((record or {}).get('val_sha256', 'none'))[:12]}, pinned {self.val_sha256[:12]})")
         self.ready = True
 
-    def run(self, files: dict[str, bytes], limits: Limits, kind: str, description: str) -> tuple[Measurement, bytes]:
+    def run(self, files: dict[str, bytes], limits: Limits, kind: str, description: str,
+            behind: "Reference | None" = None) -> tuple[Measurement, bytes]:
         ws, sha = self._load(files)
         if not self.ready:
             self._prepare(ws)
@@ -115,7 +117,7 @@ class Node:
         runner = Runner(ws, limits, Guard(ws), stream=io.StringIO(), live=False, out=lines.append, slot=own_card())
         pen = Pen(ws.store, "node", Journal(branch="node", frontier=sha, kind=kind, description=description,
                                             candidate=sha))
-        m = runner.run(sha, pen, kind=kind, description=description)
+        m = runner.run(sha, pen, kind=kind, description=description, behind=behind)
         pen.close()
         try:
             with open(ws.log_path, "rb") as fh:
@@ -136,13 +138,14 @@ class RemoteRunner:
         self.state = engine_ws.state.seat(slot.name) if slot.name else engine_ws.state
         self.log_path = engine_ws.worker_log(slot.name or "w1")
 
-    def run(self, commit: str, pen: Pen, *, kind: str, description: str) -> Measurement:
+    def run(self, commit: str, pen: Pen, *, kind: str, description: str,
+            behind: "Reference | None" = None) -> Measurement:
         ray = self.cluster.ray
         files = commit_files(self.ws, commit)
         self.state.write_current(Current(commit=commit[:7], description=description, kind=kind, started_at=time.time(),
                                          budget=self.ws.config.budget, agent=pen.journal.agent, pid=os.getpid()))
         try:
-            ref = self.actor.run.remote(files, self.limits, kind, description)
+            ref = self.actor.run.remote(files, self.limits, kind, description, behind)
             while not ray.wait([ref], timeout=0.5)[0]:
                 if self.halt is not None and self.halt():
                     ray.kill(self.actor)  # the pool is stopping: the actor, its run and its sandbox go

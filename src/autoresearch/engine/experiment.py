@@ -43,6 +43,7 @@ from typing import Any, Callable, TextIO
 
 from autoresearch import gitrepo, pins
 from autoresearch.engine.guard import Guard
+from autoresearch.engine.earlystop import Reference
 from autoresearch.engine.lifecycle import STOPPED, Pen, stop_status, stopped_rows
 from autoresearch.engine.measure import PRINTED, Limits, Measurement, baseline_startup
 from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
@@ -268,24 +269,38 @@ class Engine:
         if startup is not None:
             pins.write(pinned.with_baseline(startup, slowest_eval))
 
-    def run(self, pen: Pen, commit: str, kind: str, description: str) -> Measurement:
+    def run(self, pen: Pen, commit: str, kind: str, description: str, behind: Reference | None = None) -> Measurement:
         """One run on this engine's runner, its log kept and named on the measurement; the
-        journal says what runs while it runs."""
+        journal says what runs while it runs. With `behind`, it may be stopped early."""
         self._refresh_limits()
         pen.update(running=(commit, kind, description))
-        m = self.runner.run(commit, pen, kind=kind, description=description)
+        m = self.runner.run(commit, pen, kind=kind, description=description, **({"behind": behind} if behind else {}))
         m = replace(m, log=self.logs.keep_copy(self.runner.log_path))
         pen.update(running=None, pgid=None, result_path="")
         return m
 
     def _candidate_run(self, a: Attempt, pen: Pen, kind: str) -> Measurement:
-        m = self.run(pen, a.candidate, kind, a.description)
+        behind = self._reference(a) if kind == "experiment" and self.cfg.early_stop else None
+        m = self.run(pen, a.candidate, kind, a.description, behind)
         a.measurements.append(m)
-        a.block.append(self._row(a.candidate, status="discard" if m.ok else "crash", kind=kind,
+        a.block.append(self._row(a.candidate, status="discard" if m.ok or m.hopeless else "crash", kind=kind,
                                  description=a.description, reason="" if m.ok else m.reason, branch=a.branch,
-                                 agent=a.agent, m=m, usage=a.usage if len(a.measurements) == 1 else None))
+                                 agent=a.agent, m=m, usage=a.usage if len(a.measurements) == 1 else None,
+                                 cause="hopeless" if m.hopeless else ""))
         self._note_measured(a, pen)
         return m
+
+    def _reference(self, a: Attempt) -> Reference | None:
+        """The frontier's training curve, from the logs of its last three measured runs (the machine as
+        it is now: a frontier measured afresh has its new runs last)."""
+        logs = []
+        for r in a.history.runs_of(a.frontier)[-3:]:
+            path = self.logs.path(r.log) if r.log else None
+            try:
+                logs.append(path.read_text(errors="replace") if path is not None else "")
+            except OSError:
+                pass
+        return Reference.of(logs)
 
     def _note_measured(self, a: Attempt, pen: Pen) -> None:
         """Put the finished runs in the journal, as an interruption now would record them: a
@@ -340,7 +355,9 @@ class Engine:
     def verdict(a: Attempt) -> tuple[str, str]:
         """(status, reason) of a candidate whose runs are over."""
         first = a.measurements[0]
-        if not first.ok:
+        if first.hopeless:
+            status, reason = "discard", first.reason
+        elif not first.ok:
             status, reason = "crash", first.reason
         elif a.decision is None:
             status, reason = "discard", "no frontier value to compare with"

@@ -133,6 +133,7 @@ class Measurement:
     eval_seconds: float | None = None  # the evaluator process's wall time, by the engine's clock
     engine_seconds: float | None = None  # the runner's own time around the two processes
     log: str = ""  # the run's own log, kept by the engine (autoresearch.runlog.RunLogs)
+    hopeless: bool = False  # stopped early: its training curve was far behind the frontier's (engine/earlystop.py)
 
     @property
     def ok(self) -> bool:

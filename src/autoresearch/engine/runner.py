@@ -27,13 +27,14 @@ from typing import Callable, Protocol, TextIO
 from autoresearch import gitrepo, pins, preparing, proc, sandbox
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.jailed import Jailed
-from autoresearch.engine.liveline import LiveLine
+from autoresearch.engine.liveline import LIVE_READ_BYTES, LiveLine
 from autoresearch.engine.lifecycle import Pen
 from autoresearch.engine.compilecache import CompileCache
+from autoresearch.engine.earlystop import EARLY, Reference
 from autoresearch.engine.slots import Slot
 from autoresearch.errors import AutoresearchError, MachineError
 from autoresearch.engine.measure import LOG_READ_BYTES, Limits, Measurement, measure, read_log
-from autoresearch.files import open_unlinked
+from autoresearch.files import open_unlinked, read_tail
 from autoresearch.research.results import printable
 from autoresearch.state import Current
 from autoresearch.workspace import Workspace
@@ -74,12 +75,15 @@ class Runs(Protocol):
     """What runs a commit for an engine: this module's Runner, a Ray actor's stand-in
     (engine/cluster.py), a test's. `run` reports through the journal (`pen.update`: the
     harness record's path and the process group, for recovery) and returns the measurement;
-    `log_path` is where the run's output is once it returned."""
+    `log_path` is where the run's output is once it returned. With `behind` (the frontier's
+    training curve) a run whose own curve falls far behind it may be stopped early (a runner
+    that cannot watch its run's log as it goes ignores it)."""
 
     limits: Limits
     log_path: Path
 
-    def run(self, commit: str, pen: "Pen", *, kind: str, description: str) -> Measurement: ...
+    def run(self, commit: str, pen: "Pen", *, kind: str, description: str,
+            behind: "Reference | None" = None) -> Measurement: ...
 
 
 class Runner:
@@ -99,10 +103,15 @@ class Runner:
         self.slot, self.halt = slot, halt
         self.log_path = ws.worker_log(slot.name) if slot.name else ws.log_path
 
-    def _stop_when(self, disk: "DiskGuard") -> Callable[[], str]:
+    def _stop_when(self, disk: "DiskGuard", behind: Reference | None = None) -> Callable[[], str]:
         def check() -> str:
             if self.halt is not None and self.halt():
                 return "interrupted"
+            if behind is not None:  # the trainer's own curve: it can only stop its run (engine/earlystop.py)
+                tail = read_tail(self.log_path, LIVE_READ_BYTES)
+                hopeless = behind.verdict(tail[:tail.rfind("\n") + 1]) if tail else ""
+                if hopeless:
+                    return hopeless
             return disk()
         return check
 
@@ -110,23 +119,16 @@ class Runner:
         if self.halt is not None and self.halt():
             raise KeyboardInterrupt  # the pool is stopping: this run is interrupted, not a crash
 
-    def run(self, commit: str, pen: Pen, *, kind: str, description: str) -> Measurement:
-        """Run the command on `commit` (a staged copy of it) and measure it."""
+    def run(self, commit: str, pen: Pen, *, kind: str, description: str,
+            behind: Reference | None = None) -> Measurement:
+        """Run the command on `commit` (a staged copy of it) and measure it; with `behind`, stop
+        it early when its training curve falls far behind that one."""
         began = time.monotonic()
         if not self.sandbox.on and (self.ws.config.require_sandbox or os.environ.get(REQUIRE) == "1"):
             raise AutoresearchError(f"no sandbox for the training run ({self.sandbox.why}), and the "
                                     f"sandbox is required (require_sandbox / --require-sandbox)")
-        removed = [] if self.slot.name else self.guard.clean()
-        if removed:
-            shown = ", ".join(printable(p) for p in removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
-            self.out(f"removed {len(removed)} untracked or ignored {'path' if len(removed) == 1 else 'paths'} "
-                     f"before the run: {shown}")
-        runs = self.state.runs_dir
-        runs.mkdir(parents=True, exist_ok=True)
-        for old in runs.glob("*.json*"):
-            with contextlib.suppress(OSError):
-                old.unlink()
-        result_path = runs / f"{int(time.time())}-{uuid.uuid4().hex[:12]}.json"
+        self._clean()
+        result_path = self._result_path()
         pinned = self.ws.pins  # read once: the pins file lives outside the workspace
         # a pool's sandboxed run cannot see the workspace, where the agent edits meanwhile: only a
         # run that could reach it (one at a time, or unsandboxed) is checked against it
@@ -151,12 +153,14 @@ class Runner:
                     self.out(f"compile cache: warm, from the first measured run of {commit[:7]}")
                 outcome, log, evaluation = self._run_stage(stage, argv=command_argv(self.ws.config.command),
                                                            result_path=result_path, kind=kind, commit=commit,
-                                                           on_start=on_start)
+                                                           on_start=on_start, behind=behind)
             tampered = self.guard.tampering(before) if before is not None else ""
             m = measure(self.ws.config, self.limits, outcome, log, result_path, pinned.val_sha256, evaluation,
                         harness_pin=pinned.harness_sha256)
             if tampered:
                 m = replace(m, value=None, reason=tampered)
+            elif outcome.error.startswith(EARLY):
+                m = replace(m, hopeless=True)
             if caches is not None and m.ok:
                 caches.keep(commit, kind, scratch / "cache")  # the commit's first measured run only
         finally:
@@ -168,13 +172,30 @@ class Runner:
         own = time.monotonic() - began - outcome.seconds - (evaluation.seconds if evaluation is not None else 0.0)
         return replace(m, engine_seconds=round(max(own, 0.0), 1))
 
+    def _clean(self) -> None:
+        """One at a time: nothing untracked or ignored in the workspace outlives the change that made it."""
+        removed = [] if self.slot.name else self.guard.clean()
+        if removed:
+            shown = ", ".join(printable(p) for p in removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
+            self.out(f"removed {len(removed)} untracked or ignored {'path' if len(removed) == 1 else 'paths'} "
+                     f"before the run: {shown}")
+
+    def _result_path(self) -> Path:
+        """A fresh name for the run's harness record, earlier runs' records gone."""
+        runs = self.state.runs_dir
+        runs.mkdir(parents=True, exist_ok=True)
+        for old in runs.glob("*.json*"):
+            with contextlib.suppress(OSError):
+                old.unlink()
+        return runs / f"{int(time.time())}-{uuid.uuid4().hex[:12]}.json"
+
     def show(self, **changes) -> None:
         """The run in flight, changed, for watchers (current.json)."""
         self.current = replace(self.current, **changes)
         self.state.write_current(self.current)
 
     def _run_stage(self, stage: "Stage", *, argv: list[str], result_path: Path, kind: str, commit: str,
-                   on_start) -> tuple[proc.RunOutcome, str, proc.RunOutcome | None]:
+                   on_start, behind: Reference | None = None) -> tuple[proc.RunOutcome, str, proc.RunOutcome | None]:
         """The trainer on the staged copy, then the evaluator on what it handed over."""
         stage.check_data()
         live = LiveLine(self.stream, self.log_path, f"{kind} {commit[:7]}") if self.live else None
@@ -195,7 +216,7 @@ class Runner:
                        DEADLINE_VARIABLE: f"{time.time() + self.limits.hard:.3f}"}
                 outcome = self._supervise_jailed(stage.box, argv, jail, env, stage.cwd, self.log_path,
                                                  self.limits.hard, "the sandbox", on_start=on_start, on_tick=live,
-                                                 stop_when=self._stop_when(disk))
+                                                 stop_when=self._stop_when(disk, behind))
             self._halted()
             # only the evaluator writes the record: anything the trainer left there goes
             # (without a sandbox it can reach this path)

@@ -114,7 +114,7 @@ def pooled(groups: Iterable[Sequence[float]], prior_sigma: float, prior_dof: flo
 
 
 def measured(row) -> bool:
-    return row.status in MEASURED and math.isfinite(row.value)
+    return row.status in MEASURED and math.isfinite(row.value) and getattr(row, "cause", "") != "hopeless"
 
 
 def repeat_groups(rows) -> list[list[float]]:

@@ -50,7 +50,8 @@ MEASURED = ("keep", "discard")  # statuses whose rows carry a real measurement
 #   engine   the engine failed (an error of its own, a row it could not record)
 #   stopped  stopped from outside while it ran (Ctrl-C, SIGTERM, a killed engine)
 #   queued   stopped before any worker took it: it never ran
-CAUSES = ("", "code", "machine", "engine", "stopped", "queued")
+#   hopeless a discard stopped early: its training curve was far behind the frontier's (no measurement)
+CAUSES = ("", "code", "machine", "engine", "stopped", "queued", "hopeless")
 
 
 class ResultsError(ValueError):
@@ -88,7 +89,7 @@ class Row:
     @property
     def measured(self) -> bool:
         """It carries a real measurement of its commit."""
-        return self.status in MEASURED and math.isfinite(self.value)
+        return self.status in MEASURED and math.isfinite(self.value) and self.cause != "hopeless"
 
     @property
     def ran(self) -> bool:
