@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import re
 import warnings
@@ -185,9 +184,9 @@ class BuiltinAgent(Agent):
         if not mine:
             return "waiting"  # in flight, or never ran (the loop stopped before the experiment)
         first = mine[0]
-        if first.status == "interrupted" or first.cause not in ("", "code"):
+        if first.status == "interrupted" or first.cause not in ("", "code", "hopeless"):
             return "again"  # stopped, or failed by the machine or the engine (Row.cause): may be proposed again
-        measured = [r.value for r in mine if r.status in ("keep", "discard") and math.isfinite(r.value)]
+        measured = [r.value for r in mine if r.measured]  # a run stopped early (hopeless) has no value
         trial = {"values": pending["values"], "key": pending["key"], "status": first.status,
                  "value": sum(measured) / len(measured) if measured else None,
                  "how": pending.get("how"), "changed": pending.get("changed", []),

@@ -60,9 +60,12 @@ class CompileCache:
                 if not kept.is_dir():
                     return False
                 os.utime(kept)  # recently used: kept longer
-                return copy_regular(kept, into, owner=owner) is not None
+                if copy_regular(kept, into, owner=owner) is not None:
+                    return True
             except OSError:
-                return False
+                pass
+        _empty(into, owner)  # a copy cut short is no cache: the run compiles cold
+        return False
 
     def keep(self, commit: str, kind: str, run_cache: Path) -> bool:
         """After a measured run of `commit`: its cache folder kept, when the commit has none yet.
@@ -75,6 +78,8 @@ class CompileCache:
             tmp = None
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
+                for left in self.root.glob(".*"):  # a copy cut short by a kill: never kept, so never read
+                    shutil.rmtree(left, ignore_errors=True)
                 tmp = Path(tempfile.mkdtemp(prefix=f".{commit}.", dir=self.root))
                 if copy_regular(run_cache, tmp / "cache", owner=None) is None:
                     return False
@@ -93,6 +98,13 @@ class CompileCache:
                          key=lambda p: p.stat().st_mtime, reverse=True)
         for old in folders[KEEP:]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _empty(folder: Path, owner: int | None) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    if owner is not None:
+        os.chown(folder, owner, owner)
 
 
 def copy_regular(src: Path, dst: Path, *, owner: int | None, limit: int = MAX_BYTES) -> int | None:

@@ -63,20 +63,31 @@ class Reference:
             spreads.append(max(here) - min(here) if len(here) > 1 else 0.0)
         return cls(tuple(means), tuple(spreads))
 
+    def at(self, x: float) -> tuple[float, float] | None:
+        """(the frontier's mean loss, the spread of its runs) at share `x`, between its samples."""
+        k = min(POINTS - 2, int(x * (POINTS - 1)))
+        lo, hi = self.mean[k], self.mean[k + 1]
+        if lo is None or hi is None:
+            return None
+        t = x * (POINTS - 1) - k
+        return lo + (hi - lo) * t, max(self.spread[k], self.spread[k + 1])
+
     def verdict(self, log: str) -> str:
-        """Why the run whose log this is should stop now ("" while it should go on)."""
-        found = points(log)
-        if not found:
+        """Why the run whose log this is should stop now ("" while it should go on): its last two
+        progress points past START both above the bar (one noisy point is not enough)."""
+        found = [(x, loss) for x, loss in points(log) if START <= x < 1.0]
+        if len(found) < 2:
             return ""
-        x, loss = found[-1]
-        if x < START or x >= 1.0:
-            return ""
-        k = min(POINTS - 1, round(x * (POINTS - 1)))
-        ref = self.mean[k]
-        if ref is None:
-            return ""
-        bar = ref + max(MARGIN * abs(ref), SPREAD * self.spread[k])
-        if loss <= bar:
-            return ""
+        over = []
+        for x, loss in found[-2:]:
+            here = self.at(x)
+            if here is None:
+                return ""
+            ref, spread = here
+            bar = ref + max(MARGIN * abs(ref), SPREAD * spread)
+            if loss <= bar:
+                return ""
+            over.append((x, loss, ref, bar))
+        x, loss, ref, bar = over[-1]
         return (f"{EARLY} at {100 * x:.0f} % of its budget: training loss {loss:.4f} against the frontier's "
                 f"{ref:.4f} there (more than {bar - ref:.4f} above; the curve can only stop a run, never keep one)")

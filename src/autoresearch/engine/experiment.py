@@ -291,13 +291,16 @@ class Engine:
         return m
 
     def _reference(self, a: Attempt) -> Reference | None:
-        """The frontier's training curve, from the logs of its last three measured runs (the machine as
-        it is now: a frontier measured afresh has its new runs last)."""
+        """The frontier's training curve, from the logs of its last three measured runs, its re-runs
+        beside this candidate included and none from before it was last measured afresh (the
+        machine as it is now)."""
+        rows = [r for r in (*a.history.rows, *a.block) if r.commit[:7] == a.frontier[:7] and r.measured
+                and r.status == "keep"]
+        restart = max((i for i, r in enumerate(rows) if r.fresh), default=0)
         logs = []
-        for r in a.history.runs_of(a.frontier)[-3:]:
-            path = self.logs.path(r.log) if r.log else None
+        for r in rows[restart:][-3:]:
             try:
-                logs.append(path.read_text(errors="replace") if path is not None else "")
+                logs.append(self.logs.path(r.log).read_text(errors="replace") if r.log else "")
             except OSError:
                 pass
         return Reference.of(logs)

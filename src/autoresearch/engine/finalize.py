@@ -66,6 +66,7 @@ class Record:
     line: str
     frontier: str
     tests: list[Test]
+    version: int = 1  # a record of another version (other references, other verdicts) is started over
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -74,9 +75,11 @@ class Record:
     def from_json(cls, text: str) -> "Record | None":
         try:
             data = json.loads(text)
+            if data.get("version") != cls.version:
+                return None
             tests = [Test(**{**t, "runs": [tuple(r) for r in t["runs"]]}) for t in data["tests"]]
             return cls(data["line"], data["frontier"], tests)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def runs_left(self, max_runs: int) -> tuple[int, int]:

@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 from autoresearch import gitrepo
 from autoresearch.engine import guard as guard_mod
+from autoresearch.engine.earlystop import EARLY
 from autoresearch.engine.experiment import Attempt, Engine
 from autoresearch.engine.lifecycle import Pen, stop_status, stopped_rows
 from autoresearch.engine.outcome import Outcome
@@ -166,7 +167,8 @@ class Pool:
         a.key = e.guard.content_key(a.candidate)
         earlier = e.guard.seen(history).get(a.key)
         if earlier is not None:
-            shown = f" {earlier.value:.6f}" if earlier.status in ("keep", "discard") else ""
+            measured = earlier.status in ("keep", "discard") and not earlier.reason.startswith(EARLY)
+            shown = f" {earlier.value:.6f}" if measured else ""
             return e.record_plain(a, "noop", f"same code as {earlier.commit}, which already ran ({earlier.status}{shown}); "
                                              f"not run again")
         with self._cv:

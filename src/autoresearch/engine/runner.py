@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, TextIO
 
-from autoresearch import gitrepo, pins, preparing, proc, sandbox
+from autoresearch import gitrepo, pins, preparing, proc, runlog, sandbox
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.jailed import Jailed
 from autoresearch.engine.liveline import LIVE_READ_BYTES, LiveLine
@@ -160,7 +160,7 @@ class Runner:
             if tampered:
                 m = replace(m, value=None, reason=tampered)
             elif outcome.error.startswith(EARLY):
-                m = replace(m, hopeless=True)
+                m = replace(m, hopeless=True, **self._trained_so_far())
             if caches is not None and m.ok:
                 caches.keep(commit, kind, scratch / "cache")  # the commit's first measured run only
         finally:
@@ -171,6 +171,16 @@ class Runner:
             result_path.unlink()
         own = time.monotonic() - began - outcome.seconds - (evaluation.seconds if evaluation is not None else 0.0)
         return replace(m, engine_seconds=round(max(own, 0.0), 1))
+
+    def _trained_so_far(self) -> dict:
+        """A run stopped early: its steps and training seconds from its last progress line (the
+        pace a stale frontier is told by keeps counting it)."""
+        tail = read_tail(self.log_path, LIVE_READ_BYTES) or ""
+        found = runlog.progress(tail)
+        share = found.fields.get("progress") if found is not None else None
+        if found is None or not isinstance(share, float):
+            return {}
+        return {"steps": found.step, "training_seconds": round(share / 100 * self.ws.config.budget, 1)}
 
     def _clean(self) -> None:
         """One at a time: nothing untracked or ignored in the workspace outlives the change that made it."""

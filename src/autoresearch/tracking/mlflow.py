@@ -27,7 +27,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 STATUS = {"crash": "FAILED", "interrupted": "KILLED"}  # MLflow's run status; FINISHED otherwise
 SECONDS = ("seconds", "training_seconds", "eval_seconds", "engine_seconds")
-REFUSED = ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_LIMIT_EXCEEDED")  # about the row, not the tracker
+REFUSED = ("INVALID_PARAMETER_VALUE",)  # about the row's own values, not the tracker
 
 
 class MlflowTracker(Tracker):
@@ -57,6 +57,8 @@ class MlflowTracker(Tracker):
     def _experiment(self, name: str) -> str:
         if name not in self.experiments:
             found = self.client.get_experiment_by_name(name)
+            if found is not None and found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)  # someone deleted it: the line goes on in it
             self.experiments[name] = found.experiment_id if found is not None else \
                 self.client.create_experiment(name, artifact_location=self.artifacts)
         return self.experiments[name]
@@ -74,8 +76,6 @@ class MlflowTracker(Tracker):
             raise TrackerDown(str(exc)) from exc
 
     def _send(self, item: Item) -> None:
-        from mlflow.entities import Metric
-
         r = item.row
         experiment = self._experiment(f"{item.workspace}/{r.branch or 'main'}")
         mine = f"tags.autoresearch_workspace = '{self.workspace}'"
@@ -95,22 +95,32 @@ class MlflowTracker(Tracker):
                 **{k: str(getattr(r, k)) for k in ("tokens_in", "tokens_out", "cost_usd") if getattr(r, k) is not None}}
         run = self.client.create_run(experiment, start_time=start, tags={k: v for k, v in tags.items() if v},
                                      run_name=item.title())
-        at = end or start or 0
+        try:
+            self._fill(run.info.run_id, item, end or start or 0, end)
+        except Exception as exc:
+            if getattr(exc, "error_code", "") in REFUSED:  # skipped for good: leave no half-made run behind
+                self.client.delete_run(run.info.run_id)
+            raise
+
+    def _fill(self, run_id: str, item: Item, at: int, end: int | None) -> None:
+        from mlflow.entities import Metric
+
+        r = item.row
         metrics = [Metric(k, float(getattr(r, k)), at, 0) for k in (*SECONDS, "steps", "memory_gb")
                    if getattr(r, k) is not None]
         if r.measured:
             metrics.append(Metric(item.metric, r.value, at, 0))
         metrics += [Metric("train_loss", loss, at, step) for step, loss in item.curve]
         for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
-            self.client.log_batch(run.info.run_id, metrics=metrics[i:i + 1000])
+            self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
         if item.diff:
-            self.client.log_text(run.info.run_id, item.diff, "diff.patch")
+            self.client.log_text(run_id, item.diff, "diff.patch")
         if item.log:
-            self.client.log_text(run.info.run_id, item.log, "run.log")
-        self.client.set_terminated(run.info.run_id, STATUS.get(r.status, "FINISHED"), end_time=end)
+            self.client.log_text(run_id, item.log, "run.log")
+        self.client.set_terminated(run_id, STATUS.get(r.status, "FINISHED"), end_time=end)
         # last: only a run sent whole carries the tag that says it was sent
-        self.client.set_tag(run.info.run_id, "autoresearch_seq", str(item.seq))
-        self.client.delete_tag(run.info.run_id, "autoresearch_sending")
+        self.client.set_tag(run_id, "autoresearch_seq", str(item.seq))
+        self.client.delete_tag(run_id, "autoresearch_sending")
 
 
 __all__ = ["MlflowTracker"]
