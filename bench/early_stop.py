@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
+from keep_rule_engine import SIGMA, change, git  # the same edits of the same synthetic file
+
 from autoresearch.engine import Engine
 from autoresearch.engine.pool import one_experiment
 from autoresearch.resultsfile import read_rows
 from autoresearch.workspace import Workspace, init_workspace
-
-SIGMA = 0.01
 
 SCORE = '''\
 import math, random, time
@@ -53,11 +51,6 @@ print(f"loss: {{final:.6f}}")
 '''
 
 
-def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *args],
-                   cwd=root, check=True, capture_output=True)
-
-
 def workspace(folder: Path, early: bool, seed: int, seconds: float) -> Workspace:
     folder.mkdir(parents=True)
     root = folder / "ws"
@@ -71,16 +64,6 @@ def workspace(folder: Path, early: bool, seed: int, seconds: float) -> Workspace
     git(root, "commit", "-qm", "the synthetic metric")
     git(root, "switch", "-qc", "autoresearch/bench")
     return Workspace.load(root)
-
-
-def change(root: Path, effect: float, i: int) -> None:
-    """A comment (every change is new code), with DELTA raised by `effect` sigma over the frontier."""
-    path = root / "score.py"
-    text = path.read_text() + f"# change {i}\n"
-    if effect:
-        current = float(re.search(r"^DELTA = (.+)$", text, re.M).group(1))
-        text = re.sub(r"^DELTA = .+$", f"DELTA = {current + effect * SIGMA!r}", text, count=1, flags=re.M)
-    path.write_text(text)
 
 
 def play(effects: list[float], early: bool, seed: int, seconds: float, folder: Path) -> dict:

@@ -24,3 +24,8 @@ def test_the_keep_rule_bench_runs_through_the_engine():
 def test_the_engine_overhead_bench_runs():
     out = bench("bench/engine_overhead.py", "--experiments", "2")
     assert "engine overhead, in-process" in out and "over 2 experiments" in out
+
+
+def test_the_early_stopping_bench_runs_both_arms():
+    out = bench("bench/early_stop.py", "--experiments", "2", "--seconds", "1")
+    assert "| off |" in out and "| on |" in out and "decided experiments per hour" in out
