@@ -66,8 +66,7 @@ fi
 
 if has 3; then
 stamp "3. the reference shape through the hand-over and the evaluator"
-DEVICE=$($PY -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-timeout 600 $PY bench/reference_shape.py --batch "${REF_BATCH:-8}" --steps 2 --device "$DEVICE" > "$OUT/reference_shape.txt" 2>&1
+timeout 600 $PY bench/reference_shape.py --batch "${REF_BATCH:-8}" --steps 2 > "$OUT/reference_shape.txt" 2>&1
 stamp "   exit $?"; cat "$OUT/reference_shape.txt" | tee -a "$OUT/stages.log"
 fi
 stamp "done: stages $STAGES"

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +39,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from autoresearch import capsliterals, profiles  # noqa: E402
 from autoresearch.workspace import template_text  # noqa: E402
+from evaluator import build  # noqa: E402  (bench/evaluator.py: train.py's own Setup, up to its model)
 
-SETUP = "# ---------------------------------------------------------------------------\n# Setup\n"
 BATCHES = 2  # validation batches the evaluator scores
 
 
@@ -69,26 +68,16 @@ def run_logged(argv: list[str], cwd: Path, env: dict) -> tuple[subprocess.Comple
         return subprocess.CompletedProcess(argv, child.returncode, out.read(), err.read()), usage.ru_maxrss / 1024
 
 
-def train_and_hand_over(ws: Path, dtype: str, steps: int, handover: Path, device: str = "cpu") -> dict:
-    """In this process: train.py's model at full shape, `steps` steps, handed over by evaluate_bpb."""
+def train_and_hand_over(ws: Path, dtype: str, steps: int, handover: Path) -> dict:
+    """In this process: train.py's model at full shape, built by its own Setup (on its device:
+    CUDA when there is one), `steps` steps, handed over by evaluate_bpb."""
     import resource
 
-    os.chdir(ws)
-    sys.path.insert(0, str(ws))
-    text = (ws / "train.py").read_text()
-    module = types.ModuleType("train_reference")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(text.split(SETUP)[0], str(ws / "train.py"), "exec"), module.__dict__)
-    s = module.__dict__
+    s = build(ws)
     torch, prepare = s["torch"], sys.modules["prepare"]
-    tokenizer = prepare.Tokenizer.from_directory()
-    vocab = tokenizer.get_vocab_size()
-    dim = -(-s["DEPTH"] * s["ASPECT_RATIO"] // s["HEAD_DIM"]) * s["HEAD_DIM"]
-    config = s["GPTConfig"](sequence_len=s["MAX_SEQ_LEN"], vocab_size=vocab, n_layer=s["DEPTH"],
-                            n_head=dim // s["HEAD_DIM"], n_embd=dim, window_pattern=s["WINDOW_PATTERN"])
-    model = s["GPT"](config).to(device)
+    model, tokenizer, config, device = s["raw_model"], s["tokenizer"], s["config"], s["device"]
     optimizers = s["build_optimizers"](model)
-    autocast = (torch.autocast(device, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext())
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext())
     batches = prepare.make_dataloader(tokenizer, s["DEVICE_BATCH_SIZE"], s["MAX_SEQ_LEN"], "train", device=device)
     losses, t0 = [], time.perf_counter()
     for _ in range(steps):
@@ -110,7 +99,8 @@ def train_and_hand_over(ws: Path, dtype: str, steps: int, handover: Path, device
     with autocast:  # the same batches scored by hand, in this process: what the evaluator must agree with
         by_hand = prepare.evaluate_bpb(model, tokenizer, s["DEVICE_BATCH_SIZE"])
     return {"dtype": dtype, "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-            "shape": f"depth {config.n_layer}, dim {dim}, sequence {config.sequence_len}, vocab {vocab}",
+            "shape": f"depth {config.n_layer}, dim {config.n_embd}, sequence {config.sequence_len}, "
+                     f"vocab {config.vocab_size}",
             "losses": losses, "step_seconds": round(step_seconds, 2), "export_seconds": round(export, 2),
             "returned": str(nan), "by_hand_bpb": by_hand,
             "trainer_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -134,7 +124,7 @@ def evaluate(ws: Path, handover: Path, cache: Path) -> tuple[dict, float]:
 
 def one(args: argparse.Namespace) -> None:
     """`--one DTYPE`: the trainer's side, in a process of its own (its peak memory is its own)."""
-    figures = train_and_hand_over(args.workspace, args.one, args.steps, args.handover, args.device)
+    figures = train_and_hand_over(args.workspace, args.one, args.steps, args.handover)
     print(json.dumps(figures), flush=True)
     os._exit(0)
 
@@ -145,8 +135,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="training steps before the hand-over")
     parser.add_argument("--dtype", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
     parser.add_argument("--json", action="store_true", help="one JSON object per dtype")
-    parser.add_argument("--device", default="cpu", help="where the trainer's side runs (cpu, cuda); the evaluator "
-                                                         "takes the harness's default device")
     parser.add_argument("--one", choices=("fp32", "bf16"), help=argparse.SUPPRESS)
     parser.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--handover", type=Path, help=argparse.SUPPRESS)
@@ -166,7 +154,7 @@ def main() -> None:
     for dtype in args.dtype:
         handover = tmp / dtype / "handover"
         handover.parent.mkdir()
-        done = subprocess.run([sys.executable, __file__, "--one", dtype, "--steps", str(args.steps), "--device", args.device,
+        done = subprocess.run([sys.executable, __file__, "--one", dtype, "--steps", str(args.steps),
                                "--workspace", str(ws), "--handover", str(handover)],
                               env=env, capture_output=True, text=True)
         if done.returncode != 0:

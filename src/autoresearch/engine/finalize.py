@@ -89,12 +89,13 @@ class Record:
         return least, sum(2 * max_runs - len(t.runs) for t in open_)
 
 
-def edit_onto(root: Path, editable: tuple[str, ...], frm: str, to: str, onto: str, message: str) -> str | None:
-    """A commit on `onto` (on no branch) with the edit of the editable files from commit `frm` to
-    commit `to` made on it, file by file (textmerge); None where `onto` changed the same lines."""
+def edit_onto(root: Path, editable: Callable[[str], bool], frm: str, to: str, onto: str, message: str) -> str | None:
+    """A commit on `onto` (on no branch) with the edit of the editable files (Guard.is_editable)
+    from commit `frm` to commit `to` made on it, file by file (textmerge); None where `onto`
+    changed the same lines."""
     files: dict[str, str | None] = {}
     for path in gitrepo.changed_between(root, frm, to):
-        if not any(path == e.rstrip("/") or path.startswith(e.rstrip("/") + "/") for e in editable):
+        if not editable(path):
             continue
         ok, text = textmerge.merge_file(*(gitrepo.show(root, c, path) for c in (frm, to, onto)))
         if not ok:
@@ -103,7 +104,7 @@ def edit_onto(root: Path, editable: tuple[str, ...], frm: str, to: str, onto: st
     return gitrepo.commit_off_branch(root, onto, message, files=files)
 
 
-def leave_out(root: Path, editable: tuple[str, ...], frontier: str, change: str) -> str | None:
+def leave_out(root: Path, editable: Callable[[str], bool], frontier: str, change: str) -> str | None:
     """A commit on `frontier` with `change`'s edit undone (None: later changes rewrote the same
     lines, so it cannot be taken out alone)."""
     before = gitrepo.parent(root, change)
@@ -123,7 +124,7 @@ def plan(engine: Engine, line: str) -> Record:
         known = "" if history.rows else f" (no runs recorded on {line}: give the whole branch name, autoresearch/TAG)"
         raise AutoresearchError(f"nothing was kept on {line} beyond its baseline: there is nothing to finalize{known}")
     frontier = engine.frontier(history)
-    root, editable = engine.root, engine.cfg.editable
+    root, editable = engine.root, engine.guard.is_editable
     tests = []
     for n, k in enumerate(changes, 1):
         sha = gitrepo.resolve(root, k.commit) or k.commit
@@ -254,7 +255,7 @@ def held(rec: Record) -> list[Test]:
 def final_branch(engine: Engine, rec: Record, changes: list[KeptChange]) -> tuple[str, list[str]]:
     """`<line>-final`: the baseline with the changes that held up, one commit each, in the order
     they were kept; (its name, the changes that do not apply without ones dropped before them)."""
-    root, editable = engine.root, engine.cfg.editable
+    root, editable = engine.root, engine.guard.is_editable
     base = next((t.without for t in rec.tests if t.change is None), None)
     if not base:
         raise AutoresearchError("the line has no baseline to start the final branch from")

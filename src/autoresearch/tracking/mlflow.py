@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+
 from autoresearch import pins
 from autoresearch.research.history import parse_time
 from autoresearch.tracking import Item, Tracker, TrackerDown, TrackerRefused
