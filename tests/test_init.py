@@ -56,6 +56,27 @@ def test_init_twice_says_it_is_already_a_workspace(tmp_path):
         init_workspace(tmp_path / "ws", profile="cpu")
 
 
+def test_a_new_workspace_where_a_deleted_one_was_starts_with_no_records_of_it(tmp_path):
+    # the engine's records live outside the workspace, keyed by its path: `rm -rf research`
+    # and a new init there must not take on the old ledger, pins or code already run
+    import shutil
+
+    from autoresearch.research.results import Row
+
+    old = init_workspace(tmp_path / "ws", profile="cpu")
+    old.store.append(Row(commit="1234567", value=1.5, memory_gb=None, status="keep", description="old", kind="baseline"))
+    old.store.put_document("finalize:old", "{}")
+    assert len(old.store.rows()) == 1
+    shutil.rmtree(old.root)
+    said = []
+    new = init_workspace(tmp_path / "ws", profile="cpu", out=said.append)
+    assert new.store.rows() == [] and new.store.document("finalize:old") is None
+    assert new.pins.harness_sha256 == new.config.harness_sha256
+    assert len(said) == 1 and "earlier workspace" in said[0] and said[0].endswith(".previous")
+    result = cli("init", str(tmp_path / "other"), "--profile", "cpu")
+    assert "earlier workspace" not in result.stdout  # nothing to say where there was none
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "imagenet"], "unknown dataset"),
     (["--budget", "-3"], "above 0"),

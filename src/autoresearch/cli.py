@@ -88,7 +88,7 @@ def init(directory, profile, dataset, budget, template, command, metric, directi
     from autoresearch.workspace import init_workspace
 
     ws = init_workspace(directory, profile=profile, dataset=dataset, budget=budget, template=template,
-                        command=command, metric=metric, direction=direction, editable=tuple(editable))
+                        command=command, metric=metric, direction=direction, editable=tuple(editable), out=click.echo)
     c = ws.config
     click.echo(f"workspace {ws.root}")
     click.echo(f"  template {c.template}, profile {c.profile}, dataset {c.dataset}, budget {c.budget:g} s")

@@ -116,7 +116,7 @@ def open_or_create(start: Path, out: Callable[[str], None]) -> Workspace:
         if ws.root == folder.resolve():
             out(f"using the workspace {folder}")
         return ws
-    ws = init_workspace(folder, profile="auto")
+    ws = init_workspace(folder, profile="auto", out=out)
     c = ws.config
     out(f"created the workspace {folder} (profile {c.profile}, dataset {c.dataset}, budget {c.budget:g} s)")
     return ws

@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from autoresearch import capsliterals, gitrepo, pins, profiles
 from autoresearch.config import CONFIG_NAME, Config
@@ -278,11 +279,13 @@ def init_workspace(
     metric: str | None = None,
     direction: str | None = None,
     editable: tuple[str, ...] = (),
+    out: Callable[[str], None] | None = None,
 ) -> Workspace:
     """Create a workspace in `directory` (new or empty) and make the first commit on `main`.
 
     On any failure the folder is left as it was found: a new folder is removed, an empty
-    one emptied again.
+    one emptied again. The engine's records of an earlier workspace at the same path (deleted
+    since) are moved aside first, and `out` is told where.
     """
     target = Path(directory).resolve()
     if (target / CONFIG_NAME).exists():
@@ -301,6 +304,9 @@ def init_workspace(
     else:
         files, config = _blank(budget, command, metric, direction, editable)
     config.check()
+    earlier = pins.retire(target)
+    if earlier is not None and out is not None:
+        out(f"the engine's records of an earlier workspace at {target} were moved to {earlier}")
     return _create(target, files, config)
 
 
