@@ -72,9 +72,38 @@ def test_a_new_workspace_where_a_deleted_one_was_starts_with_no_records_of_it(tm
     new = init_workspace(tmp_path / "ws", profile="cpu", out=said.append)
     assert new.store.rows() == [] and new.store.document("finalize:old") is None
     assert new.pins.harness_sha256 == new.config.harness_sha256
-    assert len(said) == 1 and "earlier workspace" in said[0] and said[0].endswith(".previous")
+    assert len(said) == 1 and "earlier workspace" in said[0] and ".previous-" in said[0]
     result = cli("init", str(tmp_path / "other"), "--profile", "cpu")
     assert "earlier workspace" not in result.stdout  # nothing to say where there was none
+
+
+def test_an_init_that_fails_puts_the_earlier_records_back_and_a_running_engine_keeps_them(tmp_path, monkeypatch):
+    import shutil
+
+    from autoresearch import gitrepo
+    from autoresearch.pins import private_dir
+    from autoresearch.research.results import Row
+    from autoresearch.state import StateFolder
+
+    old = init_workspace(tmp_path / "ws", profile="cpu")
+    old.store.append(Row(commit="1234567", value=1.5, memory_gb=None, status="keep", description="old", kind="baseline"))
+    shutil.rmtree(old.root)
+
+    def broken(root, message):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gitrepo, "init", broken)
+    with pytest.raises(OSError):
+        init_workspace(tmp_path / "ws", profile="cpu")
+    monkeypatch.undo()
+    assert not (tmp_path / "ws").exists() and [r.description for r in old.store.rows()] == ["old"]
+    private = private_dir(tmp_path / "ws")
+    assert not list(private.parent.glob(f"{private.name}.previous-*"))
+
+    with StateFolder(tmp_path / "ws").locked("autoresearch run"):  # its engine still runs
+        with pytest.raises(AutoresearchError, match="another autoresearch process"):
+            init_workspace(tmp_path / "ws", profile="cpu")
+        assert [r.description for r in old.store.rows()] == ["old"]
 
 
 @pytest.mark.parametrize("args, message", [

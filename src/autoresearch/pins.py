@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -111,20 +110,6 @@ def write(pins: Pins) -> Pins:
 
 def fresh(root: Path, harness_sha256: str, val_sha256: str = "") -> Pins:
     return Pins(str(Path(root).resolve()), harness_sha256, val_sha256)
-
-
-def retire(root: Path) -> Path | None:
-    """Move aside the private folder of an earlier workspace at `root` (one that was deleted):
-    a new workspace there must not take on its ledger, its pins or the code it already ran.
-    Where it went (one earlier folder is kept, as `<key>.previous`), None when there was none."""
-    folder = private_dir(root)
-    if not folder.is_dir() or not any(folder.iterdir()):
-        return None
-    kept = folder.with_name(folder.name + ".previous")
-    if kept.exists():
-        shutil.rmtree(kept)
-    os.replace(folder, kept)
-    return kept
 
 
 def forget(root: Path) -> None:

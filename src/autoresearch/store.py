@@ -137,14 +137,23 @@ class Store:
     # -- the connection ---------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
-        """This thread's connection (sqlite3 connections are not shared between threads)."""
+        """This thread's connection (sqlite3 connections are not shared between threads), opened
+        again when the file at the path is another one (a workspace's records moved aside by an
+        `init` where it was, and a new database made there)."""
         conns = getattr(_local, "conns", None)
         if conns is None:
             conns = _local.conns = {}
         key = str(self.path)
-        conn = conns.get(key)
-        if conn is None or not self.path.exists():
-            conn = conns[key] = self._open()
+        conn, inode = conns.get(key, (None, None))
+        try:
+            now = self.path.stat().st_ino
+        except FileNotFoundError:
+            now = None
+        if conn is None or now is None or now != inode:
+            if conn is not None:
+                conn.close()
+            conn = self._open()
+            conns[key] = (conn, self.path.stat().st_ino)
         return conn
 
     def _open(self) -> sqlite3.Connection:

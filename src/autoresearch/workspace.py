@@ -14,7 +14,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
+import os
 import shutil
+import time
 from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -24,7 +26,7 @@ from autoresearch import capsliterals, gitrepo, pins, profiles
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write, real_folder
-from autoresearch.state import STATE_DIR, StateFolder
+from autoresearch.state import LOCK, STATE_DIR, StateFolder
 from autoresearch.store import Store
 GITIGNORE = """\
 # written by the engine, never committed
@@ -304,10 +306,31 @@ def init_workspace(
     else:
         files, config = _blank(budget, command, metric, direction, editable)
     config.check()
-    earlier = pins.retire(target)
+    earlier = _retire(target)
+    try:
+        ws = _create(target, files, config)
+    except BaseException:
+        if earlier is not None:  # nothing half-made: the earlier records go back where they were
+            private = pins.private_dir(target)
+            shutil.rmtree(private, ignore_errors=True)
+            os.replace(earlier, private)
+        raise
     if earlier is not None and out is not None:
         out(f"the engine's records of an earlier workspace at {target} were moved to {earlier}")
-    return _create(target, files, config)
+    return ws
+
+
+def _retire(target: Path) -> Path | None:
+    """Move aside the private folder of an earlier workspace at `target` (deleted since): its
+    ledger, pins and code already run name commits of another repository. Refused while an
+    engine of it still runs (it holds the lock). Where it went; None when there was none."""
+    state = StateFolder(target)
+    if not state.private.is_dir() or not any(p.name != LOCK for p in state.private.iterdir()):
+        return None
+    kept = state.private.with_name(f"{state.private.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    with state.locked("autoresearch init"):
+        os.replace(state.private, kept)
+    return kept
 
 
 def _llm(profile, dataset, budget, command, metric, direction, editable) -> tuple[dict[str, str], Config]:
