@@ -1,25 +1,31 @@
 """A night of research, measured end to end: the built-in agent against random search and the original's rule.
 
-    python bench/night.py [--minutes 60] [--reruns 5] [--arms builtin random original] [--out night]
+    python bench/night.py [--minutes 60] [--reruns 5] [--arms builtin random original builtin2]
+                          [--at-once 2] [--out night]
 
 Each arm is a fresh `cpu`-profile workspace (the CPU default: the offline pysource data, a 20 s
-budget, sandboxed as a user's runs are) and one line of research for `--minutes` of wall clock:
+budget, one training thread, sandboxed as a user's runs are) and one line of research for
+`--minutes` of wall clock:
 
-- builtin: `autoresearch run`'s loop with the built-in agent and the keep rule;
+- builtin: `autoresearch run`'s loop with the built-in agent and the keep rule (builtin2: a
+  second such line, the spread between two lines of the same search);
 - random: the same loop and keep rule with a proposer that moves one to three of the same
   knobs (the built-in agent's search space, searchspace.derive) to values drawn uniformly
   from their ranges, knowing nothing of the results;
 - original: the built-in agent, with the original's rule in place of the keep rule: one run,
-  kept when it is lower than the frontier (the engine's other habits, such as measuring a
-  stale frontier again, stay).
+  kept when it is lower than the frontier. Only the decision is replaced: the engine still
+  weighs the frontier's runs as the keep rule does (its luck and wander) and measures a stale
+  frontier again, so this arm is if anything kinder than the original.
 
-The arms run at the same time, so that whatever the machine does during the night falls on each
-alike. Then the held-up check: each arm's final frontier and the baseline run `--reruns` more
-times with fresh seeds (SEED in train.py), the arms' re-runs again side by side. It prints, and
-writes to OUT/night.json, per arm: experiments decided and decided per hour, the share of wall
-clock spent training (as `status` gives them), the improvement the line claims (frontier minus
-baseline, as `status` says it) and the improvement that held up (the mean of the frontier's fresh
-runs minus the mean of the baseline's, with its standard error).
+`--at-once` arms run at the same time (each then has a core to train on, as alone), so that
+whatever the machine does during the night falls on them alike. Then the held-up check: each
+arm's final frontier and the baseline run `--reruns` more times with fresh seeds (SEED in
+train.py: the model's initial weights; the data's order is the harness's), in as many streams
+at once as the arms ran. It prints, and writes to OUT/night.json, per arm: experiments decided
+and decided per hour, the share of wall clock spent training (as `status` gives them), the
+improvement the line claims (frontier minus baseline, as `status` says it) and the improvement
+that held up (the mean of the frontier's fresh runs minus the mean of the baseline's, with
+its standard error). Run it again with the same --out to go on after a stop.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ import json
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
@@ -48,7 +56,7 @@ from autoresearch.workspace import Workspace
 ARMS = ("builtin", "random", "original")
 TAG = "night"
 SEED_BASE = 1000  # the fresh seeds: 1001, 1002, ... (train.py's own is 42)
-KIND = "heldup"  # the re-runs' kind for the runner: no compile cache is read or written
+KIND = "heldup"  # the re-runs' kind for the runner: never a reader of a compile cache (on the CPU default none is kept)
 
 
 # -- random search ---------------------------------------------------------------------------
@@ -148,12 +156,20 @@ def single_run(ev: keeprule.Evidence, rule: keeprule.Rule = keeprule.Rule(), *, 
 def arm(name: str, folder: Path, minutes: float) -> None:
     ws = Workspace.load(folder)
     kind = name.rstrip("0123456789")  # builtin2: a second line of the built-in agent
-    agent = RandomSearch(seed=7) if kind == "random" else agents.load("builtin")
+    agent = RandomSearch(seed=zlib.crc32(name.encode())) if kind == "random" else agents.load("builtin")
     if kind == "original":
         keeprule.decide = single_run  # the engine asks keeprule.decide at every decision
     plan = loop.Plan(agent=agent.name, tag=TAG, hours=minutes / 60)
     with ws.state.locked("autoresearch run"):
         loop.Loop(ws, plan).run(agent)
+
+
+def minutes_left(folder: Path, minutes: float) -> float:
+    """An arm's wall clock left: all of it on its first start, the rest when it goes on after a stop."""
+    start = folder.with_name(f"{folder.name}.start")
+    if not start.exists():
+        start.write_text(str(time.time()))
+    return max(0.01, minutes - (time.time() - float(start.read_text())) / 60)
 
 
 def seeded(root: Path, commit: str, seed: int) -> str:
@@ -197,31 +213,40 @@ def cli(*args: str, cwd: Path) -> str:
 
 
 def together(commands: dict[str, list[str]], logs: Path) -> None:
-    """Start every command at once, each with its own log; wait for all; fail if one failed."""
-    procs = {}
-    for name, cmd in commands.items():
-        procs[name] = subprocess.Popen(cmd, stdout=(logs / f"{name}.log").open("a"), stderr=subprocess.STDOUT)
-    failed = [name for name, p in procs.items() if p.wait() != 0]
+    """Start every command at once, each with its own log, and wait for all; when one fails,
+    stop the others (they would hold their workspaces' locks) and fail."""
+    procs = {name: subprocess.Popen(cmd, stdout=(logs / f"{name}.log").open("a"), stderr=subprocess.STDOUT)
+             for name, cmd in commands.items()}
+    while any(p.poll() is None for p in procs.values()):
+        failed = [name for name, p in procs.items() if p.poll() not in (None, 0)]
+        if failed:
+            for p in procs.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGINT)  # the loop's clean stop: the run in flight is recorded
+            for p in procs.values():
+                p.wait()
+            sys.exit(f"error: {', '.join(failed)} failed: see {logs}/<name>.log")
+        time.sleep(1)
+    failed = [name for name, p in procs.items() if p.returncode != 0]
     if failed:
         sys.exit(f"error: {', '.join(failed)} failed: see {logs}/<name>.log")
 
 
 def streams(arms: list[str], n: int, reruns: int) -> list[list[tuple[str, str, int]]]:
-    """The re-runs in `n` streams of equal length, run at once as the arms ran: each stream
-    takes every `n`-th arm's frontier with each fresh seed and an equal share of the baseline's
-    runs (the baseline gets as many as it takes to even them out), interleaved, so that a slow
-    spell of the machine falls on the frontiers and the baseline alike."""
-    out = []
+    """The re-runs in `n` streams of equal length, run at once as the arms ran: stream j takes
+    every `n`-th arm's frontier with each fresh seed and an equal share of the baseline's runs
+    (as many as it takes to have at least `reruns`), spread through the stream and one of them
+    last, so that neither a slow spell nor the end (when a stream that finished first leaves
+    the machine to the other) falls on the frontiers alone."""
     share = max(1, math.ceil(reruns / n))
+    out = []
     for j in range(n):
         mine = arms[j::n]
-        if not mine:
-            continue
+        front = [(name, "frontier", SEED_BASE + k) for k in range(1, reruns + 1) for name in mine]
+        base = [(mine[k % len(mine)], "baseline", SEED_BASE + j + n * k + 1) for k in range(share)]
         jobs: list[tuple[str, str, int]] = []
-        for k in range(1, max(reruns, share) + 1):
-            jobs += [(name, "frontier", SEED_BASE + k) for name in mine if k <= reruns]
-            if k <= share:
-                jobs.append((mine[(k - 1) % len(mine)], "baseline", SEED_BASE + j + n * (k - 1) + 1))
+        for k, job in enumerate(base):  # baseline k after the (k+1)-th share of the frontier's runs
+            jobs += front[len(front) * k // share:len(front) * (k + 1) // share] + [job]
         out.append(jobs)
     return out
 
@@ -273,8 +298,10 @@ def main() -> None:
     if args.rerun:
         return rerun(args.out, [tuple(j) for j in json.loads(args.rerun)], args.log)
     bad = [a for a in args.arms if a.rstrip("0123456789") not in ARMS]
-    if bad or len(set(args.arms)) < len(args.arms) or args.at_once < 1 or args.reruns < 2:
-        sys.exit(f"error: arms are {', '.join(ARMS)} (each once, a digit for a second line); --at-once >= 1; --reruns >= 2")
+    if bad or len(set(args.arms)) < len(args.arms) or args.reruns < 2:
+        sys.exit(f"error: arms are {', '.join(ARMS)} (each once, a digit for a second line); --reruns >= 2")
+    if args.at_once < 1 or len(args.arms) % args.at_once:
+        sys.exit("error: --at-once must divide the number of arms: an arm alone would have the machine to itself")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     me = [sys.executable, str(Path(__file__).resolve())]
@@ -287,12 +314,14 @@ def main() -> None:
     for group in (left[i:i + args.at_once] for i in range(0, len(left), args.at_once)):
         t0 = time.monotonic()
         print(f"{time.strftime('%H:%M')} {', '.join(group)}: {args.minutes:g} minutes at once (logs in {out})", flush=True)
-        together({n: [*me, "--arm", n, "--out", str(out / n), "--minutes", str(args.minutes)] for n in group}, out)
+        together({n: [*me, "--arm", n, "--out", str(out / n), "--minutes", str(minutes_left(out / n, args.minutes))]
+                  for n in group}, out)
         for n in group:
             (out / f"{n}.done").touch()
         print(f"{time.strftime('%H:%M')} done in {(time.monotonic() - t0) / 60:.1f} min", flush=True)
     log = out / "reruns.jsonl"
     if not log.exists():
+        Path(f"{log}.part").unlink(missing_ok=True)  # the runs of a re-run phase cut short: made again, once
         plan = streams(args.arms, args.at_once, args.reruns)
         print(f"{time.strftime('%H:%M')} re-runs: {sum(map(len, plan))} runs in {len(plan)} streams at once", flush=True)
         together({f"reruns-{j}": [*me, "--rerun", json.dumps(jobs), "--out", str(out), "--log", str(log) + ".part"]

@@ -4,6 +4,7 @@ streams and their seeded commits (the night itself takes hours: docs/benchmarks.
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,6 +94,45 @@ def test_the_reruns_are_even_streams_with_fresh_seeds(arms, n, reruns):
             [night.SEED_BASE + k for k in range(1, reruns + 1)]
     base = [seed for _, which, seed in jobs if which == "baseline"]
     assert len(base) >= reruns and len(set(base)) == len(base) and 42 not in base
+    for stream in plan:  # the baseline's runs spread through each stream, one of them last
+        at = [i for i, (_, which, _) in enumerate(stream) if which == "baseline"]
+        assert at[-1] == len(stream) - 1 and all(b - a > 1 for a, b in zip([-1, *at], at))
+
+
+def test_arms_that_cannot_all_have_a_partner_are_refused(tmp_path):
+    done = subprocess.run([sys.executable, str(night.__file__), "--arms", "builtin", "random", "original",
+                           "--at-once", "2", "--out", str(tmp_path / "n")], capture_output=True, text=True)
+    assert done.returncode != 0 and "--at-once must divide" in done.stderr and not (tmp_path / "n").exists()
+
+
+SCORE = """import sys
+LOSS = {loss!r}
+print(f"loss: {{LOSS}}")
+"""
+
+
+def test_the_original_rule_reaches_the_engines_decision(tmp_path, monkeypatch):
+    """The arm replaces keeprule.decide; the engine must decide through it: a lower single run
+    is kept at once, where the keep rule would run it again."""
+    from autoresearch.engine import Engine
+    from autoresearch.engine.pool import one_experiment
+    from autoresearch.workspace import Workspace
+
+    ws = init_workspace(tmp_path / "ws", template="blank", command="python score.py", metric="loss",
+                        editable=("score.py",))
+    (ws.root / "score.py").write_text(SCORE.format(loss=1.0))
+    gitrepo.git(ws.root, *gitrepo.identity_args(ws.root), "commit", "-qam", "the score")
+    gitrepo.git(ws.root, "switch", "-qc", "autoresearch/t")
+    ws = Workspace.load(ws.root)
+    engine = Engine(ws, out=lambda line: None, live=False)
+    with ws.state.locked("test"):
+        one_experiment(engine, "baseline")
+        (ws.root / "score.py").write_text(SCORE.format(loss=0.999))
+        monkeypatch.setattr(keeprule, "decide", night.single_run)
+        outcome = one_experiment(engine, "a lower loss")
+    assert outcome.status == "keep"
+    rows = [r for r in ws.store.rows() if r.kind != "baseline"]
+    assert [r.kind for r in rows] == ["experiment"] and "the original's rule" in rows[0].reason
 
 
 def test_a_seeded_rerun_is_a_commit_on_no_branch_with_only_the_seed_changed(ws):
@@ -104,3 +144,14 @@ def test_a_seeded_rerun_is_a_commit_on_no_branch_with_only_the_seed_changed(ws):
     after = capsliterals.read_constants(gitrepo.show(ws.root, commit, "train.py"))
     assert after["SEED"].value == 1003
     assert {k: c.value for k, c in after.items() if k != "SEED"} == {k: c.value for k, c in before.items() if k != "SEED"}
+
+
+def test_the_report_gives_what_held_up_as_new_minus_old():
+    results = {"a": {"decided": 3, "per_hour": 30.0, "training_share": 0.7, "kept": 1, "claimed": -0.05,
+                     "frontier_runs": [1.90, 1.92, 1.91]},
+               "b": {"decided": 2, "per_hour": 20.0, "training_share": 0.7, "kept": 0, "claimed": 0.0,
+                     "frontier_runs": [2.01, 2.00, 1.99]}}
+    table = night.report(results, [2.00, 2.02, 1.98])
+    assert results["a"]["held_up"] == pytest.approx(-0.09) and results["b"]["held_up"] == pytest.approx(0.0)
+    assert results["a"]["held_up_se"] == pytest.approx(math.sqrt(0.01 ** 2 / 3 + 0.02 ** 2 / 3))
+    assert "| a | 3 | 30.0 | 70 % | 1 | -0.0500 | -0.0900 ± " in table
