@@ -119,6 +119,23 @@ def test_the_search_improves_never_repeats_and_moves_to_tpe(folder):
         assert re.match(r"[A-Z][A-Z0-9_]* \S.* -> \S", d), d
 
 
+def interacting(values) -> float:
+    """The best MATRIX_LR depends on DEPTH (a later knob in the pass): 0.04 at depth 2, 0.01 at depth 1."""
+    best = 0.04 if values["DEPTH"] >= 2 else 0.01
+    return 1.0 + math.log(values["MATRIX_LR"] / best) ** 2 + 3.0 * (values["DEPTH"] != 1)
+
+
+def test_a_pass_that_kept_a_step_is_followed_by_another_from_the_new_frontier(folder):
+    bench = Bench(folder, interacting)
+    for _ in range(40):
+        bench.step()
+        if bench.values()["DEPTH"] == 1 and bench.values()["MATRIX_LR"] == 0.01:
+            break
+    assert bench.values()["DEPTH"] == 1 and bench.values()["MATRIX_LR"] == 0.01  # halved twice on the second pass
+    after = bench.descriptions[next(i for i, d in enumerate(bench.descriptions) if d.startswith("DEPTH 2 -> 1")) + 1:]
+    assert after and all("," not in d for d in after)  # coordinate steps, not TPE yet
+
+
 def test_batch_sizes_keep_their_shape_invariant(folder):
     from autoresearch.agents.searchspace import Param
 

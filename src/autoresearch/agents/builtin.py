@@ -12,11 +12,15 @@ The search has two phases:
    warmdown, batch sizes, depth, ...): one parameter moved one step (x2 or /2 for rates and
    batch sizes, +-1 for small integers, +-0.2 for fractions, the next choice for a pattern);
    a kept step is followed by another in the same direction, a failed one by the opposite
-   direction, then the next parameter.
+   direction, then the next parameter. A pass over the knobs that kept a step is followed by
+   another (up to MAX_PASSES): a kept change moves the frontier, and the steps that lost
+   before it (learning rates at the old depth, say) may win from the new one.
 2. Optuna's TPE (multivariate), fitted on every result so far (a crash counts as the worst
-   value seen), proposes a full configuration; the proposal applies the one to three
-   parameters where TPE departs most from the frontier, so that each experiment stays a
-   small, readable change from the best code.
+   value seen), proposes a full configuration; the proposal applies one to three of the
+   parameters where it departs from the frontier, drawn at random, so that each experiment
+   stays a small, readable change from the best code. (Taking the ones that depart most, as
+   a share of their range, kept choosing the few coarse knobs, such as a device batch, whose
+   every change is a large share, and never a learning rate.)
 
 Nothing already run is proposed again. Shape invariants are kept: a device batch larger
 than the total batch (in tokens, at the harness's MAX_SEQ_LEN) is halved until it fits.
@@ -49,6 +53,7 @@ PRIORITY = [
     "WINDOW_PATTERN", "WARMUP_RATIO", "FINAL_LR_FRAC", "MLP_RATIO", "HEAD_DIM",
 ]
 TPE_STARTUP = 4
+MAX_PASSES = 3  # passes of coordinate steps over the knobs, while a pass keeps a step
 
 
 class BuiltinAgent(Agent):
@@ -195,6 +200,7 @@ class BuiltinAgent(Agent):
         coord = state.get("coord")
         if pending.get("how") == "step" and coord is not None:
             kept = first.status == "keep"
+            coord["kept"] = bool(coord.get("kept")) or kept  # this pass kept a step: another pass follows
             if not kept:
                 if not coord.get("flipped"):
                     coord["dir"], coord["flipped"] = -coord.get("dir", 1), True
@@ -222,8 +228,12 @@ class BuiltinAgent(Agent):
         by_name = {p.name: p for p in params}
         order = [n for n in state["order"] if n in by_name and n in frontier]
         guard = 0
-        while coord["i"] < len(order) and guard < 4 * len(order) + 4:
+        while guard < 8 * len(order) + 8:
             guard += 1
+            if coord["i"] >= len(order):
+                if not coord.get("kept") or coord.get("pass", 1) >= MAX_PASSES:
+                    break
+                coord.update(i=0, dir=0, flipped=False, kept=False, **{"pass": coord.get("pass", 1) + 1})
             p = by_name[order[coord["i"]]]
             if coord.get("dir", 0) == 0:
                 coord["dir"] = -1 if "BATCH" in p.constant else 1
@@ -272,14 +282,11 @@ class BuiltinAgent(Agent):
                 trial = study.ask(dists)
                 suggestion = {p.name: p.from_internal(trial.params[p.name]) for p in params}
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)  # only a draw: not a result
-                ranked = sorted(
-                    (p for p in params if suggestion[p.name] != frontier.get(p.name)),
-                    key=lambda p: -p.distance(suggestion[p.name], frontier.get(p.name)),
-                )
-                if not ranked:
+                moved = [p for p in params if suggestion[p.name] != frontier.get(p.name)]
+                if not moved:
                     continue
-                k = rng.choice((1, 1, 2, 2, 3))
-                change = {p.name: suggestion[p.name] for p in ranked[:k]}
+                k = min(len(moved), rng.choice((1, 1, 2, 2, 3)))
+                change = {p.name: suggestion[p.name] for p in rng.sample(moved, k)}
                 change = self._fix_shapes(params, frontier, change, seq_len)
                 if change and vector_key(dict(frontier, **change)) not in tried:
                     return change
