@@ -46,7 +46,7 @@ from typing import Any
 
 from autoresearch import agents, capsliterals, gitrepo, loop
 from autoresearch.agents.base import Agent, Context, Proposal
-from autoresearch.agents.searchspace import Param, derive, hyperparameters, values_of
+from autoresearch.agents.searchspace import Param, changed_constants, derive, hyperparameters, values_of
 from autoresearch.engine import Engine
 from autoresearch.engine.lifecycle import Pen
 from autoresearch.research import keeprule
@@ -91,7 +91,7 @@ class RandomSearch(Agent):
         chosen = rng.sample(params, min(len(params), rng.randint(1, 3)))
         values = dict(frontier, **{p.name: p.from_internal(draw(p, rng)) for p in chosen})
         values = fit_batch(values, seq_len(Path(context.root)))
-        updates = constants(params, consts, values)
+        updates = changed_constants(params, consts, values)
         (Path(context.root) / target).write_text(capsliterals.write_constants(text, updates))
         said = ", ".join(f"{k} {consts[k].source} -> {capsliterals.format_value(v, consts[k].source)}" for k, v in updates.items())
         return Proposal(said or "no change (the draw fell on the frontier's values)")
@@ -123,21 +123,6 @@ def fit_batch(values: dict[str, Any], seq: int | None) -> dict[str, Any]:
             device //= 2
         values = dict(values, DEVICE_BATCH_SIZE=device)
     return values
-
-
-def constants(params: list[Param], consts: dict, values: dict[str, Any]) -> dict[str, Any]:
-    """The constants whose value `values` changes, tuples put back together."""
-    out: dict[str, Any] = {}
-    for p in params:
-        if p.name not in values:
-            continue
-        if p.index is None:
-            out[p.constant] = values[p.name]
-        else:
-            parts = list(out.get(p.constant, consts[p.constant].value))
-            parts[p.index] = values[p.name]
-            out[p.constant] = type(consts[p.constant].value)(parts)
-    return {k: v for k, v in out.items() if v != consts[k].value}
 
 
 # -- the original's rule ---------------------------------------------------------------------

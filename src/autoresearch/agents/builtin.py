@@ -41,7 +41,7 @@ from typing import Any
 
 from autoresearch import capsliterals, gitrepo
 from autoresearch.agents.base import Agent, Context, Proposal
-from autoresearch.agents.searchspace import Param, derive, hyperparameters, values_of, vector_key
+from autoresearch.agents.searchspace import Param, changed_constants, derive, hyperparameters, values_of, vector_key
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
 from autoresearch.research.history import History
@@ -320,20 +320,7 @@ class BuiltinAgent(Agent):
 
     @staticmethod
     def _write(ctx: Context, target: str, text: str, consts, params, values: dict) -> None:
-        updates: dict[str, Any] = {}
-        for p in params:
-            if p.name not in values:
-                continue
-            if p.index is None:
-                updates[p.constant] = values[p.name]
-            else:
-                current = list(updates.get(p.constant, consts[p.constant].value))
-                current[p.index] = values[p.name]
-                updates[p.constant] = tuple(current) if isinstance(consts[p.constant].value, tuple) else current
-        unchanged = {k: v for k, v in updates.items() if v == consts[k].value}
-        for k in unchanged:
-            updates.pop(k)
-        new_text = capsliterals.write_constants(text, updates)
+        new_text = capsliterals.write_constants(text, changed_constants(params, consts, values))
         (Path(ctx.root) / target).write_text(new_text)
 
     @staticmethod

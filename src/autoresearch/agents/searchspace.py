@@ -222,6 +222,23 @@ def values_of(params: list[Param], consts: dict[str, capsliterals.Constant]) -> 
     return out
 
 
+def changed_constants(params: list[Param], consts: dict[str, capsliterals.Constant],
+                      values: dict[str, Any]) -> dict[str, Any]:
+    """The constants whose value `values` (by Param name) changes, a tuple's elements put back
+    together, ready for capsliterals.write_constants."""
+    out: dict[str, Any] = {}
+    for p in params:
+        if p.name not in values:
+            continue
+        if p.index is None:
+            out[p.constant] = values[p.name]
+        else:
+            parts = list(out.get(p.constant, consts[p.constant].value))
+            parts[p.index] = values[p.name]
+            out[p.constant] = tuple(parts) if isinstance(consts[p.constant].value, tuple) else parts
+    return {k: v for k, v in out.items() if v != consts[k].value}
+
+
 def vector_key(values: dict[str, Any]) -> str:
     def norm(v):
         return round_sig(v, 6) if isinstance(v, float) else v
