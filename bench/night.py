@@ -46,7 +46,8 @@ from typing import Any
 
 from autoresearch import agents, capsliterals, gitrepo, loop
 from autoresearch.agents.base import Agent, Context, Proposal
-from autoresearch.agents.searchspace import Param, changed_constants, derive, hyperparameters, values_of
+from autoresearch.agents.searchspace import (Param, changed_constants, derive, fit_device_batch, harness_seq_len,
+                                             hyperparameters, values_of)
 from autoresearch.engine import Engine
 from autoresearch.engine.lifecycle import Pen
 from autoresearch.research import keeprule
@@ -90,7 +91,7 @@ class RandomSearch(Agent):
         frontier = values_of(params, consts)
         chosen = rng.sample(params, min(len(params), rng.randint(1, 3)))
         values = dict(frontier, **{p.name: p.from_internal(draw(p, rng)) for p in chosen})
-        values = fit_batch(values, seq_len(Path(context.root)))
+        values = fit_device_batch(values, harness_seq_len(Path(context.root)))
         updates = changed_constants(params, consts, values)
         (Path(context.root) / target).write_text(capsliterals.write_constants(text, updates))
         said = ", ".join(f"{k} {consts[k].source} -> {capsliterals.format_value(v, consts[k].source)}" for k, v in updates.items())
@@ -106,23 +107,6 @@ def draw(p: Param, rng: random.Random) -> Any:
     if p.kind in ("int", "pow2"):
         return rng.randint(int(p.low), int(p.high))
     return rng.uniform(p.low, p.high)
-
-
-def seq_len(root: Path) -> int | None:
-    harness = root / "prepare.py"
-    found = capsliterals.read_constants(harness.read_text()).get("MAX_SEQ_LEN") if harness.exists() else None
-    return found.value if found and isinstance(found.value, int) else None
-
-
-def fit_batch(values: dict[str, Any], seq: int | None) -> dict[str, Any]:
-    """A device batch that divides the total batch (in tokens), halved until it does, as the
-    built-in agent keeps it: a draw that cannot run tells the search nothing."""
-    total, device = values.get("TOTAL_BATCH_SIZE"), values.get("DEVICE_BATCH_SIZE")
-    if seq and isinstance(total, int) and isinstance(device, int):
-        while device > 1 and (device * seq > total or total % (device * seq)):
-            device //= 2
-        values = dict(values, DEVICE_BATCH_SIZE=device)
-    return values
 
 
 # -- the original's rule ---------------------------------------------------------------------

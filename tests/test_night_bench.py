@@ -12,7 +12,7 @@ import pytest
 
 from autoresearch import capsliterals, gitrepo
 from autoresearch.agents.base import Context
-from autoresearch.agents.searchspace import derive, hyperparameters
+from autoresearch.agents.searchspace import derive, harness_seq_len, hyperparameters
 from autoresearch.research import keeprule
 from autoresearch.workspace import init_workspace
 
@@ -49,7 +49,7 @@ def test_random_search_moves_one_to_three_knobs_within_their_ranges(ws, tmp_path
                 else:  # on the search's scale, unclamped (values are rounded to 3 significant digits)
                     x = 1 - value if p.kind == "one_minus" else math.log2(value) if p.kind == "pow2" else value
                     assert p.low * 0.99 - 1e-9 <= x <= p.high * 1.01 + 1e-9, (name, value)
-            seq = night.seq_len(ws.root)
+            seq = harness_seq_len(ws.root)
             total, device = after["TOTAL_BATCH_SIZE"].value, after["DEVICE_BATCH_SIZE"].value
             assert total % (device * seq) == 0, "a draw the trainer cannot run"
             sizes.add(len(moved - {"DEVICE_BATCH_SIZE"}) or 1)

@@ -41,7 +41,8 @@ from typing import Any
 
 from autoresearch import capsliterals, gitrepo
 from autoresearch.agents.base import Agent, Context, Proposal
-from autoresearch.agents.searchspace import Param, changed_constants, derive, hyperparameters, values_of, vector_key
+from autoresearch.agents.searchspace import (Param, changed_constants, derive, fit_device_batch, harness_seq_len,
+                                             hyperparameters, values_of, vector_key)
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
 from autoresearch.research.history import History
@@ -156,12 +157,7 @@ class BuiltinAgent(Agent):
 
     @staticmethod
     def _seq_len(ctx: Context) -> int | None:
-        harness = Path(ctx.root) / "prepare.py"
-        try:
-            value = capsliterals.read_constants(harness.read_text()).get("MAX_SEQ_LEN")
-        except (OSError, AutoresearchError):
-            return None
-        return int(value.value) if value is not None and isinstance(value.value, int) else None
+        return harness_seq_len(Path(ctx.root))
 
     # -- results -----------------------------------------------------------------
 
@@ -309,13 +305,9 @@ class BuiltinAgent(Agent):
     @staticmethod
     def _fix_shapes(params, frontier, change, seq_len) -> dict:
         """Keep TOTAL_BATCH_SIZE a multiple of DEVICE_BATCH_SIZE * MAX_SEQ_LEN (halve the device batch)."""
-        values = dict(frontier, **change)
-        total, device = values.get("TOTAL_BATCH_SIZE"), values.get("DEVICE_BATCH_SIZE")
-        if seq_len and isinstance(total, int) and isinstance(device, int) and device > 0:
-            while device > 1 and (device * seq_len > total or total % (device * seq_len)):
-                device //= 2
-            if device != values["DEVICE_BATCH_SIZE"]:
-                change = dict(change, DEVICE_BATCH_SIZE=device)
+        fitted = fit_device_batch(dict(frontier, **change), seq_len)
+        if fitted.get("DEVICE_BATCH_SIZE") != dict(frontier, **change).get("DEVICE_BATCH_SIZE"):
+            change = dict(change, DEVICE_BATCH_SIZE=fitted["DEVICE_BATCH_SIZE"])
         return {k: v for k, v in change.items() if v != frontier.get(k)}
 
     @staticmethod

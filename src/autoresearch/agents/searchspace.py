@@ -19,9 +19,11 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from autoresearch import capsliterals
+from autoresearch.errors import AutoresearchError
 
 SKIP = re.compile(r"(^|_)SEED($|_)|^COMPILE$|^DEVICE$|^DTYPE$|^CPU_THREADS$")
 PATTERN = re.compile(r"^[SL]+$")
@@ -237,6 +239,26 @@ def changed_constants(params: list[Param], consts: dict[str, capsliterals.Consta
             parts[p.index] = values[p.name]
             out[p.constant] = tuple(parts) if isinstance(consts[p.constant].value, tuple) else parts
     return {k: v for k, v in out.items() if v != consts[k].value}
+
+
+def harness_seq_len(root: Path) -> int | None:
+    """MAX_SEQ_LEN of the harness (prepare.py) in `root`; None without one."""
+    try:
+        value = capsliterals.read_constants((Path(root) / "prepare.py").read_text()).get("MAX_SEQ_LEN")
+    except (OSError, AutoresearchError):
+        return None
+    return int(value.value) if value is not None and isinstance(value.value, int) else None
+
+
+def fit_device_batch(values: dict[str, Any], seq_len: int | None) -> dict[str, Any]:
+    """`values` with DEVICE_BATCH_SIZE halved until DEVICE_BATCH_SIZE * seq_len divides
+    TOTAL_BATCH_SIZE (in tokens): a configuration train.py can run."""
+    total, device = values.get("TOTAL_BATCH_SIZE"), values.get("DEVICE_BATCH_SIZE")
+    if seq_len and isinstance(total, int) and isinstance(device, int) and device > 0:
+        while device > 1 and (device * seq_len > total or total % (device * seq_len)):
+            device //= 2
+        values = dict(values, DEVICE_BATCH_SIZE=device)
+    return values
 
 
 def vector_key(values: dict[str, Any]) -> str:
