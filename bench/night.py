@@ -90,23 +90,12 @@ class RandomSearch(Agent):
         state.write_text(json.dumps(saved))
         frontier = values_of(params, consts)
         chosen = rng.sample(params, min(len(params), rng.randint(1, 3)))
-        values = dict(frontier, **{p.name: p.from_internal(draw(p, rng)) for p in chosen})
+        values = dict(frontier, **{p.name: p.from_internal(p.draw(rng)) for p in chosen})
         values = fit_device_batch(values, harness_seq_len(Path(context.root)))
         updates = changed_constants(params, consts, values)
         (Path(context.root) / target).write_text(capsliterals.write_constants(text, updates))
         said = ", ".join(f"{k} {consts[k].source} -> {capsliterals.format_value(v, consts[k].source)}" for k, v in updates.items())
         return Proposal(said or "no change (the draw fell on the frontier's values)")
-
-
-def draw(p: Param, rng: random.Random) -> Any:
-    """A uniform draw from a knob's range, on its search scale (searchspace's "internal" values)."""
-    if p.kind in ("cat", "bool"):
-        return rng.choice(p.choices)
-    if p.kind in ("log", "one_minus", "int_log") and p.low > 0:
-        return math.exp(rng.uniform(math.log(p.low), math.log(p.high)))
-    if p.kind in ("int", "pow2"):
-        return rng.randint(int(p.low), int(p.high))
-    return rng.uniform(p.low, p.high)
 
 
 # -- the original's rule ---------------------------------------------------------------------

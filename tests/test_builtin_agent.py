@@ -1,9 +1,12 @@
-"""The built-in proposer: ranges from train.py's constants, in-place edits, coordinate steps
-then TPE, no repeats, a persisted search that resumes, and the loop driving it."""
+"""The built-in proposer: ranges from train.py's constants, in-place edits, draws screened by
+a model of the results (a lost region not drawn again), a kept move followed, no repeats, a
+persisted search that resumes, and the loop driving it."""
 
 from __future__ import annotations
 
+import json
 import math
+import random
 import re
 from pathlib import Path
 
@@ -12,8 +15,9 @@ import pytest
 from autoresearch import capsliterals, profiles
 from autoresearch.agents import load
 from autoresearch.agents.base import Context
+from autoresearch.agents import builtin
 from autoresearch.agents.builtin import BuiltinAgent
-from autoresearch.agents.searchspace import derive, hyperparameters
+from autoresearch.agents.searchspace import Param, derive, hyperparameters, values_of
 from autoresearch.research.results import Row
 from autoresearch.workspace import template_text
 
@@ -43,8 +47,8 @@ def baseline_rows(value=2.0):
 class Bench:
     """Drives an agent the way the loop does: propose, score, keep (new frontier) or revert."""
 
-    def __init__(self, folder: Path, score, direction="lower", agent=None):
-        self.folder, self.score, self.direction = folder, score, direction
+    def __init__(self, folder: Path, score, direction="lower", agent=None, branch="autoresearch/x"):
+        self.folder, self.score, self.direction, self.branch = folder, score, direction, branch
         self.agent = agent or BuiltinAgent()
         self.rows = baseline_rows(score(self.values()))
         self.frontier_text = (folder / "train.py").read_text()
@@ -56,7 +60,7 @@ class Bench:
         return {k: c.value for k, c in hyperparameters((self.folder / "train.py").read_text()).items()}
 
     def step(self) -> str:
-        proposal = self.agent.propose(context(self.folder, self.rows, self.direction))
+        proposal = self.agent.propose(context(self.folder, self.rows, self.direction, self.branch))
         text = (self.folder / "train.py").read_text()
         assert text not in self.seen, f"proposed twice: {proposal.description}"
         self.seen.add(text)
@@ -91,54 +95,110 @@ def test_ranges_come_from_the_current_values(folder):
     assert "SEED" not in spec and "COMPILE" not in spec
 
 
-def test_one_proposal_changes_one_value_in_place(folder):
+def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
+    return [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+
+
+def test_a_proposal_moves_one_to_three_knobs_far_enough_to_show_in_place(folder):
     before = (folder / "train.py").read_text()
+    consts = hyperparameters(before)
+    spec = {p.name: p for name, c in consts.items() for p in derive(name, c.value)}
     proposal = BuiltinAgent().propose(context(folder, baseline_rows()))
     after = (folder / "train.py").read_text()
-    assert proposal.description == "MATRIX_LR 0.04 -> 0.08"
-    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
-    assert changed == [("MATRIX_LR = 0.04                 # Muon: the 2-D matrices inside the blocks",
-                        "MATRIX_LR = 0.08                 # Muon: the 2-D matrices inside the blocks")]
+    moved = {k: c.value for k, c in hyperparameters(after).items() if c.value != consts[k].value}
+    assert 1 <= len(moved) <= 3 and all(k in proposal.description for k in moved)
+    lines = changed_lines(before, after)
+    assert len(lines) == len(moved)  # only the constants' own lines, comments kept
+    for old, new in lines:
+        assert old.split("=")[0] == new.split("=")[0] and old.split("#")[1:] == new.split("#")[1:]
+    for name, value in moved.items():
+        if name in spec and spec[name].kind not in ("cat", "bool") and name != "DEVICE_BATCH_SIZE":
+            assert spec[name].distance(value, consts[name].value) >= builtin.MIN_MOVE - 1e-9, name
     assert proposal.usage is None
 
 
-def test_a_failed_step_is_tried_the_other_way_and_a_kept_one_goes_on(folder):
-    bench = Bench(folder, quadratic)
-    first = [bench.step() for _ in range(4)]
-    assert first == ["MATRIX_LR 0.04 -> 0.08", "MATRIX_LR 0.04 -> 0.02", "MATRIX_LR 0.02 -> 0.01", "EMBEDDING_LR 0.6 -> 1.2"]
-    assert bench.best == pytest.approx(1.0 + (0.5 - 0.3) ** 2)
-
-
-def test_the_search_improves_never_repeats_and_moves_to_tpe(folder):
-    bench = Bench(folder, quadratic)
-    for _ in range(45):
+def test_a_kept_move_is_tried_again_as_far_the_same_way(folder):
+    bench = Bench(folder, lambda v: v["MATRIX_LR"] * (1.0 + 0.1 * v["DEPTH"]))  # lower rates and depth always win
+    for _ in range(30):
+        before = bench.values()
         bench.step()
-    assert bench.best < 1.01  # found MATRIX_LR 0.02 and a warmdown near 0.3
-    assert any("," in d for d in bench.descriptions[-10:])  # TPE proposals change more than one value
-    for d in bench.descriptions:
+        if bench.rows[-1].status == "keep" and before["MATRIX_LR"] != bench.values()["MATRIX_LR"]:
+            break
+    kept, before = bench.values(), before
+    ratio = kept["MATRIX_LR"] / before["MATRIX_LR"]
+    bench.step()
+    follow = bench.values() if bench.rows[-1].status == "keep" else None
+    proposal = bench.descriptions[-1]
+    assert f"MATRIX_LR {kept['MATRIX_LR']:g} -> " in proposal, proposal
+    got = float(proposal.split(f"MATRIX_LR {kept['MATRIX_LR']:g} -> ")[1].split(",")[0])
+    low = 0.01  # the range's end: 0.04 / 4
+    assert got == pytest.approx(max(low, kept["MATRIX_LR"] * ratio), rel=0.02)
+    assert follow is not None  # lower still: kept again
+
+
+def test_a_region_that_lost_clearly_is_not_drawn_again(folder):
+    agent = BuiltinAgent()
+    agent.propose(context(folder, baseline_rows()))
+    state_file = folder / ".state" / "builtin" / "autoresearch_x.json"
+    state = json.loads(state_file.read_text())
+    params = [Param(**p) for p in state["params"]]
+    frontier = values_of(params, hyperparameters((folder / "train.py").read_text()))
+
+    def draws(trials) -> int:
+        deep = 0
+        for seed in range(120):
+            s = dict(state, trials=list(trials))
+            change = agent._draw(s, params, frontier, set(), None, random.Random(seed), "lower")
+            deep += change.get("DEPTH") == 3
+        return deep
+
+    calm = [{"how": "draw", "status": "discard", "value": 2.0 + 0.01 * (i % 3), "base": 2.0,
+             "moves": {name: value}, "from": {name: frontier[name]}, "key": f"k{i}"}
+            for i, (name, value) in enumerate([("MATRIX_LR", 0.02), ("WARMDOWN_RATIO", 0.8), ("EMBEDDING_LR", 2.0)])]
+    disaster = {"how": "draw", "status": "discard", "value": 3.5, "base": 2.0, "moves": {"DEPTH": 3}, "from": {"DEPTH": 2},
+                "key": "deep"}
+    assert draws(calm) > 0  # DEPTH 3 is drawn like anything else while nothing is known of it
+    assert draws([*calm, disaster]) == 0
+
+
+def lines(folder: Path, score, steps: int, n: int = 3, direction: str = "lower") -> list[Bench]:
+    """`n` lines of research (branches) of `steps` experiments each, every one from the same start:
+    a search draws at random, so what it must do is asked of most lines, not of one path."""
+    start = (folder / "train.py").read_text()
+    out = []
+    for k in range(n):
+        (folder / "train.py").write_text(start)
+        bench = Bench(folder, score, direction, branch=f"autoresearch/line{k}")
+        for _ in range(steps):
+            bench.step()
+        bench.final = bench.values()
+        out.append(bench)
+    return out
+
+
+def test_the_search_improves_and_never_repeats(folder):
+    benches = lines(folder, quadratic, 45)
+    # from 1.52: the rate within about 1.5x of its best in most lines. No closer is asked: a move
+    # smaller than MIN_MOVE is never drawn (under noise it could not show)
+    assert sorted(b.best for b in benches)[1] < 1.2
+    for d in (d for b in benches for d in b.descriptions):
         assert re.match(r"[A-Z][A-Z0-9_]* \S.* -> \S", d), d
+    assert len({tuple(b.descriptions) for b in benches}) == 3  # each line draws its own
 
 
 def interacting(values) -> float:
-    """The best MATRIX_LR depends on DEPTH (a later knob in the pass): 0.04 at depth 2, 0.01 at depth 1."""
+    """The best MATRIX_LR depends on DEPTH: 0.04 at depth 2, 0.01 at depth 1 (the best depth)."""
     best = 0.04 if values["DEPTH"] >= 2 else 0.01
     return 1.0 + math.log(values["MATRIX_LR"] / best) ** 2 + 3.0 * (values["DEPTH"] != 1)
 
 
-def test_a_pass_that_kept_a_step_is_followed_by_another_from_the_new_frontier(folder):
-    bench = Bench(folder, interacting)
-    for _ in range(40):
-        bench.step()
-        if bench.values()["DEPTH"] == 1 and bench.values()["MATRIX_LR"] == 0.01:
-            break
-    assert bench.values()["DEPTH"] == 1 and bench.values()["MATRIX_LR"] == 0.01  # halved twice on the second pass
-    after = bench.descriptions[next(i for i, d in enumerate(bench.descriptions) if d.startswith("DEPTH 2 -> 1")) + 1:]
-    assert after and all("," not in d for d in after)  # coordinate steps, not TPE yet
+def test_a_knob_that_changes_another_knobs_best_value_is_found_with_it(folder):
+    benches = lines(folder, interacting, 60)
+    found = [b for b in benches if b.final["DEPTH"] == 1 and b.best < 1.2]
+    assert len(found) >= 2, [b.best for b in benches]
 
 
 def test_batch_sizes_keep_their_shape_invariant(folder):
-    from autoresearch.agents.searchspace import Param
-
     params = [Param("TOTAL_BATCH_SIZE", "pow2", 11, 15), Param("DEVICE_BATCH_SIZE", "pow2", 3, 7)]
     change = BuiltinAgent._fix_shapes(params, {"TOTAL_BATCH_SIZE": 8192, "DEVICE_BATCH_SIZE": 32},
                                       {"TOTAL_BATCH_SIZE": 4096}, 256)
@@ -158,10 +218,9 @@ def test_the_search_resumes_from_its_state_file(folder):
 
 
 def test_higher_is_better_is_followed(folder):
-    bench = Bench(folder, lambda v: -quadratic(v), direction="higher")
-    for _ in range(4):
-        bench.step()
-    assert bench.best == pytest.approx(-(1.0 + 0.04))
+    benches = lines(folder, lambda v: -quadratic(v), 30, n=2, direction="higher")
+    start = -quadratic({"MATRIX_LR": 0.04, "WARMDOWN_RATIO": 0.5})
+    assert all(b.best > start + 0.05 for b in benches), [b.best for b in benches]
 
 
 def test_builtin_is_registered_and_ready():
@@ -208,8 +267,9 @@ def test_the_packing_example_in_the_docs_runs_and_improves(tmp_path):
     doc = (Path(__file__).parent.parent / "docs" / "blank-template.md").read_text()
     script = doc.split("```python\n", 1)[1].split("```", 1)[0]
     root = blank(tmp_path, script, editable=("pack.py",), metric="fill", direction="higher", folder="packing").root
-    r = cli("run", "--max-experiments", "3", cwd=root)
+    r = cli("run", "--max-experiments", "6", cwd=root)  # as the page shows it
     assert r.returncode == 0, r.stdout + r.stderr
+    print(r.stdout)
     got = rows(root)
     assert got[0].value == pytest.approx(0.809742)
     kept = [x.value for x in got if x.status == "keep" and x.kind == "experiment"]

@@ -6,37 +6,40 @@ value at the start of the branch (`searchspace`), and writes new values back in 
 formatting and comments untouched. It never changes code, only values, so it is the
 AutoML baseline the language-model agents have to beat.
 
-The search has two phases:
+Each proposal is one of two kinds:
 
-1. Coordinate steps from the frontier, most promising knobs first (learning rates, the
-   warmdown, batch sizes, depth, ...): one parameter moved one step (x2 or /2 for rates and
-   batch sizes, +-1 for small integers, +-0.2 for fractions, the next choice for a pattern);
-   a kept step is followed by another in the same direction, a failed one by the opposite
-   direction, then the next parameter. A pass over the knobs that kept a step is followed by
-   another (up to MAX_PASSES): a kept change moves the frontier, and the steps that lost
-   before it (learning rates at the old depth, say) may win from the new one.
-2. Optuna's TPE (multivariate), fitted on every result so far (a crash counts as the worst
-   value seen), proposes a full configuration; the proposal applies one to three of the
-   parameters where it departs from the frontier, drawn at random, so that each experiment
-   stays a small, readable change from the best code. (Taking the ones that depart most, as
-   a share of their range, kept choosing the few coarse knobs, such as a device batch, whose
-   every change is a large share, and never a learning rate.)
+1. After a kept change, the same move again from the new frontier ("follow"): each number
+   it moved is moved as far again in the same direction on its search scale (a rate that
+   won at x2.5 is tried at x2.5 more), up to the end of its range. A follow that is kept is
+   followed in turn.
+2. Otherwise a screened draw ("draw"). One to three knobs are drawn, each set to a value drawn
+   over its whole range but at least MIN_MOVE of the range away from the frontier's: a move
+   too small to show against the noise of one run costs runs and can only be discarded.
+   Of CANDIDATES such draws, the one the `Model` of every result so far rates best is
+   proposed: the lowest expected change of the metric less its uncertainty. So every knob is
+   tried early (the unseen are uncertain; the usual suspects, PRIORITY, a little more), a
+   region that lost clearly is seldom drawn again, the other side of a knob whose move lost is,
+   and a loss shared by several knobs is told apart by the trials that follow.
 
-Nothing already run is proposed again. Shape invariants are kept: a device batch larger
-than the total batch (in tokens, at the harness's MAX_SEQ_LEN) is halved until it fits.
-The search state (the ranges, every trial and its result, the phase) lives in the
-workspace's state folder, one file per branch, so a resumed loop goes on where it stopped.
+Nothing already run or in flight is proposed again. Shape invariants are kept: a device
+batch larger than the total batch (in tokens, at the harness's MAX_SEQ_LEN) is halved until
+it fits. The search state (the ranges, every trial and its result) lives in the workspace's
+state folder, one file per branch, so a resumed loop goes on where it stopped.
+
+Measured against random search over the same knobs with the same keep rule in
+bench/night.py (docs/benchmarks.md, "A night, measured").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
-import warnings
 from dataclasses import asdict
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from autoresearch import capsliterals, gitrepo
@@ -47,26 +50,24 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
 from autoresearch.research.history import History
 
-STATE_VERSION = 1
-PRIORITY = [
-    "MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "WARMDOWN_RATIO", "TOTAL_BATCH_SIZE", "DEPTH",
-    "SCALAR_LR", "WEIGHT_DECAY", "DEVICE_BATCH_SIZE", "ASPECT_RATIO", "MUON_MOMENTUM_STEPS",
-    "WINDOW_PATTERN", "WARMUP_RATIO", "FINAL_LR_FRAC", "MLP_RATIO", "HEAD_DIM",
-]
-TPE_STARTUP = 4
-MAX_PASSES = 3  # passes of coordinate steps over the knobs, while a pass keeps a step
+STATE_VERSION = 2  # 1: coordinate steps then TPE (its state is not carried over: the search starts afresh)
+MIN_MOVE = 0.15  # the least move of a drawn knob, as a share of its range on the search scale
+CANDIDATES = 32  # draws the model screens for each proposal
+EXPLORE = 1.0  # the weight of the bonus for the unseen against what the model expects
+# The knobs that most often matter in a training script (learning rates, schedule, batch, shape):
+# before anything is known, their bonus is PRIOR times the others', so they are drawn first.
+PRIORITY = {
+    "MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "SCALAR_LR", "LR", "LEARNING_RATE", "WARMDOWN_RATIO",
+    "WARMUP_RATIO", "TOTAL_BATCH_SIZE", "DEPTH", "WEIGHT_DECAY", "ASPECT_RATIO", "N_EMBD", "N_LAYER",
+}
+PRIOR = 1.25
+COVER = 1.0  # the bonus for a side of a knob never tried, in units of the model's scale
+CLIP = 3.0  # the largest change the model is told of, either way, in units of its scale
 
 
 class BuiltinAgent(Agent):
     name = "builtin"
-    description = "Offline hyperparameter search (coordinate steps, then Optuna TPE) over train.py's ALL_CAPS constants"
-
-    def check(self) -> str | None:
-        import importlib.util
-
-        if importlib.util.find_spec("optuna") is None:
-            return "optuna is not installed (pip install optuna)"
-        return None
+    description = "Offline hyperparameter search (model-screened draws, a kept move followed) over train.py's ALL_CAPS constants"
 
     # -- state ---------------------------------------------------------------
 
@@ -101,41 +102,39 @@ class BuiltinAgent(Agent):
             params = [p for name, c in consts.items() for p in derive(name, c.value)]
             if not params:
                 raise AutoresearchError(f"no hyperparameters to search in {target} (no ALL_CAPS literal constants)")
-            # coordinate steps over the knobs that usually matter most; TPE searches them all
-            order = sorted(range(len(params)), key=lambda i: _priority(params[i].constant, i))
-            if sum(params[i].constant in PRIORITY for i in order) >= 5:  # a train.py like ours
-                order = [i for i in order if params[i].constant in PRIORITY]
             state = {"version": STATE_VERSION, "target": target, "params": [asdict(p) for p in params],
-                     "order": [params[i].name for i in order], "trials": [], "pendings": [],
-                     "coord": {"i": 0, "dir": 0, "flipped": False}}
+                     "trials": [], "pendings": [], "follow": None}
         params = [Param(**p) for p in state["params"]]
         params = [p for p in params if p.constant in consts]
         if not params:
             raise AutoresearchError(f"the hyperparameters the search started with are gone from {target}")
         self._settle(state, context)
         frontier = values_of(params, consts)
+        params = [p for p in params if p.name in frontier]
         self._note_frontier(state, frontier, context)
-        seq_len = self._seq_len(context)
+        seq_len = harness_seq_len(Path(context.root))
         tried = {t["key"] for t in state["trials"]} | {p["key"] for p in state["pendings"]}  # in flight too
         tried.add(vector_key(frontier))
+        # the draws differ between lines (branches) and from one proposal to the next, and repeat on a re-run
+        line = path.stem
+        seed = int(hashlib.sha256(f"{line}:{target}:{len(state['trials'])}:{len(state['pendings'])}".encode()).hexdigest()[:8], 16)
+        rng = random.Random(seed)
 
-        change = self._coordinate(state, params, frontier, tried, seq_len)
-        how = "step"
+        change, how = self._follow(state, params, frontier, tried, seq_len), "follow"
         if change is None:
-            change = self._tpe(state, params, frontier, tried, context, seq_len)
-            how = "tpe"
+            change, how = self._draw(state, params, frontier, tried, seq_len, rng, context.direction), "draw"
         if change is None:
-            change = self._random(state, params, frontier, tried, seq_len)
-            how = "random"
+            change, how = self._step(params, frontier, tried, seq_len, rng), "step"
         if change is None:
             raise AutoresearchError("the search space is exhausted: every nearby configuration already ran")
 
         new_values = dict(frontier, **change)
         self._write(context, target, text, consts, params, new_values)
-        changed = {k: v for k, v in new_values.items() if v != frontier.get(k)}
         description = self._describe(consts, params, frontier, new_values)
         state["pendings"].append({"values": new_values, "key": vector_key(new_values), "rows_before": len(context.rows),
-                                  "how": how, "changed": sorted(changed), "description": description})
+                                  "how": how, "changed": sorted(change), "description": description,
+                                  "moves": change, "from": {k: frontier[k] for k in change},
+                                  "base": History(context.rows).frontier_value})
         self._save(path, state)
         return Proposal(description)
 
@@ -155,18 +154,13 @@ class BuiltinAgent(Agent):
                 return name, text
         raise AutoresearchError("the built-in agent found no Python file with ALL_CAPS hyperparameters among the editable files")
 
-    @staticmethod
-    def _seq_len(ctx: Context) -> int | None:
-        return harness_seq_len(Path(ctx.root))
-
     # -- results -----------------------------------------------------------------
 
     @classmethod
     def _settle(cls, state: dict, ctx: Context) -> None:
         """Attach the outcome of earlier proposals (from the rows the engine wrote). With several
         workers (`run --workers N`) some are still in flight: they stay pending, and tried."""
-        pendings = state.pop("pendings", None) or ([state["pending"]] if state.get("pending") else [])
-        state.pop("pending", None)
+        pendings = state.pop("pendings", None) or []
         in_flight = str(ctx.extra.get("in_flight") or "")
         state["pendings"] = []
         for pending in pendings:
@@ -191,18 +185,11 @@ class BuiltinAgent(Agent):
         trial = {"values": pending["values"], "key": pending["key"], "status": first.status,
                  "value": sum(measured) / len(measured) if measured else None,
                  "how": pending.get("how"), "changed": pending.get("changed", []),
-                 "description": pending.get("description", "")}
+                 "description": pending.get("description", ""), "moves": pending.get("moves", {}),
+                 "from": pending.get("from", {}), "base": pending.get("base")}
         state["trials"].append(trial)
-        coord = state.get("coord")
-        if pending.get("how") == "step" and coord is not None:
-            kept = first.status == "keep"
-            coord["kept"] = bool(coord.get("kept")) or kept  # this pass kept a step: another pass follows
-            if not kept:
-                if not coord.get("flipped"):
-                    coord["dir"], coord["flipped"] = -coord.get("dir", 1), True
-                else:
-                    coord.update(i=coord["i"] + 1, dir=0, flipped=False)
-            # kept: keep going in the same direction on the same parameter
+        # a kept move is tried again from the new frontier; anything else ends a follow
+        state["follow"] = {"from": trial["from"], "to": trial["moves"]} if first.status == "keep" else None
         return "settled"
 
     def _note_frontier(self, state: dict, frontier: dict, ctx: Context) -> None:
@@ -215,84 +202,51 @@ class BuiltinAgent(Agent):
             state["trials"].append({"values": frontier, "key": key, "status": "keep", "value": value,
                                     "how": "frontier", "changed": [], "description": "frontier"})
 
-    # -- phase 1: coordinate steps -------------------------------------------------
+    # -- proposals -------------------------------------------------------------------
 
-    def _coordinate(self, state, params, frontier, tried, seq_len) -> dict | None:
-        coord = state.get("coord")
-        if coord is None:
+    def _follow(self, state, params, frontier, tried, seq_len) -> dict | None:
+        """The kept move again: each number moved as far again on its scale, from where it is now."""
+        follow, state["follow"] = state.get("follow"), None
+        if not follow:
             return None
-        by_name = {p.name: p for p in params}
-        order = [n for n in state["order"] if n in by_name and n in frontier]
-        guard = 0
-        while guard < 8 * len(order) + 8:
-            guard += 1
-            if coord["i"] >= len(order):
-                if not coord.get("kept") or coord.get("pass", 1) >= MAX_PASSES:
-                    break
-                coord.update(i=0, dir=0, flipped=False, kept=False, **{"pass": coord.get("pass", 1) + 1})
-            p = by_name[order[coord["i"]]]
-            if coord.get("dir", 0) == 0:
-                coord["dir"] = -1 if "BATCH" in p.constant else 1
-            new = p.step(frontier[p.name], coord["dir"])
-            if new is not None:
-                change = self._fix_shapes(params, frontier, {p.name: new}, seq_len)
-                if change and vector_key(dict(frontier, **change)) not in tried:
-                    return change
-            if not coord.get("flipped"):
-                coord["dir"], coord["flipped"] = -coord["dir"], True
-            else:
-                coord.update(i=coord["i"] + 1, dir=0, flipped=False)
-        state["coord"] = None  # done: TPE from here on
-        return None
+        change = {}
+        for p in params:
+            if p.name not in follow["to"] or p.name not in follow["from"] or p.kind in ("cat", "bool"):
+                continue
+            shift = p.position(follow["to"][p.name]) - p.position(follow["from"][p.name])
+            new = p.at(p.position(frontier[p.name]) + shift)
+            if new != frontier[p.name]:
+                change[p.name] = new
+        change = self._fix_shapes(params, frontier, change, seq_len)
+        return change if change and vector_key(dict(frontier, **change)) not in tried else None
 
-    # -- phase 2: TPE --------------------------------------------------------------
-
-    def _tpe(self, state, params, frontier, tried, ctx: Context, seq_len) -> dict | None:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        done = [t for t in state["trials"] if t.get("status") in ("keep", "discard", "crash")]
-        if len(done) < 2:
+    def _draw(self, state, params, frontier, tried, seq_len, rng, direction) -> dict | None:
+        """The best of CANDIDATES draws of one to three knobs (as many in each), by the model."""
+        model = Model(params, state["trials"], higher=direction == "higher")
+        k = rng.randint(1, min(3, len(params)))
+        candidates: dict[str, tuple[dict, dict]] = {}  # key -> (the knobs drawn, the change with shapes fixed)
+        for _ in range(CANDIDATES * 4):
+            if len(candidates) >= CANDIDATES:
+                break
+            drawn = {}
+            for p in rng.sample(params, k):
+                value = _far(p, frontier[p.name], rng)
+                if value is not None:
+                    drawn[p.name] = value
+            change = self._fix_shapes(params, frontier, drawn, seq_len)
+            key = vector_key(dict(frontier, **change))
+            if change and key not in tried:
+                candidates.setdefault(key, (drawn, change))
+        if not candidates:
             return None
-        higher = ctx.direction == "higher"
-        values = [t["value"] for t in done if t.get("value") is not None]
-        if not values:
-            return None
-        worst = (min(values) - abs(min(values)) * 0.05 - 1e-9) if higher else (max(values) + abs(max(values)) * 0.05 + 1e-9)
-        dists = {p.name: p.distribution() for p in params}
-        seed = int(hashlib.sha256(f"{state['target']}:{len(state['trials'])}".encode()).hexdigest()[:8], 16)
-        rng = random.Random(seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=TPE_STARTUP,
-                                                 warn_independent_sampling=False)
-            study = optuna.create_study(direction="maximize" if higher else "minimize", sampler=sampler)
-            for t in done:
-                vals = t["values"]
-                internal = {p.name: p.to_internal(vals.get(p.name, frontier.get(p.name, p.start))) for p in params}
-                study.add_trial(optuna.trial.create_trial(
-                    params=internal, distributions=dists,
-                    value=t["value"] if t.get("value") is not None else worst,
-                ))
-            for _ in range(24):
-                trial = study.ask(dists)
-                suggestion = {p.name: p.from_internal(trial.params[p.name]) for p in params}
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)  # only a draw: not a result
-                moved = [p for p in params if suggestion[p.name] != frontier.get(p.name)]
-                if not moved:
-                    continue
-                k = min(len(moved), rng.choice((1, 1, 2, 2, 3)))
-                change = {p.name: suggestion[p.name] for p in rng.sample(moved, k)}
-                change = self._fix_shapes(params, frontier, change, seq_len)
-                if change and vector_key(dict(frontier, **change)) not in tried:
-                    return change
-        return None
+        # judged on the knobs drawn (a device batch halved to fit rides along); the first of equals: a draw like any other
+        return min(candidates.values(), key=lambda c: model.score(frontier, c[0]))[1]
 
-    def _random(self, state, params, frontier, tried, seq_len) -> dict | None:
-        rng = random.Random(len(state["trials"]) * 7919 + 1)
+    def _step(self, params, frontier, tried, seq_len, rng) -> dict | None:
+        """The last resort when draws find nothing new: one knob one step from the frontier."""
         for _ in range(200):
             p = rng.choice(params)
-            new = p.step(frontier[p.name], rng.choice((-1, 1))) if p.name in frontier else None
+            new = p.step(frontier[p.name], rng.choice((-1, 1)))
             if new is None:
                 continue
             change = self._fix_shapes(params, frontier, {p.name: new}, seq_len)
@@ -344,11 +298,119 @@ def _show(value: Any, like: str) -> str:
         return repr(value)
 
 
-def _priority(name: str, index: int) -> tuple[int, int]:
-    try:
-        return (PRIORITY.index(name), index)
-    except ValueError:
-        return (len(PRIORITY), index)
+def _far(p: Param, current: Any, rng: random.Random) -> Any | None:
+    """A value drawn over the knob's range, at least MIN_MOVE of it away from `current`."""
+    for _ in range(12):
+        value = p.from_internal(p.draw(rng))
+        if value != current and (p.kind in ("cat", "bool") or p.distance(value, current) >= MIN_MOVE):
+            return value
+    return None
+
+
+class Model:
+    """What a move does, learnt from the moves made: a Bayesian linear model, additive over knobs.
+
+    Each knob's effect is a function of where it sits in its range, a slope plus a bowl (a
+    choice: one value per choice), so a move's effect is the function at the new value less at
+    the old, summed over the knobs it moved: a move up that lost says a move down may win,
+    unless moves down lost too (a bowl). Every trial is one such sum plus the error
+    of the frontier estimate it was measured against (one unknown per frontier), plus noise.
+    With a Gaussian prior on everything, the fit gives each candidate move an expected change
+    and an uncertainty: a knob never moved is uncertain; a loss shared by three knobs stays
+    uncertain for each until other trials tell them apart; a region that lost alone is known.
+    Older trials count for less (their noise doubled for each change kept since), as the
+    frontier they were measured from is gone and knobs interact.
+
+    The unit is `scale`, the typical size of a result's change (the median distance of the
+    changes from their frontier's median): the prior on a knob's effect and the noise are both
+    that large, and PRIOR times it for the knobs in PRIORITY.
+    """
+
+    def __init__(self, params: list[Param], trials: list[dict], *, higher: bool = False):
+        import numpy as np
+
+        self.params = by_name = {p.name: p for p in params}
+        self.slots: dict[str, int] = {}
+        n = 0
+        for p in params:
+            self.slots[p.name] = n
+            n += self._width(p)
+        sign = -1.0 if higher else 1.0
+        rows = [t for t in trials if t.get("how") != "frontier" and t.get("base") is not None
+                and t.get("moves") and t.get("from") is not None]
+        bases = sorted({t["base"] for t in rows})
+        changes = {b: [sign * (t["value"] - b) for t in rows if t["base"] == b and t.get("value") is not None] for b in bases}
+        every = [c for cs in changes.values() for c in cs]
+        centre = {b: median(cs) if len(cs) >= 3 else (median(every) if every else 0.0) for b, cs in changes.items()}
+        spread = [abs(c - centre[b]) for b, cs in changes.items() for c in cs]
+        size = abs(rows[-1]["base"]) if rows else 1.0
+        self.scale = max(median(spread) if len(spread) >= 3 else 0.0, 0.002 * size) or 1e-3
+        # A change counts as at most CLIP times the scale either way, a crash as a loss that large:
+        # enough to tell a clear loss or win, and one diverged run (hundreds of times the scale)
+        # or one large win does not outweigh every other trial of that knob
+        worst = CLIP * self.scale
+        prior = np.array([(PRIOR if p.constant in PRIORITY else 1.0) * self.scale
+                          for p in params for _ in range(self._width(p))] + [self.scale] * len(bases))
+        x = np.zeros((len(rows), n + len(bases)))
+        y = np.zeros(len(rows))
+        noise = np.zeros(len(rows))
+        keeps_after = 0
+        for r, t in reversed(list(enumerate(rows))):
+            x[r, :n] = self._move(t["from"], t["moves"])
+            x[r, n + bases.index(t["base"])] = 1.0
+            y[r] = worst if t.get("value") is None else max(-worst, min(sign * (t["value"] - t["base"]) - centre[t["base"]], worst))
+            noise[r] = self.scale * math.sqrt(2.0 ** keeps_after)
+            keeps_after += t.get("status") == "keep"
+        # the sides of each knob tried so far (up or down from the frontier of the time; a choice: the value)
+        self.sides = {(n, _side(by_name[n], t["from"][n], v)) for t in rows for n, v in t["moves"].items()
+                      if n in by_name and n in t["from"]}
+        precision = np.diag(1.0 / prior ** 2) + (x.T / noise ** 2) @ x
+        self.cov = np.linalg.inv(precision)
+        self.mean = self.cov @ (x.T @ (y / noise ** 2))
+        self.n = n
+
+    def _width(self, p: Param) -> int:
+        return len(p.choices) if p.kind in ("cat", "bool") else 2
+
+    def _features(self, p: Param, value: Any) -> list[float]:
+        if p.kind in ("cat", "bool"):
+            return [1.0 if value == c else 0.0 for c in p.choices]
+        x = p.position(value)
+        return [x, 4.0 * (x - 0.5) ** 2]  # a slope and a bowl across the range
+
+    def _move(self, before: dict[str, Any], after: dict[str, Any]):
+        import numpy as np
+
+        d = np.zeros(sum(self._width(p) for p in self.params.values()))
+        for name, value in after.items():
+            p = self.params.get(name)
+            if p is None or name not in before:
+                continue
+            at = self.slots[name]
+            d[at:at + self._width(p)] += np.subtract(self._features(p, value), self._features(p, before[name]))
+        return d
+
+    def score(self, frontier: dict[str, Any], change: dict[str, Any]) -> float:
+        """The expected change of the metric for a move (lower is better) less its uncertainty."""
+        d = self._move(frontier, change)
+        size = float(d @ d)
+        if size == 0.0:
+            return 0.0
+        mean = float(d @ self.mean[:self.n])
+        # the uncertainty per unit of move: a far move is not more attractive for being far
+        unsure = math.sqrt(max(float(d @ self.cov[:self.n, :self.n] @ d), 0.0) / size)
+        # and a side of a knob never tried (the other side of one that lost, say) goes first:
+        # a flat stretch tells the model nothing, so it would not send the search there
+        moved = [n for n in change if n in self.params and n in frontier]
+        new = sum((n, _side(self.params[n], frontier[n], change[n])) not in self.sides for n in moved)
+        return mean - EXPLORE * unsure - COVER * self.scale * new / max(len(moved), 1)
+
+
+def _side(p: Param, before: Any, after: Any) -> Any:
+    """Which way a move went: up or down the range (a choice: the value chosen)."""
+    if p.kind in ("cat", "bool"):
+        return after
+    return 1 if p.position(after) > p.position(before) else -1
 
 
 def _jsonable(value: Any) -> Any:

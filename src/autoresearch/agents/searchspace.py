@@ -55,20 +55,7 @@ class Param:
         m = re.search(r"\[(\d+)\]$", self.name)
         return int(m.group(1)) if m else None
 
-    # The search space as optuna sees it ("internal") and the file's values.
-    def distribution(self):
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-        if self.kind in ("log", "one_minus"):
-            return FloatDistribution(self.low, self.high, log=True)
-        if self.kind == "float":
-            return FloatDistribution(self.low, self.high)
-        if self.kind in ("int", "pow2"):
-            return IntDistribution(int(self.low), int(self.high))
-        if self.kind == "int_log":
-            return IntDistribution(int(self.low), int(self.high), log=True)
-        return CategoricalDistribution(self.choices)
-
+    # The search's ("internal") values and the file's.
     def to_internal(self, value: Any) -> Any:
         if self.kind in ("cat", "bool"):
             return value if value in self.choices else self.choices[0]
@@ -101,14 +88,38 @@ class Param:
             return math.log(self.high / self.low) or 1.0
         return (self.high - self.low) or 1.0
 
+    def draw(self, rng) -> Any:
+        """A uniform draw from the range on the search's own scale (logarithmic for rates), as an
+        internal value: from_internal makes it the file's."""
+        if self.kind in ("cat", "bool"):
+            return rng.choice(self.choices)
+        if self.kind in ("log", "one_minus", "int_log") and self.low > 0:
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        if self.kind in ("int", "pow2"):
+            return rng.randint(int(self.low), int(self.high))
+        return rng.uniform(self.low, self.high)
+
+    def position(self, value: Any) -> float:
+        """Where a file value lies in the range, 0 to 1 on the search's scale (a choice: its index)."""
+        if self.kind in ("cat", "bool"):
+            return float(self.choices.index(value)) if value in self.choices else -1.0
+        x = self.to_internal(value)
+        if self.kind in ("log", "one_minus", "int_log") and self.low > 0:
+            return math.log(max(x, self.low) / self.low) / self.span()
+        return (x - self.low) / self.span()
+
+    def at(self, position: float) -> Any:
+        """The file value at a position in the range (position's inverse, clipped to the range)."""
+        position = min(max(position, 0.0), 1.0)
+        if self.kind in ("log", "one_minus", "int_log") and self.low > 0:
+            return self.from_internal(self.low * math.exp(position * self.span()))
+        return self.from_internal(self.low + position * self.span())
+
     def distance(self, a: Any, b: Any) -> float:
-        """How far apart two file values are, as a share of the range."""
+        """How far apart two file values are, as a share of the range (different choices: 1)."""
         if self.kind in ("cat", "bool"):
             return 0.0 if a == b else 1.0
-        x, y = self.to_internal(a), self.to_internal(b)
-        if self.kind in ("log", "one_minus", "int_log") and x > 0 and y > 0:
-            return abs(math.log(x / y)) / self.span()
-        return abs(x - y) / self.span()
+        return abs(self.position(a) - self.position(b))
 
     def step(self, value: Any, direction: int) -> Any | None:
         """The value one step from `value` (direction +1 or -1); None when at the edge."""
