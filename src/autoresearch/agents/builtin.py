@@ -62,6 +62,7 @@ PRIORITY = {
 }
 PRIOR = 1.25
 COVER = 1.0  # the bonus for a side of a knob never tried, in units of the model's scale
+LEARNT = ("keep", "discard", "crash")  # the statuses of the trials the model learns from
 CLIP = 3.0  # the largest change the model is told of, either way, in units of its scale
 
 
@@ -224,7 +225,7 @@ class BuiltinAgent(Agent):
         """The best of CANDIDATES draws of one to three knobs (as many in each), by the model."""
         model = Model(params, state["trials"], higher=direction == "higher")
         k = rng.randint(1, min(3, len(params)))
-        candidates: dict[str, tuple[dict, dict]] = {}  # key -> (the knobs drawn, the change with shapes fixed)
+        candidates: dict[str, dict] = {}
         for _ in range(CANDIDATES * 4):
             if len(candidates) >= CANDIDATES:
                 break
@@ -234,13 +235,14 @@ class BuiltinAgent(Agent):
                 if value is not None:
                     drawn[p.name] = value
             change = self._fix_shapes(params, frontier, drawn, seq_len)
+            if any(change.get(k) != v for k, v in drawn.items()):
+                continue  # the shape rule undid a knob drawn (a device batch raised past the total)
             key = vector_key(dict(frontier, **change))
             if change and key not in tried:
-                candidates.setdefault(key, (drawn, change))
+                candidates.setdefault(key, change)
         if not candidates:
             return None
-        # judged on the knobs drawn (a device batch halved to fit rides along); the first of equals: a draw like any other
-        return min(candidates.values(), key=lambda c: model.score(frontier, c[0]))[1]
+        return min(candidates.values(), key=lambda c: model.score(frontier, c))  # the first of equals: a draw like any other
 
     def _step(self, params, frontier, tried, seq_len, rng) -> dict | None:
         """The last resort when draws find nothing new: one knob one step from the frontier."""
@@ -318,7 +320,7 @@ class Model:
     With a Gaussian prior on everything, the fit gives each candidate move an expected change
     and an uncertainty: a knob never moved is uncertain; a loss shared by three knobs stays
     uncertain for each until other trials tell them apart; a region that lost alone is known.
-    Older trials count for less (their noise doubled for each change kept since), as the
+    Older trials count for less (their noise's variance doubled for each change kept since), as the
     frontier they were measured from is gone and knobs interact.
 
     The unit is `scale`, the typical size of a result's change (the median distance of the
@@ -336,8 +338,10 @@ class Model:
             self.slots[p.name] = n
             n += self._width(p)
         sign = -1.0 if higher else 1.0
+        # what the engine decided on a measurement (or a crash of the code); not a no-op (the same
+        # code ran before), an invalid change or one overtaken by another worker's keep
         rows = [t for t in trials if t.get("how") != "frontier" and t.get("base") is not None
-                and t.get("moves") and t.get("from") is not None]
+                and t.get("moves") and t.get("from") is not None and t.get("status") in LEARNT]
         bases = sorted({t["base"] for t in rows})
         changes = {b: [sign * (t["value"] - b) for t in rows if t["base"] == b and t.get("value") is not None] for b in bases}
         every = [c for cs in changes.values() for c in cs]

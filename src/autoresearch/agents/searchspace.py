@@ -110,7 +110,11 @@ class Param:
 
     def at(self, position: float) -> Any:
         """The file value at a position in the range (position's inverse, clipped to the range)."""
+        if self.kind in ("cat", "bool"):
+            raise ValueError(f"{self.name} is a choice: it has no positions")
         position = min(max(position, 0.0), 1.0)
+        if self.high <= self.low:
+            return self.from_internal(self.low)
         if self.kind in ("log", "one_minus", "int_log") and self.low > 0:
             return self.from_internal(self.low * math.exp(position * self.span()))
         return self.from_internal(self.low + position * self.span())
@@ -204,7 +208,7 @@ def derive(name: str, value: Any) -> list[Param]:
                 return [Param(name, "float", 0.0, 0.2, start=value)]
             high = value * 4 if "DECAY" not in upper else min(1.0, value * 4)
             return [Param(name, "log", value / 4, max(high, value), start=value)]
-        if any(k in upper for k in ("RATIO", "FRAC", "DROPOUT")) or 0 <= value <= 1:
+        if 0 <= value <= 1:  # a share (a ratio above one, such as an MLP's, is a size: below)
             return [Param(name, "float", max(0.0, value - 0.3), min(1.0, value + 0.3), start=value)]
         if value > 1:
             return [Param(name, "log", value / 4, value * 4, start=value)]
