@@ -198,6 +198,58 @@ def test_a_knob_that_changes_another_knobs_best_value_is_found_with_it(folder):
     assert len(found) >= 2, [b.best for b in benches]
 
 
+def one_trial(params, name, before, after, value, status="discard", base=2.0) -> dict:
+    return {"how": "draw", "status": status, "value": value, "base": base, "moves": {name: after},
+            "from": {name: before}, "key": f"{name}={after}"}
+
+
+def test_the_model_reads_a_result_in_the_metrics_direction():
+    params = derive("MATRIX_LR", 0.04) + derive("WARMDOWN_RATIO", 0.5)
+    frontier = {"MATRIX_LR": 0.04, "WARMDOWN_RATIO": 0.5}
+    went_up = [one_trial(params, "MATRIX_LR", 0.04, 0.08, 2.05)]  # the metric rose by 0.05
+    lower = builtin.Model(params, went_up)
+    higher = builtin.Model(params, went_up, higher=True)
+    up, down = {"MATRIX_LR": 0.1}, {"MATRIX_LR": 0.02}
+    assert lower.expected(frontier, up) > lower.scale  # a loss, lower being better
+    assert higher.expected(frontier, up) < -higher.scale  # a win, higher being better
+    assert lower.score(frontier, down) < lower.score(frontier, up)
+    assert higher.score(frontier, up) < lower.score(frontier, up)
+
+
+def test_the_other_side_of_a_knob_whose_move_lost_goes_before_another_try_of_the_same_side():
+    params = derive("MATRIX_LR", 0.04) + derive("WARMDOWN_RATIO", 0.5)
+    frontier = {"MATRIX_LR": 0.04, "WARMDOWN_RATIO": 0.5}
+    # a move up of the warmdown that did what moves do, and one of the rate: a flat stretch both
+    flat = [one_trial(params, "WARMDOWN_RATIO", 0.5, 0.8, 2.0), one_trial(params, "MATRIX_LR", 0.04, 0.08, 2.0),
+            one_trial(params, "MATRIX_LR", 0.04, 0.12, 2.0)]
+    model = builtin.Model(params, flat)
+    assert model.score(frontier, {"WARMDOWN_RATIO": 0.2}) < model.score(frontier, {"WARMDOWN_RATIO": 0.7})
+    assert model.score(frontier, {"MATRIX_LR": 0.02}) < model.score(frontier, {"MATRIX_LR": 0.1})
+
+
+def test_a_no_op_or_an_invalid_change_teaches_the_model_nothing():
+    params = derive("MATRIX_LR", 0.04)
+    frontier = {"MATRIX_LR": 0.04}
+    for status in ("noop", "invalid", "stale"):
+        model = builtin.Model(params, [one_trial(params, "MATRIX_LR", 0.04, 0.08, None, status=status)])
+        assert model.expected(frontier, {"MATRIX_LR": 0.08}) == 0.0, status
+    crashed = builtin.Model(params, [one_trial(params, "MATRIX_LR", 0.04, 0.08, None, status="crash")])
+    assert crashed.expected(frontier, {"MATRIX_LR": 0.08}) > 0.0  # a crash is a loss
+
+
+def test_only_a_kept_move_is_followed(folder):
+    bench = Bench(folder, quadratic)
+    state_file = folder / ".state" / "builtin" / "autoresearch_x.json"
+    for _ in range(20):
+        bench.step()
+    hows = [t["how"] for t in json.loads(state_file.read_text())["trials"] if t["how"] != "frontier"]
+    statuses = [r.status for r in bench.rows[2:]]
+    assert len(hows) == len(statuses) - 1 or len(hows) == len(statuses)  # the last is still pending
+    for k in range(1, len(hows)):
+        assert (hows[k] == "follow") <= (statuses[k - 1] == "keep"), (k, hows, statuses)
+    assert "follow" in hows
+
+
 def test_batch_sizes_keep_their_shape_invariant(folder):
     params = [Param("TOTAL_BATCH_SIZE", "pow2", 11, 15), Param("DEVICE_BATCH_SIZE", "pow2", 3, 7)]
     change = BuiltinAgent._fix_shapes(params, {"TOTAL_BATCH_SIZE": 8192, "DEVICE_BATCH_SIZE": 32},
@@ -215,6 +267,8 @@ def test_the_search_resumes_from_its_state_file(folder):
     for _ in range(6):
         bench.step()  # Bench asserts that nothing is proposed twice
     assert len(set(bench.descriptions)) == 12
+    trials = json.loads(state.read_text())["trials"]
+    assert len([t for t in trials if t["how"] != "frontier"]) == 11  # all but the last, still pending
 
 
 def test_higher_is_better_is_followed(folder):

@@ -324,7 +324,7 @@ class Model:
     frontier they were measured from is gone and knobs interact.
 
     The unit is `scale`, the typical size of a result's change (the median distance of the
-    changes from their frontier's median): the prior on a knob's effect and the noise are both
+    changes from the median of those measured from the same frontier): the prior on a knob's effect and the noise are both
     that large, and PRIOR times it for the knobs in PRIORITY.
     """
 
@@ -345,6 +345,8 @@ class Model:
         bases = sorted({t["base"] for t in rows})
         changes = {b: [sign * (t["value"] - b) for t in rows if t["base"] == b and t.get("value") is not None] for b in bases}
         every = [c for cs in changes.values() for c in cs]
+        # what moves from a frontier usually did (their median): the changes' spread is measured
+        # from it and they are clipped around it; the fit's per-frontier unknown takes it up
         centre = {b: median(cs) if len(cs) >= 3 else (median(every) if every else 0.0) for b, cs in changes.items()}
         spread = [abs(c - centre[b]) for b, cs in changes.items() for c in cs]
         size = abs(rows[-1]["base"]) if rows else 1.0
@@ -362,7 +364,8 @@ class Model:
         for r, t in reversed(list(enumerate(rows))):
             x[r, :n] = self._move(t["from"], t["moves"])
             x[r, n + bases.index(t["base"])] = 1.0
-            y[r] = worst if t.get("value") is None else max(-worst, min(sign * (t["value"] - t["base"]) - centre[t["base"]], worst))
+            c = centre[t["base"]]  # clipped around what moves from that frontier usually did
+            y[r] = c + (worst if t.get("value") is None else max(-worst, min(sign * (t["value"] - t["base"]) - c, worst)))
             noise[r] = self.scale * math.sqrt(2.0 ** keeps_after)
             keeps_after += t.get("status") == "keep"
         # the sides of each knob tried so far (up or down from the frontier of the time; a choice: the value)
@@ -393,6 +396,10 @@ class Model:
             at = self.slots[name]
             d[at:at + self._width(p)] += np.subtract(self._features(p, value), self._features(p, before[name]))
         return d
+
+    def expected(self, frontier: dict[str, Any], change: dict[str, Any]) -> float:
+        """The change of the metric the model expects from a move (lower is better, whatever the direction)."""
+        return float(self._move(frontier, change) @ self.mean[:self.n])
 
     def score(self, frontier: dict[str, Any], change: dict[str, Any]) -> float:
         """The expected change of the metric for a move (lower is better) less its uncertainty."""
