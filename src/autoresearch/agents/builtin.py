@@ -235,7 +235,7 @@ class BuiltinAgent(Agent):
                 if value is not None:
                     drawn[p.name] = value
             change = self._fix_shapes(params, frontier, drawn, seq_len)
-            if any(change.get(k) != v for k, v in drawn.items()):
+            if any(change.get(name) != value for name, value in drawn.items()):
                 continue  # the shape rule undid a knob drawn (a device batch raised past the total)
             key = vector_key(dict(frontier, **change))
             if change and key not in tried:
