@@ -250,6 +250,21 @@ def test_only_a_kept_move_is_followed(folder):
     assert "follow" in hows
 
 
+def test_two_proposals_that_read_alike_each_get_their_own_result(folder):
+    """With several workers the same description can be in flight twice (from different frontiers):
+    each proposal is settled from its own experiment's commit, not both from the first."""
+    state = {"trials": [], "follow": None}
+    pending = {"values": {}, "key": "a", "rows_before": 2, "how": "draw", "description": "DEPTH 2 -> 3",
+               "moves": {"DEPTH": 3}, "from": {"DEPTH": 2}, "base": 2.0}
+    rows = [*baseline_rows(), Row("c1", 2.5, 0.0, "discard", "DEPTH 2 -> 3"),
+            Row("c2", 1.9, 0.0, "keep", "DEPTH 2 -> 3"), Row("c2", 1.8, 0.0, "keep", "DEPTH 2 -> 3")]
+    ctx = context(folder, rows)
+    for key in ("a", "b"):
+        assert BuiltinAgent._settle_one(state, ctx, dict(pending, key=key)) == "settled"
+    got = {t["key"]: (t["commit"], t["status"], t["value"]) for t in state["trials"]}
+    assert got == {"a": ("c1", "discard", 2.5), "b": ("c2", "keep", pytest.approx(1.85))}
+
+
 def test_batch_sizes_keep_their_shape_invariant(folder):
     params = [Param("TOTAL_BATCH_SIZE", "pow2", 11, 15), Param("DEVICE_BATCH_SIZE", "pow2", 3, 7)]
     change = BuiltinAgent._fix_shapes(params, {"TOTAL_BATCH_SIZE": 8192, "DEVICE_BATCH_SIZE": 32},

@@ -175,15 +175,19 @@ class BuiltinAgent(Agent):
         start = int(pending.get("rows_before", len(rows)))
         if start > len(rows):
             return "gone"
-        mine = [r for r in rows[start:] if r.kind in ("experiment", "confirm")
+        # the first experiment since the proposal with its description that no other proposal has
+        # (with several workers, two proposals may read alike: each has its own commit)
+        used = {t.get("commit") for t in state["trials"]}
+        mine = [r for r in rows[start:] if r.kind in ("experiment", "confirm") and r.commit not in used
                 and r.description == pending.get("description", r.description)]
         if not mine:
             return "waiting"  # in flight, or never ran (the loop stopped before the experiment)
+        mine = [r for r in mine if r.commit == mine[0].commit]
         first = mine[0]
         if first.status == "interrupted" or first.cause not in ("", "code", "hopeless"):
             return "again"  # stopped, or failed by the machine or the engine (Row.cause): may be proposed again
         measured = [r.value for r in mine if r.measured]  # a run stopped early (hopeless) has no value
-        trial = {"values": pending["values"], "key": pending["key"], "status": first.status,
+        trial = {"values": pending["values"], "key": pending["key"], "status": first.status, "commit": first.commit,
                  "value": sum(measured) / len(measured) if measured else None,
                  "how": pending.get("how"), "changed": pending.get("changed", []),
                  "description": pending.get("description", ""), "moves": pending.get("moves", {}),
