@@ -133,7 +133,7 @@ class BuiltinAgent(Agent):
         self._write(context, target, text, consts, params, new_values)
         description = self._describe(consts, params, frontier, new_values)
         state["pendings"].append({"values": new_values, "key": vector_key(new_values), "rows_before": len(context.rows),
-                                  "how": how, "changed": sorted(change), "description": description,
+                                  "how": how, "description": description,
                                   "moves": change, "from": {k: frontier[k] for k in change},
                                   "base": History(context.rows).frontier_value})
         self._save(path, state)
@@ -189,7 +189,7 @@ class BuiltinAgent(Agent):
         measured = [r.value for r in mine if r.measured]  # a run stopped early (hopeless) has no value
         trial = {"values": pending["values"], "key": pending["key"], "status": first.status, "commit": first.commit,
                  "value": sum(measured) / len(measured) if measured else None,
-                 "how": pending.get("how"), "changed": pending.get("changed", []),
+                 "how": pending.get("how"),
                  "description": pending.get("description", ""), "moves": pending.get("moves", {}),
                  "from": pending.get("from", {}), "base": pending.get("base")}
         state["trials"].append(trial)
@@ -205,7 +205,7 @@ class BuiltinAgent(Agent):
         value = History(ctx.rows).frontier_value
         if value is not None:
             state["trials"].append({"values": frontier, "key": key, "status": "keep", "value": value,
-                                    "how": "frontier", "changed": [], "description": "frontier"})
+                                    "how": "frontier", "description": "frontier"})
 
     # -- proposals -------------------------------------------------------------------
 
@@ -341,6 +341,7 @@ class Model:
         for p in params:
             self.slots[p.name] = n
             n += self._width(p)
+        self.n = n  # the knobs' columns; the frontiers' unknowns follow them
         sign = -1.0 if higher else 1.0
         # what the engine decided on a measurement (or a crash of the code); not a no-op (the same
         # code ran before), an invalid change or one overtaken by another worker's keep
@@ -378,7 +379,6 @@ class Model:
         precision = np.diag(1.0 / prior ** 2) + (x.T / noise ** 2) @ x
         self.cov = np.linalg.inv(precision)
         self.mean = self.cov @ (x.T @ (y / noise ** 2))
-        self.n = n
 
     def _width(self, p: Param) -> int:
         return len(p.choices) if p.kind in ("cat", "bool") else 2
@@ -392,7 +392,7 @@ class Model:
     def _move(self, before: dict[str, Any], after: dict[str, Any]):
         import numpy as np
 
-        d = np.zeros(sum(self._width(p) for p in self.params.values()))
+        d = np.zeros(self.n)
         for name, value in after.items():
             p = self.params.get(name)
             if p is None or name not in before:
