@@ -250,6 +250,34 @@ def test_only_a_kept_move_is_followed(folder):
     assert "follow" in hows
 
 
+def test_the_opening_steps_size_batch_and_rates_alone_each_way_before_any_draw(folder):
+    state_file = folder / ".state" / "builtin" / "autoresearch_x.json"
+    bench = Bench(folder, lambda v: 2.0)  # flat: nothing is ever kept
+    for _ in range(15):
+        bench.step()
+    # the knobs of OPENING the CPU default has, in that order: down (smaller) first, then up
+    expected = ["DEPTH 2 -> 1", "DEPTH 2 -> 3", "ASPECT_RATIO 64 -> 32", "ASPECT_RATIO 64 -> 128",
+                "TOTAL_BATCH_SIZE 2**11 -> 2**10, DEVICE_BATCH_SIZE 8 -> 4", "TOTAL_BATCH_SIZE 2**11 -> 2**12",
+                "MATRIX_LR 0.04 -> 0.02", "MATRIX_LR 0.04 -> 0.08", "EMBEDDING_LR 0.6 -> 0.3",
+                "EMBEDDING_LR 0.6 -> 1.2", "UNEMBEDDING_LR 0.004 -> 0.002", "UNEMBEDDING_LR 0.004 -> 0.008",
+                "SCALAR_LR 0.5 -> 0.25", "SCALAR_LR 0.5 -> 1.0"]
+    assert bench.descriptions[:14] == expected
+    hows = [t["how"] for t in json.loads(state_file.read_text())["trials"] if t["how"] != "frontier"]
+    assert hows == ["opening"] * 14  # the 15th, still pending, is the first draw
+    assert json.loads(state_file.read_text())["pendings"][0]["how"] == "draw"
+
+
+def test_an_opening_step_that_wins_is_followed_and_not_stepped_back(folder):
+    bench = Bench(folder, lambda v: 2.0 + math.log2(v["TOTAL_BATCH_SIZE"]) / 100)  # a smaller batch always wins
+    for _ in range(8):
+        bench.step()
+    batch = [d for d in bench.descriptions if d.startswith("TOTAL_BATCH_SIZE")]
+    assert batch[:2] == ["TOTAL_BATCH_SIZE 2**11 -> 2**10, DEVICE_BATCH_SIZE 8 -> 4",
+                         "TOTAL_BATCH_SIZE 2**10 -> 2**9, DEVICE_BATCH_SIZE 4 -> 2"]  # followed to the range's end
+    assert bench.values()["TOTAL_BATCH_SIZE"] == 2**9
+    assert "TOTAL_BATCH_SIZE 2**9 -> 2**10" not in bench.descriptions  # up again from where it won: not tried
+
+
 def test_two_proposals_that_read_alike_each_get_their_own_result(folder):
     """With several workers the same description can be in flight twice (from different frontiers):
     each proposal is settled from its own experiment's commit, not both from the first."""

@@ -6,13 +6,15 @@ value at the start of the branch (`searchspace`), and writes new values back in 
 formatting and comments untouched. It never changes code, only values, so it is the
 AutoML baseline the language-model agents have to beat.
 
-Each proposal is one of two kinds:
+Each proposal is one of three kinds:
 
 1. After a kept change, the same move again from the new frontier ("follow"): each number
    it moved is moved as far again in the same direction on its search scale (a rate that
    won at x2.5 is tried at x2.5 more), up to the end of its range. A follow that is kept is
    followed in turn.
-2. Otherwise a screened draw ("draw"). One to three knobs are drawn, each set to a value drawn
+2. Otherwise, until each has had its turn, the opening: the knobs in OPENING (the model's
+   size, the batch, the learning rates), each alone, one step down and one step up.
+3. Otherwise a screened draw ("draw"). One to three knobs are drawn, each set to a value drawn
    over its whole range but at least MIN_MOVE of the range away from the frontier's: a move
    too small to show against the noise of one run costs runs and can only be discarded.
    Of CANDIDATES such draws, the one the `Model` of every result so far rates best is
@@ -64,6 +66,12 @@ PRIOR = 1.25
 COVER = 1.0  # the bonus for a side of a knob never tried, in units of the model's scale
 LEARNT = ("keep", "discard", "crash")  # the statuses of the trials the model learns from
 CLIP = 3.0  # the largest change the model is told of, either way, in units of its scale
+# Tried first, each alone, one step each way from the frontier: the knobs that most often decide a
+# run of fixed length, how big the model is and how many tokens a step takes (so how many steps
+# fit), then the learning rates. Alone, so a result is the knob's own; a step that wins is followed,
+# one that loses clearly costs one run. In this order; the ones a file does not have are passed over.
+OPENING = ("DEPTH", "N_LAYER", "ASPECT_RATIO", "N_EMBD", "TOTAL_BATCH_SIZE", "BATCH_SIZE",
+           "MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "SCALAR_LR", "LR", "LEARNING_RATE")
 
 
 class BuiltinAgent(Agent):
@@ -121,7 +129,11 @@ class BuiltinAgent(Agent):
         seed = int(hashlib.sha256(f"{line}:{target}:{len(state['trials'])}:{len(state['pendings'])}".encode()).hexdigest()[:8], 16)
         rng = random.Random(seed)
 
+        opening = None
         change, how = self._follow(state, params, frontier, tried, seq_len), "follow"
+        if change is None:
+            opening, change = self._opening(state, params, frontier, tried, seq_len)
+            how = "opening"
         if change is None:
             change, how = self._draw(state, params, frontier, tried, seq_len, rng, context.direction), "draw"
         if change is None:
@@ -133,7 +145,7 @@ class BuiltinAgent(Agent):
         self._write(context, target, text, consts, params, new_values)
         description = self._describe(consts, params, frontier, new_values)
         state["pendings"].append({"values": new_values, "key": vector_key(new_values), "rows_before": len(context.rows),
-                                  "how": how, "description": description,
+                                  "how": how, "opening": opening, "description": description,
                                   "moves": change, "from": {k: frontier[k] for k in change},
                                   "base": History(context.rows).frontier_value})
         self._save(path, state)
@@ -189,7 +201,7 @@ class BuiltinAgent(Agent):
         measured = [r.value for r in mine if r.measured]  # a run stopped early (hopeless) has no value
         trial = {"values": pending["values"], "key": pending["key"], "status": first.status, "commit": first.commit,
                  "value": sum(measured) / len(measured) if measured else None,
-                 "how": pending.get("how"),
+                 "how": pending.get("how"), "opening": pending.get("opening"),
                  "description": pending.get("description", ""), "moves": pending.get("moves", {}),
                  "from": pending.get("from", {}), "base": pending.get("base")}
         state["trials"].append(trial)
@@ -224,6 +236,24 @@ class BuiltinAgent(Agent):
                 change[p.name] = new
         change = self._fix_shapes(params, frontier, change, seq_len)
         return change if change and vector_key(dict(frontier, **change)) not in tried else None
+
+    def _opening(self, state, params, frontier, tried, seq_len) -> tuple[str | None, dict | None]:
+        """The next knob of OPENING not yet stepped alone that way (run, or in flight): one step."""
+        done = {t.get("opening") for t in state["trials"]} | {p.get("opening") for p in state["pendings"]}
+        won = {t.get("opening") for t in state["trials"] if t.get("status") == "keep"}
+        order = {name: i for i, name in enumerate(OPENING)}
+        for p in sorted((p for p in params if p.constant in order), key=lambda p: order[p.constant]):
+            if p.kind in ("cat", "bool"):
+                continue
+            for direction in (-1, 1):  # smaller first: under a fixed time, a smaller step buys more of them
+                label = f"{p.name}:{direction:+d}"
+                new = p.step(frontier[p.name], direction)
+                if label in done or f"{p.name}:{-direction:+d}" in won or new is None:  # not back from a win
+                    continue
+                change = self._fix_shapes(params, frontier, {p.name: new}, seq_len)
+                if change.get(p.name) == new and vector_key(dict(frontier, **change)) not in tried:
+                    return label, change
+        return None, None
 
     def _draw(self, state, params, frontier, tried, seq_len, rng, direction) -> dict | None:
         """The best of CANDIDATES draws of one to three knobs (as many in each), by the model."""
