@@ -278,6 +278,28 @@ def test_an_opening_step_that_wins_is_followed_and_not_stepped_back(folder):
     assert "TOTAL_BATCH_SIZE 2**9 -> 2**10" not in bench.descriptions  # up again from where it won: not tried
 
 
+def test_an_opening_step_in_flight_is_not_proposed_again_by_another_worker(folder):
+    start = (folder / "train.py").read_text()
+    first = BuiltinAgent().propose(context(folder, baseline_rows())).description
+    (folder / "train.py").write_text(start)  # the next worker's checkout: the frontier
+    ctx = context(folder, baseline_rows())
+    ctx.extra["in_flight"] = first
+    second = BuiltinAgent().propose(ctx).description
+    assert (first, second) == ("DEPTH 2 -> 1", "DEPTH 2 -> 3")
+
+
+def test_a_search_that_began_with_draws_has_no_opening(folder):
+    """A search state from before the opening resumes with its draws, not a late opening."""
+    state_file = folder / ".state" / "builtin" / "autoresearch_x.json"
+    bench = Bench(folder, lambda v: 2.0)
+    bench.step()
+    state = json.loads(state_file.read_text())
+    state["pendings"][0].update(how="draw", opening=None)  # as written before there was an opening
+    state_file.write_text(json.dumps(state))
+    bench.step()
+    assert json.loads(state_file.read_text())["pendings"][0]["how"] == "draw"
+
+
 def test_two_proposals_that_read_alike_each_get_their_own_result(folder):
     """With several workers the same description can be in flight twice (from different frontiers):
     each proposal is settled from its own experiment's commit, not both from the first."""

@@ -12,8 +12,10 @@ Each proposal is one of three kinds:
    it moved is moved as far again in the same direction on its search scale (a rate that
    won at x2.5 is tried at x2.5 more), up to the end of its range. A follow that is kept is
    followed in turn.
-2. Otherwise, until each has had its turn, the opening: the knobs in OPENING (the model's
-   size, the batch, the learning rates), each alone, one step down and one step up.
+2. Otherwise, until each has had its turn and before any draw, the opening: the knobs in
+   OPENING (the model's size, the batch, the learning rates), each alone, one step down and
+   one step up; a step that won is followed (1.) and not stepped back (with several workers
+   both ways may be in flight at once).
 3. Otherwise a screened draw ("draw"). One to three knobs are drawn, each set to a value drawn
    over its whole range but at least MIN_MOVE of the range away from the frontier's: a move
    too small to show against the noise of one run costs runs and can only be discarded.
@@ -29,7 +31,7 @@ it fits. The search state (the ranges, every trial and its result) lives in the 
 state folder, one file per branch, so a resumed loop goes on where it stopped.
 
 Measured against random search over the same knobs with the same keep rule in
-bench/night.py (docs/benchmarks.md, "A night, measured").
+bench/night.py (docs/benchmarks.md, "A night, measured" and the nights after it).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ OPENING = ("DEPTH", "N_LAYER", "ASPECT_RATIO", "N_EMBD", "TOTAL_BATCH_SIZE", "BA
 
 class BuiltinAgent(Agent):
     name = "builtin"
-    description = "Offline hyperparameter search (model-screened draws, a kept move followed) over train.py's ALL_CAPS constants"
+    description = "Offline hyperparameter search (an opening of single steps, model-screened draws, a kept move followed) over train.py's ALL_CAPS constants"
 
     # -- state ---------------------------------------------------------------
 
@@ -239,19 +241,21 @@ class BuiltinAgent(Agent):
 
     def _opening(self, state, params, frontier, tried, seq_len) -> tuple[str | None, dict | None]:
         """The next knob of OPENING not yet stepped alone that way (run, or in flight): one step."""
+        if any(t.get("how") in ("draw", "step") for t in state["trials"]):
+            return None, None  # once the draws began (or a search from before the opening resumed)
         done = {t.get("opening") for t in state["trials"]} | {p.get("opening") for p in state["pendings"]}
         won = {t.get("opening") for t in state["trials"] if t.get("status") == "keep"}
         order = {name: i for i, name in enumerate(OPENING)}
         for p in sorted((p for p in params if p.constant in order), key=lambda p: order[p.constant]):
             if p.kind in ("cat", "bool"):
                 continue
-            for direction in (-1, 1):  # smaller first: under a fixed time, a smaller step buys more of them
+            for direction in (-1, 1):  # down first: a smaller model or batch fits more steps in the time
                 label = f"{p.name}:{direction:+d}"
                 new = p.step(frontier[p.name], direction)
                 if label in done or f"{p.name}:{-direction:+d}" in won or new is None:  # not back from a win
                     continue
-                change = self._fix_shapes(params, frontier, {p.name: new}, seq_len)
-                if change.get(p.name) == new and vector_key(dict(frontier, **change)) not in tried:
+                change = self._fix_shapes(params, frontier, {p.name: new}, seq_len)  # the step itself stays
+                if vector_key(dict(frontier, **change)) not in tried:
                     return label, change
         return None, None
 
