@@ -105,7 +105,9 @@ def test_loop_with_the_builtin_agent(tmp_path, data_cache):
 def test_two_workers_with_the_builtin_agent(tmp_path, data_cache):
     """`run --workers 2` on the real CPU template: both workers train (one core each), every row
     names its worker, the file is whole, the tip is the last kept commit, the tree is clean."""
-    root = small_cpu_workspace(tmp_path / "pool", BUDGET)
+    # the opening steps DEPTH down and up first, one per worker: a deeper model's startup, with
+    # two trainers starting at once, must not be what this test of the pool measures
+    root = small_cpu_workspace(tmp_path / "pool", BUDGET, allowance=30.0)
     r = cli("run", "--agent", "builtin", "--workers", "2", "--max-experiments", "3", "--tag", "pool", cwd=root,
             timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
