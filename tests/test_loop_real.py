@@ -11,7 +11,7 @@ profile constant) and trains a smaller batch.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -81,17 +81,20 @@ def test_loop_with_the_builtin_agent(tmp_path, data_cache):
     experiments = [x for x in got if x.kind == "experiment"]
     assert len(experiments) == 6 and all(x.agent == "builtin" for x in experiments)
     # the branch tip is the last kept commit
-    kept = [x for x in got if x.status == "keep"]
     assert head(root)[:7] == kept_last(got)
-    # kept values (the mean of each kept commit's runs) strictly improve
-    by_commit = defaultdict(list)
-    order = []
-    for x in kept:
-        if x.commit not in by_commit:
-            order.append(x.commit)
-        by_commit[x.commit].append(x.value)
-    means = [sum(by_commit[c]) / len(by_commit[c]) for c in order]
-    assert all(b < a for a, b in zip(means, means[1:])), means
+    # each kept change beat the frontier's re-runs made beside it (A-B-A): over the whole run the
+    # means need not improve, since the machine's speed wanders and the rule compares side by side
+    order = [got[0].commit]
+    for i, x in enumerate(got):
+        if x.kind != "experiment" or x.status != "keep":
+            continue
+        block = list(itertools.takewhile(lambda y: y.kind != "experiment", got[i + 1:]))
+        mine = [y.value for y in [x] + block if y.commit == x.commit and y.status == "keep"]
+        beside = [y.value for y in block if y.kind == "rerun" and y.commit == order[-1] and y.status == "keep"]
+        assert beside, (x.description, x.reason)
+        if not x.reason.startswith("simplification"):
+            assert sum(mine) / len(mine) < sum(beside) / len(beside), (x.description, mine, beside)
+        order.append(x.commit)
     # every discard was reverted: only kept commits are on the branch
     on_branch = set(git(root, "log", "--format=%h", "--abbrev=7", "main..HEAD").split())
     assert on_branch == set(order[1:])
