@@ -1,7 +1,7 @@
 """A night of research, measured end to end: the built-in agent against random search and the original's rule.
 
     python bench/night.py [--minutes 60] [--reruns 5] [--arms builtin random original builtin2]
-                          [--at-once 2] [--out night]
+                          [--at-once 2] [--seed 0] [--out night]
 
 Each arm is a fresh `cpu`-profile workspace (the CPU default: the offline pysource data, a 20 s
 budget, one training thread, sandboxed as a user's runs are) and one line of research for
@@ -55,7 +55,7 @@ from autoresearch.store import Journal
 from autoresearch.workspace import Workspace
 
 ARMS = ("builtin", "random", "original")
-TAG = "night"
+TAG = "night"  # the lines' tag; with --seed N it is night-sN (the line's name seeds the built-in agent's draws)
 SEED_BASE = 1000  # the fresh seeds: 1001, 1002, ... (train.py's own is 42)
 KIND = "heldup"  # the re-runs' kind for the runner: never a reader of a compile cache (on the CPU default none is kept)
 
@@ -111,10 +111,10 @@ def single_run(ev: keeprule.Evidence, rule: keeprule.Rule = keeprule.Rule(), *, 
 # -- one arm, one re-run stream (each its own process) ------------------------------------------
 
 
-def arm(name: str, folder: Path, minutes: float) -> None:
+def arm(name: str, folder: Path, minutes: float, seed: int) -> None:
     ws = Workspace.load(folder)
     kind = name.rstrip("0123456789")  # builtin2: a second line of the built-in agent
-    agent = RandomSearch(seed=zlib.crc32(name.encode())) if kind == "random" else agents.load("builtin")
+    agent = RandomSearch(seed=zlib.crc32(name.encode()) + seed) if kind == "random" else agents.load("builtin")
     if kind == "original":
         keeprule.decide = single_run  # the engine asks keeprule.decide at every decision
     plan = loop.Plan(agent=agent.name, tag=TAG, hours=minutes / 60)
@@ -247,12 +247,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("night"),
                         help="the arms' workspaces, logs and night.json; run again with the same folder to go on")
     parser.add_argument("--budget", type=float, default=None, help="seconds of training per run (default: the profile's)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="other draws for both searches: random search's seed and the lines' name (night-sN), which seeds the built-in agent's")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm in this process
     parser.add_argument("--rerun", help=argparse.SUPPRESS)  # internal: a JSON list of re-run jobs
     parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)  # internal: the re-runs' results
     args = parser.parse_args()
+    global TAG
+    TAG = f"night-s{args.seed}" if args.seed else "night"
     if args.arm:
-        return arm(args.arm, args.out, args.minutes)
+        return arm(args.arm, args.out, args.minutes, args.seed)
     if args.rerun:
         return rerun(args.out, [tuple(j) for j in json.loads(args.rerun)], args.log)
     bad = [a for a in args.arms if a.rstrip("0123456789") not in ARMS]
@@ -262,7 +266,7 @@ def main() -> None:
         sys.exit("error: --at-once must divide the number of arms: an arm alone would have the machine to itself")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    me = [sys.executable, str(Path(__file__).resolve())]
+    me = [sys.executable, str(Path(__file__).resolve()), "--seed", str(args.seed)]
     budget = ["--budget", f"{args.budget:g}"] if args.budget else []
     for name in args.arms:
         if not (out / name).exists():
@@ -289,7 +293,7 @@ def main() -> None:
     baseline = [r["value"] for r in done if r["which"] == "baseline" and r["value"] is not None]
     results = {n: summary(out / n, [r for r in done if r["arm"] == n and r["which"] == "frontier"]) for n in args.arms}
     table = report(results, baseline)
-    (out / "night.json").write_text(json.dumps({"minutes": args.minutes, "reruns": args.reruns, "at_once": args.at_once,
+    (out / "night.json").write_text(json.dumps({"minutes": args.minutes, "reruns": args.reruns, "at_once": args.at_once, "seed": args.seed,
                                                 "baseline": baseline, "arms": results}, indent=1))
     print(table)
 

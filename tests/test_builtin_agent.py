@@ -250,20 +250,22 @@ def test_only_a_kept_move_is_followed(folder):
     assert "follow" in hows
 
 
-def test_the_opening_steps_size_batch_and_rates_alone_each_way_before_any_draw(folder):
+def test_the_opening_steps_size_batch_rates_and_schedule_alone_each_way_before_any_draw(folder):
     state_file = folder / ".state" / "builtin" / "autoresearch_x.json"
     bench = Bench(folder, lambda v: 2.0)  # flat: nothing is ever kept
-    for _ in range(15):
+    for _ in range(18):
         bench.step()
     # the knobs of OPENING the CPU default has, in that order: down (smaller) first, then up
     expected = ["DEPTH 2 -> 1", "DEPTH 2 -> 3", "ASPECT_RATIO 64 -> 32", "ASPECT_RATIO 64 -> 128",
                 "TOTAL_BATCH_SIZE 2**11 -> 2**10, DEVICE_BATCH_SIZE 8 -> 4", "TOTAL_BATCH_SIZE 2**11 -> 2**12",
                 "MATRIX_LR 0.04 -> 0.02", "MATRIX_LR 0.04 -> 0.08", "EMBEDDING_LR 0.6 -> 0.3",
                 "EMBEDDING_LR 0.6 -> 1.2", "UNEMBEDDING_LR 0.004 -> 0.002", "UNEMBEDDING_LR 0.004 -> 0.008",
-                "SCALAR_LR 0.5 -> 0.25", "SCALAR_LR 0.5 -> 1.0"]
-    assert bench.descriptions[:14] == expected
+                "SCALAR_LR 0.5 -> 0.25", "SCALAR_LR 0.5 -> 1.0",
+                "WARMUP_RATIO 0.0 -> 0.1",  # no warm-up: nothing below it
+                "WARMDOWN_RATIO 0.5 -> 0.3", "WARMDOWN_RATIO 0.5 -> 0.7"]
+    assert bench.descriptions[:17] == expected
     hows = [t["how"] for t in json.loads(state_file.read_text())["trials"] if t["how"] != "frontier"]
-    assert hows == ["opening"] * 14  # the 15th, still pending, is the first draw
+    assert hows == ["opening"] * 17  # the 18th, still pending, is the first draw
     assert json.loads(state_file.read_text())["pendings"][0]["how"] == "draw"
 
 

@@ -13,9 +13,9 @@ Each proposal is one of three kinds:
    won at x2.5 is tried at x2.5 more), up to the end of its range. A follow that is kept is
    followed in turn.
 2. Otherwise, until each has had its turn and before any draw, the opening: the knobs in
-   OPENING (the model's size, the batch, the learning rates), each alone, one step down and
-   one step up; a step that won is followed (1.) and not stepped back (with several workers
-   both ways may be in flight at once).
+   OPENING (the model's size, the batch, the learning rates, the warm-up and warm-down), each
+   alone, one step down and one step up; a step that won is followed (1.) and not stepped back
+   (with several workers both ways may be in flight at once).
 3. Otherwise a screened draw ("draw"). One to three knobs are drawn, each set to a value drawn
    over its whole range but at least MIN_MOVE of the range away from the frontier's: a move
    too small to show against the noise of one run costs runs and can only be discarded.
@@ -70,10 +70,13 @@ LEARNT = ("keep", "discard", "crash")  # the statuses of the trials the model le
 CLIP = 3.0  # the largest change the model is told of, either way, in units of its scale
 # Tried first, each alone, one step each way from the frontier: the knobs that most often decide a
 # run of fixed length, how big the model is and how many tokens a step takes (so how many steps
-# fit), then the learning rates. Alone, so a result is the knob's own; a step that wins is followed,
-# one that loses clearly costs one run. In this order; the ones a file does not have are passed over.
+# fit), then the learning rates, then the schedule's two ends (on the CPU default's measured nights
+# a warm-up won each time one was tried, but only when a draw happened upon it). Alone, so a result
+# is the knob's own; a step that wins is followed, one that loses clearly costs one run. In this
+# order; the ones a file does not have are passed over.
 OPENING = ("DEPTH", "N_LAYER", "ASPECT_RATIO", "N_EMBD", "TOTAL_BATCH_SIZE", "BATCH_SIZE",
-           "MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "SCALAR_LR", "LR", "LEARNING_RATE")
+           "MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "SCALAR_LR", "LR", "LEARNING_RATE",
+           "WARMUP_RATIO", "WARMDOWN_RATIO")
 
 
 class BuiltinAgent(Agent):
