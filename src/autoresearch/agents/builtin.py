@@ -70,9 +70,9 @@ LEARNT = ("keep", "discard", "crash")  # the statuses of the trials the model le
 CLIP = 3.0  # the largest change the model is told of, either way, in units of its scale
 # Tried first, each alone, one step each way from the frontier: the knobs that most often decide a
 # run of fixed length, how big the model is and how many tokens a step takes (so how many steps
-# fit), then the learning rates, then the schedule's two ends (on the CPU default's measured nights
-# a warm-up won each time one was tried, but only when a draw happened upon it). Alone, so a result
-# is the knob's own; a step that wins is followed, one that loses clearly costs one run. In this
+# fit), then the learning rates, then the schedule's two ends (a warm-up was among the changes kept
+# on three of the CPU default's measured nights, each time found by a draw). Alone, so a result is
+# the knob's own; a step that wins is followed, one that loses clearly costs one run. In this
 # order; the ones a file does not have are passed over.
 OPENING = ("DEPTH", "N_LAYER", "ASPECT_RATIO", "N_EMBD", "TOTAL_BATCH_SIZE", "BATCH_SIZE",
            "MATRIX_LR", "EMBEDDING_LR", "UNEMBEDDING_LR", "SCALAR_LR", "LR", "LEARNING_RATE",
