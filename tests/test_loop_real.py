@@ -89,8 +89,8 @@ def test_loop_with_the_builtin_agent(tmp_path, data_cache):
         if x.kind != "experiment" or x.status != "keep":
             continue
         block = list(itertools.takewhile(lambda y: y.kind != "experiment", got[i + 1:]))
-        mine = [y.value for y in [x] + block if y.commit == x.commit and y.status == "keep"]
-        beside = [y.value for y in block if y.kind == "rerun" and y.commit == order[-1] and y.status == "keep"]
+        mine = [y.value for y in [x] + block if y.commit == x.commit and y.measured]
+        beside = [y.value for y in block if y.kind == "rerun" and y.commit == order[-1] and y.measured]
         assert beside, (x.description, x.reason)
         if not x.reason.startswith("simplification"):
             assert sum(mine) / len(mine) < sum(beside) / len(beside), (x.description, mine, beside)
