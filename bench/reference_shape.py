@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -142,39 +143,42 @@ def main() -> None:
     if args.one:
         return one(args)
     tmp = Path(tempfile.mkdtemp(prefix="reference-shape-"))
-    ws = write_workspace(tmp / "ws", args.batch)
-    env = dict(os.environ, AUTORESEARCH_CACHE_DIR=str(tmp / "cache"))
-    env.pop("AUTORESEARCH_HANDOVER", None)
-    t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "prepare.py"], cwd=ws, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"error: prepare.py failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    if not args.json:
-        print(f"prepared pysource at the cuda-large harness constants in {time.perf_counter() - t0:.0f} s")
-    for dtype in args.dtype:
-        handover = tmp / dtype / "handover"
-        handover.parent.mkdir()
-        done = subprocess.run([sys.executable, __file__, "--one", dtype, "--steps", str(args.steps),
-                               "--workspace", str(ws), "--handover", str(handover)],
-                              env=env, capture_output=True, text=True)
+    try:  # about 400 MB of data, workspace and hand-overs: gone however the measuring ends
+        ws = write_workspace(tmp / "ws", args.batch)
+        env = dict(os.environ, AUTORESEARCH_CACHE_DIR=str(tmp / "cache"))
+        env.pop("AUTORESEARCH_HANDOVER", None)
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "prepare.py"], cwd=ws, env=env, capture_output=True, text=True)
         if done.returncode != 0:
-            sys.exit(f"error: training or the hand-over failed ({dtype}): {done.stderr.strip()[-1500:]}")
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
-        figures["handover_mb"] = round(sum(p.stat().st_size for p in handover.iterdir()) / 1e6, 1)
-        record, peak = evaluate(ws, handover, tmp / "cache")
-        figures.update(evaluator_peak_mb=round(peak, 1), record=record)
-        if args.json:
-            print(json.dumps(figures), flush=True)
-            continue
-        if "error" in record:
-            print(f"{dtype}: the evaluator refused the hand-over: {record['error']}")
-            continue
-        print(f"{dtype}: {figures['shape']}, {figures['params_M']}M parameters, batch {args.batch}: "
-              f"{figures['step_seconds']:.1f} s per training step, trainer peak {figures['trainer_peak_mb']:,.0f} MB")
-        print(f"  hand-over: {figures['handover_mb']:,.1f} MB on disk, exported in {figures['export_seconds']:.1f} s")
-        print(f"  evaluator: peak {peak:,.0f} MB resident, load {record['load_seconds']:.1f} s, "
-              f"scoring {record['tokens']:,} tokens with every check {record['score_seconds']:.1f} s, "
-              f"val_bpb {record['val_bpb']:.4f} (the trainer's own {dtype} forward: {figures['by_hand_bpb']:.4f})")
+            sys.exit(f"error: prepare.py failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        if not args.json:
+            print(f"prepared pysource at the cuda-large harness constants in {time.perf_counter() - t0:.0f} s")
+        for dtype in args.dtype:
+            handover = tmp / dtype / "handover"
+            handover.parent.mkdir()
+            done = subprocess.run([sys.executable, __file__, "--one", dtype, "--steps", str(args.steps),
+                                   "--workspace", str(ws), "--handover", str(handover)],
+                                  env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"error: training or the hand-over failed ({dtype}): {done.stderr.strip()[-1500:]}")
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            figures["handover_mb"] = round(sum(p.stat().st_size for p in handover.iterdir()) / 1e6, 1)
+            record, peak = evaluate(ws, handover, tmp / "cache")
+            figures.update(evaluator_peak_mb=round(peak, 1), record=record)
+            if args.json:
+                print(json.dumps(figures), flush=True)
+                continue
+            if "error" in record:
+                print(f"{dtype}: the evaluator refused the hand-over: {record['error']}")
+                continue
+            print(f"{dtype}: {figures['shape']}, {figures['params_M']}M parameters, batch {args.batch}: "
+                  f"{figures['step_seconds']:.1f} s per training step, trainer peak {figures['trainer_peak_mb']:,.0f} MB")
+            print(f"  hand-over: {figures['handover_mb']:,.1f} MB on disk, exported in {figures['export_seconds']:.1f} s")
+            print(f"  evaluator: peak {peak:,.0f} MB resident, load {record['load_seconds']:.1f} s, "
+                  f"scoring {record['tokens']:,} tokens with every check {record['score_seconds']:.1f} s, "
+                  f"val_bpb {record['val_bpb']:.4f} (the trainer's own {dtype} forward: {figures['by_hand_bpb']:.4f})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

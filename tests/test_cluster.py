@@ -97,9 +97,33 @@ def test_a_node_that_prepares_other_validation_data_runs_nothing(tmp_path):
     limits = Limits.of(ws.config)
     with pytest.raises(MachineError, match="does not match the pinned one"):
         node.run(commit_files(ws, head(root)), limits, "baseline", "baseline")
+    node.close()
     right = Node(config, ws.pins.harness_sha256, ws.pins.val_sha256)
     m, log = right.run(commit_files(Workspace.load(root), head(root)), limits, "baseline", "baseline")
+    right.close()
     assert m.ok and m.value == 1.0 and b"val_bpb" in log
+
+
+def test_a_closed_node_leaves_nothing_and_a_killed_nodes_folder_goes_with_the_next_node(tmp_path):
+    """An actor killed with its pool (Ctrl-C, a lost node) cannot clean up after itself: the
+    next node on the host removes its workspace and private state."""
+    from autoresearch import pins
+    from autoresearch.engine.cluster import Node
+
+    ws = llm_like(tmp_path / "ws")
+    config = (tmp_path / "ws" / "autoresearch.toml").read_text()
+    args = (config, ws.pins.harness_sha256, ws.pins.val_sha256)
+    made = subprocess.run([sys.executable, "-c", "import sys; from autoresearch.engine.cluster import Node; "
+                           f"print(Node(*{args!r}).base)"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert made.returncode == 0, made.stderr
+    killed = Path(made.stdout.strip())
+    assert (killed / "ws").is_dir() and pins.private_dir(killed / "ws").is_dir()
+    node = Node(*args)
+    assert not killed.exists() and not pins.private_dir(killed / "ws").exists()
+    assert node.root.is_dir() and pins.private_dir(node.root).is_dir()
+    node.close()
+    assert not node.base.exists() and not pins.private_dir(node.root).exists()
 
 
 def test_ctrl_c_stops_the_cluster_workers_and_records_their_runs(tmp_path, cluster):

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -504,8 +505,8 @@ def test_files_the_agent_planted_in_the_workspace_are_removed_before_the_run(ws)
     assert "removed" not in r.stdout
 
 
-def _kill_experiment_mid_run(root: Path, description: str) -> None:
-    """`autoresearch experiment` killed with SIGKILL while its training run sleeps."""
+def _kill_experiment_mid_run(root: Path, description: str) -> int:
+    """`autoresearch experiment` killed with SIGKILL while its training run sleeps; its pid."""
     proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "experiment", "-d", description], cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -516,6 +517,7 @@ def _kill_experiment_mid_run(root: Path, description: str) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+    return proc.pid
 
 
 def test_an_interrupted_candidate_is_not_folded_into_the_next_commit(ws):
@@ -525,11 +527,14 @@ def test_an_interrupted_candidate_is_not_folded_into_the_next_commit(ws):
     frontier = head(ws)
     slow = train_text(0.5, body="import time\ntime.sleep(60)")
     (ws / "train.py").write_text(slow)
-    _kill_experiment_mid_run(ws, "slow")
+    dead = _kill_experiment_mid_run(ws, "slow")
     assert head(ws) == frontier and clean(ws)  # the candidate is a commit no branch points at
+    left = [p for p in Path(tempfile.gettempdir()).glob("autoresearch-run-*") if f".{dead}-" in p.name]
+    assert len(left) == 1  # the killed engine's scratch, its staged copy and hand-over folder in it
     (ws / "train.py").write_text((ws / "train.py").read_text() + "# a new idea\n")
     r = experiment(ws, "next idea")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert not left[0].exists()  # removed by the next run on the host
     assert "recovered an interrupted experiment" in r.stdout
     got = rows(ws)
     assert (got[2].status, got[2].cause, got[2].description) == ("interrupted", "stopped", "slow")

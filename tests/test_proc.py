@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +38,24 @@ def test_what_is_scrubbed_from_a_run_is_what_is_blanked_from_a_transcript():
 def test_pid_alive_is_true_for_a_running_process_only():
     assert proc.pid_alive(os.getpid()) and proc.pid_alive(str(os.getpid()))
     assert not any(proc.pid_alive(p) for p in (None, "", "x", 0, -1, 2**22 + 12345))
+
+
+def test_a_folder_whose_maker_died_is_swept_and_a_living_makers_folder_is_not(tmp_path):
+    prefix = f"autoresearch-test-{os.getpid()}-"
+    made = subprocess.run([sys.executable, "-c", f"from autoresearch import proc; print(proc.own_folder({prefix!r}))"],
+                          capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    dead = Path(made.stdout.strip())
+    (dead / "handover").mkdir()
+    (dead / "handover" / "model.pt2").write_bytes(b"x" * 1000)
+    mine = proc.own_folder(prefix)
+    other = Path(tempfile.mkdtemp(prefix=prefix))  # a name without a maker's pid: never taken
+    try:
+        assert dead.is_dir() and proc.orphaned_folders(prefix) == [dead]
+        assert proc.sweep_folders(prefix) == [dead]
+        assert not dead.exists() and mine.is_dir() and other.is_dir()
+    finally:
+        for path in (dead, mine, other):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_timed_out_agent_call_stops_its_whole_group(tmp_path):

@@ -11,6 +11,8 @@
   removed from the environment of training runs and blanked out of agent transcripts, by
   the same rule.
 - `pid_alive`, `group_alive`, `kill_group`: whether a process or a group still runs; stopping one.
+- `own_folder` / `orphaned_folders`: temporary folders named for the process that made them, so
+  that the next process finds and removes those whose maker died (`kill -9`) before it could.
 - `shielded` / `sigterm_as_interrupt`: signal handling around clean-ups.
 
 Not covered: a process that leaves its group on purpose (setsid of its own) is not
@@ -22,8 +24,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -177,6 +182,44 @@ def pid_alive(pid) -> bool:
     except OSError:
         return False
     return True
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace: a pid in a folder's name means something only there."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:  # no /proc (macOS): pids of the one namespace there is
+        return "0"
+
+
+def own_folder(prefix: str) -> Path:
+    """A fresh temporary folder whose name holds this process's pid namespace and pid."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{_pid_namespace()}.{os.getpid()}-"))
+
+
+def orphaned_folders(prefix: str) -> list[Path]:
+    """Temporary folders made by `own_folder(prefix)` in this pid namespace, by this user, whose
+    maker is gone. (A pid reused since is taken for alive: such a folder waits for the next
+    sweep; a folder of another namespace, where its pid means another process, is never taken.)"""
+    mark = f"{prefix}{_pid_namespace()}."
+    found = []
+    for path in Path(tempfile.gettempdir()).glob(f"{mark}*-*"):
+        pid = path.name[len(mark):].split("-", 1)[0]
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and pid.isdigit() and not pid_alive(pid):
+            found.append(path)
+    return found
+
+
+def sweep_folders(prefix: str) -> list[Path]:
+    """Remove `orphaned_folders(prefix)`; the ones removed."""
+    gone = orphaned_folders(prefix)
+    for path in gone:
+        shutil.rmtree(path, ignore_errors=True)
+    return gone
 
 
 def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = GRACE) -> None:

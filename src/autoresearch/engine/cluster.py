@@ -20,15 +20,17 @@ worker and queues the experiment again for another. Ray is optional (`pip instal
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from autoresearch import gitrepo, pins, preparing
+from autoresearch import gitrepo, pins, preparing, proc
 from autoresearch.config import CONFIG_NAME
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.measure import Limits, Measurement
@@ -42,6 +44,7 @@ from autoresearch.state import Current
 from autoresearch.store import Journal
 from autoresearch.workspace import Workspace
 
+NODE_PREFIX = "autoresearch-node-"  # a node's workspace in its temporary directory
 LOG_BYTES = 256 * 1024  # of a remote run's log, copied back into the worker's log here
 
 
@@ -65,7 +68,9 @@ class Node:
     def __init__(self, config_text: str, harness_sha256: str, val_sha256: str, require_sandbox: bool = False):
         if require_sandbox:  # `run --require-sandbox` on the driver holds on every node
             os.environ[REQUIRE] = "1"
-        self.base = Path(tempfile.mkdtemp(prefix="autoresearch-node-"))
+        for gone in proc.sweep_folders(NODE_PREFIX):  # left by actors killed with their pool
+            shutil.rmtree(pins.private_dir(gone / "ws"), ignore_errors=True)
+        self.base = proc.own_folder(NODE_PREFIX)
         self.root = self.base / "ws"
         self.root.mkdir()
         (self.root / CONFIG_NAME).write_text(config_text)
@@ -74,6 +79,11 @@ class Node:
         pins.write_settings(self.root, config_text)  # what Workspace.load reads here
         self.val_sha256 = val_sha256
         self.ready = False
+
+    def close(self) -> None:
+        """The node's workspace and its private state gone (the data cache stays for the next line)."""
+        shutil.rmtree(pins.private_dir(self.root), ignore_errors=True)
+        shutil.rmtree(self.base, ignore_errors=True)
 
     def report(self) -> NodeReport:
         import ray
@@ -203,6 +213,9 @@ class Cluster:
         return RemoteRunner(self, self.actors[k], ws, Limits.of(ws.config, ws.pins), slot, halt)
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):  # what an actor lost with its node had, the next node removes
+            refs = [actor.close.remote() for actor in self.actors]
+            self.ray.wait(refs, num_returns=len(refs), timeout=30)
         for actor in self.actors:
             try:
                 self.ray.kill(actor)

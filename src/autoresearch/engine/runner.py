@@ -17,7 +17,6 @@ import re
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -41,6 +40,7 @@ from autoresearch.workspace import Workspace
 
 RESULT_VARIABLE = "AUTORESEARCH_RESULT"
 DEADLINE_VARIABLE = "AUTORESEARCH_DEADLINE"  # Unix time at which the trainer is killed
+SCRATCH_PREFIX = "autoresearch-run-"  # a run's folder in the temporary directory
 _SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
 
 
@@ -144,7 +144,10 @@ class Runner:
             pen.update(pgid=pgid)
             self.show(pid=pgid)
 
-        scratch = Path(tempfile.mkdtemp(prefix="autoresearch-run-"))
+        # a run's scratch holds its hand-over (hundreds of MB at the GPU shapes): one left by an
+        # engine that was killed is removed by the next run on the host
+        proc.sweep_folders(SCRATCH_PREFIX)
+        scratch = proc.own_folder(SCRATCH_PREFIX)
         caches = CompileCache.of(self.ws.root) if self.ws.config.compile_cache else None
         try:
             with sandbox.leased(self.sandbox) as box:  # a root engine's run: a uid of its own
