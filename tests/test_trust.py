@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -104,6 +105,26 @@ def test_files_planted_by_a_run_never_reach_the_workspace_or_a_later_run(ws):
     change_train(ws, value=0.5, body="print('an honest change')\n")
     out = experiment_json(ws, "honest")
     assert rows(ws)[-1].value == 0.5 and head(ws) != frontier, out
+
+
+def test_a_run_that_leaves_a_folder_nested_thousands_deep_is_recorded_and_its_folder_removed(ws):
+    """Python's own tree removal recurses once per level: a run's scratch nested deeper than the
+    stack must not crash the engine after the run, nor stay behind."""
+    body = ("import os, stat\n"
+            "fd = os.open(os.path.expanduser('~'), os.O_RDONLY)\n"
+            "for _ in range(3000):\n"
+            "    os.mkdir('d', dir_fd=fd)\n"
+            "    fd = os.open('d', os.O_RDONLY, dir_fd=fd)\n"
+            "os.mkfifo('pipe', dir_fd=fd)\n"
+            "os.fchmod(fd, 0o500)\n")
+    change_train(ws, value=0.5, body=body)
+    scratch = lambda: set(Path(tempfile.gettempdir()).glob("autoresearch-run-*"))  # noqa: E731
+    before = scratch()
+    out = experiment_json(ws, "nests a folder")
+    assert out["status"] == "keep" and rows(ws)[-1].value == 0.5, out
+    assert scratch() - before == set()
+    change_train(ws, value=0.4, body="print('next')\n")
+    assert experiment_json(ws, "next")["status"] == "keep"
 
 
 def test_a_linked_editable_file_is_refused(ws):

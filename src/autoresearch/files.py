@@ -1,10 +1,13 @@
-"""Small file helpers every layer uses: whole-or-nothing writes and reading the end of a file."""
+"""Small file helpers every layer uses: whole-or-nothing writes, reading the end of a file, and
+removing a folder a run wrote, whatever it made of it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
+import uuid
 from pathlib import Path
 
 
@@ -77,3 +80,61 @@ def real_folder(path: Path) -> Path:
         path.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def remove_tree(path: Path) -> None:
+    """Remove `path` and all under it, as deep as a run may have nested it: no recursion (a
+    folder nested a thousand deep would overflow Python's stack in shutil.rmtree) and no path
+    longer than two names (each sub-folder is moved up beside the top before it is emptied).
+    Never follows a link; a folder a run made read-only is made writable first. A file or a
+    link at `path` is unlinked. What cannot be removed stays, without an error: this runs in
+    clean-ups, where an error would hide the one that matters."""
+    path = Path(path)
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            os.unlink(path)
+            return
+        top = os.open(path, _FOLDER)
+    except OSError:
+        return
+    tag = uuid.uuid4().hex[:12]
+    moved = 0
+    try:
+        todo: list[str | None] = [None]  # None: the top folder itself; else a folder in it
+        while todo:
+            name = todo.pop()
+            try:
+                fd = top if name is None else os.open(name, _FOLDER, dir_fd=top)
+            except OSError:
+                continue
+            try:
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, 0o700)
+                with os.scandir(fd) as found:
+                    entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in found]
+                for entry, is_dir in entries:
+                    with contextlib.suppress(OSError):
+                        if not is_dir:
+                            os.unlink(entry, dir_fd=fd)
+                        elif name is None:
+                            todo.append(entry)
+                        else:
+                            moved += 1
+                            up = f".removing-{tag}-{moved}"
+                            os.rename(entry, up, src_dir_fd=fd, dst_dir_fd=top)
+                            todo.append(up)
+            except OSError:
+                pass
+            finally:
+                if fd != top:
+                    os.close(fd)
+            if name is not None:
+                with contextlib.suppress(OSError):
+                    os.rmdir(name, dir_fd=top)
+    finally:
+        os.close(top)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import stat
 import subprocess
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Mapping, Sequence
 
 from autoresearch.errors import AutoresearchError
-from autoresearch.files import open_unlinked
+from autoresearch.files import open_unlinked, remove_tree
 from autoresearch.logcap import LOG_HEAD_BYTES, LOG_TAIL_BYTES, CappedLog, widen_pipe
 
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
@@ -218,7 +217,7 @@ def sweep_folders(prefix: str) -> list[Path]:
     """Remove `orphaned_folders(prefix)`; the ones removed."""
     gone = orphaned_folders(prefix)
     for path in gone:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
     return gone
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from autoresearch.engine.earlystop import Reference
 from autoresearch.engine.runner import REQUIRE, Runner
 from autoresearch.engine.slots import Slot, check_models, gpu_models, own_card
 from autoresearch.errors import AutoresearchError, MachineError, WorkerLost
-from autoresearch.files import open_unlinked
+from autoresearch.files import open_unlinked, remove_tree
 from autoresearch.engine.lifecycle import Pen
 from autoresearch.state import Current
 from autoresearch.store import Journal
@@ -69,7 +68,7 @@ class Node:
         if require_sandbox:  # `run --require-sandbox` on the driver holds on every node
             os.environ[REQUIRE] = "1"
         for gone in proc.sweep_folders(NODE_PREFIX):  # left by actors killed with their pool
-            shutil.rmtree(pins.private_dir(gone / "ws"), ignore_errors=True)
+            remove_tree(pins.private_dir(gone / "ws"))
         self.base = proc.own_folder(NODE_PREFIX)
         self.root = self.base / "ws"
         self.root.mkdir()
@@ -82,8 +81,8 @@ class Node:
 
     def close(self) -> None:
         """The node's workspace and its private state gone (the data cache stays for the next line)."""
-        shutil.rmtree(pins.private_dir(self.root), ignore_errors=True)
-        shutil.rmtree(self.base, ignore_errors=True)
+        remove_tree(pins.private_dir(self.root))
+        remove_tree(self.base)
 
     def report(self) -> NodeReport:
         import ray

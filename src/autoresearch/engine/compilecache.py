@@ -30,9 +30,11 @@ import threading
 from pathlib import Path
 
 from autoresearch import pins
+from autoresearch.files import remove_tree
 
 READERS = ("rerun", "baseline")  # the kinds of run that get a warm cache
 MAX_BYTES = 4 << 30  # a cache larger than this is not kept (an Inductor cache of one model is MBs)
+MAX_DEPTH = 32  # folders deep: Inductor's and Triton's caches are a few
 KEEP = 8  # the caches of this many commits are kept, the most recently used
 NEVER = ("finalize",)  # kinds whose commits are never run as a frontier: nothing of theirs is kept
 _lock = threading.Lock()  # a pool's workers are threads: one keeps or prunes at a time
@@ -79,7 +81,7 @@ class CompileCache:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
                 for left in self.root.glob(".*"):  # a copy cut short by a kill: never kept, so never read
-                    shutil.rmtree(left, ignore_errors=True)
+                    remove_tree(left)
                 tmp = Path(tempfile.mkdtemp(prefix=f".{commit}.", dir=self.root))
                 if copy_regular(run_cache, tmp / "cache", owner=None) is None:
                     return False
@@ -90,18 +92,18 @@ class CompileCache:
                 return False
             finally:
                 if tmp is not None:
-                    shutil.rmtree(tmp, ignore_errors=True)
+                    remove_tree(tmp)
 
     def _prune(self) -> None:
         """Only the KEEP most recently used commits' caches stay."""
         folders = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")),
                          key=lambda p: p.stat().st_mtime, reverse=True)
         for old in folders[KEEP:]:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old)
 
 
 def _empty(folder: Path, owner: int | None) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+    remove_tree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if owner is not None:
         os.chown(folder, owner, owner)
@@ -110,10 +112,14 @@ def _empty(folder: Path, owner: int | None) -> None:
 def copy_regular(src: Path, dst: Path, *, owner: int | None, limit: int = MAX_BYTES) -> int | None:
     """Copy the regular files and folders under `src` to `dst` (made if missing), owned by
     `owner` when given: links, devices, FIFOs and sockets are left behind, so that reading a
-    run's folder can never block or leave it. The bytes copied, or None past `limit`."""
+    run's folder can never block or leave it. The bytes copied, or None past `limit` or past
+    MAX_DEPTH folders deep (os.walk recurses: a run's folder nested a thousand deep would
+    overflow the stack)."""
     total = 0
     for dirpath, dirnames, filenames in os.walk(src):  # never follows a link to a folder
         here = dst / Path(dirpath).relative_to(src)
+        if len(here.relative_to(dst).parts) >= MAX_DEPTH and dirnames:
+            return None
         here.mkdir(parents=True, exist_ok=True)
         if owner is not None:
             os.chown(here, owner, owner)

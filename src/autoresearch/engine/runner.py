@@ -33,7 +33,7 @@ from autoresearch.engine.earlystop import EARLY, Reference
 from autoresearch.engine.slots import Slot
 from autoresearch.errors import AutoresearchError, MachineError
 from autoresearch.engine.measure import LOG_READ_BYTES, Limits, Measurement, measure, read_log
-from autoresearch.files import open_unlinked, read_tail
+from autoresearch.files import open_unlinked, read_tail, remove_tree
 from autoresearch.research.results import printable
 from autoresearch.state import Current
 from autoresearch.workspace import Workspace
@@ -167,7 +167,7 @@ class Runner:
             if caches is not None and m.ok:
                 caches.keep(commit, kind, scratch / "cache")  # the commit's first measured run only
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch)  # whatever the run made of it
         if not self.sandbox.on:
             m = replace(m, unsandboxed=True)
         with contextlib.suppress(OSError):

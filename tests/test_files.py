@@ -1,0 +1,68 @@
+"""files.remove_tree: a folder a run wrote goes, whatever the run made of it, and nothing outside it."""
+
+from __future__ import annotations
+
+import os
+
+from autoresearch.engine.compilecache import copy_regular
+from autoresearch.files import remove_tree
+
+
+def nest(top, depth: int) -> None:
+    """`depth` folders named d inside each other under `top`, made relative to each other's
+    descriptors (the whole path is longer than the system lets one path be)."""
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "w") as fh:
+        fh.write("x")
+    os.mkfifo("pipe", dir_fd=fd)
+    os.fchmod(fd, 0o500)  # read-only: emptied all the same
+    os.close(fd)
+
+
+def test_a_tree_deeper_than_the_stack_and_the_longest_path_is_removed(tmp_path):
+    top = tmp_path / "scratch"
+    top.mkdir()
+    nest(top, 5000)  # 10,000 characters of path, five times the recursion limit
+    remove_tree(top)
+    assert not top.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_links_inside_are_removed_and_never_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    top = tmp_path / "scratch"
+    (top / "a" / "b").mkdir(parents=True)
+    os.symlink(outside, top / "a" / "b" / "to-outside")
+    os.symlink(outside / "keep.txt", top / "file-link")
+    os.chmod(top / "a", 0o500)
+    remove_tree(top)
+    assert not top.exists() and (outside / "keep.txt").read_text() == "keep"
+
+
+def test_a_link_or_a_file_in_place_of_the_folder_is_unlinked_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    os.symlink(outside, tmp_path / "scratch")
+    remove_tree(tmp_path / "scratch")
+    assert not os.path.lexists(tmp_path / "scratch") and (outside / "keep.txt").exists()
+    remove_tree(tmp_path / "missing")  # nothing there: nothing to do, no error
+
+
+def test_a_compile_cache_nested_past_its_depth_is_not_kept_and_does_not_overflow(tmp_path):
+    run_cache = tmp_path / "cache"
+    run_cache.mkdir()
+    nest(run_cache, 3000)
+    try:
+        assert copy_regular(run_cache, tmp_path / "kept", owner=None) is None
+    finally:
+        remove_tree(run_cache)  # pytest's own clean-up recurses
+    (tmp_path / "shallow" / "inductor" / "ab").mkdir(parents=True)
+    (tmp_path / "shallow" / "inductor" / "ab" / "kernel.py").write_text("k")
+    assert copy_regular(tmp_path / "shallow", tmp_path / "kept2", owner=None) == 1
