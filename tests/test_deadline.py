@@ -125,6 +125,24 @@ def test_the_pinned_deadline_does_not_move_after_slow_runs(tmp_path):
     assert first == Limits.of(Workspace.load(root).config, pinned(root)).allowance
 
 
+def test_a_baseline_made_slow_on_purpose_pins_no_more_than_the_cap(tmp_path):
+    """An agent with git commits a train.py that sleeps before the first baseline runs: what the
+    baseline spent outside training is pinned at most at the cap (10 s or a quarter of the
+    budget), so a later change cannot train in its padding."""
+    root = tmp_path / "ws"
+    llm_like(root, budget=2, baseline_runs=1)
+    (root / "train.py").write_text(train_text(1.0, body="import time\ntime.sleep(20)"))
+    git(root, "commit", "-qam", "a slow starting point, committed by the agent")
+    r = baseline(root)
+    assert rows(root)[-1].seconds >= 20 and pinned(root).baseline_startup == measure.startup_cap(2) == 10
+    assert "outside training" in r.stdout and "10 s for it at most" in r.stdout
+    frontier = head(root)
+    (root / "train.py").write_text(train_text(0.5, body="import time\ntime.sleep(15)"))
+    out = experiment_json(root, "trains in the baseline's padding")
+    assert out["status"] == "crash" and out["reason"].startswith("over budget: killed after 12.1 s"), out
+    assert_intact(root, frontier, 2)
+
+
 SLOW_EVALUATION = FAKE_PREPARE.replace(
     'def score_handover(folder):\n    with open(os.path.join(folder, "value.json")) as fh:\n'
     '        value = json.load(fh)["value"]\n',

@@ -200,6 +200,39 @@ class InPlaceIntermediates(Bigram):
         return self.act(h)
 
 
+class Shifted(Bigram):
+    """Adds a huge constant to its logits at every `every`-th position: at 2**30 float32 holds
+    only multiples of 128, so a log-sum-exp taken before the largest logit is subtracted rounds
+    back onto it and every such position scored a loss of exactly 0."""
+
+    def __init__(self, every=1, back=False):
+        super().__init__()
+        self.every, self.back = every, back
+
+    def forward(self, idx):
+        shift = ((torch.arange(idx.shape[1]) % self.every == 0).float() * 2.0 ** 30)[None, :, None]
+        shifted = super().forward(idx) + shift
+        # back: the same rounded logits, the constant taken off again (exactly: Sterbenz), so
+        # that no log-sum-exp of them can lose anything to rounding
+        return shifted - shift if self.back else shifted
+
+
+class TellsInItsError(Bigram):
+    """Reads tokens 1 to 5 of its first row out as an index out of range: the error's message
+    is the validation data. With `at_bos`, only on rows that start at a document (as every
+    validation row does, and random tokens almost never)."""
+
+    def __init__(self, at_bos=None):
+        super().__init__()
+        self.at_bos = at_bos
+
+    def forward(self, idx):
+        code = (idx[0, 1:6] * VOCAB ** torch.arange(5)).sum().reshape(1) + 1
+        if self.at_bos is not None:
+            code = code * (idx[0, 0] == self.at_bos).long()
+        return super().forward(idx) + torch.zeros(1)[code]  # an index tensor: shapes stay fixed
+
+
 class NaNLogits(Bigram):
     def forward(self, idx):
         logits = super().forward(idx)
@@ -313,6 +346,32 @@ def test_the_check_cuts_cannot_be_predicted(h, tmp_path):
 def test_a_leak_at_some_positions_only_is_caught_over_the_batches(h, tmp_path):
     with pytest.raises(h.HarnessError, match="not causal"):
         score(h, hand_over(h, LeaksSometimes(), tmp_path / "sometimes"))
+
+
+@pytest.mark.parametrize("every", [1, 8])
+def test_logits_shifted_by_a_huge_constant_score_as_the_distribution_they_describe(h, tmp_path, every):
+    """A constant added to a position's logits changes nothing of its distribution: the score is
+    that of the (rounded) logits with the constant taken off again, not the 0 of a log-sum-exp
+    rounded onto the largest logit."""
+    shifted = score(h, hand_over(h, Shifted(every), tmp_path / f"shifted-{every}"))["val_bpb"]
+    described = score(h, hand_over(h, Shifted(every, back=True), tmp_path / f"back-{every}"))["val_bpb"]
+    assert shifted == pytest.approx(described, abs=1e-6) and shifted > 1.0
+
+
+def first_validation_code(h):
+    bos = h.get_token_bytes("cpu").numel() - len(h.SPECIAL_TOKENS)
+    x, _, _ = next(h.make_dataloader(h._Bos(bos), BATCH, SEQ, "val"))
+    return bos, int((x[0, 1:6] * VOCAB ** torch.arange(5)).sum()) + 1
+
+
+def test_an_error_of_the_program_never_carries_validation_tokens_out(h, tmp_path):
+    bos, code = first_validation_code(h)
+    with pytest.raises(h.HarnessError, match="fails on any input: IndexError") as always:
+        score(h, hand_over(h, TellsInItsError(), tmp_path / "always"))
+    assert str(code) not in str(always.value)  # told, but of random tokens
+    with pytest.raises(h.HarnessError, match="validation batches only, with IndexError") as only:
+        score(h, hand_over(h, TellsInItsError(at_bos=bos), tmp_path / "validation"))
+    assert str(code) not in str(only.value) and "index" not in str(only.value)
 
 
 def test_nan_logits_are_refused(h, tmp_path):

@@ -10,6 +10,7 @@ weights: hostile edits through the real engine (`autoresearch experiment`), as a
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import random
@@ -222,6 +223,29 @@ def test_many_small_constants_are_refused(ws):
     lines = "".join(f"W{i} = ({rng.uniform(-1, 1):.6f}, {rng.uniform(-1, 1):.6f})\n" for i in range(1500))
     out = weights_change(ws, lines)
     assert "constants" in out["reason"]
+
+
+def test_a_literal_hidden_from_a_utf8_reading_by_a_coding_declaration_is_refused():
+    """`# coding: utf-7` makes Python run other code than a UTF-8 reading shows: here a line
+    that is a syntax error read as UTF-8 (so it was never checked) and a comment read as UTF-7,
+    beside a 2,048-number literal."""
+    body = "PRIOR = [" + ", ".join(str(i % 97) for i in range(2048)) + "]\n"
+    hidden = "# (((\n".encode("utf-7").replace(b"#", b"+ACM-")  # '#' written the UTF-7 way
+    data = b"# -*- coding: utf-7 -*-\n" + hidden + body.encode("utf-7")
+    assert len(ast.parse(data).body[0].value.elts) == 2048  # what Python runs
+    reason = guard.payload_problem("train.py", data)
+    assert "utf-7" in reason and "encoding" in reason
+
+
+def test_a_literal_behind_a_byte_order_mark_is_refused(ws):
+    """Python runs a file that starts with a UTF-8 byte-order mark; a str parse refuses it."""
+    rng = random.Random(4)
+    floats = ", ".join(f"{rng.uniform(-1, 1):.6f}" for _ in range(1000))
+    frontier, before = head(ws), len(rows(ws))
+    (ws / "train.py").write_bytes(b"\xef\xbb\xbf" + train_text(value=0.1, body=f"WEIGHTS = [{floats}]\n").encode())
+    out = experiment_json(ws, "weights behind a BOM")
+    assert out["status"] == "invalid" and "1000" in out["reason"], out
+    assert_intact(ws, frontier, before + 1)
 
 
 def test_a_train_py_over_the_size_cap_is_refused(ws):

@@ -22,7 +22,8 @@ from autoresearch.research.results import printable
 
 KEEP_LOGS = 200  # run logs kept per workspace; the oldest go first
 # a progress line of the template's train.py: "step 12 | progress 40.0% | loss 3.2 | ... | remaining 12s"
-_PROGRESS = re.compile(r"^step\s+(\d+)\s*\|(.*)$")
+# (a step of more digits is no step: int() refuses 4,300 of them, and no run takes 10^12 steps)
+_PROGRESS = re.compile(r"^step\s+(\d{1,12})\s*\|(.*)$")
 
 
 def lines(text: str) -> list[str]:

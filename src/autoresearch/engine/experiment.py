@@ -45,7 +45,7 @@ from autoresearch import gitrepo, pins
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.earlystop import Reference
 from autoresearch.engine.lifecycle import STOPPED, Pen, stop_status, stopped_rows
-from autoresearch.engine.measure import PRINTED, Limits, Measurement, baseline_startup
+from autoresearch.engine.measure import PRINTED, Limits, Measurement, baseline_startup, startup_cap
 from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
 from autoresearch.engine.recover import recover
 from autoresearch.engine.runner import Runner, Runs
@@ -268,6 +268,10 @@ class Engine:
         startup = baseline_startup(runs, self.cfg.budget)
         if startup is not None:
             pins.write(pinned.with_baseline(startup, slowest_eval))
+            if startup >= startup_cap(self.cfg.budget) and self.cfg.allowance <= 0:
+                self.out(f"the baseline spent more than {startup:g} s outside training (start-up, compile, hand-over): "
+                         f"every run's deadline counts {startup:g} s for it at most (10 s or a quarter of the budget), "
+                         f"so a slower start trains for less; `allowance` in autoresearch.toml sets it instead")
 
     def run(self, pen: Pen, commit: str, kind: str, description: str, behind: Reference | None = None) -> Measurement:
         """One run on this engine's runner, its log kept and named on the measurement; the

@@ -68,15 +68,27 @@ def _kib(n: int) -> str:
 
 def payload_problem(name: str, data: bytes) -> str:
     """Why the editable file `name` with content `data` may not run ("" when it may): over the
-    size cap, not UTF-8 text, or (a .py file) a literal that could hold weights."""
+    size cap, not UTF-8 text, or (a .py file) declared in another encoding or holding a literal
+    that could hold weights."""
     if len(data) > MAX_FILE_BYTES:
         return (f"{name} is {_kib(len(data))}: an editable file may hold at most {_kib(MAX_FILE_BYTES)} "
                 f"(code, not data or weights)")
     try:
-        text = data.decode("utf-8")
+        data.decode("utf-8")
     except UnicodeDecodeError:
         return f"{name} is not UTF-8 text: editable files hold code, not binary data"
-    return literal_problem(name, text) if name.endswith(".py") else ""
+    if not name.endswith(".py"):
+        return ""
+    # Python reads a file in the encoding its first lines declare: a `coding: utf-7` line makes
+    # plain ASCII text run as other code than the diff shows (and than a UTF-8 reading parses)
+    try:
+        encoding = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+    except SyntaxError:  # an encoding Python does not know: it will not run the file either
+        encoding = "unknown"
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return (f"{name} declares its source encoding as {encoding}: an editable Python file is read "
+                f"as UTF-8, so that what runs is what its diff shows")
+    return literal_problem(name, data)
 
 
 def _number(node: ast.AST) -> bool:
@@ -97,12 +109,15 @@ def _constant_bytes(value) -> int:
     return 0
 
 
-def literal_problem(name: str, text: str) -> str:
-    """Why the Python source `text` of `name` holds too much data in its literals ("" when it
-    does not); see the limits above. Source that does not parse is left to the run (it cannot
+def literal_problem(name: str, source: str | bytes) -> str:
+    """Why the Python source of `name` holds too much data in its literals ("" when it does not);
+    see the limits above. It is parsed from bytes, the way Python reads a file (a byte-order mark,
+    a coding declaration), not as a str: a BOM that str parsing refuses would otherwise skip
+    the check of a file Python runs. Source that does not parse is left to the run (it cannot
     run as Python; the size cap still holds)."""
+    data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
     try:
-        tree = ast.parse(text)
+        tree = ast.parse(data)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ""
     count = text_bytes = 0
@@ -129,16 +144,16 @@ def literal_problem(name: str, text: str) -> str:
                 f"(at most {_kib(MAX_TEXT_BYTES)} in one file: no weights or data in the code)")
     if count > MAX_CONSTANTS:
         return f"{name}: {count} string and number constants (at most {MAX_CONSTANTS}: no weights or data in the code)"
-    comments = _comment_bytes(text)
+    comments = _comment_bytes(data)
     if comments > MAX_COMMENT_BYTES:
         return f"{name}: {_kib(comments)} of comments (at most {_kib(MAX_COMMENT_BYTES)}: no data in the code)"
     return ""
 
 
-def _comment_bytes(text: str) -> int:
+def _comment_bytes(data: bytes) -> int:
     total = 0
     try:
-        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        for tok in tokenize.tokenize(io.BytesIO(data).readline):
             if tok.type == tokenize.COMMENT:
                 total += len(tok.string.encode("utf-8", "surrogatepass"))
     except (tokenize.TokenError, SyntaxError):

@@ -47,6 +47,13 @@ from autoresearch.research.results import Row
 # about 53 s on an H100, inside the 60 s this gives a 300 s budget).
 ALLOWANCE_BASE = 30.0
 ALLOWANCE_FRAC = 0.10
+# What is pinned is at most STARTUP_CAP s or STARTUP_CAP_FRAC of the budget, whichever is larger:
+# a baseline that was made slow on purpose (an agent with git can commit one before the first
+# baseline runs) would otherwise hand every later run its padding to train in. The honest
+# figures sit well inside: 4 to 6 s on the CPU profile's 20 s budget, and a cold compile of
+# the reference model (about 53 s) plus its hand-over on the 300 s GPU budget, against 75 s.
+STARTUP_CAP = 10.0
+STARTUP_CAP_FRAC = 0.25
 DEADLINE_SLACK = 0.05
 # The evaluator's wall-clock limit: 10 x the slowest baseline evaluation (the evaluator process
 # as the engine timed it from its "go", once the trainer ended), at least 120 s; 600 s until one is pinned. It
@@ -63,6 +70,7 @@ OVERRUN_MIN = 3.0
 OVERRUN_FRAC = 0.02
 OVERRUN_STEPS = 2.0
 TRACEBACK_LINES = 50
+MAX_STEPS = 1e12  # a printed num_steps beyond this is not recorded
 LOG_READ_BYTES = 512 * 1024  # only the end of a long run.log is read
 PRINTED = "printed line"
 HARNESS = "harness record"
@@ -112,11 +120,17 @@ def startup_seconds(row: Row, budget: float) -> float | None:
     return max(0.0, row.seconds - training)
 
 
+def startup_cap(budget: float) -> float:
+    """The most time outside training a baseline can pin for the runs after it."""
+    return max(STARTUP_CAP, STARTUP_CAP_FRAC * budget)
+
+
 def baseline_startup(rows: Iterable[Row], budget: float) -> float | None:
-    """The most any measured baseline run in `rows` spent outside training (None: none yet)."""
+    """The most any measured baseline run in `rows` spent outside training, at most
+    `startup_cap(budget)` (None: none yet)."""
     spent = [s for r in rows if r.kind == "baseline" and r.status == "keep"
              for s in [startup_seconds(r, budget)] if s is not None]
-    return round(max(spent), 1) if spent else None
+    return round(min(max(spent), startup_cap(budget)), 1) if spent else None
 
 
 @dataclass(frozen=True)
@@ -254,7 +268,8 @@ def measure(cfg: Config, lim: Limits, outcome: RunOutcome, log: str, result_path
     memory_gb = _memory_gb(printed)
     training = number(printed.get("training_seconds"))
     steps_f = number(printed.get("num_steps"))
-    steps = int(steps_f) if steps_f is not None and math.isfinite(steps_f) else None
+    # what the trainer printed is a count only within reason (the database's integers end at 2^63)
+    steps = int(steps_f) if steps_f is not None and 0 <= steps_f < MAX_STEPS else None
 
     def crash(reason: str) -> Measurement:
         return Measurement(None, reason, training_seconds=training, steps=steps, seconds=outcome.seconds,

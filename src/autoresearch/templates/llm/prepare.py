@@ -974,18 +974,48 @@ def score_handover(folder, device=None):
     if workers > 1:
         torch.set_num_threads(1)
     t0 = time.perf_counter()
-    bpb, tokens, nbytes = _score(losses, batch, device, bos, workers)  # losses: no autograd (inference_mode)
+    try:
+        bpb, tokens, nbytes = _score(losses, batch, device, bos, workers)  # losses: no autograd (inference_mode)
+    except HarnessError:
+        raise
+    except Exception as exc:  # raised by the program itself
+        raise HarnessError(_failure(module, exc, batch, vocab, device)) from None
     return {"val_bpb": bpb, "tokens": tokens, "bytes": nbytes, "val_sha256": val_sha, "batch_size": batch,
             "load_seconds": round(loaded, 3), "score_seconds": round(time.perf_counter() - t0, 3)}
 
 
+def _failure(module, exc, batch, vocab, device):
+    """What to say of a program that raised while it was scored. Its message holds whatever the
+    program put there (a value computed from the batch's tokens, as an index out of range, is
+    the validation data read out), so the message is told only when the program fails the same
+    way on random tokens, which carry none; otherwise only the kind of error."""
+    rng = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
+    x = torch.randint(0, vocab, (batch, MAX_SEQ_LEN), generator=rng).to(device)
+    try:
+        with torch.inference_mode():
+            module(x)
+    except Exception as again:
+        first = (str(again).strip().splitlines() or [""])[0][:200]
+        return f"the model fails on any input: {type(again).__name__}: {first}"
+    return (f"the model fails on validation batches only, with {type(exc).__name__} (its message is withheld: "
+            f"it could carry validation tokens; random tokens of the same shape run)")
+
+
 def _logits(module, x, vocab, lse=True):
-    """model(x) in float32, the log-sum-exp of each position (with `lse`), and whether every
-    logit was finite (as a tensor: nothing waits for the device). The program gets a copy of x,
-    which shares its memory with the targets. A NaN or +inf logit makes its position's
-    log-sum-exp NaN or inf, and amin catches -inf and NaN: two reductions, where
-    isfinite(logits).all() would cost far more."""
+    """model(x) in float32, less each position's largest logit, the log-sum-exp of each position
+    (with `lse`), and whether every logit was finite (as a tensor: nothing waits for the device).
+    The program gets a copy of x, which shares its memory with the targets. A NaN or +inf logit
+    makes its position's log-sum-exp NaN or inf, and amin catches -inf and NaN: two reductions,
+    where isfinite(logits).all() would cost far more.
+
+    The largest logit is subtracted before anything else: a log-probability taken as
+    logsumexp(logits) - logit loses everything to rounding when the logits are huge (at 2**30
+    float32 holds only multiples of 128, the log-sum-exp rounds back onto the largest logit and
+    the loss comes out 0), whereas after the subtraction every logit is at most 0 and the
+    log-sum-exp between 0 and log(vocab): the score is that of the distribution the numbers
+    returned describe, whatever constant they carry."""
     logits = _checked_logits(module(x.clone()), x, vocab)
+    logits = logits - logits.amax(dim=-1, keepdim=True)
     if not lse:
         return logits, None, torch.isfinite(logits.amax()) & torch.isfinite(logits.amin())
     lse = torch.logsumexp(logits, dim=-1)
