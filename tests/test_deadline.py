@@ -195,6 +195,38 @@ def test_the_evaluator_is_stopped_at_a_limit_the_baseline_evaluations_set(tmp_pa
     assert Limits.of(Workspace.load(root).config, pinned(root)).evaluator == 120  # at least two minutes
 
 
+def test_a_baseline_made_slow_to_score_on_purpose_pins_no_more_than_the_cap(tmp_path, monkeypatch):
+    """The evaluator's limit follows the baseline's evaluations: one that an agent with git made
+    slow to score before the first baseline pins at most the cap. (The cap, 30 s or a quarter of
+    the budget, is lowered here to 1 s to keep the test short.)"""
+    root = tmp_path / "ws"
+    llm_like(root, budget=2, baseline_runs=1)
+    (root / "prepare.py").write_text(SLOW_EVALUATION)
+    ws = Workspace.load(root)
+    sha = fingerprint(root, ws.config.harness_files)
+    ws.save(replace(ws.config, harness_sha256=sha))
+    pins.write(pins.fresh(root, sha, VAL_SHA))
+    body = ("import json, os\n"
+            "_write = evaluate_bpb\n"
+            "def evaluate_bpb(value):\n"
+            "    _write(value)\n"
+            "    path = os.path.join(os.environ['AUTORESEARCH_HANDOVER'], 'value.json')\n"
+            "    json.dump({'value': value, 'sleep': 4}, open(path, 'w'))\n"
+            "    return value")
+    (root / "train.py").write_text(train_text(1.0, body=body))
+    git(root, "commit", "-qam", "a harness that scores slowly, and a baseline slow to score")
+
+    from autoresearch.engine import Engine
+
+    monkeypatch.setattr(measure, "EVALUATION_CAP", 1.0, raising=False)
+    monkeypatch.setenv("AUTORESEARCH_SANDBOX", "off")  # in this process: the engine's own, not the jail's
+    ws = Workspace.load(root)
+    with ws.state.locked("test"):
+        engine = Engine(ws, out=lambda line: None, live=False)
+        engine.ensure_baseline(engine.branch())
+    assert rows(root)[-1].eval_seconds >= 4 and pinned(root).baseline_eval == 1.0
+
+
 def test_a_pins_file_of_an_older_version_is_moved_into_the_database_once(tmp_path):
     root = tmp_path / "ws"
     root.mkdir()

@@ -70,9 +70,9 @@ def test_a_hopeless_candidate_is_stopped_and_discarded_and_a_good_one_is_measure
 
 
 def test_numbers_too_large_for_the_engine_in_the_trainers_output_are_not_read(tmp_path):
-    """A step of 5,000 digits (int() refuses more than 4,300) in a progress line, and a
-    num_steps past the database's integers: the run is recorded like any other, not the
-    engine's crash, though its curve is read for early stopping."""
+    """A step of 5,000 digits (int() refuses more than 4,300) in a progress line, a num_steps
+    past the database's integers and a training time below zero: the run is recorded like any
+    other (without them), not the engine's crash, though its curve is read for early stopping."""
     ws = blank(tmp_path, SCORE.format(start=3.0), editable=("score.py",), budget=30)
     ws = ws.save(replace(ws.config, early_stop=True))
     commit(ws, "early stop on")
@@ -81,8 +81,10 @@ def test_numbers_too_large_for_the_engine_in_the_trainers_output_are_not_read(tm
     engine = Engine(ws, out=lambda line: None, live=False)
     engine.ensure_baseline(engine.branch())
     hostile = ('print("step " + "9" * 5000 + " | progress 60.0% | loss 9.0", flush=True)\n'
-               'print("num_steps: 1e300", flush=True)\n')
+               'print("num_steps: 1e300", flush=True)\n'
+               'print("training_seconds: -1e300", flush=True)\n')
     (ws.root / "score.py").write_text(hostile + SCORE.format(start=2.9))
     out = one_experiment(engine, "huge numbers")
     got = rows(ws.root)[-1]
-    assert out.status in ("keep", "discard") and got.measured and got.steps is None, (out, got)
+    assert out.status in ("keep", "discard") and got.measured, (out, got)
+    assert got.steps is None and got.training_seconds is None

@@ -783,3 +783,17 @@ def test_a_results_tsv_planted_before_the_first_run_is_not_read_and_is_replaced(
     rows = Workspace.load(root).store.rows()
     assert rows and {r.kind for r in rows} == {"baseline"}  # the engine's records hold only what it ran
     assert (root / "results.tsv").read_text().splitlines()[1:] == [line(r).rstrip("\n") for r in rows]
+
+
+def test_a_description_is_kept_as_one_printable_line_of_bounded_length(ws):
+    """The agent writes the description; it becomes the commit's message, which `git log` shows
+    on the researcher's terminal: no escape sequence survives, and a flood is cut."""
+    hostile = "tune \x1b]0;PWNED\x07 \x1b[31mred\x1b[0m \x1bP+q\x1b\\ \x1b[?1049h" + " more" * 1000
+    change(ws, value=0.5)
+    out = experiment_json(ws, hostile)
+    assert out["status"] == "keep", out
+    kept = rows(ws)[-1]
+    body = git(ws, "cat-file", "-p", kept.commit)
+    assert "\x1b" not in body and "\x07" not in body
+    assert kept.description.startswith("tune red more") and len(kept.description) <= 500
+    assert git(ws, "log", "-1", "--format=%s") == kept.description

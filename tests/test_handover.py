@@ -159,6 +159,20 @@ class ReadsUninitialisedMemory(Bigram):
         return super().forward(idx) + 0.0 * scratch
 
 
+class TrainsWhileScored(Bigram):
+    """Takes a gradient step on data it carries before it answers: training in the evaluator's
+    time. A graph traced through autograd holds ATen's *_backward operations."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("carried", torch.randn(VOCAB, VOCAB, generator=torch.Generator().manual_seed(1)))
+
+    def forward(self, idx):
+        out = torch.tanh(self.table)
+        step = torch.ops.aten.tanh_backward(self.carried, out)  # d tanh / d table, by hand
+        return nn.functional.embedding(idx, self.table - 0.1 * step)
+
+
 class Remembers(nn.Module):
     """A program with a memory, as if one got past load_handover: honest for its first `honest`
     calls, then it reads the token it predicts."""
@@ -323,6 +337,11 @@ def test_a_program_whose_signature_changes_a_buffer_is_refused(h, tmp_path):
 def test_a_program_that_writes_into_its_input_is_refused(h, tmp_path):
     with pytest.raises(h.HarnessError, match="user_input_mutation"):
         score(h, hand_over(h, WritesItsInput(), tmp_path / "writes"))
+
+
+def test_a_program_with_gradient_operations_is_refused(h, tmp_path):
+    with pytest.raises(h.HarnessError, match="tanh_backward.*gradients"):
+        score(h, hand_over(h, TrainsWhileScored(), tmp_path / "trains"))
 
 
 def test_a_program_that_reads_uninitialised_memory_is_refused(h, tmp_path):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
+
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from markdown_it import MarkdownIt
 from PIL import Image
 
 from autoresearch.errors import AutoresearchError
@@ -149,9 +152,30 @@ def test_descriptions_are_text_not_math_or_markup(tmp_path):
     )
     png, md = report_mod.report(results=results)
     assert Image.open(png).size == SIZE
-    assert hostile.replace("|", "\\|") in md.read_text()
     done = cli("status", "--results", str(results))
     assert done.returncode == 0, done.stderr
+    rendered = MarkdownIt("commonmark").enable("table").render(md.read_text())
+    assert html.escape(hostile, quote=False) in rendered  # shown as written
+
+
+def test_a_description_renders_as_its_text_in_report_md(tmp_path):
+    """The agent writes descriptions: rendered, report.md must not fetch an image from anywhere
+    (a way out of a machine the agent has no network on), link to javascript: or carry HTML."""
+    results = tmp_path / "results.tsv"
+    hostile = ("tune <img src=x onerror=alert(1)> ![t](http://127.0.0.1:9/track.png) [c](javascript:alert(1)) "
+               "<script>alert(2)</script> **bold** `code` &lt;b&gt; learning_rate | pipe")
+    results.write_text(
+        "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
+        "aaaaaaa\t1.000000\t1.0\tkeep\tbaseline\n"
+        f"bbbbbbb\t0.900000\t1.0\tkeep\t{hostile}\n"
+        f"ccccccc\t0.950000\t1.0\tdiscard\t{hostile}\n"
+    )
+    _, md = report_mod.report(results=results)
+    rendered = MarkdownIt("commonmark").enable("table").render(md.read_text())
+    assert rendered.count("<img") == 1 and '<img src="progress.png"' in rendered  # the report's own plot only
+    for tag in ("<a ", "<script", "<strong", "<code>code", "<em"):
+        assert tag not in rendered, tag
+    assert html.escape(hostile, quote=False) in rendered  # shown as written
 
 
 # ---------------------------------------------------------------- the plot and the report tell the truth

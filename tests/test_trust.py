@@ -63,6 +63,20 @@ def test_the_trainer_sees_no_validation_data_workspace_state_pins_or_network(ws,
     assert max(seen["processes"]) < 20  # its own process namespace: the engine's pids are not there
 
 
+def test_under_memory_pressure_the_run_is_killed_before_the_engine(ws):
+    """Memory a run holds outside its address-space cap (a memfd, a tmpfs of its own) is no
+    process's resident memory: the kernel's OOM killer must take the run's processes first."""
+    body = ("import subprocess, sys\n"
+            "mine = open('/proc/self/oom_score_adj').read().strip()\n"
+            "child = subprocess.run([sys.executable, '-c', \"print(open('/proc/self/oom_score_adj').read().strip())\"],\n"
+            "                       capture_output=True, text=True).stdout.strip()\n"
+            "print('SEEN ' + '[' + mine + ', ' + child + ']')\n")
+    change_train(ws, value=2.0, body=body)
+    assert experiment_json(ws, "reads its OOM score")["status"] == "discard"
+    assert seen_line(ws) == [1000, 1000]
+    assert open("/proc/self/oom_score_adj").read().strip() != "1000"  # the engine's own is untouched
+
+
 def test_secrets_of_the_engine_are_out_of_reach_through_proc(ws):
     secret = "sk-" + uuid.uuid4().hex
     body = ("import os\n"

@@ -149,7 +149,13 @@ class Sandbox:
                 "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
-_UP_SHIM = "import os, sys; fd = int(sys.argv[1]); os.write(fd, b'up'); os.close(fd); os.execvp(sys.argv[2], sys.argv[2:])"
+# The jail's first process. It also makes itself, and so everything the run starts, the first
+# that the kernel's OOM killer takes (oom_score_adj 1000, which any process may raise): memory a
+# run holds outside its address-space cap (a memfd, files in a tmpfs of its own) would
+# otherwise have the engine or another program killed in its place.
+_UP_SHIM = ("import os, sys\n"
+            "try:\n    open('/proc/self/oom_score_adj', 'w').write('1000')\nexcept OSError:\n    pass\n"
+            "fd = int(sys.argv[1]); os.write(fd, b'up'); os.close(fd); os.execvp(sys.argv[2], sys.argv[2:])")
 
 
 class UpSignal:

@@ -45,7 +45,7 @@ from autoresearch import gitrepo, pins
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.earlystop import Reference
 from autoresearch.engine.lifecycle import STOPPED, Pen, stop_status, stopped_rows
-from autoresearch.engine.measure import PRINTED, Limits, Measurement, baseline_startup, startup_cap
+from autoresearch.engine.measure import PRINTED, Limits, Measurement, baseline_startup, evaluation_cap, startup_cap
 from autoresearch.engine.outcome import Outcome, make_row, usage_json, utc_now
 from autoresearch.engine.recover import recover
 from autoresearch.engine.runner import Runner, Runs
@@ -61,6 +61,17 @@ from autoresearch.workspace import Workspace
 
 PRINTED_NOTE = " (printed metric)"
 RERUN = "re-run of the frontier beside: "
+
+
+MAX_DESCRIPTION = 500  # characters of an experiment's description that are kept
+
+
+def describe(description: str) -> str:
+    """The agent's description as the engine keeps it (the commit's message, the row's cell):
+    one printable line (no terminal escapes for `git log` to replay), at most MAX_DESCRIPTION
+    characters."""
+    text = results.clean(str(description)) or "(no description)"
+    return text if len(text) <= MAX_DESCRIPTION else text[:MAX_DESCRIPTION - 1].rstrip() + "\u2026"
 
 
 @dataclass
@@ -171,8 +182,7 @@ class Engine:
         history = self.history(branch)
         frontier = self.frontier(history)
         self.squash_onto(frontier, branch)
-        attempt = Attempt(" ".join(str(description).split()) or "(no description)", agent, usage_json(usage), branch,
-                          frontier, history)
+        attempt = Attempt(describe(description), agent, usage_json(usage), branch, frontier, history)
         changed = self.guard.changed(frontier)
         reason = self.guard.violation(changed)
         if not reason:
@@ -255,7 +265,8 @@ class Engine:
         follows from it) and its slowest evaluation (the evaluator's limit). Pinned once and
         never derived again, so no later run, however slow, moves them."""
         pinned = self.ws.pins
-        slowest_eval = max(self.baseline_evals) if self.baseline_evals else None
+        slowest_eval = (min(max(self.baseline_evals), evaluation_cap(self.cfg.budget))
+                        if self.baseline_evals else None)
         if pinned.baseline_startup is not None:
             # the startup pinned by an engine that never saw the baseline's evaluations (a kill
             # in between, an older workspace): the evaluations of this engine's baseline runs

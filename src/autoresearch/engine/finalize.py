@@ -32,7 +32,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
 from autoresearch.research import keeprule
 from autoresearch.research.history import KeptChange
-from autoresearch.research.results import Row
+from autoresearch.research.results import Row, md_cell
 from autoresearch.store import Journal
 
 KIND = "finalize"  # the runs' kind for the runner: never a reader of a compile cache, always cold
@@ -304,11 +304,12 @@ def report(rec: Record, metric: str, branch: str, skipped: list[str]) -> str:
              "| change | claimed when kept | held up (with minus without) | runs | verdict |",
              "| --- | --- | --- | --- | --- |"]
     for t in rec.tests:
-        lines.append(f"| {t.title} | {_signed(t.claimed)} | {_signed(t.delta)} | {len(t.runs)} | "
-                     f"{t.verdict}: {t.reason} |")
+        lines.append(f"| {md_cell(t.title)} | {_signed(t.claimed)} | {_signed(t.delta)} | {len(t.runs)} | "
+                     f"{t.verdict}: {md_cell(t.reason)} |")
     lines += ["", f"Branch `{branch}`: the baseline with the {len(held(rec))} change"
                   f"{'s' if len(held(rec)) != 1 else ''} that held up, one commit each. Each was measured "
                   f"within the final frontier; their sum on the baseline was not run as a whole."]
     if skipped:
-        lines.append(f"Left out because they do not apply without a change dropped before them: {', '.join(skipped)}.")
+        lines.append("Left out because they do not apply without a change dropped before them: "
+                     f"{', '.join(md_cell(x) for x in skipped)}.")
     return "\n".join(lines) + "\n"

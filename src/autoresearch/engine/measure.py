@@ -63,6 +63,12 @@ DEADLINE_SLACK = 0.05
 EVALUATOR_DEFAULT = 600.0
 EVALUATOR_MIN = 120.0
 EVALUATOR_FACTOR = 10.0
+# The evaluation pinned is at most EVALUATION_CAP s or EVALUATION_CAP_FRAC of the budget,
+# whichever is larger, for the reason the start-up is capped: a first baseline made slow to score
+# on purpose would widen every later run's evaluator limit, time a program could spend computing
+# on data it carries. The CPU profile's baseline evaluations take 5 to 12 s quiet, 37 s busy.
+EVALUATION_CAP = 30.0
+EVALUATION_CAP_FRAC = 0.25
 # An honest training loop checks the clock after each step, so it may overrun by one step:
 # the printed training time may pass the budget by 3 s, 2 % of the budget, or two average
 # steps, whichever is largest (a slow CPU can take seconds per step).
@@ -71,6 +77,7 @@ OVERRUN_FRAC = 0.02
 OVERRUN_STEPS = 2.0
 TRACEBACK_LINES = 50
 MAX_STEPS = 1e12  # a printed num_steps beyond this is not recorded
+MAX_SECONDS = 1e9  # nor a printed training_seconds beyond this (or below 0)
 LOG_READ_BYTES = 512 * 1024  # only the end of a long run.log is read
 PRINTED = "printed line"
 HARNESS = "harness record"
@@ -123,6 +130,11 @@ def startup_seconds(row: Row, budget: float) -> float | None:
 def startup_cap(budget: float) -> float:
     """The most time outside training a baseline can pin for the runs after it."""
     return max(STARTUP_CAP, STARTUP_CAP_FRAC * budget)
+
+
+def evaluation_cap(budget: float) -> float:
+    """The slowest baseline evaluation that is pinned as such; a slower one pins this."""
+    return max(EVALUATION_CAP, EVALUATION_CAP_FRAC * budget)
 
 
 def baseline_startup(rows: Iterable[Row], budget: float) -> float | None:
@@ -266,9 +278,11 @@ def measure(cfg: Config, lim: Limits, outcome: RunOutcome, log: str, result_path
     evaluator's and the value comes from the record it wrote to `result_path`."""
     printed = summary(log)
     memory_gb = _memory_gb(printed)
+    # what the trainer printed is a time or a count only within reason (a negative time, or a
+    # count past the database's integers, which end at 2^63, is recorded as none)
     training = number(printed.get("training_seconds"))
+    training = training if training is not None and 0 <= training < MAX_SECONDS else None
     steps_f = number(printed.get("num_steps"))
-    # what the trainer printed is a count only within reason (the database's integers end at 2^63)
     steps = int(steps_f) if steps_f is not None and 0 <= steps_f < MAX_STEPS else None
 
     def crash(reason: str) -> Measurement:

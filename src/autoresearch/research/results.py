@@ -157,6 +157,19 @@ def clean(text: str) -> str:
     return " ".join(printable(text).split())
 
 
+# what markdown (and the HTML it lets through) reads as syntax: in a description or a reason,
+# written by the agent or the trainer, each is shown as the character it is. Otherwise a
+# rendered report could fetch an image from anywhere (a way out for an agent without a network),
+# link to javascript: or carry HTML.
+_MD_SYNTAX = re.compile(r"([\\`*_\[\]<>!|~&#])")
+
+
+def md_cell(text: str) -> str:
+    """`text` as one table cell or list item of a markdown file: one printable line (`clean`),
+    every character markdown would read as syntax escaped, so that it renders as written."""
+    return _MD_SYNTAX.sub(r"\\\1", clean(text))
+
+
 def header(metric: str = "val_bpb") -> str:
     return "\t".join((UPSTREAM[0], metric, *UPSTREAM[2:], *EXTRA)) + "\n"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
 from autoresearch.research.history import History
-from autoresearch.research.results import clean, printable
+from autoresearch.research.results import clean, md_cell, printable
 from autoresearch.views.snapshot import Source, Summary, load, open_source, summarize
 from autoresearch.views.terminal import duration
 
@@ -226,11 +226,6 @@ def _limits(rows, s, direction: str) -> tuple[float, float]:
     return lo - 0.25 * span, hi + 0.12 * span
 
 
-def _md(text: str) -> str:
-    """One table cell or list item of the markdown: one printable line, `|` escaped."""
-    return clean(text).replace("|", "\\|")
-
-
 def markdown(history: History, *, metric: str = "val_bpb", name: str = "", results_name: str = "results.tsv",
              keep_rule=None, judged: bool = False, image: str = "progress.png", summary: Summary | None = None) -> str:
     """report.md. `summary`: the snapshot's numbers of `history` (computed here when not given)."""
@@ -289,12 +284,12 @@ def _changes(history: History, s: Summary, metric: str) -> list[str]:
         delta = "" if previous is None else f"{value - previous:+.6f}"
         vs_base = "" if s.baseline is None or c.baseline else f"{value - s.baseline:+.6f}"
         number = history.numbers[c.index]
-        desc = "baseline" if c.baseline else _md(c.description)
+        desc = "baseline" if c.baseline else md_cell(c.description)
         notes = []
         if c.runs > 1:
             notes.append(f"mean of {c.runs} runs")
         if c.reason:
-            notes.append(_md(c.reason))
+            notes.append(md_cell(c.reason))
         if notes and not c.baseline:
             desc += f" ({'; '.join(notes)})"
         elif c.baseline and c.runs > 1:
@@ -318,12 +313,12 @@ def _failures(history: History) -> list[str]:
         if listed:
             out += ["", f"## {heading}", ""]
             for i, r in listed:
-                why = f": {_md(r.reason)}" if r.reason and r.reason != "interrupted" else ""
+                why = f": {md_cell(r.reason)}" if r.reason and r.reason != "interrupted" else ""
                 kind = f" ({r.kind})" if r.kind != "experiment" else ""
                 kind += _NOT_THE_CODE.get(r.cause, "")
                 number = history.numbers[i]
                 out.append(f"- {'baseline' if number is None else f'#{number}'} `{r.commit[:7]}` "
-                           f"{_md(r.description)}{kind}{why}")
+                           f"{md_cell(r.description)}{kind}{why}")
     return out
 
 

@@ -689,10 +689,12 @@ def _checked_logits(logits, x, vocab):
 HANDOVER_FORMAT = 1
 # operations a handed-over program may not use: files, printing, randomness (which would let a
 # program behave differently when checked), host synchronisation, uninitialised memory (empty,
-# resize: it holds whatever an earlier call left there, a memory that outlives the call)
+# resize: it holds whatever an earlier call left there, a memory that outlives the call), and
+# gradients: a program traced through autograd could train on data it carries in the
+# evaluator's time, which is not the budget's (the model is scored, not trained, there)
 FORBIDDEN_OPS = re.compile(r"from_file|_print|save|load|rand|bernoulli|multinomial|normal|uniform|dropout|"
                            r"exponential|geometric|cauchy|poisson|binomial|_standard_gamma|_sample_dirichlet|"
-                           r"rrelu|seed|_local_scalar|_philox|empty|resize")
+                           r"rrelu|seed|_local_scalar|_philox|empty|resize|backward")
 ALLOWED_TARGET = re.compile(r"torch\.ops\.aten\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+|_operator\.getitem")
 # the hand-over's files and the most bytes each may hold. Each is read whole into memory, so each
 # is capped before it is opened: the graph's JSON is a few MB even for a large model; 16 GiB of
@@ -753,7 +755,7 @@ def _program_problem(data):
                         return f"it calls {str(value)[:80]}, which is not a plain PyTorch (ATen) operation"
                     if FORBIDDEN_OPS.search(value.split(".")[3] if value.count(".") >= 3 else ""):
                         return (f"it calls {value}, which the evaluator does not run (files, printing, "
-                                f"randomness or uninitialised memory)")
+                                f"randomness, uninitialised memory or gradients)")
                 stack.append(value)
         elif isinstance(item, list):
             stack.extend(item)
@@ -794,8 +796,8 @@ def _graph_problem(program):
         if target._schema.is_mutable:
             return f"it calls aten.{name}, which changes a tensor in place: model(idx) must be a pure function of idx"
         if FORBIDDEN_OPS.search(name):
-            return (f"it calls aten.{name}, which the evaluator does not run (files, printing, randomness or "
-                    f"uninitialised memory)")
+            return (f"it calls aten.{name}, which the evaluator does not run (files, printing, randomness, "
+                    f"uninitialised memory or gradients)")
     return ""
 
 
