@@ -967,8 +967,7 @@ def score_handover(folder, device=None):
 
     def losses(x, y, first):  # the cross-entropy of the logits, computed here, never by the program
         with torch.inference_mode():  # per thread, like no_grad
-            logits, lse = _scored_log_probs(module, x, vocab, again=first)
-            return lse - logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            return -_scored_log_probs(module, x, vocab, again=first).of(y)
 
     # on the CPU, one batch per core at once, each on one thread (the trainer has exited: every
     # core it had is the evaluator's); an accelerator takes the batches one after the other
@@ -1003,37 +1002,51 @@ def _failure(module, exc, batch, vocab, device):
             f"it could carry validation tokens; random tokens of the same shape run)")
 
 
-def _logits(module, x, vocab, lse=True):
-    """model(x) in float32, less each position's largest logit, the log-sum-exp of each position
-    (with `lse`), and whether every logit was finite (as a tensor: nothing waits for the device).
-    The program gets a copy of x, which shares its memory with the targets. A NaN or +inf logit
-    makes its position's log-sum-exp NaN or inf, and amin catches -inf and NaN: two reductions,
-    where isfinite(logits).all() would cost far more.
-
-    The largest logit is subtracted before anything else: a log-probability taken as
-    logsumexp(logits) - logit loses everything to rounding when the logits are huge (at 2**30
-    float32 holds only multiples of 128, the log-sum-exp rounds back onto the largest logit and
-    the loss comes out 0), whereas after the subtraction every logit is at most 0 and the
-    log-sum-exp between 0 and log(vocab): the score is that of the distribution the numbers
-    returned describe, whatever constant they carry."""
-    logits = _checked_logits(module(x.clone()), x, vocab)
-    logits = logits - logits.amax(dim=-1, keepdim=True)
-    if not lse:
-        return logits, None, torch.isfinite(logits.amax()) & torch.isfinite(logits.amin())
-    lse = torch.logsumexp(logits, dim=-1)
-    return logits, lse, torch.isfinite(lse).all() & torch.isfinite(logits.amin())
+def _logits(module, x, vocab):
+    """model(x) in float32. The program gets a copy of x, which shares its memory with the targets."""
+    return _checked_logits(module(x.clone()), x, vocab)
 
 
-def _largest_change(a, lse_a, b, lse_b):
-    """The largest difference between two rows' (or batches') log-probabilities, each clamped
-    from below at CHECK_FLOOR, as a tensor: no log_softmax is kept, one pass at a time in place."""
-    got = (a - lse_a.unsqueeze(-1)).clamp_min_(CHECK_FLOOR)
-    return got.sub_((b - lse_b.unsqueeze(-1)).clamp_min_(CHECK_FLOOR)).abs_().amax()
+class _LogProbs:
+    """The log-probabilities of one call's logits, kept as the logits, each position's largest
+    logit (`top`) and the log-sum-exp of the logits less it (`rest`): a log-probability is
+    (logit - top) - rest, made only where it is read.
+
+    The largest logit is taken off first: a log-probability taken as logsumexp(logits) - logit
+    loses everything to rounding when the logits are huge (at 2**30 float32 holds only multiples
+    of 128, the log-sum-exp rounds back onto the largest logit and the loss came out 0), whereas
+    logit - top is exact where it matters and `rest` lies between 0 and log(vocab): the score is
+    that of the distribution the numbers describe, whatever constant they carry. A NaN or +inf
+    logit makes its position's `rest` NaN, and amin catches -inf: two reductions, where
+    isfinite(logits).all() would cost far more."""
+
+    def __init__(self, logits):
+        self.logits = logits
+        self.top = logits.amax(dim=-1)
+        self.rest = (logits - self.top.unsqueeze(-1)).exp_().sum(dim=-1).log_()
+
+    def finite(self):
+        return torch.isfinite(self.rest).all() & torch.isfinite(self.logits.amin())
+
+    def of(self, y):
+        """The log-probability of each position's token in y."""
+        return (self.logits.gather(-1, y.unsqueeze(-1)).squeeze(-1) - self.top) - self.rest
+
+    def clamped(self, index):
+        """All log-probabilities at `index` (a row, a row's prefix), clamped from below at
+        CHECK_FLOOR: a new tensor, made one pass at a time in place."""
+        return ((self.logits[index] - self.top[index].unsqueeze(-1)).sub_(self.rest[index].unsqueeze(-1))
+                .clamp_min_(CHECK_FLOOR))
+
+
+def _largest_change(a, b):
+    """The largest difference between two clamped log-probability tensors (in place in a)."""
+    return a.sub_(b).abs_().amax()
 
 
 def _scored_log_probs(module, x, vocab, again=False):
-    """The logits of model(x) and their log-sum-exp per position (so the log-probability of a
-    token is its logit minus that), returned only after one more call has checked them.
+    """The log-probabilities of model(x) (_LogProbs), returned only after one more call has
+    checked them.
 
     The check call gets a variant of x that the program cannot foresee: its rows in a random
     order, and each row's tokens from a random cut on replaced by other tokens (each differs
@@ -1046,27 +1059,27 @@ def _scored_log_probs(module, x, vocab, again=False):
     the same log-probabilities. The cost: one more forward per batch, and the comparison of each
     row's prefix only (the positions after its cut are not compared, so not computed)."""
     B, T = x.shape
-    logits, lse, finite = _logits(module, x, vocab)
+    scored = _LogProbs(_logits(module, x, vocab))
+    finite = scored.finite()
     rng = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
     order = torch.randperm(B, generator=rng)
     cuts = torch.randint(1, max(T, 2), (B,), generator=rng)
     later = (torch.arange(T)[None, :] >= cuts[:, None]).to(x.device)  # [B, T]: the tokens replaced, by row of x
     other = (x + torch.randint(1, vocab, (B, T), generator=rng).to(x.device)) % vocab
     variant = torch.where(later, other, x)[order.to(x.device)]  # its row i is row order[i] of x, changed
-    checked, _, finite_v = _logits(module, variant, vocab, lse=False)  # compared before the cuts only
-    finite &= finite_v
+    checked = _logits(module, variant, vocab)  # compared before the cuts only
+    finite &= torch.isfinite(checked.amax()) & torch.isfinite(checked.amin())
     worst = torch.zeros((), device=x.device)
     for i, (source, cut) in enumerate(zip(order.tolist(), cuts[order].tolist())):
-        prefix = checked[i, :cut]
-        worst = torch.maximum(worst, _largest_change(prefix, torch.logsumexp(prefix, dim=-1),
-                                                     logits[source, :cut], lse[source, :cut]))
+        prefix = _LogProbs(checked[i, :cut]).clamped(slice(None))
+        worst = torch.maximum(worst, _largest_change(prefix, scored.clamped((source, slice(None, cut)))))
     del checked
     changed = torch.zeros((), device=x.device)
     if again:
-        repeated, lse_r, finite_r = _logits(module, x, vocab)
-        finite &= finite_r
+        repeated = _LogProbs(_logits(module, x, vocab))
+        finite &= repeated.finite()
         for i in range(B):
-            changed = torch.maximum(changed, _largest_change(repeated[i], lse_r[i], logits[i], lse[i]))
+            changed = torch.maximum(changed, _largest_change(repeated.clamped(i), scored.clamped(i)))
         del repeated
     finite, worst, changed = torch.stack([finite.float(), worst, changed]).tolist()
     if not finite:
@@ -1077,7 +1090,7 @@ def _scored_log_probs(module, x, vocab, again=False):
     if not worst <= CHECK_TOL:
         raise HarnessError("the model is not causal, or its rows are not independent: the logits of a row's "
                            "prefix changed with its later tokens or with the other rows; refusing to score it")
-    return logits, lse
+    return scored
 
 
 # ---------------------------------------------------------------------------
