@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from autoresearch.engine.compilecache import copy_regular
 from autoresearch.files import remove_tree
@@ -66,3 +73,39 @@ def test_a_compile_cache_nested_past_its_depth_is_not_kept_and_does_not_overflow
     (tmp_path / "shallow" / "inductor" / "ab").mkdir(parents=True)
     (tmp_path / "shallow" / "inductor" / "ab" / "kernel.py").write_text("k")
     assert copy_regular(tmp_path / "shallow", tmp_path / "kept2", owner=None) == 1
+
+
+LOCKED = """
+import os, sys
+from autoresearch.files import remove_tree
+top = sys.argv[1]
+os.makedirs(os.path.join(top, "a", "b", "c"))
+open(os.path.join(top, "a", "b", "c", "data"), "w").write("x" * 1000)
+os.chmod(os.path.join(top, "a", "b", "c"), 0o500)  # read-only, two levels down: moved up to be emptied
+os.chmod(os.path.join(top, "a", "b"), 0o000)  # unreadable
+os.makedirs(os.path.join(top, "w"))
+os.chmod(os.path.join(top, "w"), 0o300)  # writable, not readable
+os.chmod(top, 0o500)
+remove_tree(top)
+print(os.path.exists(top))
+"""
+
+
+def test_folders_a_run_made_unreadable_or_read_only_go_too_without_root(tmp_path):
+    """A user's engine has no root to read past a folder's mode: the run that made the folders
+    was that user, so the modes are set back first. (As root, the script runs as nobody.)"""
+    base = Path(tempfile.mkdtemp(prefix="autoresearch-test-"))  # pytest's own folder is root's alone
+    try:
+        argv = [sys.executable, "-c", LOCKED, str(base / "scratch")]
+        if os.geteuid() == 0:
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                pytest.skip("no setpriv to run as another user")
+            os.chmod(base, 0o777)
+            argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+        done = subprocess.run(argv, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "False"
+    finally:
+        remove_tree(base)

@@ -57,7 +57,7 @@ def test_finalize_keeps_the_real_change_and_drops_the_one_that_rode_on_noise(tmp
     # the change's description as markdown shows it as written: its syntax characters escaped
     verdicts = dict(re.findall(r"^\| (\\#\d [^|]+?|the frontier against the baseline) \|.*\| (held up|dropped|entangled):",
                                report, re.M))
-    assert verdicts == {"\\#1 A 0 -\\> 1": "held up", "\\#2 B 0 -\\> 1": "dropped",
+    assert verdicts == {"\\#1 A 0 -> 1": "held up", "\\#2 B 0 -> 1": "dropped",
                         "the frontier against the baseline": "held up"}, report
     assert "finalize: 1 of 2 kept changes held up; branch autoresearch/test-final" in r.stdout
 

@@ -242,8 +242,8 @@ class TellsInItsError(Bigram):
 
     def forward(self, idx):
         code = (idx[0, 1:6] * VOCAB ** torch.arange(5)).sum().reshape(1) + 1
-        if self.at_bos is not None:
-            code = code * (idx[0, 0] == self.at_bos).long()
+        if self.at_bos is not None:  # every row at a document's start: random rows never all are
+            code = code * (idx[:, 0] == self.at_bos).all().long()
         return super().forward(idx) + torch.zeros(1)[code]  # an index tensor: shapes stay fixed
 
 

@@ -97,6 +97,8 @@ def remove_tree(path: Path) -> None:
         if not stat.S_ISDIR(os.lstat(path).st_mode):
             os.unlink(path)
             return
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)  # a folder, not a link (just looked): readable to be opened
         top = os.open(path, _FOLDER)
     except OSError:
         return
@@ -119,7 +121,12 @@ def remove_tree(path: Path) -> None:
                     with contextlib.suppress(OSError):
                         if not is_dir:
                             os.unlink(entry, dir_fd=fd)
-                        elif name is None:
+                            continue
+                        # opening a folder needs it readable, moving it writable (its ".." changes);
+                        # the run that made it 000 or 0500 has ended, so this follows no swapped link
+                        with contextlib.suppress(OSError):
+                            os.chmod(entry, 0o700, dir_fd=fd)
+                        if name is None:
                             todo.append(entry)
                         else:
                             moved += 1

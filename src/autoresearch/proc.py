@@ -178,7 +178,7 @@ def pid_alive(pid) -> bool:
         return False
     except PermissionError:
         return True
-    except OSError:
+    except (OSError, OverflowError):  # OverflowError: no process has so large an id
         return False
     return True
 
@@ -208,7 +208,8 @@ def orphaned_folders(prefix: str) -> list[Path]:
             st = path.lstat()
         except OSError:
             continue
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and pid.isdigit() and not pid_alive(pid):
+        if (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and pid.isdigit() and len(pid) <= 10
+                and not pid_alive(pid)):
             found.append(path)
     return found
 

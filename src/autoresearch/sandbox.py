@@ -145,16 +145,23 @@ class Sandbox:
         if not root or self.kind != BUBBLEWRAP:
             return head
         uid = self.owner()
-        return [*head, shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}",
+        # set while the jail still has root's capabilities, the OOM score is also the run's
+        # floor: no process of it can lower it again (the shim's own write below could be undone)
+        choom = shutil.which("choom")
+        first = [choom, "-n", "1000", "--"] if choom else []
+        return [*head, *first, shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}",
                 "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
 # The jail's first process. It also makes itself, and so everything the run starts, the first
 # that the kernel's OOM killer takes (oom_score_adj 1000, which any process may raise): memory a
 # run holds outside its address-space cap (a memfd, files in a tmpfs of its own) would
-# otherwise have the engine or another program killed in its place.
+# otherwise have the engine or another program killed in its place. Under a root engine the
+# score was set before the capabilities were dropped (Sandbox._drop), which makes it a floor;
+# under a user's engine the run could lower it again.
 _UP_SHIM = ("import os, sys\n"
-            "try:\n    open('/proc/self/oom_score_adj', 'w').write('1000')\nexcept OSError:\n    pass\n"
+            "try:\n    with open('/proc/self/oom_score_adj', 'w') as f:\n        f.write('1000')\n"
+            "except OSError:\n    pass\n"
             "fd = int(sys.argv[1]); os.write(fd, b'up'); os.close(fd); os.execvp(sys.argv[2], sys.argv[2:])")
 
 

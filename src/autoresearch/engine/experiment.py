@@ -279,10 +279,12 @@ class Engine:
         startup = baseline_startup(runs, self.cfg.budget)
         if startup is not None:
             pins.write(pinned.with_baseline(startup, slowest_eval))
-            if startup >= startup_cap(self.cfg.budget) and self.cfg.allowance <= 0:
+            if startup >= round(startup_cap(self.cfg.budget), 1) and self.cfg.allowance <= 0:
                 self.out(f"the baseline spent more than {startup:g} s outside training (start-up, compile, hand-over): "
-                         f"every run's deadline counts {startup:g} s for it at most (10 s or a quarter of the budget), "
-                         f"so a slower start trains for less; `allowance` in autoresearch.toml sets it instead")
+                         f"every run's deadline counts {startup:g} s for it at most (10 s or a quarter of the budget). "
+                         f"The template's train.py reads its deadline and trains for less; a program that does not "
+                         f"is killed over budget: set `allowance` in autoresearch.toml (then `autoresearch settings "
+                         f"--accept`) to give it the time")
 
     def run(self, pen: Pen, commit: str, kind: str, description: str, behind: Reference | None = None) -> Measurement:
         """One run on this engine's runner, its log kept and named on the measurement; the

@@ -83,11 +83,12 @@ def payload_problem(name: str, data: bytes) -> str:
     # plain ASCII text run as other code than the diff shows (and than a UTF-8 reading parses)
     try:
         encoding = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
-    except SyntaxError:  # an encoding Python does not know: it will not run the file either
-        encoding = "unknown"
-    if encoding not in ("utf-8", "utf-8-sig"):
-        return (f"{name} declares its source encoding as {encoding}: an editable Python file is read "
-                f"as UTF-8, so that what runs is what its diff shows")
+        same = data.decode(encoding) == data.decode("utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8")
+    except (SyntaxError, LookupError, UnicodeError):  # an encoding Python does not know or cannot apply
+        encoding, same = "unknown", False
+    if not same:  # `utf8`, `ascii` on an ASCII file: the same text; `utf-7`: other code
+        return (f"{name} declares its source encoding as {encoding}, in which it reads otherwise than as "
+                f"UTF-8: an editable Python file is read as UTF-8, so that what runs is what its diff shows")
     return literal_problem(name, data)
 
 

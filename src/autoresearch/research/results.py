@@ -157,11 +157,12 @@ def clean(text: str) -> str:
     return " ".join(printable(text).split())
 
 
-# what markdown (and the HTML it lets through) reads as syntax: in a description or a reason,
-# written by the agent or the trainer, each is shown as the character it is. Otherwise a
-# rendered report could fetch an image from anywhere (a way out for an agent without a network),
-# link to javascript: or carry HTML.
-_MD_SYNTAX = re.compile(r"([\\`*_\[\]<>!|~&#])")
+# what markdown (and the HTML it lets through, and GitHub's math) reads as syntax: in a
+# description or a reason, written by the agent or the trainer, each is shown as the character it
+# is. Otherwise a rendered report could fetch an image from anywhere (a way out for an agent
+# without a network), link to javascript: or carry HTML. (`>` and `!` start nothing once `<` and
+# `[` are escaped, and stay readable: "DEPTH 2 -> 1".)
+_MD_SYNTAX = re.compile(r"([\\`*_\[\]<|~&#$])")
 
 
 def md_cell(text: str) -> str:

@@ -977,10 +977,8 @@ def score_handover(folder, device=None):
     t0 = time.perf_counter()
     try:
         bpb, tokens, nbytes = _score(losses, batch, device, bos, workers)  # losses: no autograd (inference_mode)
-    except HarnessError:
-        raise
-    except Exception as exc:  # raised by the program itself
-        raise HarnessError(_failure(module, exc, batch, vocab, device)) from None
+    except _ProgramFailed as failed:  # raised by the program itself; the harness's own errors go as they are
+        raise HarnessError(_failure(module, failed.__cause__, batch, vocab, device)) from None
     return {"val_bpb": bpb, "tokens": tokens, "bytes": nbytes, "val_sha256": val_sha, "batch_size": batch,
             "load_seconds": round(loaded, 3), "score_seconds": round(time.perf_counter() - t0, 3)}
 
@@ -1002,9 +1000,17 @@ def _failure(module, exc, batch, vocab, device):
             f"it could carry validation tokens; random tokens of the same shape run)")
 
 
+class _ProgramFailed(Exception):
+    """An exception the handed-over program raised (see _failure), told from the harness's own."""
+
+
 def _logits(module, x, vocab):
     """model(x) in float32. The program gets a copy of x, which shares its memory with the targets."""
-    return _checked_logits(module(x.clone()), x, vocab)
+    try:
+        out = module(x.clone())
+    except Exception as exc:
+        raise _ProgramFailed() from exc
+    return _checked_logits(out, x, vocab)
 
 
 class _LogProbs:
