@@ -123,7 +123,12 @@ class Sandbox:
             return [self.program, "-p", seatbelt.profile(jail, python), *inner]
         args = bubblewrap.arguments(jail, python=python, gpus=card_devices(gpu_devices(), jail.card),
                                     root=os.geteuid() == 0)
-        return [self.program, *args, "--", *self._drop(jail), *inner]
+        # a root engine sets the run's OOM score before bubblewrap starts: written by a process
+        # with CAP_SYS_RESOURCE, it is also a floor that no process of the run can lower again
+        # (the shim's own write, below, could be undone)
+        choom = shutil.which("choom") if os.geteuid() == 0 else None
+        first = [choom, "-n", "1000", "--"] if choom else []
+        return [*first, self.program, *args, "--", *self._drop(jail), *inner]
 
     def owner(self) -> int | None:
         """The uid that must own the jail's writable folders (None: this process's own)."""
@@ -145,11 +150,7 @@ class Sandbox:
         if not root or self.kind != BUBBLEWRAP:
             return head
         uid = self.owner()
-        # set while the jail still has root's capabilities, the OOM score is also the run's
-        # floor: no process of it can lower it again (the shim's own write below could be undone)
-        choom = shutil.which("choom")
-        first = [choom, "-n", "1000", "--"] if choom else []
-        return [*head, *first, shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}",
+        return [*head, shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}",
                 "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
@@ -157,8 +158,8 @@ class Sandbox:
 # that the kernel's OOM killer takes (oom_score_adj 1000, which any process may raise): memory a
 # run holds outside its address-space cap (a memfd, files in a tmpfs of its own) would
 # otherwise have the engine or another program killed in its place. Under a root engine the
-# score was set before the capabilities were dropped (Sandbox._drop), which makes it a floor;
-# under a user's engine the run could lower it again.
+# score was set before bubblewrap started (Sandbox.command), which makes it a floor where root
+# has CAP_SYS_RESOURCE; under a user's engine the run could lower it again.
 _UP_SHIM = ("import os, sys\n"
             "try:\n    with open('/proc/self/oom_score_adj', 'w') as f:\n        f.write('1000')\n"
             "except OSError:\n    pass\n"
