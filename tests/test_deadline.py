@@ -151,27 +151,37 @@ SLOW_EVALUATION = FAKE_PREPARE.replace(
     '    value = handed["value"]\n')
 
 
+def slow_scoring_harness(root: Path) -> None:
+    """SLOW_EVALUATION as the workspace's harness, fingerprinted and pinned."""
+    (root / "prepare.py").write_text(SLOW_EVALUATION)
+    ws = Workspace.load(root)
+    sha = fingerprint(root, ws.config.harness_files)
+    ws.save(replace(ws.config, harness_sha256=sha))
+    pins.write(pins.fresh(root, sha, VAL_SHA))
+
+
+def slow_handover(seconds: float) -> str:
+    """A train.py body whose hand-over asks SLOW_EVALUATION to take `seconds` to score it."""
+    return ("import json, os\n"
+            "_write = evaluate_bpb\n"
+            "def evaluate_bpb(value):\n"
+            "    _write(value)\n"
+            "    path = os.path.join(os.environ['AUTORESEARCH_HANDOVER'], 'value.json')\n"
+            f"    json.dump({{'value': value, 'sleep': {seconds}}}, open(path, 'w'))\n"
+            "    return value")
+
+
 def test_the_evaluator_is_stopped_at_a_limit_the_baseline_evaluations_set(tmp_path, monkeypatch):
     """A hand-over that takes 30 s to score: before, the evaluator had 600 s whatever the
     baseline's evaluations took. (The floor of a minute is lowered here to keep the test short.)"""
     assert SLOW_EVALUATION != FAKE_PREPARE
     root = tmp_path / "ws"
     llm_like(root, budget=2)
-    (root / "prepare.py").write_text(SLOW_EVALUATION)
-    ws = Workspace.load(root)
-    sha = fingerprint(root, ws.config.harness_files)
-    ws.save(replace(ws.config, harness_sha256=sha))
-    pins.write(pins.fresh(root, sha, VAL_SHA))
+    slow_scoring_harness(root)
     git(root, "commit", "-qam", "a harness that scores as slowly as the hand-over asks")
     baseline(root)
     frontier = head(root)
-    body = ("import json, os\n"
-            "_write = evaluate_bpb\n"
-            "def evaluate_bpb(value):\n"
-            "    _write(value)\n"
-            "    path = os.path.join(os.environ['AUTORESEARCH_HANDOVER'], 'value.json')\n"
-            "    json.dump({'value': value, 'sleep': 30}, open(path, 'w'))\n"
-            "    return value")
+    body = slow_handover(30)
     (root / "train.py").write_text(train_text(0.5, body=body))
 
     from autoresearch.engine import Engine
@@ -201,18 +211,8 @@ def test_a_baseline_made_slow_to_score_on_purpose_pins_no_more_than_the_cap(tmp_
     the budget, is lowered here to 1 s to keep the test short.)"""
     root = tmp_path / "ws"
     llm_like(root, budget=2, baseline_runs=1)
-    (root / "prepare.py").write_text(SLOW_EVALUATION)
-    ws = Workspace.load(root)
-    sha = fingerprint(root, ws.config.harness_files)
-    ws.save(replace(ws.config, harness_sha256=sha))
-    pins.write(pins.fresh(root, sha, VAL_SHA))
-    body = ("import json, os\n"
-            "_write = evaluate_bpb\n"
-            "def evaluate_bpb(value):\n"
-            "    _write(value)\n"
-            "    path = os.path.join(os.environ['AUTORESEARCH_HANDOVER'], 'value.json')\n"
-            "    json.dump({'value': value, 'sleep': 4}, open(path, 'w'))\n"
-            "    return value")
+    slow_scoring_harness(root)
+    body = slow_handover(4)
     (root / "train.py").write_text(train_text(1.0, body=body))
     git(root, "commit", "-qam", "a harness that scores slowly, and a baseline slow to score")
 

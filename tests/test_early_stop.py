@@ -43,14 +43,20 @@ print(f"score: {{START - 1.0:.6f}}")
 """
 
 
-def test_a_hopeless_candidate_is_stopped_and_discarded_and_a_good_one_is_measured(tmp_path):
+def measured_baseline(tmp_path) -> Engine:
+    """An engine on a research branch with early stopping on, its baseline (SCORE from 3.0) measured."""
     ws = blank(tmp_path, SCORE.format(start=3.0), editable=("score.py",), budget=30)
     ws = ws.save(replace(ws.config, early_stop=True))
     commit(ws, "early stop on")
     git(ws.root, "switch", "-qc", "autoresearch/test")
-    ws = Workspace.load(ws.root)
-    engine = Engine(ws, out=lambda line: None, live=False)
+    engine = Engine(Workspace.load(ws.root), out=lambda line: None, live=False)
     engine.ensure_baseline(engine.branch())
+    return engine
+
+
+def test_a_hopeless_candidate_is_stopped_and_discarded_and_a_good_one_is_measured(tmp_path):
+    engine = measured_baseline(tmp_path)
+    ws = engine.ws
 
     (ws.root / "score.py").write_text(SCORE.format(start=4.5))  # 1.5 above the frontier all the way
     out = one_experiment(engine, "a much worse change")
@@ -73,13 +79,8 @@ def test_numbers_too_large_for_the_engine_in_the_trainers_output_are_not_read(tm
     """A step of 5,000 digits (int() refuses more than 4,300) in a progress line, a num_steps
     past the database's integers and a training time below zero: the run is recorded like any
     other (without them), not the engine's crash, though its curve is read for early stopping."""
-    ws = blank(tmp_path, SCORE.format(start=3.0), editable=("score.py",), budget=30)
-    ws = ws.save(replace(ws.config, early_stop=True))
-    commit(ws, "early stop on")
-    git(ws.root, "switch", "-qc", "autoresearch/test")
-    ws = Workspace.load(ws.root)
-    engine = Engine(ws, out=lambda line: None, live=False)
-    engine.ensure_baseline(engine.branch())
+    engine = measured_baseline(tmp_path)
+    ws = engine.ws
     hostile = ('print("step " + "9" * 5000 + " | progress 60.0% | loss 9.0", flush=True)\n'
                'print("num_steps: 1e300", flush=True)\n'
                'print("training_seconds: -1e300", flush=True)\n')
