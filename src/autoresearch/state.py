@@ -151,7 +151,9 @@ class StateFolder:
         return _record(Current, read_json(self.path / self._current))
 
     def write_current(self, current: Current) -> None:
-        write_json(self.path / self._current, asdict(replace(current, worker=self.worker)))
+        # for watchers only: a disk that a run filled for a moment must not stop the engine here
+        with contextlib.suppress(OSError):
+            write_json(self.path / self._current, asdict(replace(current, worker=self.worker)))
 
     def clear_current(self) -> None:
         (self.path / self._current).unlink(missing_ok=True)

@@ -227,9 +227,9 @@ class Runner:
                 # the one deadline of the whole process, from its start (docs/trust.md)
                 env = {**jail.env, RESULT_VARIABLE: str(result_path),
                        DEADLINE_VARIABLE: f"{time.time() + self.limits.hard:.3f}"}
-                outcome = self._supervise_jailed(stage.box, argv, jail, env, stage.cwd, self.log_path,
-                                                 self.limits.hard, "the sandbox", on_start=on_start, on_tick=live,
-                                                 stop_when=self._stop_when(disk, behind))
+                outcome = disk.after(self._supervise_jailed(stage.box, argv, jail, env, stage.cwd, self.log_path,
+                                                            self.limits.hard, "the sandbox", on_start=on_start,
+                                                            on_tick=live, stop_when=self._stop_when(disk, behind)))
             self._halted()
             # only the evaluator writes the record: anything the trainer left there goes
             # (without a sandbox it can reach this path)
@@ -270,42 +270,53 @@ class Runner:
                   live: "LiveLine | None" = None) -> proc.RunOutcome:
         """The waiting evaluator told to go on the hand-over: its output follows the trainer's in run.log."""
         evaluator.go()
-        outcome = evaluator.finish(self.limits.evaluator, on_start=on_start, on_tick=live,
-                                   stop_when=self._stop_when(disk))
+        outcome = disk.after(evaluator.finish(self.limits.evaluator, on_start=on_start, on_tick=live,
+                                              stop_when=self._stop_when(disk)))
         with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
             log.write(b"\n[the engine's evaluator]\n")
             log.write(evaluator.log_path.read_bytes()[-LOG_READ_BYTES:])
         written = stage.scratch / "record" / result_path.name
-        if written.is_file() and not written.is_symlink():
+        if not outcome.error and written.is_file() and not written.is_symlink():
             shutil.copyfile(written, result_path)
         return outcome
 
 
 class DiskGuard:
-    """Stops a run that fills the disk: it may use at most DISK_SHARE of the space that was free
-    under its scratch folder when it started (the engine needs room to record it, and the next
-    run to start). Checked at each tick of the supervisor, with statvfs: cheap, whatever the
-    number of files."""
+    """Stops a run that fills the disk: it may use at most DISK_SHARE of the space, and of the
+    inodes, that were free under its scratch folder when it started (the engine needs room to
+    record it, and the next run to start). Checked at each tick of the supervisor and once more
+    when the trainer and the evaluator exit (a run can fill a disk in milliseconds and exit
+    before the next tick), with statvfs: cheap, whatever the number of files."""
 
     def __init__(self, folder: Path, allowed: int | None = None):
         self.folder = folder
-        free = self._free()
+        free, inodes = self._free()
         self.allowed = allowed if allowed is not None else int(free * DISK_SHARE)
         self.floor = free - self.allowed
+        # a file system that reports no inode count (some do: 0 files) is checked for space only
+        self.inode_floor = inodes - int(inodes * DISK_SHARE) if inodes > 0 else None
 
-    def _free(self) -> int:
+    def _free(self) -> tuple[int, int]:
         st = os.statvfs(self.folder)
-        return st.f_bavail * st.f_frsize
+        return st.f_bavail * st.f_frsize, (st.f_favail if st.f_files > 0 else 0)
 
     def __call__(self) -> str:
         try:
-            free = self._free()
+            free, inodes = self._free()
         except OSError:
             return ""
-        if free >= self.floor:
-            return ""
-        return (f"over its disk share: the run wrote more than {self.allowed / 2**30:.2f} GiB "
-                f"(a run may fill {100 * DISK_SHARE:g} % of the disk space free when it starts)")
+        if free < self.floor:
+            return (f"over its disk share: the run wrote more than {self.allowed / 2**30:.2f} GiB "
+                    f"(a run may fill {100 * DISK_SHARE:g} % of the disk space free when it starts)")
+        if self.inode_floor is not None and inodes < self.inode_floor:
+            return (f"over its disk share: the run made more files than the disk had room for "
+                    f"(a run may use {100 * DISK_SHARE:g} % of the inodes free when it starts)")
+        return ""
+
+    def after(self, outcome: proc.RunOutcome) -> proc.RunOutcome:
+        """`outcome` of a process that exited, stopped after all if it left the disk over its share."""
+        over = "" if outcome.error or outcome.timed_out else self()
+        return replace(outcome, returncode=None, error=over) if over else outcome
 
 
 DISK_SHARE = 0.5
