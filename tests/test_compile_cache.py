@@ -102,3 +102,13 @@ def test_only_regular_files_are_kept_and_never_past_the_limit(tmp_path):
     assert sorted(str(p.relative_to(tmp_path / "kept")) for p in (tmp_path / "kept").rglob("*")) == [
         "inductor", "inductor/fxgraph", "inductor/fxgraph/entry"]
     assert copy_regular(src, tmp_path / "small", owner=None, limit=99) is None
+
+
+def test_a_cache_of_many_empty_files_is_not_kept(tmp_path):
+    """Empty files cost no bytes but an inode each: past MAX_ENTRIES the cache is not kept."""
+    src = tmp_path / "run-cache"
+    src.mkdir()
+    for i in range(60):
+        (src / f"empty-{i}").touch()
+    assert copy_regular(src, tmp_path / "kept", owner=None, entries=100) == 0
+    assert copy_regular(src, tmp_path / "not-kept", owner=None, entries=50) is None

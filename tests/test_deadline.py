@@ -75,6 +75,9 @@ def test_the_limits_before_and_after_the_baseline_is_pinned():
     assert after.allowance == pytest.approx(63.8 + 15) and after.hard == pytest.approx(300 + 63.8 + 15)
     assert after.evaluator == 400 and "pinned" in after.basis  # 10 x the slowest baseline evaluation
     assert Limits.of(cfg, fresh.with_baseline(2.0, 3.0)).evaluator == 120  # at least two minutes
+    # pins written before the caps (a baseline made slow on purpose) are capped when read
+    old = Limits.of(cfg, fresh.with_baseline(500.0, 900.0))
+    assert old.allowance == pytest.approx(75 + 15) and old.evaluator == 750  # a quarter of the budget each
     # set by hand, the allowance and the hard limit still win
     assert Limits.of(replace(cfg, allowance=7.0), pinned).hard == 307
     assert Limits.of(replace(cfg, hard_limit=42.0), pinned).hard == 42

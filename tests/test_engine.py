@@ -774,6 +774,23 @@ def test_a_record_is_used_only_from_an_evaluator_that_finished(tmp_path):
     assert finished.value == 0.1
 
 
+@pytest.mark.parametrize("said", ["inf", "1e12"])
+def test_a_printed_training_time_past_reason_is_over_budget(tmp_path, said):
+    """A training time too large to record is not dropped as if none was printed: it is past
+    any budget."""
+    from autoresearch.config import Config
+    from autoresearch.engine.measure import Limits, measure
+    from autoresearch.proc import RunOutcome
+
+    cfg = Config(budget=2)
+    record = tmp_path / "record.json"
+    record.write_text(json.dumps({"val_bpb": 0.1, "harness_sha256": "h" * 64, "val_sha256": "v" * 64}))
+    log = f"---\nval_bpb: 0.100000\ntraining_seconds: {said}\nnum_steps: 10\n"
+    m = measure(cfg, Limits.of(cfg), RunOutcome(0, 3.0), log, record, "v" * 64, RunOutcome(0, 1.0), harness_pin="h" * 64)
+    assert m.value is None and m.reason.startswith("over budget: printed a training time"), m.reason
+    assert m.training_seconds is None  # never recorded
+
+
 def test_a_results_tsv_planted_before_the_first_run_is_not_read_and_is_replaced(tmp_path):
     root = tmp_path / "ws"
     llm_like(root)

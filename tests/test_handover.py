@@ -500,3 +500,17 @@ def test_a_waiting_evaluator_told_nothing_leaves_without_a_record(tmp_path):
     handover, started = _waiting_evaluator(tmp_path)
     started.send(b"")  # the trainer failed, or the engine went away: stdin ends
     assert started.wait(30).returncode == 3 and not (tmp_path / "record.json").exists()
+
+
+def test_where_a_device_side_assertion_failed_never_reaches_run_log():
+    """CUDA prints the block and thread of a failed device-side assertion: a program that fails
+    at positions its validation tokens pick would spell them out in the evaluator's output,
+    which run.log (read by the agent) carries. The line is withheld, the rest kept."""
+    from autoresearch.engine.runner import _DEVICE_ASSERT, WITHHELD
+
+    out = (b"scoring\n/pytorch/aten/src/ATen/native/cuda/IndexKernel.cu:92: operator(): block: [3,0,0], "
+           b"thread: [17,0,0] Assertion `-sizes[i] <= index && index < sizes[i] && \"index out of bounds\"` failed.\n"
+           b"RuntimeError: CUDA error: device-side assert triggered\n")
+    shown = _DEVICE_ASSERT.sub(WITHHELD, out)
+    assert b"[3,0,0]" not in shown and b"[17,0,0]" not in shown
+    assert shown.startswith(b"scoring\n" + WITHHELD + b"\n") and shown.endswith(b"device-side assert triggered\n")

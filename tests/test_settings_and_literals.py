@@ -237,6 +237,17 @@ def test_a_literal_hidden_from_a_utf8_reading_by_a_coding_declaration_is_refused
     assert "utf-7" in reason and "encoding" in reason
 
 
+def test_a_coding_declaration_behind_a_lone_carriage_return_is_refused():
+    """Python ends a line at a lone \\r, tokenize's encoding detection does not: a file that
+    starts with one reads as a blank first line to the detection and as `coding: utf-7` to
+    Python, which then runs a "comment" as code."""
+    data = b'\r# coding: utf-7\nx = 1  # harmless +AAo-print("hidden")\nprint("ok")\n'
+    assert any(isinstance(n, ast.Expr) and "hidden" in ast.dump(n) for n in ast.parse(data).body)  # what runs
+    reason = guard.payload_problem("train.py", data)
+    assert "carriage return" in reason
+    assert guard.payload_problem("train.py", b"x = 1\r\nprint(x)\r\n") == ""  # Windows line ends: fine
+
+
 def test_a_literal_behind_a_byte_order_mark_is_refused(ws):
     """Python runs a file that starts with a UTF-8 byte-order mark; a str parse refuses it."""
     rng = random.Random(4)

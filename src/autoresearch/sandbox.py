@@ -125,9 +125,9 @@ class Sandbox:
                                     root=os.geteuid() == 0)
         # a root engine sets the run's OOM score before bubblewrap starts: written by a process
         # with CAP_SYS_RESOURCE, it is also a floor that no process of the run can lower again
-        # (the shim's own write, below, could be undone)
-        choom = shutil.which("choom") if os.geteuid() == 0 else None
-        first = [choom, "-n", "1000", "--"] if choom else []
+        # (the shim's own write, below, could be undone). Best effort: a host that refuses the
+        # write (a security module) still gets its sandbox, with the shim's score alone
+        first = ["/bin/sh", "-c", _OOM_FIRST, "sh"] if os.geteuid() == 0 and os.path.exists("/bin/sh") else []
         return [*first, self.program, *args, "--", *self._drop(jail), *inner]
 
     def owner(self) -> int | None:
@@ -152,6 +152,9 @@ class Sandbox:
         uid = self.owner()
         return [*head, shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}",
                 "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
+
+
+_OOM_FIRST = 'echo 1000 2>/dev/null >/proc/self/oom_score_adj; exec "$@"'
 
 
 # The jail's first process. It also makes itself, and so everything the run starts, the first

@@ -35,6 +35,9 @@ from autoresearch.files import remove_tree
 READERS = ("rerun", "baseline")  # the kinds of run that get a warm cache
 MAX_BYTES = 4 << 30  # a cache larger than this is not kept (an Inductor cache of one model is MBs)
 MAX_DEPTH = 32  # folders deep: Inductor's and Triton's caches are a few
+# files and folders: a model's caches hold hundreds to a few thousand; empty files cost no bytes
+# but an inode each, and the kept caches of KEEP commits must not use up the disk's inodes
+MAX_ENTRIES = 20_000
 KEEP = 8  # the caches of this many commits are kept, the most recently used
 NEVER = ("finalize",)  # kinds whose commits are never run as a frontier: nothing of theirs is kept
 _lock = threading.Lock()  # a pool's workers are threads: one keeps or prunes at a time
@@ -109,16 +112,18 @@ def _empty(folder: Path, owner: int | None) -> None:
         os.chown(folder, owner, owner)
 
 
-def copy_regular(src: Path, dst: Path, *, owner: int | None, limit: int = MAX_BYTES) -> int | None:
+def copy_regular(src: Path, dst: Path, *, owner: int | None, limit: int = MAX_BYTES,
+                 entries: int = MAX_ENTRIES) -> int | None:
     """Copy the regular files and folders under `src` to `dst` (made if missing), owned by
     `owner` when given: links, devices, FIFOs and sockets are left behind, so that reading a
     run's folder can never block or leave it. The bytes copied, or None past `limit` or past
     MAX_DEPTH folders deep (os.walk recurses: a run's folder nested a thousand deep would
-    overflow the stack)."""
-    total = 0
+    overflow the stack) or past `entries` files and folders."""
+    total = made = 0
     for dirpath, dirnames, filenames in os.walk(src):  # never follows a link to a folder
         here = dst / Path(dirpath).relative_to(src)
-        if len(here.relative_to(dst).parts) >= MAX_DEPTH and dirnames:
+        made += 1 + len(filenames)
+        if len(here.relative_to(dst).parts) >= MAX_DEPTH and dirnames or made > entries:
             return None
         here.mkdir(parents=True, exist_ok=True)
         if owner is not None:

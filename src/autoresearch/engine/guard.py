@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import re
 import tokenize
 from dataclasses import dataclass
 
@@ -79,6 +80,11 @@ def payload_problem(name: str, data: bytes) -> str:
         return f"{name} is not UTF-8 text: editable files hold code, not binary data"
     if not name.endswith(".py"):
         return ""
+    # Python ends a line at a lone carriage return, a diff (and tokenize's encoding detection)
+    # does not: `\r# coding: utf-7` would pass the check below as a first line that is blank
+    if re.search(rb"\r(?!\n)", data):
+        return (f"{name} has a carriage return that does not end a Windows line: Python reads it as "
+                f"a line break where a diff shows none, so an editable Python file may not hold one")
     # Python reads a file in the encoding its first lines declare: a `coding: utf-7` line makes
     # plain ASCII text run as other code than the diff shows (and than a UTF-8 reading parses)
     try:

@@ -97,7 +97,9 @@ class Limits:
     @classmethod
     def of(cls, cfg: Config, pinned: Pins | None = None) -> "Limits":
         """The limits of the next run; `pinned` holds what the baseline needed, once measured."""
+        # the caps again, for pins written before there were caps (what is pinned now is capped)
         startup = pinned.baseline_startup if pinned is not None else None
+        startup = min(startup, startup_cap(cfg.budget)) if startup is not None else None
         if cfg.allowance > 0:
             allowance, basis = cfg.allowance, "set in autoresearch.toml"
         elif startup is None:
@@ -110,6 +112,7 @@ class Limits:
         # the training process is killed at its deadline: the budget and the allowance, from its start
         hard = cfg.hard_limit if cfg.hard_limit > 0 else cfg.budget + allowance
         evaluation = pinned.baseline_eval if pinned is not None else None
+        evaluation = min(evaluation, evaluation_cap(cfg.budget)) if evaluation is not None else None
         evaluator = (EVALUATOR_DEFAULT if evaluation is None
                      else max(EVALUATOR_MIN, round(EVALUATOR_FACTOR * evaluation, 1)))
         return cls(cfg.budget, allowance, hard, max(OVERRUN_MIN, OVERRUN_FRAC * cfg.budget), basis, evaluator)
@@ -280,8 +283,8 @@ def measure(cfg: Config, lim: Limits, outcome: RunOutcome, log: str, result_path
     memory_gb = _memory_gb(printed)
     # what the trainer printed is a time or a count only within reason (a negative time, or a
     # count past the database's integers, which end at 2^63, is recorded as none)
-    training = number(printed.get("training_seconds"))
-    training = training if training is not None and 0 <= training < MAX_SECONDS else None
+    said = number(printed.get("training_seconds"))
+    training = said if said is not None and 0 <= said < MAX_SECONDS else None
     steps_f = number(printed.get("num_steps"))
     steps = int(steps_f) if steps_f is not None and 0 <= steps_f < MAX_STEPS else None
 
@@ -298,6 +301,8 @@ def measure(cfg: Config, lim: Limits, outcome: RunOutcome, log: str, result_path
     if outcome.returncode != 0:
         return crash(crash_reason(log, outcome.returncode))
     over = _over_budget(lim, training, steps, outcome.seconds)
+    if not over and said is not None and said >= MAX_SECONDS:  # not recorded, but past any budget
+        over = f"over budget: printed a training time of {said:.3g} s, budget {lim.budget:g} s"
     if over:
         return crash(over)
 

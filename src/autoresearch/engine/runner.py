@@ -274,7 +274,7 @@ class Runner:
                                               stop_when=self._stop_when(disk)))
         with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
             log.write(b"\n[the engine's evaluator]\n")
-            log.write(evaluator.log_path.read_bytes()[-LOG_READ_BYTES:])
+            log.write(_DEVICE_ASSERT.sub(WITHHELD, evaluator.log_path.read_bytes()[-LOG_READ_BYTES:]))
         written = stage.scratch / "record" / result_path.name
         if not outcome.error and written.is_file() and not written.is_symlink():
             shutil.copyfile(written, result_path)
@@ -320,6 +320,11 @@ class DiskGuard:
 
 
 DISK_SHARE = 0.5
+# CUDA prints a failed device-side assertion (an index out of range) with the block and thread
+# where it failed: a program could fail on purpose at positions chosen by the validation tokens
+# it is given, and the evaluator's output goes to run.log, which the agent reads
+_DEVICE_ASSERT = re.compile(rb"[^\n]*block: \[\d+, ?\d+, ?\d+\], thread: \[\d+, ?\d+, ?\d+\][^\n]*")
+WITHHELD = b"[a device-side assertion failed: where is not shown, it could tell the validation tokens]"
 REQUIRE = "AUTORESEARCH_REQUIRE_SANDBOX"  # set by `autoresearch run --require-sandbox`
 INSIDE = Path("/workspace")  # where the staged code is, inside the sandbox
 HANDOVER = Path("/scratch/handover")
