@@ -224,10 +224,14 @@ def test_the_notes_file_may_change_and_survives_a_discard(ws):
 # -- faults -----------------------------------------------------------------------
 
 
-def test_syntax_error_is_a_crash_with_the_traceback_printed(ws):
-    r, last = run_fault(ws, "def broken(:\n    pass")
-    assert "SyntaxError" in last.reason
-    assert "SyntaxError" in r.stdout and "end of run.log" in r.stdout
+def test_syntax_error_is_refused_before_it_runs_with_where_it_is(ws):
+    """A file that does not parse cannot be checked (the guard reads its literals), so it is
+    an invalid change, not a run: the reason says the line and the error."""
+    frontier, before = head(ws), len(rows(ws))
+    change(ws, value=0.5, body="def broken(:\n    pass")
+    out = experiment_json(ws, "a faulty change")
+    assert out["status"] == "invalid" and "SyntaxError" in out["reason"] and "line" in out["reason"], out
+    assert_intact(ws, frontier, before + 1)
 
 
 def test_import_error_is_a_crash(ws):

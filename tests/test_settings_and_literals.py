@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import ast
 import base64
+import io
 import json
 import random
+import subprocess
 import sys
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -246,6 +249,39 @@ def test_a_coding_declaration_behind_a_lone_carriage_return_is_refused():
     reason = guard.payload_problem("train.py", data)
     assert "carriage return" in reason
     assert guard.payload_problem("train.py", b"x = 1\r\nprint(x)\r\n") == ""  # Windows line ends: fine
+
+
+def test_a_file_python_runs_as_a_zip_archive_is_refused(tmp_path):
+    """Python runs a file that ends in a zip archive as the archive's __main__.py, whatever its
+    name: text that shows one program, code that runs another, which no literal check read."""
+    buf = io.BytesIO()
+    buf.write(b"print('visible')\n'''\n")
+    with zipfile.ZipFile(buf, "a", zipfile.ZIP_STORED) as z:
+        z.writestr("__main__.py", "W = '" + "x" * 20_000 + "'\nprint('hidden', len(W))\n")
+    (tmp_path / "train.py").write_bytes(buf.getvalue())
+    ran = subprocess.run([sys.executable, str(tmp_path / "train.py")], capture_output=True, text=True)
+    assert ran.stdout == "hidden 20000\n"  # what Python runs
+    assert "zip" in guard.literal_problem("train.py", buf.getvalue())
+
+
+def test_a_file_nested_too_deep_for_the_guards_parse_is_refused(tmp_path):
+    """How deep a parse may nest depends on the stack of whoever parses: a file just too deep
+    for the guard, deep in the engine, still ran as a program (here with a 40 KB constant)."""
+    source = "W = '" + "x" * 40_000 + "'\n_ = 0" + "+0" * 2_900 + "\nprint(len(W))\n"
+    (tmp_path / "train.py").write_text(source)
+    ran = subprocess.run([sys.executable, str(tmp_path / "train.py")], capture_output=True, text=True)
+    assert ran.stdout == "40000\n", ran.stderr  # Python runs it
+
+    def deep(k: int) -> str:
+        return guard.payload_problem("train.py", source.encode()) if k == 0 else deep(k - 1)
+
+    for depth in (0, 20, 60):
+        assert deep(depth) != "", depth  # refused, whether the parse got through or gave up
+
+
+def test_a_syntax_error_is_refused_before_it_runs():
+    reason = guard.payload_problem("train.py", b"def broken(:\n    pass\n")
+    assert reason.startswith("train.py line 1: SyntaxError")
 
 
 def test_a_literal_behind_a_byte_order_mark_is_refused(ws):

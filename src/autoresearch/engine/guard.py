@@ -120,13 +120,21 @@ def literal_problem(name: str, source: str | bytes) -> str:
     """Why the Python source of `name` holds too much data in its literals ("" when it does not);
     see the limits above. It is parsed from bytes, the way Python reads a file (a byte-order mark,
     a coding declaration), not as a str: a BOM that str parsing refuses would otherwise skip
-    the check of a file Python runs. Source that does not parse is left to the run (it cannot
-    run as Python; the size cap still holds)."""
+    the check of a file Python runs. Source that does not parse is refused, never left to the
+    run: Python runs a file with null bytes in it as a zip archive (its `__main__.py`, which no
+    check would read), and the depth at which a parse gives up depends on the caller's stack,
+    so a file nested just too deep for the guard still runs as a program."""
     data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+    if b"\0" in data or b"PK\x05\x06" in data:
+        return f"{name} holds null bytes or a zip archive's directory: an editable Python file is source text"
     try:
         tree = ast.parse(data)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return ""
+    except SyntaxError as e:
+        return (f"{name} line {e.lineno}: {type(e).__name__}: {e.msg} (an editable Python file must parse, "
+                f"so that what runs is what was checked)")
+    except (ValueError, RecursionError, MemoryError) as e:
+        return (f"{name} cannot be parsed to be checked ({type(e).__name__}: nested too deeply?): an "
+                f"editable Python file must parse")
     count = text_bytes = 0
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant):
