@@ -12,11 +12,12 @@ import os
 import sys
 
 from autoresearch import proc
-from autoresearch.engine import runner as runner_module
+from autoresearch.engine import diskguard
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.lifecycle import Pen
 from autoresearch.engine.measure import Limits
-from autoresearch.engine.runner import DiskGuard, Runner
+from autoresearch.engine.diskguard import DiskGuard
+from autoresearch.engine.runner import Runner
 from autoresearch.store import Journal
 from support import blank, head
 
@@ -70,7 +71,7 @@ def test_the_engine_records_a_run_that_filled_the_disk_and_exited_as_the_runs_fa
     0 before the first tick is a failed run whose reason says so, its score never read; its
     scratch folder (and the space) is gone after the run."""
     free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
-    monkeypatch.setattr(runner_module, "DISK_SHARE", 32 * MiB / free)  # a share of about 32 MiB
+    monkeypatch.setattr(diskguard, "DISK_SHARE", 32 * MiB / free)  # a share of about 32 MiB
     program = ("import os\nfd = os.open('big', os.O_CREAT | os.O_WRONLY)\n"
                "os.posix_fallocate(fd, 0, 256 << 20)\nprint('score: 0.0')\n")
     ws = blank(tmp_path, program, budget=60)

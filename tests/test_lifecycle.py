@@ -359,3 +359,37 @@ def test_a_machine_that_slows_down_mid_line_is_noticed_and_wins_are_still_kept(l
     assert rows[0].value == pytest.approx(1.3, abs=0.02) and rows[0].fresh  # as the slower machine measures it
     assert lab.ws.store.rows()[-len(rows):] == rows  # the fact is kept in the engine's records too
     assert History(lab.ws.store.rows(), BRANCH).noise.sigma < 0.02
+
+
+class ShorterUnderThePin(FakeRunner):
+    """Runs after the baseline's (under the pinned deadline) train 0.8 s instead of 1.0 s, as the
+    template's train.py does when it stops early enough to hand over, and score 0.05 worse."""
+
+    def run(self, commit: str, pen: Pen, *, kind: str, description: str) -> Measurement:
+        m = super().run(commit, pen, kind=kind, description=description)
+        if kind == "baseline" or m.value is None:
+            return m
+        return replace(m, value=m.value + 0.05, training_seconds=0.8, steps=8)
+
+
+def test_a_candidate_that_trained_less_under_the_pinned_deadline_is_compared_with_the_frontier_under_it(tmp_path):
+    """The first baseline's runs had room to spare after training; under the pinned deadline
+    every later run trains a little less. A real gain of 0.02 (smaller than what the shorter
+    training costs) is not lost to runs that trained longer: the frontier is measured again
+    beside the candidate, once, and the gain is kept."""
+    ws = blank(tmp_path, code(1.0), branch=BRANCH)
+    runner = ShorterUnderThePin(ws, tmp_path / "fake-run.log")
+    lines: list[str] = []
+    with ws.state.locked("test"):
+        engine = Engine(ws, out=lines.append, live=False, runner=_is_runs(runner))
+        engine.ensure_baseline(engine.branch())
+        assert ws.pins.baseline_startup is not None  # the deadline is pinned from here on
+        (ws.root / "score.py").write_text(code(0.98))
+        out = one_experiment(engine, "a real win")
+        assert out.status == "keep", "\n".join(lines[-12:])
+        reruns = [r for r in ws.store.rows() if r.kind == "rerun"]
+        assert reruns[0].fresh and reruns[0].reason.startswith("frontier re-measured beside the candidate: it trained 0.8 s")
+        (ws.root / "score.py").write_text(code(0.985))
+        assert one_experiment(engine, "a worse change").status == "discard"
+    said = [line for line in lines if line.startswith("re-measuring the frontier")]
+    assert len(said) == 1, lines  # once: the frontier's runs are made under the pin from then on

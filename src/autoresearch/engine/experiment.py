@@ -26,10 +26,8 @@ the agent's edit to its record, for one experiment at a time (a pool of one inli
 as for several.
 
 The first experiment on a branch is the baseline: the unchanged code, run
-`keep.baseline_runs` times to estimate the run-to-run noise.
-
-Not covered: a training process that escapes its process group (setsid of its own) is not
-followed; the record can be forged by code that reads the harness and the pinned hashes.
+`keep.baseline_runs` times to estimate the run-to-run noise. What the training run and the
+agent cannot do to the score: docs/trust.md.
 """
 
 from __future__ import annotations
@@ -61,9 +59,8 @@ from autoresearch.workspace import Workspace
 
 PRINTED_NOTE = " (printed metric)"
 RERUN = "re-run of the frontier beside: "
-
-
 MAX_DESCRIPTION = 500  # characters of an experiment's description that are kept
+SHORTER = 0.01  # of the budget: trained less than the first baseline (_trained_less_than_before_the_pin)
 
 
 def describe(description: str) -> str:
@@ -249,10 +246,33 @@ class Engine:
             self.out(f"re-measuring the frontier {a.frontier[:7]} before the candidate: {stale}")
             self._rerun_frontier(a, pen, f"frontier re-measured before the candidate: {stale}", fresh=True)
         first = self._candidate_run(a, pen, "experiment")
+        shorter = self._trained_less_than_before_the_pin(a, first) if not stale else ""
+        if shorter:
+            self.out(f"re-measuring the frontier {a.frontier[:7]} beside the candidate: {shorter}")
+            self._rerun_frontier(a, pen, f"frontier re-measured beside the candidate: {shorter}", fresh=True)
         if first.ok and a.frontier_value is not None:
             a.decision = self._decide(a)
             while a.decision.action == "more":
                 self._more(a, pen)
+
+    def _trained_less_than_before_the_pin(self, a: Attempt, first: Measurement) -> str:
+        """Why the frontier is measured again beside the candidate ("" when it is not): its runs are
+        all the first baseline's, made before the deadline was pinned, and the candidate trained less
+        than they did under it (the template stops early enough to hand over in time). Once per workspace."""
+        if not first.ok or first.hopeless or first.training_seconds is None:
+            return ""
+        if self.cfg.allowance > 0 or self.cfg.hard_limit > 0 or self.ws.pins.baseline_startup is None:
+            return ""  # every run had the same limits
+        ours = [r for r in a.history.rows if r.commit[:7] == a.frontier[:7] and r.measured and r.status == "keep"]
+        first_baseline = next((r for r in self.store.rows() if r.kind == "baseline"), None)
+        if not ours or first_baseline is None or any(r.kind != "baseline" or r.branch != first_baseline.branch
+                                                     or r.training_seconds is None for r in ours):
+            return ""
+        before = min(r.training_seconds for r in ours)
+        if first.training_seconds >= before - SHORTER * self.cfg.budget:
+            return ""
+        return (f"it trained {first.training_seconds:g} s under the pinned deadline, the frontier's runs "
+                f"{before:g} s or more before it was pinned")
 
     def _refresh_limits(self) -> None:
         """The limits of the next run: the defaults until the baseline is pinned, then the pinned ones."""

@@ -29,6 +29,7 @@ from autoresearch.engine.jailed import Jailed
 from autoresearch.engine.liveline import LIVE_READ_BYTES, LiveLine
 from autoresearch.engine.lifecycle import Pen
 from autoresearch.engine.compilecache import CompileCache
+from autoresearch.engine.diskguard import DiskGuard
 from autoresearch.engine.earlystop import EARLY, Reference
 from autoresearch.engine.slots import Slot
 from autoresearch.errors import AutoresearchError, MachineError
@@ -103,7 +104,7 @@ class Runner:
         self.slot, self.halt = slot, halt
         self.log_path = ws.worker_log(slot.name) if slot.name else ws.log_path
 
-    def _stop_when(self, disk: "DiskGuard", behind: Reference | None = None) -> Callable[[], str]:
+    def _stop_when(self, disk: DiskGuard, behind: Reference | None = None) -> Callable[[], str]:
         def check() -> str:
             if self.halt is not None and self.halt():
                 return "interrupted"
@@ -266,7 +267,7 @@ class Runner:
                             jail, {**jail.env, RESULT_VARIABLE: str(result_path)}, stage.scratch,
                             stage.scratch / "evaluator.log", "the evaluator's sandbox", stdin=True)
 
-    def _evaluate(self, evaluator: "Jailed", stage: "Stage", result_path: Path, on_start, disk: "DiskGuard",
+    def _evaluate(self, evaluator: "Jailed", stage: "Stage", result_path: Path, on_start, disk: DiskGuard,
                   live: "LiveLine | None" = None) -> proc.RunOutcome:
         """The waiting evaluator told to go on the hand-over: its output follows the trainer's in run.log."""
         evaluator.go()
@@ -281,45 +282,6 @@ class Runner:
         return outcome
 
 
-class DiskGuard:
-    """Stops a run that fills the disk: it may use at most DISK_SHARE of the space, and of the
-    inodes, that were free under its scratch folder when it started (the engine needs room to
-    record it, and the next run to start). Checked at each tick of the supervisor and once more
-    when the trainer and the evaluator exit (a run can fill a disk in milliseconds and exit
-    before the next tick), with statvfs: cheap, whatever the number of files."""
-
-    def __init__(self, folder: Path, allowed: int | None = None):
-        self.folder = folder
-        free, inodes = self._free()
-        self.allowed = allowed if allowed is not None else int(free * DISK_SHARE)
-        self.floor = free - self.allowed
-        # a file system that reports no inode count (some do: 0 files) is checked for space only
-        self.inode_floor = inodes - int(inodes * DISK_SHARE) if inodes > 0 else None
-
-    def _free(self) -> tuple[int, int]:
-        st = os.statvfs(self.folder)
-        return st.f_bavail * st.f_frsize, (st.f_favail if st.f_files > 0 else 0)
-
-    def __call__(self) -> str:
-        try:
-            free, inodes = self._free()
-        except OSError:
-            return ""
-        if free < self.floor:
-            return (f"over its disk share: the run wrote more than {self.allowed / 2**30:.2f} GiB "
-                    f"(a run may fill {100 * DISK_SHARE:g} % of the disk space free when it starts)")
-        if self.inode_floor is not None and inodes < self.inode_floor:
-            return (f"over its disk share: the run made more files than the disk had room for "
-                    f"(a run may use {100 * DISK_SHARE:g} % of the inodes free when it starts)")
-        return ""
-
-    def after(self, outcome: proc.RunOutcome) -> proc.RunOutcome:
-        """`outcome` of a process that exited, stopped after all if it left the disk over its share."""
-        over = "" if outcome.error or outcome.timed_out else self()
-        return replace(outcome, returncode=None, error=over) if over else outcome
-
-
-DISK_SHARE = 0.5
 # CUDA prints a failed device-side assertion (an index out of range) with the block and thread
 # where it failed: a program could fail on purpose at positions chosen by the validation tokens
 # it is given, and the evaluator's output goes to run.log, which the agent reads
