@@ -45,6 +45,8 @@ def test_the_run_gets_the_environment_it_needs_and_nothing_else(ws):
     env = printed(ws, "ENV")
     assert password not in (ws / "run.log").read_text()
     assert "DATABASE_URL" not in env and "SOME_TOOL_HOME" not in env and "GIT_DIR" not in env
+    # nothing in front of bubblewrap adds variables (bubblewrap itself sets PWD to where the run starts)
+    assert "SHLVL" not in env and env.get("PWD", "/workspace") == "/workspace"
     assert env["OMP_NUM_THREADS"] == "1" and env["LC_ALL"] == "C.UTF-8"
     assert env["HOME"] == "/scratch/home" and env["AUTORESEARCH_CACHE_DIR"] == "/data"
 

@@ -125,9 +125,8 @@ class Sandbox:
                                     root=os.geteuid() == 0)
         # a root engine sets the run's OOM score before bubblewrap starts: written by a process
         # with CAP_SYS_RESOURCE, it is also a floor that no process of the run can lower again
-        # (the shim's own write, below, could be undone). Best effort: a host that refuses the
-        # write (a security module) still gets its sandbox, with the shim's score alone
-        first = ["/bin/sh", "-c", _OOM_FIRST, "sh"] if os.geteuid() == 0 and os.path.exists("/bin/sh") else []
+        # (the shim's own write, below, could be undone)
+        first = _choom() if os.geteuid() == 0 else []
         return [*first, self.program, *args, "--", *self._drop(jail), *inner]
 
     def owner(self) -> int | None:
@@ -154,7 +153,19 @@ class Sandbox:
                 "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
-_OOM_FIRST = 'echo 1000 2>/dev/null >/proc/self/oom_score_adj; exec "$@"'
+@functools.cache
+def _choom() -> list[str]:
+    """`choom` in front of bubblewrap, where it works on this host (a security module may refuse
+    its write, and then it would not start bubblewrap at all); nothing where it does not. Not a
+    shell or a Python of our own: either adds variables (PWD, SHLVL, LC_CTYPE) to what it passes on."""
+    path = shutil.which("choom")
+    if path is None:
+        return []
+    try:
+        works = proc.run([path, "-n", "1000", "--", "true"], check=False, timeout=30).returncode == 0
+    except (OSError, AutoresearchError):
+        works = False
+    return [path, "-n", "1000", "--"] if works else []
 
 
 # The jail's first process. It also makes itself, and so everything the run starts, the first
