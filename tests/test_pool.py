@@ -83,7 +83,7 @@ def test_a_stale_win_that_conflicts_is_measured_as_a_whole_on_the_new_frontier_a
     first = [x for x in got if x.description == "VALUE 0.6" and x.kind == "experiment"]
     stale = [x for x in got if x.description == "slow: VALUE 0.5" and x.status == "stale"]
     assert first[0].status == "keep" and stale, r.stdout
-    assert "conflicts, so its files as a whole on it" in stale[0].reason, stale[0].reason
+    assert "does not merge (a conflict, or a merge over the caps), so its files as a whole on it" in stale[0].reason, stale[0].reason
     whole = stale[0].reason.split("as a whole on it (")[1][:7]
     again = [x for x in got if x.commit == whole and x.kind == "experiment"]
     assert again and again[0].status == "keep" and again[0].value == pytest.approx(0.5), r.stdout

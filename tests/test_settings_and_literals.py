@@ -343,3 +343,20 @@ def test_the_notes_are_exempt_but_the_same_text_in_train_py_is_not(ws):
     out = experiment_json(ws, "the notebook in the code")
     assert out["status"] == "invalid" and "train.py" in out["reason"], out
     assert notes.read_text() == filler
+
+
+def test_syntax_this_python_cannot_parse_is_left_to_a_run_by_another_interpreter():
+    """A command that runs another Python (a newer one) may run syntax this one cannot parse:
+    not refused there (its size caps still hold); a file Python would run as a zip still is."""
+    newer = b"type Number = int | float\nprint('score: 1.0')\n" if sys.version_info < (3, 12) else b"def broken(:\n"
+    assert guard.payload_problem("score.py", newer, ours=False) == ""
+    assert guard.payload_problem("score.py", newer).startswith("score.py line 1: SyntaxError")
+    assert "zip" in guard.payload_problem("score.py", b"print(1)\n'''\nPK\x05\x06\x00\x00", ours=False)
+
+
+def test_the_guard_knows_which_commands_run_its_own_python():
+    from autoresearch.engine.command import runs_our_python
+
+    assert runs_our_python("python train.py") and runs_our_python("python3 train.py")
+    assert not runs_our_python("python3.99 train.py") and not runs_our_python("uv run train.py")
+    assert not runs_our_python("cd x && python train.py")  # run by a shell: who knows

@@ -257,22 +257,22 @@ class Engine:
 
     def _trained_less_than_before_the_pin(self, a: Attempt, first: Measurement) -> str:
         """Why the frontier is measured again beside the candidate ("" when it is not): its runs are
-        all the first baseline's, made before the deadline was pinned, and the candidate trained less
-        than they did under it (the template stops early enough to hand over in time). Once per workspace."""
+        all the first baseline's, made before the deadline was pinned, and the candidate trained
+        less than they did under it (the template stops early enough to hand over in time)."""
         if not first.ok or first.hopeless or first.training_seconds is None:
             return ""
         if self.cfg.allowance > 0 or self.cfg.hard_limit > 0 or self.ws.pins.baseline_startup is None:
             return ""  # every run had the same limits
         ours = [r for r in a.history.rows if r.commit[:7] == a.frontier[:7] and r.measured and r.status == "keep"]
-        first_baseline = next((r for r in self.store.rows() if r.kind == "baseline"), None)
-        if not ours or first_baseline is None or any(r.kind != "baseline" or r.branch != first_baseline.branch
-                                                     or r.training_seconds is None for r in ours):
+        pinned_by = [r for r in self.store.rows() if r.kind == "baseline" and r.status == "keep"]
+        before = {r.branch for r in pinned_by[:max(1, self.cfg.keep.baseline_runs)]}  # as pin_baseline took them
+        if not ours or any(r.kind != "baseline" or r.branch not in before or r.training_seconds is None for r in ours):
             return ""
-        before = min(r.training_seconds for r in ours)
-        if first.training_seconds >= before - SHORTER * self.cfg.budget:
+        trained = min(r.training_seconds for r in ours)
+        if first.training_seconds >= trained - SHORTER * self.cfg.budget:
             return ""
         return (f"it trained {first.training_seconds:g} s under the pinned deadline, the frontier's runs "
-                f"{before:g} s or more before it was pinned")
+                f"{trained:g} s or more before it was pinned")
 
     def _refresh_limits(self) -> None:
         """The limits of the next run: the defaults until the baseline is pinned, then the pinned ones."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from autoresearch import gitrepo
 from autoresearch.config import CONFIG_NAME
+from autoresearch.engine.command import runs_our_python
 from autoresearch.files import atomic_write
 from autoresearch.research import keeprule
 from autoresearch.research.history import History
@@ -67,10 +68,11 @@ def _kib(n: int) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
-def payload_problem(name: str, data: bytes) -> str:
+def payload_problem(name: str, data: bytes, *, ours: bool = True) -> str:
     """Why the editable file `name` with content `data` may not run ("" when it may): over the
-    size cap, not UTF-8 text, or (a .py file) declared in another encoding or holding a literal
-    that could hold weights."""
+    size cap, not UTF-8 text, or (a .py file) declared in another encoding, not parsed, or
+    holding a literal that could hold weights. `ours`: the run's interpreter is this one (see
+    literal_problem)."""
     if len(data) > MAX_FILE_BYTES:
         return (f"{name} is {_kib(len(data))}: an editable file may hold at most {_kib(MAX_FILE_BYTES)} "
                 f"(code, not data or weights)")
@@ -95,7 +97,7 @@ def payload_problem(name: str, data: bytes) -> str:
     if not same:  # `utf8`, `ascii` on an ASCII file: the same text; `utf-7`: other code
         return (f"{name} declares its source encoding as {encoding}, in which it reads otherwise than as "
                 f"UTF-8: an editable Python file is read as UTF-8, so that what runs is what its diff shows")
-    return literal_problem(name, data)
+    return literal_problem(name, data, ours=ours)
 
 
 def _number(node: ast.AST) -> bool:
@@ -116,20 +118,25 @@ def _constant_bytes(value) -> int:
     return 0
 
 
-def literal_problem(name: str, source: str | bytes) -> str:
+def literal_problem(name: str, source: str | bytes, *, ours: bool = True) -> str:
     """Why the Python source of `name` holds too much data in its literals ("" when it does not);
     see the limits above. It is parsed from bytes, the way Python reads a file (a byte-order mark,
     a coding declaration), not as a str: a BOM that str parsing refuses would otherwise skip
     the check of a file Python runs. Source that does not parse is refused, never left to the
     run: Python runs a file with null bytes in it as a zip archive (its `__main__.py`, which no
     check would read), and the depth at which a parse gives up depends on the caller's stack,
-    so a file nested just too deep for the guard still runs as a program."""
+    so a file nested just too deep for the guard still runs as a program. A syntax error is
+    refused when the run's interpreter is this one (`ours`, the default command); another
+    interpreter (a newer Python) may run syntax this one cannot parse, so it is left to the run
+    there, with the size caps alone."""
     data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
     if b"\0" in data or b"PK\x05\x06" in data:
         return f"{name} holds null bytes or a zip archive's directory: an editable Python file is source text"
     try:
         tree = ast.parse(data)
     except SyntaxError as e:
+        if not ours:
+            return ""
         return (f"{name} line {e.lineno}: {type(e).__name__}: {e.msg} (an editable Python file must parse, "
                 f"so that what runs is what was checked)")
     except (ValueError, RecursionError, MemoryError) as e:
@@ -276,7 +283,7 @@ class Guard:
             if path in notes or not self.is_editable(path) or file.is_symlink() or not file.is_file():
                 continue
             if path in changed:
-                reason = payload_problem(path, file.read_bytes())
+                reason = self.payload_of(path, file.read_bytes())
                 if reason:
                     return reason
             total += file.stat().st_size
@@ -284,6 +291,10 @@ class Guard:
             return (f"the editable files hold {_kib(total)} together: at most {_kib(MAX_TOTAL_BYTES)} "
                     f"(code, not data or weights)")
         return ""
+
+    def payload_of(self, path: str, data: bytes) -> str:
+        """payload_problem of one editable file, for this workspace's run command."""
+        return payload_problem(path, data, ours=runs_our_python(self.cfg.command))
 
     def reset(self, commit: str) -> None:
         """The tree at `commit`; the notes stay, and so do accepted settings that the commit lacks."""

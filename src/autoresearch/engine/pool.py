@@ -48,7 +48,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from autoresearch import gitrepo
-from autoresearch.engine import guard as guard_mod
 from autoresearch.engine.earlystop import EARLY
 from autoresearch.engine.experiment import Attempt, Engine
 from autoresearch.engine.lifecycle import Pen, stop_status, stopped_rows
@@ -310,7 +309,7 @@ class Pool:
         how, whole = "rebased as {} and measured again", merged is None
         if whole:  # its files as they are, on the new frontier: kept only if that wins there
             merged = whole_onto(e, a.candidate, frontier)
-            how = "its change conflicts, so its files as a whole on it ({}) are measured there"
+            how = "its change does not merge (a conflict, or a merge over the caps), so its files as a whole on it ({}) are measured there"
         key = e.guard.content_key(merged)
         if key == e.guard.content_key(frontier):
             return f"{won}, but the frontier {frontier[:7]} already has its change"
@@ -447,7 +446,7 @@ def merge_onto(e: Engine, candidate: str, base: str, onto: str) -> str | None:
             merged[path] = text
     # the merge is a new text no guard has seen: two wins under the caps may add up past them
     for path, text in merged.items():
-        if text is not None and e.guard.is_editable(path) and guard_mod.payload_problem(path, text.encode()):
+        if text is not None and e.guard.is_editable(path) and e.guard.payload_of(path, text.encode()):
             return None
     message = gitrepo.message(root, candidate) or "rebased"
     return gitrepo.commit_off_branch(root, onto, message, files=merged)

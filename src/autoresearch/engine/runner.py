@@ -28,6 +28,7 @@ from autoresearch.engine.guard import Guard
 from autoresearch.engine.jailed import Jailed
 from autoresearch.engine.liveline import LIVE_READ_BYTES, LiveLine
 from autoresearch.engine.lifecycle import Pen
+from autoresearch.engine.command import command_argv
 from autoresearch.engine.compilecache import CompileCache
 from autoresearch.engine.diskguard import DiskGuard
 from autoresearch.engine.earlystop import EARLY, Reference
@@ -42,21 +43,6 @@ from autoresearch.workspace import Workspace
 RESULT_VARIABLE = "AUTORESEARCH_RESULT"
 DEADLINE_VARIABLE = "AUTORESEARCH_DEADLINE"  # Unix time at which the trainer is killed
 SCRATCH_PREFIX = "autoresearch-run-"  # a run's folder in the temporary directory
-_SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
-
-
-def command_argv(command: str) -> list[str]:
-    """The run command as an argv: split like a shell would, or run by /bin/sh when it uses
-    shell syntax. A leading `python`/`python3` means the interpreter autoresearch runs under,
-    which has the training dependencies."""
-    if any(c in _SHELL_CHARS for c in command.replace("'", "").replace('"', "")) or not command.strip():
-        return ["/bin/sh", "-c", command]
-    argv = shlex.split(command)
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable
-    return argv
-
-
 def marker(result_path: str) -> str:
     """The environment entry that marks a run's processes as ours (see proc.group_has_marker)."""
     return f"{RESULT_VARIABLE}={result_path}"
@@ -275,18 +261,13 @@ class Runner:
                                               stop_when=self._stop_when(disk)))
         with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
             log.write(b"\n[the engine's evaluator]\n")
-            log.write(_DEVICE_ASSERT.sub(WITHHELD, evaluator.log_path.read_bytes()[-LOG_READ_BYTES:]))
+            log.write(without_device_asserts(evaluator.log_path.read_bytes())[-LOG_READ_BYTES:])
         written = stage.scratch / "record" / result_path.name
         if not outcome.error and written.is_file() and not written.is_symlink():
             shutil.copyfile(written, result_path)
         return outcome
 
 
-# CUDA prints a failed device-side assertion (an index out of range) with the block and thread
-# where it failed: a program could fail on purpose at positions chosen by the validation tokens
-# it is given, and the evaluator's output goes to run.log, which the agent reads
-_DEVICE_ASSERT = re.compile(rb"[^\n]*block: \[\d+, ?\d+, ?\d+\], thread: \[\d+, ?\d+, ?\d+\][^\n]*")
-WITHHELD = b"[a device-side assertion failed: where is not shown, it could tell the validation tokens]"
 REQUIRE = "AUTORESEARCH_REQUIRE_SANDBOX"  # set by `autoresearch run --require-sandbox`
 INSIDE = Path("/workspace")  # where the staged code is, inside the sandbox
 HANDOVER = Path("/scratch/handover")
@@ -299,6 +280,21 @@ VAL_FILES = ("val.bin", "val.idx.npy", "manifest.json", "tokenizer")
 _PASSED = re.compile(r"^(LANG|LANGUAGE|LC_[A-Z]+|TZ|TERM|LD_LIBRARY_PATH|CUDA_[A-Z0-9_]+|NVIDIA_[A-Z0-9_]+|"
                      r"(OMP|MKL|OPENBLAS|NUMEXPR|VECLIB_MAXIMUM)_NUM_THREADS|KMP_[A-Z_]+|"
                      r"PYTORCH_[A-Z0-9_]+|TORCH_[A-Z0-9_]+|TORCHINDUCTOR_[A-Z0-9_]+|TRITON_[A-Z0-9_]+)$")
+
+
+# CUDA prints a failed device-side assertion (an index out of range) with the block and thread
+# where it failed: a program could fail on purpose at positions chosen by the validation tokens
+# it is given, and the evaluator's output goes to run.log, which the agent reads
+_DEVICE_ASSERT = re.compile(rb"(block|thread): \[")
+WITHHELD = b"[device-side assertions failed: where, and how many, is not shown: it could tell the validation tokens]"
+
+
+def without_device_asserts(output: bytes) -> bytes:
+    """The evaluator's output without the lines that say where a device-side assertion failed,
+    and one line in their place (their number could tell the tokens too)."""
+    lines = output.split(b"\n")
+    kept = [line for line in lines if not _DEVICE_ASSERT.search(line)]
+    return output if len(kept) == len(lines) else b"\n".join([WITHHELD, *kept])
 
 
 @dataclass(frozen=True)
