@@ -112,3 +112,20 @@ def test_a_cache_of_many_empty_files_is_not_kept(tmp_path):
         (src / f"empty-{i}").touch()
     assert copy_regular(src, tmp_path / "kept", owner=None, entries=100) == 0
     assert copy_regular(src, tmp_path / "not-kept", owner=None, entries=50) is None
+
+
+def test_a_cache_too_large_for_the_free_disk_is_not_kept(tmp_path, monkeypatch):
+    """The kept caches of KEEP commits together must leave the disk room for the research."""
+    import collections
+
+    from autoresearch.engine import compilecache
+
+    run_cache = tmp_path / "run-cache"
+    run_cache.mkdir()
+    (run_cache / "kernel").write_bytes(b"x" * 4096)
+    cache = CompileCache(tmp_path / "kept")
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(compilecache.shutil, "disk_usage", lambda _: usage(1 << 30, 0, 2 * compilecache.KEEP * 4000))
+    assert not cache.keep("a" * 40, "baseline", run_cache)  # 4096 bytes > a sixteenth of 64,000 free
+    monkeypatch.setattr(compilecache.shutil, "disk_usage", lambda _: usage(1 << 30, 0, 1 << 30))
+    assert cache.keep("a" * 40, "baseline", run_cache)

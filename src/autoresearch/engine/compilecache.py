@@ -13,7 +13,8 @@ Who can touch what (docs/trust.md):
   by another commit's runs, never by a candidate's own runs (the runs that decide whether a
   change is kept always compile cold), never by the evaluator (it has a cache of its own);
 - what is kept is a copy of regular files only (no links, no devices, no FIFOs), at most
-  MAX_BYTES, and each run gets a fresh copy, so nothing a run writes reaches another run.
+  MAX_BYTES and MAX_ENTRIES, and at most 1/(2 KEEP) of the disk space free when it is kept, and
+  each run gets a fresh copy, so nothing a run writes reaches another run.
 
 What a run leaves in its cache folder is not inspected: a commit's first run can leave
 anything there (its trained weights, say) for the frontier's re-runs of that commit to read.
@@ -86,7 +87,9 @@ class CompileCache:
                 for left in self.root.glob(".*"):  # a copy cut short by a kill: never kept, so never read
                     remove_tree(left)
                 tmp = Path(tempfile.mkdtemp(prefix=f".{commit}.", dir=self.root))
-                if copy_regular(run_cache, tmp / "cache", owner=None) is None:
+                # KEEP caches must leave the disk room for the research: each at most a share of what is free
+                limit = min(MAX_BYTES, shutil.disk_usage(self.root).free // (2 * KEEP))
+                if copy_regular(run_cache, tmp / "cache", owner=None, limit=limit) is None:
                     return False
                 os.replace(tmp / "cache", self._folder(commit))
                 self._prune()
