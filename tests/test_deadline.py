@@ -274,7 +274,7 @@ def test_the_template_stops_training_to_hand_over_before_its_deadline(real_works
     assert ended < deadline, (ended - deadline, r.stdout[-1500:])
     assert "stopping before the deadline" in r.stdout
     trained = float(re.search(r"^training_seconds:\s+([0-9.]+)$", r.stdout, re.M).group(1))
-    assert 0 < trained < 8
+    assert 0 <= trained < 8  # none at all where a loaded machine took most of the 8 s to start
     assert any(handover.iterdir())  # the model was handed over
 
 
