@@ -303,6 +303,28 @@ def test_a_program_that_counts_its_calls_in_a_buffer_is_refused(h, tmp_path):
         score(h, folder)
 
 
+@pytest.mark.parametrize("target", ["torch.ops.aten.__getattr__.__call__", "torch.ops.aten.mm.no_such_overload",
+                                    "torch.ops.aten.no_such_op.default"])
+def test_a_call_shaped_like_an_aten_operation_that_is_none_is_refused(h, tmp_path, target):
+    """Only overloads of registered ATen operations: `aten.__getattr__.__call__` has the shape of
+    one and, looked up attribute by attribute, reaches Python methods instead."""
+    folder = hand_over(h, Bigram(), tmp_path / "bigram")
+    program = json.loads((folder / "program.json").read_text())
+    program["graph_module"]["graph"]["nodes"][0]["target"] = target
+    (folder / "program.json").write_text(json.dumps(program))
+    with pytest.raises(h.HarnessError, match="not a plain PyTorch"):
+        h.load_handover(folder, "cpu")
+
+
+def test_a_batch_size_of_true_is_refused(h, tmp_path):
+    folder = hand_over(h, Bigram(), tmp_path / "bigram")
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["batch_size"] = True
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(h.HarnessError, match="batch size"):
+        h.load_handover(folder, "cpu")
+
+
 def test_every_batch_is_checked_not_only_the_first(h, tmp_path, monkeypatch):
     """Should a memory get past load_handover, a program honest for the calls of the first batch
     (scored, checked, scored again) and reading the tokens it predicts afterwards is still caught."""

@@ -740,6 +740,19 @@ def hand_over(model, batch_size, folder):
     print(f"handed over to the evaluator: torch.export program in {time.time() - t0:.1f}s", flush=True)
 
 
+def _is_aten(target):
+    """Whether `target` names an overload of a registered ATen operation (a name such as
+    torch.ops.aten.__getattr__.__call__ has the shape of one but reaches Python methods)."""
+    if target == "_operator.getitem":
+        return True
+    _, _, _, name, overload = target.split(".")
+    try:
+        packet = getattr(torch.ops.aten, name)
+    except (AttributeError, RuntimeError):
+        return False
+    return isinstance(packet, torch._ops.OpOverloadPacket) and overload in packet.overloads()
+
+
 def _program_problem(data):
     """Why a handed-over program's graph may not be loaded ("" when it may): anything but plain
     ATen operations, symbolic shapes (their text is evaluated when loaded) or custom objects."""
@@ -751,7 +764,7 @@ def _program_problem(data):
                 if key in ("expr_str", "as_expr", "as_custom_obj", "as_graph", "class_fqn"):
                     return f"it uses {key} (symbolic shapes, custom objects or subgraphs)"
                 if key == "target":
-                    if not isinstance(value, str) or not ALLOWED_TARGET.fullmatch(value):
+                    if not isinstance(value, str) or not ALLOWED_TARGET.fullmatch(value) or not _is_aten(value):
                         return f"it calls {str(value)[:80]}, which is not a plain PyTorch (ATen) operation"
                     if FORBIDDEN_OPS.search(value.split(".")[3] if value.count(".") >= 3 else ""):
                         return (f"it calls {value}, which the evaluator does not run (files, printing, "
@@ -901,7 +914,7 @@ def load_handover(folder, device):
     # no more rows than are scored: extra rows would wrap the validation documents around, and a
     # program could copy a row's next tokens from a later copy of the same document
     most = max(1, EVAL_TOKENS // MAX_SEQ_LEN)
-    if not isinstance(batch, int) or not 1 <= batch <= most:
+    if type(batch) is not int or not 1 <= batch <= most:  # a bool is an int to isinstance
         raise HarnessError(f"the hand-over's batch size {batch!r} is not a whole number from 1 to {most} "
                            f"(the validation rows scored: EVAL_TOKENS // MAX_SEQ_LEN)")
     data["guards_code"] = []  # Python source in the program: never run; the shapes are fixed here
