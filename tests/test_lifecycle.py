@@ -10,11 +10,12 @@ exception to raise (a machine failure, Ctrl-C)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -113,15 +114,22 @@ class Lab:
         return [r for r in self.ws.store.rows() if r.kind != "baseline"]
 
 
-@pytest.fixture
-def lab(tmp_path) -> Lab:
+@contextlib.contextmanager
+def measured(tmp_path: Path, runner_type: type[FakeRunner] = FakeRunner) -> Iterator[Lab]:
+    """A Lab whose baseline `runner_type` measured, the workspace's lock held while it is used."""
     ws = blank(tmp_path, code(1.0), branch=BRANCH)
-    runner = FakeRunner(ws, tmp_path / "fake-run.log")
+    runner = runner_type(ws, tmp_path / "fake-run.log")
     lines: list[str] = []
     with ws.state.locked("test"):
         engine = Engine(ws, out=lines.append, live=False, runner=_is_runs(runner))
         engine.ensure_baseline(engine.branch())
         yield Lab(ws, engine, runner, tmp_path, lines, head(ws.root))
+
+
+@pytest.fixture
+def lab(tmp_path) -> Lab:
+    with measured(tmp_path) as made:
+        yield made
 
 
 def test_a_clear_win_is_kept_after_a_frontier_rerun_beside_it(lab):
@@ -377,19 +385,14 @@ def test_a_candidate_that_trained_less_under_the_pinned_deadline_is_compared_wit
     every later run trains a little less. A real gain of 0.02 (smaller than what the shorter
     training costs) is not lost to runs that trained longer: the frontier is measured again
     beside the candidate, once, and the gain is kept."""
-    ws = blank(tmp_path, code(1.0), branch=BRANCH)
-    runner = ShorterUnderThePin(ws, tmp_path / "fake-run.log")
-    lines: list[str] = []
-    with ws.state.locked("test"):
-        engine = Engine(ws, out=lines.append, live=False, runner=_is_runs(runner))
-        engine.ensure_baseline(engine.branch())
-        assert ws.pins.baseline_startup is not None  # the deadline is pinned from here on
-        (ws.root / "score.py").write_text(code(0.98))
-        out = one_experiment(engine, "a real win")
-        assert out.status == "keep", "\n".join(lines[-12:])
-        reruns = [r for r in ws.store.rows() if r.kind == "rerun"]
+    with measured(tmp_path, ShorterUnderThePin) as lab:
+        assert lab.ws.pins.baseline_startup is not None  # the deadline is pinned from here on
+        lab.edit(code(0.98))
+        out = one_experiment(lab.engine, "a real win")
+        assert out.status == "keep", "\n".join(lab.lines[-12:])
+        reruns = [r for r in lab.ws.store.rows() if r.kind == "rerun"]
         assert reruns[0].fresh and reruns[0].reason.startswith("frontier re-measured beside the candidate: it trained 0.8 s")
-        (ws.root / "score.py").write_text(code(0.985))
-        assert one_experiment(engine, "a worse change").status == "discard"
-    said = [line for line in lines if line.startswith("re-measuring the frontier")]
-    assert len(said) == 1, lines  # once: the frontier's runs are made under the pin from then on
+        lab.edit(code(0.985))
+        assert one_experiment(lab.engine, "a worse change").status == "discard"
+    said = [line for line in lab.lines if line.startswith("re-measuring the frontier")]
+    assert len(said) == 1, lab.lines  # once: the frontier's runs are made under the pin from then on
