@@ -98,3 +98,21 @@ def llm():
 
     with FakeLLM() as server:
         yield server
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: a worker per core, at most four. Each real training run uses half the cores
+    (profiles.cpu_threads), so more workers than cores would only slow every timed run."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The slow tests first, the longest (`slow(minutes=N)`) before the others: a test of
+    minutes handed out last would leave the other workers idle while it runs. The sort is
+    stable, so every worker collects the same order."""
+    def minutes(item) -> float:
+        slow = item.get_closest_marker("slow")
+        return -1 if slow is None else slow.kwargs.get("minutes", 0)
+
+    items.sort(key=minutes, reverse=True)

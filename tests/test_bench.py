@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -26,6 +29,7 @@ def test_the_engine_overhead_bench_runs():
     assert "engine overhead, in-process" in out and "over 2 experiments" in out
 
 
+@pytest.mark.slow
 def test_the_early_stopping_bench_runs_both_arms():
     out = bench("bench/early_stop.py", "--experiments", "2", "--seconds", "1")
     assert "| off |" in out and "| on |" in out and "decided experiments per hour" in out

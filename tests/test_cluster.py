@@ -17,6 +17,8 @@ from support import clean, head, llm_like, no_journals, rows, wait_for
 from test_loop import AGENT
 
 ray = pytest.importorskip("ray")
+# one Ray cluster at a time on this machine: the tests of this module share one worker
+pytestmark = pytest.mark.xdist_group("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 

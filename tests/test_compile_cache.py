@@ -50,6 +50,11 @@ def run(ws, runner: Runner, sha: str, kind: str) -> dict:
     return json.loads(line[len("CACHE "):])
 
 
+def without_torch(program: str) -> str:
+    """The program without its compile: it still lists the cache and plants its file."""
+    return "\n".join(x for x in program.splitlines() if "torch" not in x)
+
+
 def planted(seen: dict) -> list[str]:
     return sorted(n for n in seen["found"] if n.startswith("planted-by-"))
 
@@ -68,7 +73,8 @@ def test_only_the_frontiers_reruns_of_a_commit_read_what_its_first_run_left(tmp_
     assert planted(warm) == ["planted-by-A"] and len(warm["found"]) > 1  # Inductor's own files too
     print(f"compile: cold {first['compile']:.2f} s, warm {warm['compile']:.2f} s")
 
-    (ws.root / "score.py").write_text(PROGRAM.format(tag="B", score=0.5))
+    # the candidate plants a file without compiling: which files a run finds needs no compiler
+    (ws.root / "score.py").write_text(without_torch(PROGRAM.format(tag="B", score=0.5)))
     candidate = commit(ws, "a candidate")
     assert run(ws, runner, candidate, "experiment")["found"] == []  # another commit's cache: never
     assert run(ws, runner, candidate, "confirm")["found"] == []  # its own first run's: never either
@@ -80,8 +86,7 @@ def test_only_the_frontiers_reruns_of_a_commit_read_what_its_first_run_left(tmp_
 
 def test_the_setting_off_keeps_nothing(tmp_path):
     # no compile needed to see what is kept: the program's files alone
-    no_torch = "\n".join(x for x in PROGRAM.format(tag="A", score=1.0).splitlines() if "torch" not in x)
-    ws = blank(tmp_path, no_torch, budget=60)
+    ws = blank(tmp_path, without_torch(PROGRAM.format(tag="A", score=1.0)), budget=60)
     sha = head(ws.root)
     runner = Runner(ws, Limits.of(ws.config), Guard(ws), stream=io.StringIO(), live=False)
     run(ws, runner, sha, "baseline")

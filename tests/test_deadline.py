@@ -128,6 +128,7 @@ def test_the_pinned_deadline_does_not_move_after_slow_runs(tmp_path):
     assert first == Limits.of(Workspace.load(root).config, pinned(root)).allowance
 
 
+@pytest.mark.slow
 def test_a_baseline_made_slow_on_purpose_pins_no_more_than_the_cap(tmp_path):
     """An agent with git commits a train.py that sleeps before the first baseline runs: what the
     baseline spent outside training is pinned at most at the cap (10 s or a quarter of the

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from autoresearch.engine import Engine
 from autoresearch.engine.earlystop import EARLY, Reference
 from autoresearch.engine.pool import one_experiment
@@ -54,6 +56,7 @@ def measured_baseline(tmp_path) -> Engine:
     return engine
 
 
+@pytest.mark.slow
 def test_a_hopeless_candidate_is_stopped_and_discarded_and_a_good_one_is_measured(tmp_path):
     engine = measured_baseline(tmp_path)
     ws = engine.ws
@@ -75,6 +78,7 @@ def test_a_hopeless_candidate_is_stopped_and_discarded_and_a_good_one_is_measure
     assert cli("report", cwd=ws.root).returncode == 0
 
 
+@pytest.mark.slow
 def test_numbers_too_large_for_the_engine_in_the_trainers_output_are_not_read(tmp_path):
     """A step of 5,000 digits (int() refuses more than 4,300) in a progress line, a num_steps
     past the database's integers and a training time below zero: the run is recorded like any

@@ -20,7 +20,7 @@ from autoresearch.workspace import Workspace
 
 from support import cli, clean, git, head, kept_last, rows, small_cpu_workspace
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=2)
 
 BUDGET = "3"
 # each null experiment takes one to eight runs of about 16 s here (training, hand-over, evaluator)
