@@ -107,12 +107,13 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(cores, 4))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items) -> None:
-    """The slow tests first, the longest (`slow(minutes=N)`) before the others: a test of
-    minutes handed out last would leave the other workers idle while it runs. The sort is
-    stable, so every worker collects the same order."""
-    def minutes(item) -> float:
-        slow = item.get_closest_marker("slow")
-        return -1 if slow is None else slow.kwargs.get("minutes", 0)
-
-    items.sort(key=minutes, reverse=True)
+    """The heavy tests (a real model trained, or compiled) share one xdist group: one worker
+    runs them one after another, so that no two timed runs share the cores and a budget of
+    seconds trains as it does alone. The slow ones first: a test of a minute handed out last
+    would leave the other workers idle. The sort is stable: every worker collects one order."""
+    for item in items:
+        if item.get_closest_marker("heavy"):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+    items.sort(key=lambda item: not (item.get_closest_marker("heavy") or item.get_closest_marker("slow")))

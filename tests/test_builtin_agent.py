@@ -176,7 +176,6 @@ def lines(folder: Path, score, steps: int, n: int = 3, direction: str = "lower")
     return out
 
 
-@pytest.mark.slow
 def test_the_search_improves_and_never_repeats(folder):
     benches = lines(folder, quadratic, 45)
     # from 1.52: the rate within about 1.5x of its best in most lines. No closer is asked: a move
@@ -193,7 +192,6 @@ def interacting(values) -> float:
     return 1.0 + math.log(values["MATRIX_LR"] / best) ** 2 + 3.0 * (values["DEPTH"] != 1)
 
 
-@pytest.mark.slow
 def test_a_knob_that_changes_another_knobs_best_value_is_found_with_it(folder):
     benches = lines(folder, interacting, 60)
     found = [b for b in benches if b.final["DEPTH"] == 1 and b.best < 1.2]

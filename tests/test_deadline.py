@@ -255,7 +255,7 @@ def real_workspace(tmp_path_factory, data_cache) -> Path:
     return small_cpu_workspace(tmp_path_factory.mktemp("deadline") / "ws", "3")
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_template_stops_training_to_hand_over_before_its_deadline(real_workspace, tmp_path):
     """Run with a deadline 8 s away and a budget of 600 s: it trains what fits, hands over and
     exits before the deadline."""
@@ -279,7 +279,7 @@ def test_the_template_stops_training_to_hand_over_before_its_deadline(real_works
     assert any(handover.iterdir())  # the model was handed over
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_honest_template_finishes_within_its_pinned_deadline(real_workspace):
     root = real_workspace
     # a change that does nothing is measured at most twice: enough runs under the pinned deadline

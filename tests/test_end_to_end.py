@@ -15,7 +15,7 @@ SUMMARY = ("val_bpb", "training_seconds", "total_seconds", "startup_seconds", "p
            "mfu_percent", "total_tokens_M", "num_steps", "num_params_M", "depth")
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_init_prepare_train_prints_a_finite_val_bpb_that_beats_uniform(tmp_path, data_cache):
     ws = tmp_path / "ws"
     run = lambda *a, **kw: subprocess.run(a, capture_output=True, text=True, **kw)

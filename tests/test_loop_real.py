@@ -1,8 +1,9 @@
 """The engine with the real harness and the real CPU train.py, budgets of seconds (slow).
 
-- The null test: 12 experiments whose change does nothing (a comment). The keep rule keeps at
-  most one; a plain "lower wins" rule, replayed on the same first runs, keeps several.
-- The loop test: `autoresearch run --agent builtin --max-experiments 6` on a CPU workspace.
+- The null test: 8 experiments whose change does nothing (a comment). The keep rule keeps at
+  most one; a plain "lower wins" rule, replayed on the same first runs, keeps several. (Its
+  rate over many more, on a metric of known noise: bench/keep_rule_engine.py.)
+- The loop test: `autoresearch run --agent builtin --max-experiments 4` on a CPU workspace.
 
 To keep each experiment to seconds on two CPU cores, the workspace evaluates 2^14 tokens
 instead of the profile's 2^17 (EVAL_TOKENS, frozen before the research starts, like any
@@ -20,11 +21,11 @@ from autoresearch.workspace import Workspace
 
 from support import cli, clean, git, head, kept_last, rows, small_cpu_workspace
 
-pytestmark = pytest.mark.slow(minutes=2)
+pytestmark = pytest.mark.heavy
 
 BUDGET = "3"
-# each null experiment takes one to eight runs of about 16 s here (training, hand-over, evaluator)
-NULL_EXPERIMENTS = 12
+# each null experiment takes one to eight runs of about 7 s here (training, hand-over, evaluator)
+NULL_EXPERIMENTS = 8
 
 def lower_wins(values_in_order: list[float], start: float, min_delta: float = 0.0) -> int:
     """How many a plain 'lower wins' rule would keep: each value below the best so far by more than min_delta."""
@@ -74,12 +75,12 @@ def test_null_changes_are_not_kept(tmp_path, data_cache):
 
 def test_loop_with_the_builtin_agent(tmp_path, data_cache):
     root = small_cpu_workspace(tmp_path / "loop", BUDGET)
-    r = cli("run", "--agent", "builtin", "--max-experiments", "6", "--tag", "cpu", cwd=root, timeout=1800)
+    r = cli("run", "--agent", "builtin", "--max-experiments", "4", "--tag", "cpu", cwd=root, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     got = rows(root)
-    assert len(got) >= 8  # two baseline runs and six experiments, plus confirm runs
+    assert len(got) >= 6  # two baseline runs and four experiments, plus confirm runs
     experiments = [x for x in got if x.kind == "experiment"]
-    assert len(experiments) == 6 and all(x.agent == "builtin" for x in experiments)
+    assert len(experiments) == 4 and all(x.agent == "builtin" for x in experiments)
     # the branch tip is the last kept commit
     assert head(root)[:7] == kept_last(got)
     # each kept change beat the frontier's re-runs made beside it (A-B-A): over the whole run the
@@ -102,7 +103,7 @@ def test_loop_with_the_builtin_agent(tmp_path, data_cache):
         if x.status in ("discard", "crash"):
             assert x.commit not in on_branch
     assert clean(root)
-    assert r.stdout.strip().splitlines()[-1].startswith("reached --max-experiments: 6 experiments on autoresearch/cpu")
+    assert r.stdout.strip().splitlines()[-1].startswith("reached --max-experiments: 4 experiments on autoresearch/cpu")
 
 
 def test_two_workers_with_the_builtin_agent(tmp_path, data_cache):

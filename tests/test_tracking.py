@@ -82,7 +82,6 @@ def test_the_default_store_lies_outside_the_workspace(tmp_path, agent):  # noqa:
     assert not any(p.name.startswith(("mlruns", "mlartifacts", "mlflow")) for p in root.iterdir())
 
 
-@pytest.mark.slow
 def test_a_tracker_that_is_down_never_stops_the_research_and_gets_the_runs_later(tmp_path, agent):  # noqa: F811
     root = tmp_path / "ws"
     llm_like(root, branch="")

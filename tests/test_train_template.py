@@ -256,7 +256,7 @@ def workspace(tmp_path_factory, data_cache):
     return ws
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_a_diverging_loss_fails_fast_with_FAIL(workspace):
     path = workspace / "train.py"
     text = capsliterals.write_constants(path.read_text(), {"DEVICE_BATCH_SIZE": 4, "TOTAL_BATCH_SIZE": 2**10})

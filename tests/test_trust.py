@@ -172,7 +172,7 @@ def test_without_a_sandbox_every_row_says_unsandboxed_and_require_sandbox_refuse
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_real_harness_refuses_validation_reads_and_a_model_that_peeks(tmp_path, data_cache):
     root = tmp_path / "real"
     run = lambda *a: subprocess.run([sys.executable, "-m", "autoresearch", *a], cwd=root, capture_output=True,

@@ -218,7 +218,7 @@ def derive(name: str, value: Any) -> list[Param]:
 def hyperparameters(text: str) -> dict[str, capsliterals.Constant]:
     """The ALL_CAPS literals above the first function or class (all of them if there is none)."""
     found = capsliterals.read_constants(text)
-    tree = ast.parse(text)
+    tree = capsliterals.parse(text)
     first = next((n.lineno for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))), None)
     block = {k: c for k, c in found.items() if first is None or c.line < first}
     return block or found
