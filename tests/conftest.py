@@ -8,6 +8,7 @@ session, however many workspaces the tests make; it never touches the user's ~/.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+GROUPS_FOLDER = pytest.StashKey[Path]()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -100,6 +103,7 @@ def llm():
         yield server
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config) -> int:
     """`-n auto`: a worker per core, at most four. Each real training run uses half the cores
     (profiles.cpu_threads), so more workers than cores would only slow every timed run."""
@@ -107,13 +111,44 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(cores, 4))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items) -> None:
-    """The heavy tests (a real model trained, or compiled) share one xdist group: one worker
-    runs them one after another, so that no two timed runs share the cores and a budget of
-    seconds trains as it does alone. The slow ones first: a test of a minute handed out last
-    would leave the other workers idle. The sort is stable: every worker collects one order."""
-    for item in items:
-        if item.get_closest_marker("heavy"):
-            item.add_marker(pytest.mark.xdist_group("heavy"))
+# The tests of a group (the heavy ones, a module's xdist_group) on one worker, one after
+# another: scheduling.py says why and how.
+
+def pytest_configure(config) -> None:
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        from scheduling import folder_for_workers
+
+        config.stash[GROUPS_FOLDER] = folder_for_workers()
+
+
+def pytest_unconfigure(config) -> None:
+    folder = config.stash.get(GROUPS_FOLDER, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    from scheduling import FOLDER
+
+    node.workerinput[FOLDER] = str(node.config.stash[GROUPS_FOLDER])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "load" or GROUPS_FOLDER not in config.stash:
+        return None  # another --dist asked for by hand: xdist's own
+    from scheduling import GroupScheduling
+
+    return GroupScheduling(config, log, config.stash[GROUPS_FOLDER])
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The slow tests first (heavy ones are slow too): a test of a minute handed out last would
+    leave the other workers idle. The sort is stable: every worker collects one order."""
     items.sort(key=lambda item: not (item.get_closest_marker("heavy") or item.get_closest_marker("slow")))
+    if hasattr(config, "workerinput"):
+        from scheduling import FOLDER, write_groups
+
+        if FOLDER in config.workerinput:
+            write_groups(config.workerinput, items)
