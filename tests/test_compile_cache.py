@@ -59,7 +59,7 @@ def planted(seen: dict) -> list[str]:
     return sorted(n for n in seen["found"] if n.startswith("planted-by-"))
 
 
-@pytest.mark.heavy
+@pytest.mark.slow  # not heavy: its program compiles on one thread, and nothing in it is timed
 @needs_compiler
 def test_only_the_frontiers_reruns_of_a_commit_read_what_its_first_run_left(tmp_path):
     ws = blank(tmp_path, PROGRAM.format(tag="A", score=1.0), budget=60)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.heavy
+# slow, not heavy: nothing here is timed, so it may run beside the timed runs, on one core
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def results():
     done = subprocess.run([sys.executable, "bench/reference_shape.py", "--batch", "1", "--steps", "1", "--json"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+                          cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return {r["dtype"]: r for r in map(json.loads, done.stdout.strip().splitlines())}
 
