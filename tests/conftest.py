@@ -2,7 +2,8 @@
 the fixtures more than one test module uses (the plain helpers live in support.py).
 
 The cache is shared so that the pysource corpus and its tokenizer are prepared once per
-session, however many workspaces the tests make; it never touches the user's ~/.cache.
+session (once per xdist worker), however many workspaces the tests make; it never touches the
+user's ~/.cache. Last, the hooks that spread the tests over xdist's workers (scheduling.py).
 """
 
 from __future__ import annotations
