@@ -153,7 +153,8 @@ def test_status_says_evaluating_while_the_engines_evaluator_runs(tmp_path):
 
     Source.log_path.write_text("step 00054 | progress 100.0% | loss 3.100000 | remaining 0s\n")
     now = time.time()
-    current = Current("abc1234", "x", "experiment", started_at=now - 20, pid=os.getpgrp())
+    # this process: alive for sure (the leader of the test run's process group may be gone)
+    current = Current("abc1234", "x", "experiment", started_at=now - 20, pid=os.getpid())
     info = running(Source, now, current)
     assert "evaluating" not in info["progress"]
     from dataclasses import replace
