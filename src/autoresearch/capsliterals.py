@@ -57,7 +57,7 @@ def _evaluate(node: ast.AST) -> Any:
     raise ValueError("not a literal")
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=4)  # a proposal reads two or three texts; trees of big files are big
 def parse(text: str) -> ast.Module:
     """The module's syntax tree, for reading only. Cached: the built-in proposer reads the same
     train.py several times a proposal, and parsing it is most of a proposal's time."""
