@@ -1,4 +1,4 @@
-"""The engine with the real harness and the real CPU train.py, budgets of seconds (slow).
+"""The engine with the real harness and the real CPU train.py, budgets of seconds (heavy: see conftest.py).
 
 - The null test: 8 experiments whose change does nothing (a comment). The keep rule keeps at
   most one; a plain "lower wins" rule, replayed on the same first runs, keeps several. (Its
