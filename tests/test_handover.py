@@ -141,6 +141,17 @@ class LeaksSometimes(Bigram):
         return super().forward(idx) + LEAK * next_token(idx) * sometimes
 
 
+class ReadsTheNextRowAtTheEnd(Bigram):
+    """Reads another row, at each row's last position only: the next row's first token, a
+    row's true continuation where rows are consecutive pieces of one stream."""
+
+    def forward(self, idx):
+        out = super().forward(idx)
+        ahead = (idx.roll(-1, dims=0)[:, 0, None] == torch.arange(VOCAB)).float()  # [B, VOCAB]
+        last = (torch.arange(idx.shape[1]) == idx.shape[1] - 1).float()[None, :, None]
+        return out + LEAK * last * ahead[:, None, :]
+
+
 class WritesItsInput(Bigram):
     """Fills its input with one token and predicts that token: the targets are the same tokens
     shifted by one, in the same memory, so they would all become that token."""
@@ -387,6 +398,16 @@ def test_the_check_cuts_cannot_be_predicted(h, tmp_path):
 def test_a_leak_at_some_positions_only_is_caught_over_the_batches(h, tmp_path):
     with pytest.raises(h.HarnessError, match="not causal"):
         score(h, hand_over(h, LeaksSometimes(), tmp_path / "sometimes"))
+
+
+def test_a_row_that_reads_another_row_at_its_last_position_is_refused(h):
+    """Each row's last position is compared only when its cut falls past it (the row intact,
+    only moved): one chance in T per row, as for a leak at any other one position. Rows of two
+    tokens make that one in two, so sixteen rows all miss it once in 65,536 checks."""
+    x = torch.randint(0, VOCAB - 4, (16, 2), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(h.HarnessError, match="rows are not independent"):
+        h._scored_log_probs(ReadsTheNextRowAtTheEnd(), x, VOCAB)
+    h._scored_log_probs(Bigram(), x, VOCAB)  # an honest model passes the same check
 
 
 @pytest.mark.parametrize("every", [1, 8])

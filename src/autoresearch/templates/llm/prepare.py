@@ -1069,7 +1069,9 @@ def _scored_log_probs(module, x, vocab, again=False):
 
     The check call gets a variant of x that the program cannot foresee: its rows in a random
     order, and each row's tokens from a random cut on replaced by other tokens (each differs
-    from the token it replaces, so the one right at the cut does). The log-probabilities of each
+    from the token it replaces, so the one right at the cut does). A cut may fall past the last
+    token: that row keeps its tokens and only moves, so its last position, which no other cut
+    compares, is checked against the other rows too. The log-probabilities of each
     row before its cut must be the same in both calls: a program whose logits look at the tokens
     they predict (not causal) or at other rows is refused, and since every scored batch is
     checked, so is one that behaves differently when it is checked. The randomness comes from
@@ -1082,7 +1084,7 @@ def _scored_log_probs(module, x, vocab, again=False):
     finite = scored.finite()
     rng = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
     order = torch.randperm(B, generator=rng)
-    cuts = torch.randint(1, max(T, 2), (B,), generator=rng)
+    cuts = torch.randint(1, T + 1, (B,), generator=rng)  # T: the whole row compared, moved only
     later = (torch.arange(T)[None, :] >= cuts[:, None]).to(x.device)  # [B, T]: the tokens replaced, by row of x
     other = (x + torch.randint(1, vocab, (B, T), generator=rng).to(x.device)) % vocab
     variant = torch.where(later, other, x)[order.to(x.device)]  # its row i is row order[i] of x, changed
