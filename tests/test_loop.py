@@ -145,6 +145,32 @@ def test_max_cost_stops_the_loop_cleanly(tmp_path, agent):
     assert clean(root)
 
 
+def test_an_agents_absurd_figures_and_escape_sequences_neither_stop_nor_reach_the_terminal(tmp_path, agent):
+    """Reported usage is a claim: a token count past any integer the store holds, a cost of NaN
+    or below zero are not recorded (and cannot blind --max-cost); an agent's error text and a
+    file name it made reach the terminal without their escape sequences."""
+    root = tmp_path / "ws"
+    llm_like(root)
+    escape = "\x1b]0;PWNED\x07\x1b[2J\x1b[31m"
+    env = agent([
+        {"value": 0.5, "desc": "a win", "usage": {"tokens_in": 1e30, "tokens_out": 5, "cost_usd": float("nan")}},
+        {"fail": escape + "FAKE: val_bpb 0.1 keep"},
+        {"value": 0.4, "desc": "a file of its own", "write": {escape + "red.py": "x = 1\n"},
+         "usage": {"tokens_in": -3, "tokens_out": 2.5, "cost_usd": -1}},
+    ])
+    r = loop(root, agent, "--max-experiments", "2", "--max-cost", "0.5", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "\x1b" not in r.stdout + r.stderr and "\x07" not in r.stdout + r.stderr
+    assert "failed (1 in a row): command failed (exit status 1): FAKE: val_bpb 0.1 keep" in r.stdout  # told, as text
+    win, other = [x for x in rows(root) if x.kind == "experiment"]
+    assert win.status == "keep" and (win.tokens_in, win.tokens_out, win.cost_usd) == (0, 5, None)
+    assert other.status == "invalid" and (other.tokens_in, other.tokens_out, other.cost_usd) == (0, 0, None)
+    again = loop(root, agent, "--max-experiments", "1", env=env)  # nothing left half-recorded
+    assert again.returncode == 0, again.stdout + again.stderr
+    status = cli("status", "--json", cwd=root)
+    assert status.returncode == 0 and "Infinity" not in status.stdout and "NaN" not in status.stdout
+
+
 def test_an_agent_that_keeps_failing_stops_the_loop_with_a_clear_message(tmp_path, agent):
     root = tmp_path / "ws"
     llm_like(root)

@@ -72,3 +72,21 @@ def test_settings_whose_text_was_changed_in_the_database_read_as_absent(tmp_path
     record = json.loads(store.pinned("settings"))
     store.pin("settings", json.dumps({**record, "text": "budget = 500\n"}))
     assert pins.read_settings(root) is None
+
+
+def test_reported_usage_past_the_stores_integers_is_bounded_before_it_is_stored(tmp_path):
+    """An agent's usage is a claim: counts past 2**53, below zero or not whole, and costs that are
+    NaN, infinite or below zero are dropped, whether they come as a record (Usage) or as a dict
+    (a journal written before the bounds), so the row is stored and nothing stays wedged."""
+    from autoresearch.agents.base import Usage
+    from autoresearch.engine.outcome import make_row, usage_cells
+
+    assert Usage(10**30, -3, float("nan")) == Usage(0, 0, None)
+    assert Usage("12", 2.0, "0.5") == Usage(12, 2, 0.5) and Usage(True, 1.5, float("inf")) == Usage(0, 0, None)
+    assert usage_cells({"tokens_in": 1e30, "tokens_out": 7, "cost_usd": -1}) == {"tokens_out": 7}
+    store = Store(tmp_path)
+    row = make_row("abc1234", status="keep", kind="experiment", description="d", reason="r", branch="b",
+                   usage={"tokens_in": 10**30, "tokens_out": 7, "cost_usd": float("nan")})
+    store.append(row)
+    got = store.rows()[-1]
+    assert (got.tokens_in, got.tokens_out, got.cost_usd) == (None, 7, None)

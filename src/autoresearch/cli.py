@@ -13,6 +13,7 @@ import click
 
 from autoresearch import __version__
 from autoresearch.errors import AutoresearchError
+from autoresearch.research.results import printable
 
 
 def clean_errors(func):
@@ -21,7 +22,7 @@ def clean_errors(func):
         try:
             return func(*args, **kwargs)
         except AutoresearchError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(str(exc))}", err=True)  # an agent's words may be in it
             sys.exit(1)
 
     return wrapper

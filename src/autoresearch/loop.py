@@ -40,6 +40,7 @@ from autoresearch.engine.pool import Pool, one_experiment
 from autoresearch.errors import AutoresearchError
 from autoresearch.proc import shielded, sigterm_as_interrupt
 from autoresearch.research.history import History, Tally
+from autoresearch.research.results import printable, usage_cost
 from autoresearch.state import LoopState
 from autoresearch.workspace import DEFAULT_FOLDER, Workspace, init_workspace
 
@@ -182,7 +183,8 @@ class Loop:
         self.plan = plan
         self.agent_name = plan.agent
         self.stream = stream or sys.stdout
-        self.out = out or (lambda line: print(line, file=self.stream, flush=True))
+        say = out or (lambda line: print(line, file=self.stream, flush=True))
+        self.out = lambda line: say(printable(line))  # agent text (a reason, an error) reaches these lines
         self.summary = SessionSummary(metric=ws.config.metric)
         self.started = time.time()
         self.branch = ""
@@ -349,9 +351,9 @@ class Loop:
         self._failures = 0
         self.summary.experiments += 1
         usage = getattr(proposal, "usage", None)
-        cost = getattr(usage, "cost_usd", None) if usage is not None else None
+        cost = usage_cost(getattr(usage, "cost_usd", None))
         if cost:
-            self.summary.cost_usd += float(cost)
+            self.summary.cost_usd += cost
         self.out(f"[{number}] {proposal.description}")
         return proposal
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Mapping
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import atomic_write
 from autoresearch.proc import redact
+from autoresearch.research.results import usage_cost, usage_count
 
 TRANSCRIPT = "agent.log"  # the last call's transcript, in the state folder
 # A `DESCRIPTION:` line as models write it: marked up or not ("**Description:** ...",
@@ -30,9 +31,18 @@ _DESCRIPTION = re.compile(r"^[\W_]*description[\W_]*:[\s*_]*(.*?)[\s*_]*$", re.I
 
 @dataclass(frozen=True)
 class Usage:
+    """What one call cost, as the agent or its provider reports it: a claim, so a count that is
+    not a whole number within reason becomes 0 and a cost that is not a finite amount of at
+    least 0 becomes None (research/results.py's bounds), whoever built the record."""
+
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float | None = None  # None where the provider does not report it
+
+    def __post_init__(self):
+        object.__setattr__(self, "tokens_in", usage_count(self.tokens_in) or 0)
+        object.__setattr__(self, "tokens_out", usage_count(self.tokens_out) or 0)
+        object.__setattr__(self, "cost_usd", usage_cost(self.cost_usd))
 
 
 @dataclass(frozen=True)

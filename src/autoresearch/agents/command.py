@@ -73,8 +73,6 @@ def _usage(path) -> Usage | None:
         return None
     try:
         data = json.loads(path.read_text())
-        cost = data.get("cost_usd")
-        return Usage(int(data.get("tokens_in") or 0), int(data.get("tokens_out") or 0),
-                     float(cost) if cost is not None else None)
+        return Usage(data.get("tokens_in"), data.get("tokens_out"), data.get("cost_usd"))  # Usage bounds them
     except (ValueError, TypeError, AttributeError):
         return None  # a broken usage file costs the figures, not the experiment

@@ -1,7 +1,6 @@
 """One experiment, end to end: guard, commit, supervised run, metric, record, decide.
 
-`Engine(ws).experiment(description)` is what `autoresearch experiment` and every turn of
-`autoresearch run` do:
+`Engine(ws).experiment(description)` is what `autoresearch experiment` and every turn of `run` do:
 
 1. Guard (guard.py). The change against the frontier (the branch's best commit) may touch
    only the editable files and the agent's notes; the harness must match its fingerprint.
@@ -129,7 +128,8 @@ class Engine:
         self.root = ws.root
         self.store = ws.store
         self.stream = stream if stream is not None else sys.stdout
-        self.out = out or (lambda line: print(line, file=self.stream, flush=True))
+        say = out or (lambda line: print(line, file=self.stream, flush=True))
+        self.out = lambda line: say(results.printable(line))  # agent and trainer text reach these lines
         self.limits = Limits.of(self.cfg)
         self.guard = Guard(ws)
         self.logs = RunLogs(ws.state.logs_dir)

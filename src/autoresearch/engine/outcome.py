@@ -3,13 +3,12 @@ people and `to_json()` for programs."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from autoresearch.engine.measure import Measurement
-from autoresearch.research.results import Row
+from autoresearch.research.results import Row, usage_cost, usage_count
 
 
 @dataclass
@@ -103,11 +102,10 @@ def usage_cells(usage: Any) -> dict:
     if not data:
         return {}
     out = {}
-    for key, kind in (("tokens_in", int), ("tokens_out", int), ("cost_usd", float)):
-        value = data.get(key)
+    for key, bounded in (("tokens_in", usage_count), ("tokens_out", usage_count), ("cost_usd", usage_cost)):
+        value = bounded(data.get(key))
         if value is not None:
-            with contextlib.suppress(TypeError, ValueError):
-                out[key] = kind(value)
+            out[key] = value
     return out
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 
 UPSTREAM = ("commit", "val_bpb", "memory_gb", "status", "description")
@@ -150,6 +151,35 @@ def printable(text: str | bytes) -> str:
         text = bytes(text).decode("utf-8", errors="replace")
     text = _SURROGATES.sub("\ufffd", str(text))
     return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+# An agent's reported usage is its own claim: a token count past this is no count (SQLite's
+# integers end at 2**63; no call comes near 2**53), and a cost must be a finite amount >= 0
+# (NaN would never reach --max-cost).
+MAX_TOKENS = 2**53
+
+
+def usage_count(value: Any) -> int | None:
+    """A reported token count, or None where it is not a whole number from 0 to MAX_TOKENS."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value) if isinstance(value, str) else value
+        whole = int(number)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return whole if whole == number and 0 <= whole <= MAX_TOKENS else None
+
+
+def usage_cost(value: Any) -> float | None:
+    """A reported cost in dollars, or None where it is not a finite amount of at least 0."""
+    if isinstance(value, bool):
+        return None
+    try:
+        cost = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return cost if math.isfinite(cost) and cost >= 0 else None
 
 
 def clean(text: str) -> str:
