@@ -319,3 +319,14 @@ def test_real_codex_against_the_loopback_server(tmp_path, monkeypatch, request):
     assert "LR = 0.2" in (ws.root / "score.py").read_text()
     assert dirty(ws) == ["score.py"]
     assert len(calls) >= 2 and proposal.usage.tokens_in > 0
+
+
+def test_aiders_figures_that_are_no_numbers_count_nothing():
+    """aider's output holds the model's reply too: a "Tokens:" line of the model's own making
+    (a figure that is no number, digits past a float) counts nothing, and the call still counts."""
+    from autoresearch.agents.aider import usage_from
+    from autoresearch.agents.base import Usage
+
+    output = ("Tokens: 1.2k sent, 300 received. Cost: $0.01 message, $0.02 session.\n"
+              "Tokens: 1.2.3 sent, " + "9" * 400 + " received. Cost: $1.2.3 message\n")
+    assert usage_from(output) == Usage(1200, 300, 0.01)

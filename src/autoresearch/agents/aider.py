@@ -11,6 +11,7 @@ becomes `--openai-api-base`.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 
@@ -27,9 +28,15 @@ _TOKENS = re.compile(r"Tokens:\s*(?P<sent>[\d.,]+)\s*(?P<ks>[kKmM]?)\s+sent.*?(?
 _COST = re.compile(r"Cost:\s*\$(?P<cost>[\d.,]+)\s+message", re.I)
 
 
-def _number(value: str, suffix: str) -> int:
+def _number(value: str, suffix: str = "") -> float:
+    """A figure of aider's report; 0 where it is none ("1.2.3", or digits past a float: the
+    model's reply is in the same output and may print anything). Usage bounds the sums."""
     scale = {"": 1, "k": 1_000, "m": 1_000_000}[suffix.lower()]
-    return int(round(float(value.replace(",", "")) * scale))
+    try:
+        number = float(value.replace(",", "")) * scale
+    except ValueError:
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def usage_from(output: str) -> Usage:
@@ -39,11 +46,11 @@ def usage_from(output: str) -> Usage:
     for line in output.splitlines():
         found = _TOKENS.search(line)
         if found:
-            tokens_in += _number(found["sent"], found["ks"])
-            tokens_out += _number(found["recv"], found["kr"])
+            tokens_in += round(_number(found["sent"], found["ks"]))
+            tokens_out += round(_number(found["recv"], found["kr"]))
         paid = _COST.search(line)
         if paid:
-            cost = (cost or 0.0) + float(paid["cost"].replace(",", ""))
+            cost = (cost or 0.0) + _number(paid["cost"])
     return Usage(tokens_in, tokens_out, cost)
 
 
