@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import shutil
 import sys
 import time
@@ -24,12 +23,12 @@ from pathlib import Path
 from typing import Callable, Protocol, TextIO
 
 from autoresearch import gitrepo, pins, preparing, proc, runlog, sandbox
+from autoresearch.engine.command import command_argv
+from autoresearch.engine.compilecache import CompileCache
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.jailed import Jailed
 from autoresearch.engine.liveline import LIVE_READ_BYTES, LiveLine
 from autoresearch.engine.lifecycle import Pen
-from autoresearch.engine.command import command_argv
-from autoresearch.engine.compilecache import CompileCache
 from autoresearch.engine.diskguard import DiskGuard
 from autoresearch.engine.earlystop import EARLY, Reference
 from autoresearch.engine.slots import Slot
@@ -43,6 +42,8 @@ from autoresearch.workspace import Workspace
 RESULT_VARIABLE = "AUTORESEARCH_RESULT"
 DEADLINE_VARIABLE = "AUTORESEARCH_DEADLINE"  # Unix time at which the trainer is killed
 SCRATCH_PREFIX = "autoresearch-run-"  # a run's folder in the temporary directory
+
+
 def marker(result_path: str) -> str:
     """The environment entry that marks a run's processes as ours (see proc.group_has_marker)."""
     return f"{RESULT_VARIABLE}={result_path}"
