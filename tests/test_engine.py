@@ -211,6 +211,41 @@ def test_a_new_file_outside_the_editable_set_is_refused(ws):
     assert_intact(ws, frontier, 3)
 
 
+def test_a_ref_named_like_the_frontiers_id_does_not_move_the_frontier(ws):
+    """The rows name commits by their short ids, and git prefers a ref to an object of the same
+    name: a tag `<frontier's id>` on the agent's own commit (which changes the harness) must not
+    make that commit the frontier, measured as a baseline that nothing checked."""
+    frontier = head(ws)
+    original = (ws / "prepare.py").read_text()
+    (ws / "prepare.py").write_text(original + "\nTIME_BUDGET = 100\n")
+    change(ws, value=0.1)
+    git(ws, "commit", "-qam", "the agent's commit")
+    git(ws, "tag", frontier[:7], "HEAD")
+    out = experiment_json(ws, "a tag for a frontier")
+    assert out["status"] == "invalid" and "prepare.py" in out["reason"], out
+    assert (ws / "prepare.py").read_text() == original
+    assert_intact(ws, frontier, 3)
+    assert [r.kind for r in rows(ws)] == ["baseline", "baseline", "experiment"]
+
+
+@pytest.mark.parametrize("bit, path", [("--assume-unchanged", "program.md"), ("--skip-worktree", "program.md"),
+                                       ("--assume-unchanged", "autoresearch.toml")])
+def test_an_edit_hidden_by_a_bit_in_the_index_is_refused_and_undone(ws, bit, path):
+    """What the guard checks is what would be committed: a bit the agent set in .git/index does
+    not hide its edit of a fixed file (or of the settings) from the check, and the reset that
+    undoes it does not keep the agent's version behind that bit."""
+    frontier = head(ws)
+    original = (ws / path).read_bytes()
+    (ws / path).write_bytes(original + b"\n# budget = 600\n")
+    git(ws, "update-index", bit, path)
+    change(ws, value=0.1)
+    out = experiment_json(ws, "hidden by the index")
+    assert out["status"] == "invalid" and path in out["reason"], out
+    assert (ws / path).read_bytes() == original
+    assert git(ws, "ls-files", "-v", path).split()[0] == "H"  # the bit is gone with the old index
+    assert_intact(ws, frontier, 3)
+
+
 def test_the_notes_file_may_change_and_survives_a_discard(ws):
     frontier = head(ws)
     (ws / "notes.md").write_text("tried a worse value\n")

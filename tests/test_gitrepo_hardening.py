@@ -266,7 +266,7 @@ def test_git_variables_of_the_callers_environment_are_not_inherited(root, tmp_pa
     assert gitrepo.tracked(root) == [".gitignore", "prepare.py", "run.sh", "train.py"]
 
 
-def test_status_and_diff_do_not_look_inside_a_submodule_whose_config_names_a_filter(root, markers):
+def test_status_diff_and_a_candidates_commit_do_not_look_inside_a_submodule_whose_config_names_a_filter(root, markers):
     sub = root / "sub"
     sub.mkdir()
     (sub / "f.py").write_text("x\n")
@@ -278,7 +278,8 @@ def test_status_and_diff_do_not_look_inside_a_submodule_whose_config_names_a_fil
     raw(root, "add", "sub")
     raw(root, "commit", "-qm", "a submodule")
     head = gitrepo.head(root)
-    for call in (lambda: gitrepo.changes(root), lambda: gitrepo.changed_since(root, head)):
+    for call in (lambda: gitrepo.changes(root), lambda: gitrepo.changed_since(root, head),
+                 lambda: gitrepo.commit_off_branch(root, head, "a candidate")):
         st = os.stat(sub / "f.py")
         os.utime(sub / "f.py", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # stat-dirty: git would hash it
         call()
@@ -393,3 +394,22 @@ def test_clean_untracked_removes_ignored_and_hidden_files_and_keeps_the_engines(
                     "results.tsv", "run.log", "run.sh", "train.py"]
     assert (root / "train.py").read_text() == "LR = 0.7\n"
     assert (outside / "precious.txt").read_text() == "keep\n"
+
+
+def test_a_ref_named_like_a_commit_id_is_not_what_that_id_reads(root):
+    """Rows keep short commit ids; a tag or branch of the same name (git asks refs first) changes
+    neither what `resolve` finds nor the patch and diff the views show for that id."""
+    first = gitrepo.head(root)
+    (root / "train.py").write_text("LR = 0.2\n")
+    kept = gitrepo.commit_all(root, "kept")
+    (root / "train.py").write_text("LR = 9.9\n")
+    other = gitrepo.commit_all(root, "the agent's")
+    raw(root, "tag", kept[:7], other)
+    raw(root, "branch", first[:8], other)
+    assert gitrepo.resolve(root, kept[:7]) == kept
+    assert gitrepo.resolve(root, first[:8]) == first
+    assert gitrepo.has_commit(root, kept[:7])
+    assert "+LR = 0.2" in gitrepo.commit_patch(root, kept[:7]).stdout
+    assert "+LR = 0.2" in gitrepo.commit_diff(root, kept[:7], ["train.py"])
+    assert gitrepo.resolve(root, "HEAD") == other  # a name that is no id is read as git reads it
+    assert gitrepo.resolve(root, "0123abc") is None and not gitrepo.has_commit(root, "0123abc")

@@ -262,3 +262,18 @@ def test_report_files_are_readable_by_others_as_usual(tmp_path):
         assert done.returncode == 0, done.stderr
         for name in ("report.md", "progress.png"):
             assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o644), name
+
+
+def test_a_link_planted_where_the_report_writes_its_picture_is_replaced_not_written_through(tmp_path):
+    """The picture is written whole beside its name and renamed over it: a link at progress.png, or at
+    any name the drawing once used for its temporary file, leaves the file it points at as it was."""
+    victims = {name: tmp_path / f"victim-{i}" for i, name in
+               enumerate(("progress.png", ".progress.png.tmp.png", "report.md"))}
+    for name, victim in victims.items():
+        victim.write_text("the engine's records\n")
+        (tmp_path / name).symlink_to(victim)
+    report_mod.report(results=OURS, out=tmp_path)
+    for name, victim in victims.items():
+        assert victim.read_text() == "the engine's records\n", name
+    assert not (tmp_path / "progress.png").is_symlink() and Image.open(tmp_path / "progress.png").size == SIZE
+    assert not (tmp_path / "report.md").is_symlink()

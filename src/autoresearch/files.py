@@ -20,8 +20,8 @@ def _process_umask() -> int:
 _UMASK = _process_umask()
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a reader sees the old or the new file, never a torn one:
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Replace `path` with `text` (or bytes) so that a reader sees the old or the new file, never a torn one:
     a new file beside it (a name of its own, made with O_EXCL), fsynced, renamed over `path`.
 
     A link planted at `path` is replaced, never written through. The file gets the permissions
@@ -36,7 +36,7 @@ def atomic_write(path: Path, text: str) -> None:
         executable = 0
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as fh:
             os.fchmod(fh.fileno(), (0o666 | executable) & ~_UMASK)
             fh.write(text)
             fh.flush()

@@ -16,10 +16,13 @@ Not covered:
   working-tree-encoding (git 2.39 has no way to ignore a tree's .gitattributes). export_tree
   checks each file against its blob id and writes the blob itself where they differ.
 - Index state the agent leaves (assume-unchanged or skip-worktree bits, stat data forged in
-  .git/index) can hide an edit of the working tree from `changes` and `commit_all`, and
-  `reset_hard` does not undo a skip-worktree bit or forged stat data; .gitignore or
-  .git/info/exclude can hide a new file (`clean_untracked` removes it). A run must therefore
-  see `export_tree`'s copy of the commit, never the work tree.
+  .git/index) can hide an edit of the working tree from `changes` and `commit_all`; so
+  `changed_since` and `commit_off_branch` read the tree into an index of their own (what is
+  checked is what is committed), and `reset_hard` starts from no index at all. .gitignore or
+  .git/info/exclude can hide a new file from both (it is then in no commit; `clean_untracked`
+  removes it). A run must see `export_tree`'s copy of the commit, never the work tree.
+- Refs may be named like commit ids (a tag `1a2b3c4`), and git prefers a ref to an object of
+  that name: `resolve` reads a name of hex digits as an object id only.
 - Git LFS or any other filter the user relies on is off as well: a workspace must not need one.
 - What the agent may do with git itself: move branches and HEAD, write objects and reflogs.
   The engine checks the commits it resolves; this module only makes git read them faithfully.
@@ -38,8 +41,10 @@ Not covered:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -95,10 +100,27 @@ def head(root: Path) -> str:
     return git(root, "rev-parse", "HEAD").stdout.strip()
 
 
+_COMMIT_ID = re.compile(r"[0-9a-f]{4,40}")
+
+
 def resolve(root: Path, rev: str) -> str | None:
-    """The full sha of a commit, or None when `rev` names none."""
+    """The full sha of a commit, or None when `rev` names none. Hex digits (a row's commit) are
+    an object id, never a ref of the same name, which the agent may have made."""
+    if _COMMIT_ID.fullmatch(rev):
+        return _commit_id(root, rev)
     result = git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _commit_id(root: Path, prefix: str) -> str | None:
+    """The one commit whose id starts with `prefix` (None: none, or more than one). A full id
+    needs no lookup (git reads 40 hex digits as an id before any ref); a shorter one is listed
+    with --disambiguate, which looks at objects only."""
+    if len(prefix) == 40:
+        return prefix if has_commit(root, prefix) else None
+    listed = git(root, "rev-parse", f"--disambiguate={prefix}", check=False).stdout.split()
+    commits = [sha for sha in listed if len(sha) == 40 and has_commit(root, sha)]
+    return commits[0] if len(commits) == 1 else None
 
 
 def current_branch(root: Path) -> str | None:
@@ -172,12 +194,35 @@ def changes(root: Path) -> list[str]:
     return sorted(set(paths))
 
 
-def changed_since(root: Path, commit: str) -> list[str]:
-    """Paths whose content differs between `commit` and the working tree (untracked included)."""
-    tracked = git(root, "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
-                  "--ignore-submodules=dirty", commit, "--").stdout.split("\0")
-    untracked = git(root, "ls-files", "--others", "--exclude-standard", "-z").stdout.split("\0")
-    return sorted({p for p in (*tracked, *untracked) if p})
+def changed_since(root: Path, commit: str, exclude: Iterable[str] = ()) -> list[str]:
+    """Paths whose content differs between `commit` and the working tree (untracked included,
+    ignored files not), the tree read into an index of our own as `commit_off_branch` reads it:
+    no bit or stat data the agent left in .git/index hides a change from this list that the
+    commit would then hold."""
+    with _scratch_index(root, commit, exclude) as index:
+        out = run_git(root, ("diff", "--cached", "--name-only", "-z", "--no-renames", "--no-ext-diff",
+                             "--no-textconv", commit, "--"), index=index).stdout
+    return sorted(p for p in out.split("\0") if p)
+
+
+@contextlib.contextmanager
+def _scratch_index(root: Path, commit: str, exclude: Iterable[str] = ()):
+    """An index of our own holding `commit` with every change of the working tree but `exclude`
+    staged: each file of the commit and each new file git does not ignore, read and hashed
+    (none of .git/index's state is used). update-index, not `add -A`, which asks each
+    submodule for its status: a git run inside it, under its own config."""
+    skip = set(exclude)
+    with tempfile.TemporaryDirectory(prefix="autoresearch-index-") as tmp:
+        index = Path(tmp) / "index"
+        run_git(root, ("read-tree", commit), index=index)
+        listed = (run_git(root, ("ls-files", "-z"), index=index).stdout
+                  + run_git(root, ("ls-files", "-z", "--others", "--exclude-standard"), index=index).stdout)
+        paths = [p for p in (p.rstrip("/") for p in listed.split("\0") if p)  # "sub/": a nested repository
+                 if p not in skip and not any(p.startswith(f"{s}/") for s in skip)]
+        if paths:
+            run_git(root, ("update-index", "--add", "--remove", "-z", "--stdin"), index=index,
+                    input="\0".join(paths) + "\0")
+        yield index
 
 
 def changed_between(root: Path, old: str, new: str) -> list[str]:
@@ -197,21 +242,21 @@ def commit_off_branch(root: Path, parent: str, message: str, *, exclude: Iterabl
     """A new commit on `parent` that no branch points at; HEAD, the branch and the index stay.
     Its content: the working tree's files (every change but `exclude`), or with `files` the
     parent's with those paths set to the given texts (None: deleted), the tree left alone."""
+    if files is None:
+        with _scratch_index(root, parent, exclude) as index:
+            tree = run_git(root, ("write-tree",), index=index).stdout.strip()
+        return git(root, *identity_args(root), "commit-tree", tree, "-p", parent, "-m", message).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="autoresearch-index-") as tmp:
         index = Path(tmp) / "index"
         run_git(root, ("read-tree", parent), index=index)
-        if files is None:
-            pathspec = ("--", ".", *(f":(exclude,literal){p}" for p in exclude))
-            run_git(root, ("add", "-A", *pathspec), index=index)
-        else:
-            for n, (path, text) in enumerate(sorted(files.items())):
-                if text is None:
-                    run_git(root, ("update-index", "--force-remove", "--", path), index=index)
-                    continue
-                blob = Path(tmp) / f"blob-{n}"
-                blob.write_text(text)
-                sha = git(root, "hash-object", "-w", "--no-filters", str(blob)).stdout.strip()
-                run_git(root, ("update-index", "--add", "--cacheinfo", f"100644,{sha},{path}"), index=index)
+        for n, (path, text) in enumerate(sorted(files.items())):
+            if text is None:
+                run_git(root, ("update-index", "--force-remove", "--", path), index=index)
+                continue
+            blob = Path(tmp) / f"blob-{n}"
+            blob.write_text(text)
+            sha = git(root, "hash-object", "-w", "--no-filters", str(blob)).stdout.strip()
+            run_git(root, ("update-index", "--add", "--cacheinfo", f"100644,{sha},{path}"), index=index)
         tree = run_git(root, ("write-tree",), index=index).stdout.strip()
     return git(root, *identity_args(root), "commit-tree", tree, "-p", parent, "-m", message).stdout.strip()
 
@@ -228,20 +273,24 @@ def reset_hard(root: Path, commit: str, keep: Iterable[str] = ()) -> None:
     """Make the working tree exactly `commit`: tracked files reset, untracked ones removed.
 
     Ignored files stay (results, logs, the state folder). Files in `keep` (the agent's notes)
-    survive with their current content whatever `commit` holds.
+    survive with their current content whatever `commit` holds (a link there is not followed).
+    The index is removed first, so every tracked file is written again from `commit`: a
+    skip-worktree bit or forged stat data would leave the agent's version in place.
     """
     saved: dict[str, bytes] = {}
     for name in keep:
         path = root / name
-        if path.is_file():
+        if path.is_file() and not path.is_symlink():
             saved[name] = path.read_bytes()
+    index = Path(git(root, "rev-parse", "--path-format=absolute", "--git-path", "index").stdout.strip())
+    index.unlink(missing_ok=True)
     git(root, "reset", "-q", "--hard", commit)
     git(root, "clean", "-q", "-f", "-d", *(arg for name in keep for arg in ("-e", name)))
     for name, data in saved.items():
         path = root / name
-        if not path.is_file() or path.read_bytes() != data:
+        if path.is_symlink() or not path.is_file() or path.read_bytes() != data:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            atomic_write(path, data)
 
 
 def show(root: Path, commit: str, path: str) -> str | None:
@@ -284,21 +333,31 @@ def is_ignored(root: Path, path: str) -> bool:
 
 
 def has_commit(root: Path, commit: str) -> bool:
+    if _COMMIT_ID.fullmatch(commit) and len(commit) < 40:
+        return _commit_id(root, commit) is not None
     return git(root, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode == 0
+
+
+def _object(root: Path, commit: str) -> str:
+    """A row's commit id as git must read it: the full id of that object (a ref named like it
+    is not asked); anything else as it is."""
+    if _COMMIT_ID.fullmatch(commit) and len(commit) < 40:
+        return _commit_id(root, commit) or "0" * 40  # no such commit: git says so
+    return commit
 
 
 def commit_patch(root: Path, commit: str) -> subprocess.CompletedProcess:
     """What a commit changed, as `git show` prints it for people: stat, then the patch."""
     return git(
         root, "-c", "core.quotepath=off", "show", "--no-color", "--no-ext-diff", "--no-textconv", "--stat", "--patch",
-        "--format=commit %H%nDate:   %ad%n%n    %s%n", commit, "--", check=False,
+        "--format=commit %H%nDate:   %ad%n%n    %s%n", _object(root, commit), "--", check=False,
     )
 
 
 def commit_diff(root: Path, commit: str, paths: Iterable[str], context: int = 2) -> str | None:
     """The diff a commit made to `paths` (no header); None when git does not know it."""
     result = git(root, "show", "--no-color", "--no-ext-diff", "--no-textconv", "--format=", f"--unified={context}",
-                 commit, "--", *paths, check=False)
+                 _object(root, commit), "--", *paths, check=False)
     return result.stdout if result.returncode == 0 else None
 
 

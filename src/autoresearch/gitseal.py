@@ -297,7 +297,7 @@ def _environment(settings: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def run_git(root: Path, args: tuple[str, ...], *, check: bool = True, binary: bool = False,
-            index: Path | None = None) -> subprocess.CompletedProcess:
+            index: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     """`git ARGS` on the repository at `root`, sealed; with `index`, on that index file instead of
     the repository's (its index and branch stay as they are). A failure raises AutoresearchError
     when `check`."""
@@ -309,7 +309,7 @@ def run_git(root: Path, args: tuple[str, ...], *, check: bool = True, binary: bo
     if index is not None:  # an index of our own: the repository's index and branch stay as they are
         env["GIT_INDEX_FILE"] = str(index)
     try:
-        result = run(cmd, cwd=root, check=False, env=env, binary=binary)
+        result = run(cmd, cwd=root, check=False, env=env, binary=binary, input=input)
     except UnicodeDecodeError as exc:
         raise AutoresearchError(f"git {args[0] if args else ''} printed a name that is not UTF-8 in {root}") from exc
     if check and result.returncode != 0:

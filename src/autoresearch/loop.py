@@ -141,9 +141,9 @@ def setup_branch(ws: Workspace, tag: str | None, out: Callable[[str], None]) -> 
         name, n = gitrepo.PREFIX + base, 2
         while gitrepo.branch_exists(root, name):
             name, n = f"{gitrepo.PREFIX}{base}-{n}", n + 1
-    start = "main" if gitrepo.branch_exists(root, "main") else "HEAD"
+    start = "refs/heads/main" if gitrepo.branch_exists(root, "main") else "HEAD"  # a tag named main is not asked
     gitrepo.create_branch(root, name, start)
-    out(f"created {name} from {start}")
+    out(f"created {name} from {start.removeprefix('refs/heads/')}")
     return name
 
 

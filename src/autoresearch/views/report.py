@@ -19,6 +19,7 @@ columns: no kinds, no timestamps; its first row is the baseline).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from autoresearch.errors import AutoresearchError
@@ -82,9 +83,9 @@ def plot(history: History, path: Path, *, metric: str = "val_bpb", title: str = 
     ax.set_title(printable(title), fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI)
-    tmp.replace(path)
+    image = io.BytesIO()  # drawn in memory, then written whole; a link planted at the path is replaced
+    fig.savefig(image, format="png", dpi=DPI)
+    atomic_write(path, image.getvalue())
     return path
 
 
