@@ -43,6 +43,9 @@ for name, content in step.get("append", {}).items():
         fh.write(content)
 for old, new in step.get("replace", {}).items():
     Path("train.py").write_text(Path("train.py").read_text().replace(old, new))
+for command in step.get("shell", []):  # what an agent with a shell does besides editing
+    import subprocess
+    subprocess.run(command, shell=True, check=True)
 if os.environ.get("PROMPTS"):  # keep each prompt the agent was shown, in order
     Path(os.environ["PROMPTS"], f"{n}.md").write_text(Path(os.environ["AUTORESEARCH_PROMPT_FILE"]).read_text())
 print("DESCRIPTION: " + step.get("desc", "a change"))
@@ -129,6 +132,29 @@ def test_the_loop_records_every_kind_of_proposal(tmp_path, agent):
     assert "val_bpb 1.000000 -> 0.500000" in last
     state = json.loads((root / ".autoresearch" / "loop.json").read_text())
     assert state["state"] == "stopped" and state["branch"] == "autoresearch/t1" and state["agent"] == "command"
+
+
+def test_an_agent_that_moves_head_to_a_line_of_its_own_starts_no_baseline_there(tmp_path, agent):
+    """A new branch at the agent's own commit (which edits the harness) would be a new line whose
+    baseline nothing checks: the loop takes HEAD back to its branch, drops that edit, and goes on."""
+    root = tmp_path / "ws"
+    llm_like(root, branch="")
+    harness = (root / "prepare.py").read_text()
+    git_as_agent = "git -c user.name=agent -c user.email=agent@example.com"
+    env = agent([
+        {"value": 0.1, "write": {"prepare.py": "TIME_BUDGET = 999\n"}, "desc": "a line of my own",
+         "shell": ["git switch -qc autoresearch/mine", f"{git_as_agent} commit -qam mine"]},
+        {"value": 0.5, "desc": "VALUE 1.0 -> 0.5"},
+    ])
+    r = loop(root, agent, "--tag", "t1", "--max-experiments", "2", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "HEAD was on autoresearch/mine: back on autoresearch/t1" in r.stdout
+    got = rows(root)
+    assert {x.branch for x in got} == {"autoresearch/t1"}
+    assert [x.kind for x in got if x.kind in ("baseline", "experiment")] == ["baseline", "baseline", "experiment", "experiment"]
+    assert [x.status for x in got if x.kind == "experiment"] == ["noop", "keep"]
+    assert git(root, "branch", "--show-current") == "autoresearch/t1" and head(root)[:7] == got[3].commit
+    assert (root / "prepare.py").read_text() == harness and clean(root)
 
 
 def test_max_cost_stops_the_loop_cleanly(tmp_path, agent):

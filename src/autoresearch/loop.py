@@ -247,6 +247,7 @@ class Loop:
                 seats = cluster.slots
                 # the baseline runs where the candidates will: on the first actor
                 engine = Engine(ws, out=self.out, stream=self.stream, runner=cluster.runner(ws, slots.Slot()))
+            engine.line = self.branch
             self.state("baseline")
             engine.ensure_baseline(self.branch)
             self.summary.start_value = engine.history(self.branch).baseline

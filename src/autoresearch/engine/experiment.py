@@ -135,6 +135,7 @@ class Engine:
         self.logs = RunLogs(ws.state.logs_dir)
         self.baseline_evals: list[float] = []  # the evaluator's seconds of the baseline runs made here
         self.slot = slot  # a worker's share of the machine (engine/slots.py)
+        self.line = ""  # the branch a loop researches on (set by it): HEAD is kept there
         # the runs go to `runner` (a Ray actor's, engine/cluster.py; a test's) or run here
         self.runner: Runs = runner if runner is not None else Runner(
             ws, self.limits, self.guard, stream=self.stream, live=self.stream.isatty() if live is None else live,
@@ -147,7 +148,13 @@ class Engine:
     # -- where the research stands ---------------------------------------------------
 
     def branch(self) -> str:
+        """The research branch checked out: the loop's own (`line`), where HEAD is taken back to if
+        the agent moved it (its edit there is dropped: no other line starts from its commit)."""
         name = gitrepo.current_branch(self.root)
+        if self.line and name != self.line:
+            self.out(f"HEAD was {f'on {name}' if name else 'detached'}: back on {self.line}, the edit made there dropped")
+            self.guard.back_to(self.line)
+            name = self.line
         if not name or not name.startswith(gitrepo.PREFIX):
             where = f"on {name}" if name else "on a detached HEAD"
             raise AutoresearchError(
@@ -200,22 +207,6 @@ class Engine:
                 f"`git reset --hard {frontier[:7]}` to go back to it"
             )
         gitrepo.move_branch(self.root, frontier)
-
-    @contextlib.contextmanager
-    def set_aside(self, changed: list[str], frontier: str):
-        """Take the change out of the tree while the unchanged code runs; it comes back, whatever happens."""
-        saved = {p: (self.root / p).read_bytes() if (self.root / p).is_file() else None for p in changed}
-        self.guard.reset(frontier)
-        try:
-            yield
-        finally:
-            for p, data in saved.items():
-                path = self.root / p
-                if data is None:
-                    path.unlink(missing_ok=True)
-                else:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(data)
 
     def baseline_needed(self, history: History, frontier: str) -> bool:
         runs = history.runs_of(frontier)

@@ -18,6 +18,7 @@ with the next candidate) until a kept change brings it into the branch.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import io
 import re
@@ -299,6 +300,27 @@ class Guard:
     def reset(self, commit: str) -> None:
         """The tree at `commit`; the notes stay, and so do accepted settings that the commit lacks."""
         gitrepo.reset_hard(self.root, commit, keep=self._ours())
+
+    @contextlib.contextmanager
+    def set_aside(self, changed: list[str], frontier: str):
+        """Take the change out of the tree while the unchanged code runs; it comes back, whatever happens."""
+        saved = {p: (self.root / p).read_bytes() if (self.root / p).is_file() else None for p in changed}
+        self.reset(frontier)
+        try:
+            yield
+        finally:
+            for p, data in saved.items():
+                path = self.root / p
+                if data is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+
+    def back_to(self, branch: str) -> None:
+        """HEAD on `branch` again, at its tip, whatever the tree held (the notes stay)."""
+        gitrepo.git(self.root, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
+        self.reset(gitrepo.head(self.root))
 
     def smaller(self, frontier: str, candidate: str) -> bool:
         """Whether the candidate has fewer lines of code in its editable files than the frontier."""

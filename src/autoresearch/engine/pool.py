@@ -401,7 +401,7 @@ def one_experiment(engine: Engine, description: str, *, agent: str = "", usage: 
         if not changed:
             return engine.baseline(branch, history, frontier)
         engine.out("no baseline yet on this branch: measuring the unchanged code first")
-        with engine.set_aside(changed, frontier):
+        with engine.guard.set_aside(changed, frontier):
             engine.baseline(branch, history, frontier)
     pool = Pool(engine, [engine.slot], inline=True)
     found: list[Outcome] = []
