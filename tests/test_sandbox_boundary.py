@@ -10,6 +10,8 @@ fast), and through `sandbox.Sandbox.wrap` where only the jail is in question.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import os
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import proc, sandbox, seatbelt
+from autoresearch import bubblewrap, proc, sandbox, seatbelt
 from support import clean, cli, experiment, experiment_json, head, llm_like, rows, train_text
 
 ON = sandbox.detect()
@@ -162,7 +164,8 @@ def test_pysource_takes_validation_only_from_test_folders_it_names(tmp_path):
 
 
 @needs_sandbox
-@pytest.mark.skipif(ON.kind != sandbox.BUBBLEWRAP or not os.access("/opt", os.W_OK), reason="bubblewrap, /opt writable")
+@pytest.mark.skipif(ON.kind != sandbox.BUBBLEWRAP or not os.access("/usr/local/share", os.W_OK),
+                    reason="bubblewrap, /usr/local/share writable")
 def test_a_files_dataset_folder_is_never_visible_to_the_trainer(ws):
     """files:PATH under /opt, which the jail binds for the system's programs: the manifest names
     the folder and the trainer finds it empty."""
@@ -304,15 +307,16 @@ def test_seatbelt_denies_the_masked_folders_but_allows_the_binds_inside_them(tmp
     assert allow > deny  # the last matching rule wins: the training file stays readable
 
 
-@pytest.mark.skipif(ON.kind != sandbox.BUBBLEWRAP or not os.access("/opt", os.W_OK), reason="bubblewrap, /opt writable")
+@pytest.mark.skipif(ON.kind != sandbox.BUBBLEWRAP or not os.access("/usr/local/share", os.W_OK),
+                    reason="bubblewrap, /usr/local/share writable")
 def test_a_hub_datasets_downloaded_validation_shard_is_never_visible_to_the_trainer(tmp_path):
     """climbmix and tinystories keep their downloaded shards in the data cache (CACHE_DIR/data):
-    with the cache under a folder the jail binds (/opt), the trainer still finds it empty, and
+    with the cache under a folder the jail binds (/usr), the trainer still finds it empty, and
     sees only the training files it is given at /data."""
     from autoresearch.engine.runner import Stage
 
     ws = llm_like(tmp_path / "ws")
-    cache = Path("/opt") / f"autoresearch-test-cache-{uuid.uuid4().hex[:8]}"
+    cache = Path("/usr/local/share") / f"autoresearch-test-cache-{uuid.uuid4().hex[:8]}"
     prepared = cache / "prepared" / "climbmix-key"
     try:
         (cache / "data" / "climbmix" / "val").mkdir(parents=True)
@@ -335,3 +339,61 @@ def test_a_hub_datasets_downloaded_validation_shard_is_never_visible_to_the_trai
         import shutil
 
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def probe_exists(jail: sandbox.Jail, *paths: Path) -> list[bool]:
+    """Whether each path exists as seen from inside `jail` (a folder counts only with something in it)."""
+    probe = ("import os, json, sys\n"
+             "print(json.dumps([os.path.isfile(p) or (os.path.isdir(p) and bool(os.listdir(p))) for p in sys.argv[1:]]))")
+    r = proc.run(ON.wrap([sys.executable, "-c", probe, *map(str, paths)], jail), check=False, timeout=60, env=jail.env)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@needs_sandbox
+def test_only_the_python_installations_own_folders_of_the_import_path_are_bound(tmp_path, monkeypatch):
+    """`python -m autoresearch` from a project folder puts that folder on the import path, and so
+    does PYTHONPATH: a secret there (a .env) is not the Python installation and is not bound."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text("AWS_SECRET_ACCESS_KEY=not-for-the-run\n")
+    monkeypatch.setattr(sys, "path", [str(project), *sys.path])
+    dirs = sandbox.python_dirs()
+    assert project not in dirs
+    import autoresearch
+    assert any(d == Path(autoresearch.__file__).resolve().parent.parent or d in Path(autoresearch.__file__).resolve().parents
+               for d in dirs)  # the evaluator imports it inside
+    jail = sandbox.Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False)
+    assert probe_exists(jail, project / ".env", Path(autoresearch.__file__)) == [False, True]
+
+
+@needs_sandbox
+def test_a_hidden_folder_inside_a_bound_system_folder_is_empty_inside(tmp_path):
+    """The workspace, the engine's folder and the data cache are hidden wherever they lie: under
+    /usr, which is bound for the system's programs, they are shown empty."""
+    share = Path("/usr/share")
+    shown = sorted(p for p in share.iterdir() if p.is_dir() and not p.is_symlink() and any(p.iterdir())) if share.is_dir() else []
+    if not shown:
+        pytest.skip("no folder under /usr/share here")
+    folder = shown[0]  # stands for a workspace that lies under /usr
+    assert "/usr" in bubblewrap.SYSTEM_DIRS
+    jail = sandbox.Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False, hidden=(folder,))
+    bare = sandbox.Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False)
+    assert probe_exists(bare, folder) == [True]
+    assert probe_exists(jail, folder) == [False]
+
+
+@needs_sandbox
+def test_opt_is_not_bound(tmp_path):
+    """/opt may hold a wheelhouse or a package mirror: copies of the test files pysource validates on."""
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="autoresearch-test-", dir="/opt"))
+        folder.chmod(0o755)  # readable by the run's own uid, as a wheelhouse is
+    except OSError:
+        pytest.skip("/opt is not writable here")
+    try:
+        (folder / "tests_copy.py").write_text("validation = True\n")
+        jail = sandbox.Jail(binds=(), cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, gpus=False)
+        assert probe_exists(jail, folder / "tests_copy.py") == [False]
+    finally:
+        shutil.rmtree(folder)

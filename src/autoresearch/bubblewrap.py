@@ -2,7 +2,7 @@
 
 A fresh mount namespace holds only the system's programs and libraries (`SYSTEM_DIRS`,
 `SYSTEM_FILES`), a /tmp of its own, the Python installation, the GPU devices and the jail's
-binds, with the folders of `Jail.masked` shown empty; its own process, network, IPC and
+binds, with the folders of `Jail.masked` and `Jail.hidden` shown empty; its own process, network, IPC and
 hostname namespaces; a new session; killed with the engine. No value of the environment is
 on the command line: bwrap is started with the run's environment and passes it on.
 """
@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from autoresearch.sandbox import Jail
 
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+# not /opt: a wheelhouse or a package mirror there holds copies of the test files that pysource
+# validates on (a Python installation there is bound as one, by sandbox.python_dirs)
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = (
     "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime",
     "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates",
@@ -59,7 +61,7 @@ def arguments(jail: Jail, *, python: list[Path], gpus: tuple[str, ...], root: bo
         parents(d)
         ordered.append(("--ro-bind", str(d), str(d)))
         made.add(str(d))
-    for m in _masked_targets(jail.masked, made):
+    for m in _masked_targets((*jail.masked, *jail.hidden), made):  # the workspace under /usr is no less hidden
         ordered.append(("--perms", "0755", "--tmpfs", m))
         ordered.append(("--remount-ro", m))
     ordered.append(("--proc", "/proc"))

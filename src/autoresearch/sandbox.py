@@ -78,8 +78,8 @@ class Jail:
     # devices; None binds every card (one at a time, or where the card's number is not known)
     card: int | None = None
     hidden: tuple[Path, ...] = ()  # never visible, even inside the Python installation's folders
-    # folders shown empty wherever they would be visible (under /usr, /opt or the Python
-    # installation): where the validation documents came from (see docs/trust.md)
+    # folders shown empty wherever they would be visible (under /usr or the Python installation):
+    # where the validation documents came from (see docs/trust.md)
     masked: tuple[Path, ...] = ()
     # variables the sandbox program is started with for the engine's own bookkeeping (the
     # marker that finds a run's processes again) that the command itself must not get
@@ -311,15 +311,20 @@ def card_devices(devices: tuple[str, ...], card: int | None) -> tuple[str, ...]:
 
 
 def python_dirs(hidden: tuple[Path, ...] = ()) -> list[Path]:
-    """The Python installation the engine runs under (prefixes and import path), read-only in
-    every jail, so that the run has the same interpreter and packages. A folder that is the
-    root, the user's home or one of its parents, or that holds a `hidden` path (the workspace,
-    the data cache), is left out: it would bring those with it."""
+    """The Python installation the engine runs under, read-only in every jail, so that the run
+    has the same interpreter and packages: its prefixes, the package folders of its import path
+    (site-packages, dist-packages) and the folder this package is imported from. Not the rest of
+    the import path (the current folder of `python -m`, PYTHONPATH's folders): any folder of
+    the user's may be there. A folder that is the root, the user's home or one of its parents,
+    or that holds a `hidden` path (the workspace, the data cache), is left out: it would bring
+    those with it."""
     home = Path.home().resolve()
     hidden = tuple(Path(h).resolve() for h in hidden)
     found: list[Path] = []
+    packages = [p for p in sys.path if os.path.basename(p.rstrip("/")) in ("site-packages", "dist-packages")]
     candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                  os.path.dirname(os.path.realpath(sys.executable)), *sys.path]
+                  os.path.dirname(os.path.realpath(sys.executable)), str(Path(__file__).resolve().parent.parent),
+                  *packages]
     for entry in candidates:
         if not entry or not os.path.isabs(entry):
             continue

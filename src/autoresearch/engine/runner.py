@@ -390,7 +390,7 @@ class Stage:
 
     def val_sources(self) -> tuple[Path, ...]:
         """Folders the trainer must not see even where they lie inside what it is shown (the Python
-        installation, /usr, /opt): where the validation documents came from, as the manifest
+        installation, /usr): where the validation documents came from, as the manifest
         records them (pysource: test folders of the Python installation; files: the folder),
         and the whole data cache."""
         if self.prepared is None:
