@@ -413,3 +413,32 @@ def test_a_ref_named_like_a_commit_id_is_not_what_that_id_reads(root):
     assert "+LR = 0.2" in gitrepo.commit_diff(root, kept[:7], ["train.py"])
     assert gitrepo.resolve(root, "HEAD") == other  # a name that is no id is read as git reads it
     assert gitrepo.resolve(root, "0123abc") is None and not gitrepo.has_commit(root, "0123abc")
+
+
+@pytest.mark.parametrize("shape", ["a folder made a link", "a folder made a file", "a file made a folder"])
+def test_what_is_checked_is_what_is_committed_whatever_shape_the_tree_takes(root, tmp_path, shape):
+    """changed_since and commit_off_branch read the tree into an index of their own: each shape
+    of edit is listed as the commit holds it, and none is an error."""
+    (root / "lib").mkdir()
+    (root / "lib" / "util.py").write_text("X = 1\n")
+    raw(root, "add", "-A")
+    raw(root, "commit", "-qm", "a folder")
+    frontier = gitrepo.head(root)
+    if shape == "a folder made a link":
+        raw(root, "rm", "-rq", "--cached", "lib")
+        (root / "lib" / "util.py").unlink()
+        (root / "lib").rmdir()
+        (root / "lib").symlink_to(tmp_path)
+    elif shape == "a folder made a file":
+        (root / "lib" / "util.py").unlink()
+        (root / "lib").rmdir()
+        (root / "lib").write_text("now a file\n")
+    else:
+        (root / "train.py").unlink()
+        (root / "train.py").mkdir()
+        (root / "train.py" / "inside.py").write_text("Y = 2\n")
+    listed = gitrepo.changed_since(root, frontier)
+    candidate = gitrepo.commit_off_branch(root, frontier, "a candidate")
+    assert listed == gitrepo.changed_between(root, frontier, candidate)
+    assert listed == {"a folder made a link": ["lib", "lib/util.py"], "a folder made a file": ["lib", "lib/util.py"],
+                      "a file made a folder": ["train.py", "train.py/inside.py"]}[shape]
