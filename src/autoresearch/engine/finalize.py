@@ -127,7 +127,7 @@ def plan(engine: Engine, line: str) -> Record:
     root, editable = engine.root, engine.guard.is_editable
     tests = []
     for n, k in enumerate(changes, 1):
-        sha = gitrepo.resolve(root, k.commit) or k.commit
+        sha = _kept(root, k.commit)
         without = leave_out(root, editable, frontier, sha) or ""
         t = Test(f"#{n} {k.description}", without, frontier, n, k.delta)
         if not without:
@@ -140,6 +140,15 @@ def plan(engine: Engine, line: str) -> Record:
     claimed = history.frontier_value - history.baseline if history.baseline is not None else None
     tests.append(Test("the frontier against the baseline", start, frontier, None, claimed))
     return Record(line, frontier, tests)
+
+
+def _kept(root: Path, commit: str) -> str:
+    """The full id of a kept commit; an error when it is gone (never a ref of that name instead)."""
+    sha = gitrepo.resolve(root, commit)
+    if not sha:
+        raise AutoresearchError(f"the kept commit {commit} is not in the repository (or its id is ambiguous): "
+                                f"finalize needs every kept change")
+    return sha
 
 
 def weigh(line_rows: list[Row], test: Test, direction: str, rule: keeprule.Rule) -> keeprule.Decision:
@@ -262,7 +271,7 @@ def final_branch(engine: Engine, rec: Record, changes: list[KeptChange]) -> tupl
     current, skipped = base, []
     for t in held(rec):
         k = changes[t.change - 1]
-        sha = gitrepo.resolve(root, k.commit) or k.commit
+        sha = _kept(root, k.commit)
         before = gitrepo.parent(root, sha)
         message = (f"{k.description}\n\nKept on {rec.line} as change {t.change} ({_signed(t.claimed)} "
                    f"when kept). Left out of the final frontier and run against it: {_signed(t.delta)} with it; "
