@@ -246,6 +246,24 @@ def test_an_edit_hidden_by_a_bit_in_the_index_is_refused_and_undone(ws, bit, pat
     assert_intact(ws, frontier, 3)
 
 
+def test_an_object_planted_under_the_id_of_the_edit_is_refused(ws):
+    """The guard checks the 200-byte train.py in the tree; the agent planted an object under that
+    content's id holding another train.py: the candidate would run (and be kept as) the other one."""
+    import hashlib
+    import zlib
+
+    frontier = head(ws)
+    change(ws, value=0.9)
+    shown = (ws / "train.py").read_bytes()
+    other = train_text(value=0.0001).encode()
+    sha = hashlib.sha1(b"blob %d\0" % len(shown) + shown).hexdigest()
+    (ws / ".git" / "objects" / sha[:2]).mkdir(exist_ok=True)
+    (ws / ".git" / "objects" / sha[:2] / sha[2:]).write_bytes(zlib.compress(b"blob %d\0" % len(other) + other))
+    out = experiment_json(ws, "a planted object")
+    assert out["status"] == "invalid" and "train.py" in out["reason"] and "object" in out["reason"], out
+    assert_intact(ws, frontier, 3)
+
+
 def test_the_notes_file_may_change_and_survives_a_discard(ws):
     frontier = head(ws)
     (ws / "notes.md").write_text("tried a worse value\n")

@@ -442,3 +442,33 @@ def test_what_is_checked_is_what_is_committed_whatever_shape_the_tree_takes(root
     assert listed == gitrepo.changed_between(root, frontier, candidate)
     assert listed == {"a folder made a link": ["lib", "lib/util.py"], "a folder made a file": ["lib", "lib/util.py"],
                       "a file made a folder": ["train.py", "train.py/inside.py"]}[shape]
+
+
+def plant_object(root: Path, content: bytes, instead: bytes) -> str:
+    """Write, as a loose object under the id of `content`, an object that holds `instead`."""
+    import hashlib
+    import zlib
+
+    sha = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+    path = root / ".git" / "objects" / sha[:2] / sha[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.chmod(0o644)
+    path.write_bytes(zlib.compress(b"blob %d\0" % len(instead) + instead))
+    return sha
+
+
+def test_an_object_planted_under_the_id_of_a_files_content_is_found_before_it_runs(root, tmp_path):
+    """Git writes no object it already has: the commit of a 9-byte train.py would hold what the
+    agent planted under that id. The candidate's altered objects are named, and a run's copy
+    of a commit never takes an object's bytes that do not hash to its id."""
+    frontier = gitrepo.head(root)
+    plant_object(root, b"LR = 0.2\n", b"LR = 0.2\nWEIGHTS = '" + b"x" * 100_000 + b"'\n")
+    (root / "train.py").write_text("LR = 0.2\n")
+    assert gitrepo.changed_since(root, frontier) == ["train.py"]
+    candidate = gitrepo.commit_off_branch(root, frontier, "a candidate")
+    assert gitrepo.altered_blobs(root, frontier, candidate) == ["train.py"]
+    with pytest.raises(AutoresearchError, match="does not hold what its id says"):
+        gitrepo.export_tree(root, candidate, tmp_path / "run")
+    (root / "train.py").write_text("LR = 0.3\n")  # an object written here is sound
+    assert gitrepo.altered_blobs(root, frontier, gitrepo.commit_off_branch(root, frontier, "another")) == []

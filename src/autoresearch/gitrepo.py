@@ -244,6 +244,31 @@ def changed_between(root: Path, old: str, new: str) -> list[str]:
     return sorted(p for p in out.split("\0") if p)
 
 
+def altered_blobs(root: Path, old: str, new: str) -> list[str]:
+    """Paths that `new` changed from `old` whose object does not hold what its id says. Git
+    writes no object it already has, so a loose object the agent wrote under the id of a
+    file's content (with other bytes in it) would go into the commit in its place."""
+    out = git(root, "diff-tree", "-r", "-z", "--no-renames", old, new, "--").stdout.split("\0")
+    altered = []
+    for meta, path in zip(out[0::2], out[1::2]):
+        fields = meta.split()
+        if len(fields) == 5 and fields[1].startswith("100") and not _holds(root, fields[3]):
+            altered.append(path)
+    return altered
+
+
+def _holds(root: Path, sha: str) -> bool:
+    """Whether the blob `sha` hashes to its id."""
+    data = run_git(root, ("cat-file", "blob", sha), binary=True, check=False).stdout or b""
+    return _blob_id(data, sha) == sha
+
+
+def _blob_id(data: bytes, like: str) -> str:
+    digest = hashlib.new("sha256" if len(like) == 64 else "sha1", b"blob %d\0" % len(data), usedforsecurity=False)
+    digest.update(data)
+    return digest.hexdigest()
+
+
 def message(root: Path, commit: str) -> str:
     """A commit's message (its first paragraph, as one line)."""
     result = git(root, "log", "-1", "--format=%s", commit, "--", check=False)
@@ -456,6 +481,10 @@ def export_tree(root: Path, commit: str, dest: Path, exclude: Iterable[str] = ()
                 try:
                     if not _copy_member(tar, members.get(path), fd, sha):
                         blob = run_git(root, ("cat-file", "blob", sha), binary=True).stdout
+                        if _blob_id(blob, sha) != sha:
+                            raise AutoresearchError(
+                                f"{commit[:12]}: the object of {path} ({sha[:12]}) does not hold what its id says: "
+                                f"a file under .git/objects was altered (`git fsck` names it)")
                         os.ftruncate(fd, 0)
                         os.lseek(fd, 0, os.SEEK_SET)
                         _write_all(fd, blob)

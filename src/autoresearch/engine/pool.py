@@ -163,6 +163,10 @@ class Pool:
         # a commit on the frontier that no branch points at: the branch moves only when it wins
         a.candidate = gitrepo.commit_off_branch(e.root, frontier, a.description, exclude=e.guard.protected())
         e.guard.reset(frontier)
+        altered = gitrepo.altered_blobs(e.root, frontier, a.candidate)
+        if altered:  # the guard checked the file; the commit would hold the object's other bytes
+            return e.record_plain(a, "invalid", f"{altered[0]}: its object under .git/objects holds other bytes "
+                                                f"than its id says (reverted)")
         a.key = e.guard.content_key(a.candidate)
         earlier = e.guard.seen(history).get(a.key)
         if earlier is not None:
