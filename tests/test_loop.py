@@ -37,6 +37,7 @@ if "value" in step:
         text = text.replace("# body\n", step["body"] + "\n")
     Path("train.py").write_text(text)
 for name, content in step.get("write", {}).items():
+    Path(name).parent.mkdir(parents=True, exist_ok=True)
     Path(name).write_text(content)
 for name, content in step.get("append", {}).items():
     with open(name, "a") as fh:

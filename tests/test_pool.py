@@ -92,6 +92,35 @@ def test_a_stale_win_that_conflicts_is_measured_as_a_whole_on_the_new_frontier_a
     assert git(root, "status", "--porcelain") in ("", "?? notes.md")  # the agent's notebook aside
 
 
+def test_two_wins_under_the_caps_that_add_up_past_them_are_not_merged(tmp_path, agent):
+    """Each candidate's editable files hold 180 KiB together, under the 256 KiB cap; the one that
+    finishes second, merged onto the first, would hold about 360 KiB: it is recorded stale and not run."""
+    from dataclasses import replace
+
+    from autoresearch.workspace import Workspace
+
+    root = tmp_path / "ws"
+    ws = llm_like(root, budget=6, branch="")
+    ws.save(replace(ws.config, editable=("train.py", "extra")))
+    git(root, "commit", "-qam", "extra/ is editable")
+    git(root, "switch", "-qc", "autoresearch/cap")
+    block = "".join(f"# line {i} of notes that are not code\n" for i in range(1600))  # about 60 KiB
+    a = {f"extra/a{i}.txt": block for i in range(3)}
+    b = {f"extra/b{i}.txt": block for i in range(3)}
+    env = agent([{"value": 0.5, "body": SLOW, "write": a, "desc": "slow: VALUE 0.5 and a"},
+                 {"replace": {"from prepare import evaluate_bpb": SCALED}, "write": b, "desc": "scale by 0.9 and b"},
+                 {"desc": "look", "append": {"notes.md": "x\n"}}])
+    r = run_pool(root, agent, "--workers", "2", "--max-experiments", "3", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = rows(root)
+    kept = [x for x in got if x.status == "keep" and x.kind == "experiment"]
+    stale = [x for x in got if x.status == "stale"]
+    assert [x.description for x in kept] == ["scale by 0.9 and b"], r.stdout
+    assert stale and "would hold" in stale[0].reason and "not run there" in stale[0].reason, r.stdout
+    assert sorted(p.name for p in (root / "extra").iterdir()) == ["b0.txt", "b1.txt", "b2.txt"]
+    assert Workspace.load(root).config.editable == ("train.py", "extra")
+
+
 def sleeper(tmp_path: Path, name: str) -> str:
     """A train.py body that writes its pid to tmp_path/<name>.pid and sleeps."""
     return f"import os, time\nopen({str(tmp_path / (name + '.pid'))!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)"

@@ -293,6 +293,20 @@ class Guard:
                     f"(code, not data or weights)")
         return ""
 
+    def committed_total(self, commit: str) -> str:
+        """Why the editable files of `commit` hold too much together ("" when they do not): a
+        merge of two wins, each under MAX_TOTAL_BYTES, can add up past it."""
+        notes = set(self.protected())
+        total = 0
+        for item in gitrepo.git(self.root, "ls-tree", "-r", "-l", "-z", commit).stdout.split("\0"):
+            meta, _, path = item.partition("\t")
+            fields = meta.split()
+            if len(fields) == 4 and fields[1] == "blob" and path not in notes and self.is_editable(path):
+                total += int(fields[3])
+        if total > MAX_TOTAL_BYTES:
+            return f"the editable files would hold {_kib(total)} together: at most {_kib(MAX_TOTAL_BYTES)}"
+        return ""
+
     def payload_of(self, path: str, data: bytes) -> str:
         """payload_problem of one editable file, for this workspace's run command."""
         return payload_problem(path, data, ours=runs_our_python(self.cfg.command))

@@ -314,6 +314,9 @@ class Pool:
         if whole:  # its files as they are, on the new frontier: kept only if that wins there
             merged = whole_onto(e, a.candidate, frontier)
             how = "its change does not merge (a conflict, or a merge over the caps), so its files as a whole on it ({}) are measured there"
+        over = e.guard.committed_total(merged)
+        if over:  # each win was under the caps; with what the frontier gained meanwhile it is not
+            return f"{won}, but on the frontier {frontier[:7]}, which moved, {over}: not run there"
         key = e.guard.content_key(merged)
         if key == e.guard.content_key(frontier):
             return f"{won}, but the frontier {frontier[:7]} already has its change"
