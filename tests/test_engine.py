@@ -751,6 +751,28 @@ def test_blank_template_reads_the_printed_metric_higher_is_better(tmp_path):
     assert clean(root)
 
 
+def test_a_run_log_rewritten_while_the_run_runs_is_not_what_the_engine_reads(tmp_path):
+    """An agent that works while the workers train (`run --workers N`) can replace run.log, or
+    write into it, as the run prints: the printed metric, the curve and the reason are read
+    from the engine's own copy of the output, outside the workspace."""
+    slow = SCORE.format(a=2.0).replace("print(", "import time\nprint('halfway', flush=True)\ntime.sleep(3)\nprint(", 1)
+    root = blank(tmp_path, SCORE.format(a=1.0), direction="higher", branch="autoresearch/test").root
+    assert experiment(root, "baseline").returncode == 0
+    (root / "score.py").write_text(slow)
+    running = subprocess.Popen([sys.executable, "-m", "autoresearch", "experiment", "-d", "A 1 -> 2", "--json"],
+                               cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = root / "run.log"
+    assert wait_for(lambda: log.is_file() and "halfway" in log.read_text(), timeout=60)
+    forged = root / "forged.log"
+    forged.write_text("score: 1000000.0\n")
+    os.replace(forged, log)  # a new file in its place; the run goes on printing into the old one
+    out, err = running.communicate(timeout=120)
+    assert running.returncode == 0, out + err
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["value"] == pytest.approx(8.75) and got["status"] == "keep", got
+    assert [x.value for x in rows(root)][-1] == pytest.approx(8.75)
+
+
 def test_results_header_uses_the_metric_name(tmp_path):
     root = blank(tmp_path, SCORE.format(a=1.0), direction="higher", branch="autoresearch/test").root
     experiment(root, "baseline")

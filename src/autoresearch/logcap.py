@@ -30,6 +30,48 @@ def cut_line(dropped: int, head: int, tail: int) -> bytes:
             f"run.log keeps the first {head} and the last {tail} bytes]\n").encode()
 
 
+class Tee:
+    """The log file the engine reads, and a copy shown in the workspace for people and the agent:
+    every write, seek and cut goes to both. The shown copy can be written to, moved or replaced
+    by the agent meanwhile; the engine's is where the agent does not write. An error on the
+    shown copy stops only that copy."""
+
+    def __init__(self, own: BinaryIO, shown: BinaryIO):
+        self.own, self.shown = own, shown
+
+    def _also(self, name: str, *args) -> None:
+        if self.shown is not None:
+            try:
+                getattr(self.shown, name)(*args)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self.shown.close()
+                self.shown = None
+
+    def write(self, data: bytes) -> int:
+        written = self.own.write(data)
+        self._also("write", data)
+        return written
+
+    def seek(self, offset: int) -> int:
+        self._also("seek", offset)
+        return self.own.seek(offset)
+
+    def truncate(self) -> int:
+        self._also("truncate")
+        return self.own.truncate()
+
+    def close(self) -> None:
+        self._also("close")
+        self.own.close()
+
+    def __enter__(self) -> "Tee":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class CappedLog:
     """A thread that copies a pipe into a log file with a cap: the first `head` bytes go
     straight through, the rest into a ring of the last `tail` bytes (and more bytes). While

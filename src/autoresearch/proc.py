@@ -36,7 +36,7 @@ from typing import BinaryIO, Callable, Mapping, Sequence
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.files import open_unlinked, remove_tree
-from autoresearch.logcap import LOG_HEAD_BYTES, LOG_TAIL_BYTES, CappedLog, widen_pipe
+from autoresearch.logcap import LOG_HEAD_BYTES, LOG_TAIL_BYTES, CappedLog, Tee, widen_pipe
 
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 
@@ -289,13 +289,16 @@ def supervise(
 
 
 def start(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, *, stdin: bool = False,
-          log_cap: tuple[int, int] | None = None, pass_fds: tuple[int, ...] = ()) -> "Started | RunOutcome":
+          log_cap: tuple[int, int] | None = None, pass_fds: tuple[int, ...] = (),
+          shown: Path | None = None) -> "Started | RunOutcome":
     """The first half of `supervise`: `argv` started in its own process group, its output
-    going to `log_path`; with `stdin`, a pipe it reads until `Started.send`. The outcome of a
-    command that could not start."""
+    going to `log_path` (and to `shown`, a copy for people: logcap.Tee); with `stdin`, a pipe
+    it reads until `Started.send`. The outcome of a command that could not start."""
     head, tail = log_cap if log_cap is not None else (LOG_HEAD_BYTES, LOG_TAIL_BYTES)
     began = time.monotonic()
     log = open_unlinked(log_path)
+    if shown is not None:
+        log = Tee(log, open_unlinked(shown))
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -34,7 +34,7 @@ from autoresearch.config import CONFIG_NAME
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.measure import Limits, Measurement
 from autoresearch.engine.earlystop import Reference
-from autoresearch.engine.runner import REQUIRE, Runner
+from autoresearch.engine.runner import REQUIRE, Runner, own_log
 from autoresearch.engine.slots import Slot, check_models, gpu_models, own_card
 from autoresearch.errors import AutoresearchError, MachineError, WorkerLost
 from autoresearch.files import open_unlinked, remove_tree
@@ -145,7 +145,8 @@ class RemoteRunner:
                  halt: Callable[[], bool] | None):
         self.cluster, self.actor, self.ws, self.limits, self.slot, self.halt = cluster, actor, engine_ws, limits, slot, halt
         self.state = engine_ws.state.seat(slot.name) if slot.name else engine_ws.state
-        self.log_path = engine_ws.worker_log(slot.name or "w1")
+        self.shown_path = engine_ws.worker_log(slot.name or "w1")
+        self.log_path = own_log(engine_ws, slot.name or "w1")  # the copy the engine keeps (runner.Runner)
 
     def run(self, commit: str, pen: Pen, *, kind: str, description: str,
             behind: "Reference | None" = None) -> Measurement:
@@ -165,6 +166,8 @@ class RemoteRunner:
         finally:
             self.state.clear_current()
         with open_unlinked(self.log_path) as fh:
+            fh.write(log)
+        with contextlib.suppress(OSError), open_unlinked(self.shown_path) as fh:
             fh.write(log)
         return m
 

@@ -24,11 +24,11 @@ class Jailed:
 
     @classmethod
     def start(cls, box: sandbox.Sandbox, argv: list[str], jail: sandbox.Jail, env: dict[str, str], cwd: Path,
-              log_path: Path, what: str, stdin: bool = False) -> "Jailed":
+              log_path: Path, what: str, stdin: bool = False, shown: Path | None = None) -> "Jailed":
         up = sandbox.UpSignal() if box.on else None
         try:
             started = proc.start(box.wrap(argv, jail, up), cwd, env, log_path, stdin=stdin,
-                                 pass_fds=up.pass_fds if up else ())
+                                 pass_fds=up.pass_fds if up else (), shown=shown)
         except BaseException:
             if up is not None:
                 up.close()

@@ -63,7 +63,8 @@ class Runs(Protocol):
     """What runs a commit for an engine: this module's Runner, a Ray actor's stand-in
     (engine/cluster.py), a test's. `run` reports through the journal (`pen.update`: the
     harness record's path and the process group, for recovery) and returns the measurement;
-    `log_path` is where the run's output is once it returned. With `behind` (the frontier's
+    `log_path` is the engine's own copy of the run's output once it returned (outside the
+    workspace, where the agent writes: a shown copy there is only shown). With `behind` (the frontier's
     training curve) a run whose own curve falls far behind it may be stopped early (a runner
     that cannot watch its run's log as it goes ignores it)."""
 
@@ -89,7 +90,10 @@ class Runner:
         # a worker of a pool (`run --workers N`): its own run.log, its share of the machine; the
         # pool's driver cleans the workspace and owns results.tsv, and `halt` stops its runs
         self.slot, self.halt = slot, halt
-        self.log_path = ws.worker_log(slot.name) if slot.name else ws.log_path
+        # the run's output as the engine reads it, in its own folder; and a copy in the workspace
+        # (run.log, a worker's log) for people and the agent, who may write there while it runs
+        self.shown_path = ws.worker_log(slot.name) if slot.name else ws.log_path
+        self.log_path = own_log(ws, slot.name)
 
     def _stop_when(self, disk: DiskGuard, behind: Reference | None = None) -> Callable[[], str]:
         def check() -> str:
@@ -207,17 +211,16 @@ class Runner:
         try:
             missing = _missing_program(argv[0], stage.cwd)
             if missing:
-                with open_unlinked(self.log_path) as fh:
-                    fh.write(missing.encode() + b"\n")
+                self._log(missing.encode() + b"\n", append=False)
                 outcome = proc.RunOutcome(None, 0.0, error=missing)
             else:
                 jail = stage.trainer_jail()
                 # the one deadline of the whole process, from its start (docs/trust.md)
                 env = {**jail.env, RESULT_VARIABLE: str(result_path),
                        DEADLINE_VARIABLE: f"{time.time() + self.limits.hard:.3f}"}
-                outcome = disk.after(self._supervise_jailed(stage.box, argv, jail, env, stage.cwd, self.log_path,
-                                                            self.limits.hard, "the sandbox", on_start=on_start,
-                                                            on_tick=live, stop_when=self._stop_when(disk, behind)))
+                outcome = disk.after(Jailed.start(stage.box, argv, jail, env, stage.cwd, self.log_path, "the sandbox",
+                                                  shown=self.shown_path).finish(
+                    self.limits.hard, on_start=on_start, on_tick=live, stop_when=self._stop_when(disk, behind)))
             self._halted()
             # only the evaluator writes the record: anything the trainer left there goes
             # (without a sandbox it can reach this path)
@@ -239,11 +242,12 @@ class Runner:
             self.state.clear_current()
         return outcome, log, evaluation
 
-    @staticmethod
-    def _supervise_jailed(box: sandbox.Sandbox, argv: list[str], jail: sandbox.Jail, env: dict[str, str], cwd: Path,
-                          log_path: Path, limit: float, what: str, **supervise) -> proc.RunOutcome:
-        """`argv` in `jail` under proc.supervise (see Jailed.finish)."""
-        return Jailed.start(box, argv, jail, env, cwd, log_path, what).finish(limit, **supervise)
+    def _log(self, data: bytes, *, append: bool) -> None:
+        """Write into the run's log, the engine's and the one shown (a failure of the shown copy aside)."""
+        with open_unlinked(self.log_path, append=append) as fh:
+            fh.write(data)
+        with contextlib.suppress(OSError), open_unlinked(self.shown_path, append=append) as fh:
+            fh.write(data)
 
     def _start_evaluator(self, stage: "Stage", result_path: Path) -> "Jailed":
         """The evaluator process, started to wait for the hand-over (autoresearch.evaluator --wait)."""
@@ -260,13 +264,20 @@ class Runner:
         evaluator.go()
         outcome = disk.after(evaluator.finish(self.limits.evaluator, on_start=on_start, on_tick=live,
                                               stop_when=self._stop_when(disk)))
-        with contextlib.suppress(OSError), open_unlinked(self.log_path, append=True) as log:
-            log.write(b"\n[the engine's evaluator]\n")
-            log.write(without_device_asserts(evaluator.log_path.read_bytes())[-LOG_READ_BYTES:])
+        with contextlib.suppress(OSError):
+            self._log(b"\n[the engine's evaluator]\n"
+                      + without_device_asserts(evaluator.log_path.read_bytes())[-LOG_READ_BYTES:], append=True)
         written = stage.scratch / "record" / result_path.name
         if not outcome.error and written.is_file() and not written.is_symlink():
             shutil.copyfile(written, result_path)
         return outcome
+
+
+def own_log(ws: Workspace, worker: str = "") -> Path:
+    """Where the engine keeps the output of a worker's run while it reads it: its own folder."""
+    folder = ws.state.private / "live"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{worker or 'run'}.log"
 
 
 REQUIRE = "AUTORESEARCH_REQUIRE_SANDBOX"  # set by `autoresearch run --require-sandbox`
