@@ -264,6 +264,17 @@ def test_an_object_planted_under_the_id_of_the_edit_is_refused(ws):
     assert_intact(ws, frontier, 3)
 
 
+def test_a_research_branch_made_a_symbolic_ref_is_refused_and_moves_nothing(ws):
+    """Keeping a change moves the branch checked out; made an alias of main, it would move main:
+    HEAD is then read as on main, where experiments do not run."""
+    main = git(ws, "rev-parse", "main")
+    git(ws, "symbolic-ref", "refs/heads/autoresearch/test", "refs/heads/main")
+    change(ws, value=0.5)
+    r = experiment(ws, "on an alias")
+    assert r.returncode != 0 and "this workspace is on main" in r.stderr
+    assert git(ws, "rev-parse", "main") == main
+
+
 def test_the_notes_file_may_change_and_survives_a_discard(ws):
     frontier = head(ws)
     (ws / "notes.md").write_text("tried a worse value\n")

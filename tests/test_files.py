@@ -1,4 +1,5 @@
-"""files.remove_tree: a folder a run wrote goes, whatever the run made of it, and nothing outside it."""
+"""files.remove_tree: a folder a run wrote goes, whatever the run made of it, and nothing outside it;
+and the files the engine reads where the agent writes (logs, workers' records) are read as what they are."""
 
 from __future__ import annotations
 
@@ -109,3 +110,34 @@ def test_folders_a_run_made_unreadable_or_read_only_go_too_without_root(tmp_path
         assert done.stdout.strip() == "False"
     finally:
         remove_tree(base)
+
+
+def test_a_log_is_read_only_when_it_is_a_regular_file_of_its_own(tmp_path):
+    """Logs lie in the workspace, where the agent writes: a link there shows nothing of the file
+    it points at, a FIFO holds no reader, a regular file is read as it is."""
+    from autoresearch.files import read_tail
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET outside the workspace\n")
+    (tmp_path / "run.log").symlink_to(secret)
+    assert read_tail(tmp_path / "run.log", 1000) is None
+    os.mkfifo(tmp_path / "fifo.log")
+    assert read_tail(tmp_path / "fifo.log", 1000) is None  # returns at once: no writer is waited for
+    (tmp_path / "w1.log").write_text("step 1\nstep 2\n")
+    assert read_tail(tmp_path / "w1.log", 1000) == "step 1\nstep 2\n"
+
+
+def test_a_workers_record_naming_a_path_is_not_a_worker(tmp_path):
+    """current-<worker>.json is written by the engine in the workspace, so the agent can write one
+    too: its worker name becomes a log's file name, and only a plain name is taken."""
+    import json
+
+    from autoresearch.state import Current, StateFolder
+
+    state = StateFolder(tmp_path)
+    state.path.mkdir()
+    state.seat("w1").write_current(Current(commit="abc1234", description="a run", kind="experiment", started_at=1.0))
+    record = json.loads((state.path / "current-w1.json").read_text())
+    for n, worker in enumerate(("../../../etc/passwd", 7)):
+        (state.path / f"current-x{n}.json").write_text(json.dumps({**record, "worker": worker}))
+    assert [c.worker for c in state.worker_runs()] == ["w1"]

@@ -472,3 +472,32 @@ def test_an_object_planted_under_the_id_of_a_files_content_is_found_before_it_ru
         gitrepo.export_tree(root, candidate, tmp_path / "run")
     (root / "train.py").write_text("LR = 0.3\n")  # an object written here is sound
     assert gitrepo.altered_blobs(root, frontier, gitrepo.commit_off_branch(root, frontier, "another")) == []
+
+
+def test_a_branch_made_a_symbolic_ref_is_replaced_not_followed(root):
+    """finalize points its branch with set_branch: a symbolic ref the agent left at that name
+    (pointing at main) is replaced by a branch of its own; main does not move."""
+    main = gitrepo.head(root)
+    (root / "train.py").write_text("LR = 0.2\n")
+    other = gitrepo.commit_all(root, "another")
+    raw(root, "reset", "-q", "--hard", main)
+    raw(root, "symbolic-ref", "refs/heads/autoresearch/t-final", f"refs/heads/{gitrepo.current_branch(root)}")
+    gitrepo.set_branch(root, "autoresearch/t-final", other)
+    assert subprocess.run(["git", "symbolic-ref", "-q", "refs/heads/autoresearch/t-final"], cwd=root).returncode != 0
+    assert gitrepo.resolve(root, "refs/heads/autoresearch/t-final") == other and gitrepo.head(root) == main
+
+
+def test_the_local_exclude_file_is_written_inside_the_workspaces_git_folder_only(root, tmp_path):
+    """A link at .git/info sends no write elsewhere: the folder is made again in its place."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    info = root / ".git" / "info"
+    for item in info.iterdir() if info.is_dir() else ():
+        item.unlink()
+    if info.is_dir():
+        info.rmdir()
+    info.symlink_to(elsewhere)
+    gitrepo.ignore_locally(root, "finalize.md")
+    assert list(elsewhere.iterdir()) == []
+    assert not info.is_symlink() and (info / "exclude").read_text() == "/finalize.md\n"
+    assert gitrepo.is_ignored(root, "finalize.md")

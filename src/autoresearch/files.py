@@ -48,9 +48,13 @@ def atomic_write(path: Path, text: str | bytes) -> None:
 
 
 def read_tail(path: Path, limit: int) -> str | None:
-    """The last `limit` bytes of a file as text, a cut first line dropped; None when unreadable."""
+    """The last `limit` bytes of a file as text, a cut first line dropped; None when unreadable,
+    a link or not a regular file (logs lie where the agent writes: a link there must not show
+    another file, a FIFO must not hold the reader)."""
     try:
-        with open(path, "rb") as fh:
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return None
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - limit))

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Iterable
 
 from autoresearch.errors import AutoresearchError
-from autoresearch.files import atomic_write
+from autoresearch.files import atomic_write, real_folder
 from autoresearch.gitseal import run_git, user_config
 
 PREFIX = "autoresearch/"
@@ -139,20 +139,24 @@ def create_branch(root: Path, name: str, start: str) -> None:
 
 def ignore_locally(root: Path, name: str) -> None:
     """Have git ignore `name` in this clone only (.git/info/exclude), for an output of the engine's
-    that a workspace made before it existed does not list in its .gitignore. A link planted
-    there is replaced, never written through."""
+    that a workspace made before it existed does not list in its .gitignore. Written only inside
+    the workspace's own .git folder: a link planted at the file or at `info/` is replaced, never
+    written through; a `.git` that is a file or names a common folder elsewhere is left alone."""
     if is_ignored(root, name):
         return
-    path = Path(git(root, "rev-parse", "--git-path", "info/exclude").stdout.strip())
-    path = path if path.is_absolute() else root / path
+    gitdir = root / ".git"
+    if gitdir.is_symlink() or not gitdir.is_dir() or os.path.lexists(gitdir / "commondir"):
+        return
+    path = real_folder(gitdir / "info") / "exclude"
     text = "" if path.is_symlink() or not path.is_file() else path.read_text(errors="replace")
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text + ("" if not text or text.endswith("\n") else "\n") + f"/{name}\n")
 
 
 def set_branch(root: Path, name: str, commit: str) -> None:
-    """Point branch `name` at `commit`, made or moved (never the branch checked out)."""
-    git(root, "branch", "-f", name, commit)
+    """Point branch `name` at `commit`, made or moved: the ref itself, never a branch it names
+    (a symbolic ref the agent made there would move that one). The caller never names the
+    branch checked out."""
+    git(root, "update-ref", "--no-deref", "-m", "autoresearch", f"refs/heads/{name}", commit)
 
 
 def switch(root: Path, name: str) -> None:

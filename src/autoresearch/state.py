@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -122,7 +123,9 @@ class StateFolder:
     def worker_runs(self) -> list[Current]:
         """What each worker of a pool is running, for watchers."""
         found = (_record(Current, read_json(p)) for p in sorted(self.path.glob(WORKER_CURRENT)))
-        return [c for c in found if c is not None]
+        # the name becomes a log's file name: a plain one only (the agent can write these records)
+        return [c for c in found
+                if c is not None and isinstance(c.worker, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,32}", c.worker)]
 
     def clear_worker_runs(self) -> None:
         for path in self.path.glob(WORKER_CURRENT):
