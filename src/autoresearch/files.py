@@ -77,6 +77,20 @@ def open_unlinked(path: Path, *, append: bool = False):
     return os.fdopen(os.open(path, flags, 0o666), "ab" if append else "wb", buffering=0)
 
 
+def behind_a_link(root: Path, path: str) -> bool:
+    """Whether a folder on the way from `root` to `path` (relative, with slashes) is a link or
+    a file: writing there would land elsewhere, and git refuses such a path. (Folders that do
+    not exist yet are made new.)"""
+    here = Path(root)
+    for part in path.split("/")[:-1]:
+        here = here / part
+        if here.is_symlink() or (os.path.lexists(here) and not here.is_dir()):
+            return True
+        if not os.path.lexists(here):
+            return False
+    return False
+
+
 def real_folder(path: Path) -> Path:
     """`path` as a folder of its own: a link or a file in its place is removed, then it is made."""
     path = Path(path)

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Iterable
 
 from autoresearch.errors import AutoresearchError
-from autoresearch.files import atomic_write, real_folder
+from autoresearch.files import atomic_write, behind_a_link, real_folder
 from autoresearch.gitseal import run_git, user_config
 
 PREFIX = "autoresearch/"
@@ -223,23 +223,13 @@ def _scratch_index(root: Path, commit: str, exclude: Iterable[str] = ()):
                   + run_git(root, ("ls-files", "-z", "--others", "--exclude-standard"), index=index).stdout)
         paths = [p for p in (p.rstrip("/") for p in listed.split("\0") if p)  # "sub/": a nested repository
                  if p not in skip and not any(p.startswith(f"{s}/") for s in skip)]
-        gone = {p for p in paths if _behind_a_link(root, p)}  # a folder became a link or a file: its files are gone
+        gone = {p for p in paths if behind_a_link(root, p)}  # a folder became a link or a file: its files are gone
         here = [p for p in paths if p not in gone]
         # --replace: a file where the commit has a folder (or the other way round) takes its place
         for flags, names in ((("--add", "--remove", "--replace"), here), (("--force-remove",), sorted(gone))):
             if names:
                 run_git(root, ("update-index", *flags, "-z", "--stdin"), index=index, input="\0".join(names) + "\0")
         yield index
-
-
-def _behind_a_link(root: Path, path: str) -> bool:
-    """Whether a folder on the way to `path` is a link or no folder (git refuses such a path)."""
-    here = root
-    for part in path.split("/")[:-1]:
-        here = here / part
-        if here.is_symlink() or not here.is_dir():
-            return True
-    return False
 
 
 def changed_between(root: Path, old: str, new: str) -> list[str]:

@@ -21,6 +21,7 @@ from autoresearch.engine.guard import Guard
 from autoresearch.engine.lifecycle import stopped_rows
 from autoresearch.engine.runner import marker
 from autoresearch.errors import AutoresearchError
+from autoresearch.files import atomic_write, behind_a_link
 from autoresearch.store import Journal
 from autoresearch.workspace import Workspace
 
@@ -98,11 +99,11 @@ def carry_edits(ws: Workspace, guard: Guard, base: str, onto: str) -> list[str]:
                 (root / path).unlink(missing_ok=True)
             continue
         merged = text if old is None else gitrepo.merge_text(root, text, old, theirs or "")
-        if merged is None:
+        if merged is None or behind_a_link(root, path):  # an ignored folder the reset left may be a link
             dropped.append(path)
             continue
         (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(merged)
+        atomic_write(root / path, merged)
     return dropped
 
 
