@@ -55,7 +55,7 @@ def test_diffs_of_kept_and_discarded_changes_come_from_git_and_survive_gc(tmp_pa
     first = context.build(ws, rows).prompt
     assert "-LR = 0.5\n+LR = 0.3" in first
     assert "-WIDTH = 4\n+WIDTH = 64" in first
-    assert (ws.state_dir / "diffs" / f"{thrown}.diff").is_file()
+    assert (ws.state.diffs_dir / f"{thrown}.diff").is_file()  # cached in the engine's own folder
     # git forgets the discarded commit; the saved diff does not
     run(["git", "reflog", "expire", "--expire-unreachable=now", "--all"], cwd=ws.root)
     run(["git", "gc", "-q", "--prune=now"], cwd=ws.root)

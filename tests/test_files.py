@@ -141,3 +141,21 @@ def test_a_workers_record_naming_a_path_is_not_a_worker(tmp_path):
     for n, worker in enumerate(("../../../etc/passwd", 7)):
         (state.path / f"current-x{n}.json").write_text(json.dumps({**record, "worker": worker}))
     assert [c.worker for c in state.worker_runs()] == ["w1"]
+
+
+def test_a_record_the_agent_made_a_fifo_or_a_link_to_a_device_is_no_record(tmp_path):
+    """status and the dashboard read the state folder's records: a FIFO there must not hold them,
+    a link to /dev/zero must not fill their memory, a link to a file must not show it."""
+    import json
+
+    from autoresearch.state import StateFolder
+
+    state = StateFolder(tmp_path)
+    state.path.mkdir()
+    os.mkfifo(state.path / "current.json")
+    (state.path / "loop.json").symlink_to("/dev/zero")
+    assert state.current() is None and state.loop() is None
+    (state.path / "loop.json").unlink()
+    (tmp_path / "elsewhere.json").write_text(json.dumps({"state": "running"}))
+    (state.path / "loop.json").symlink_to(tmp_path / "elsewhere.json")
+    assert state.loop() is None

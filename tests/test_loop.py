@@ -25,6 +25,8 @@ counter = Path(os.environ["STEPS"] + ".n")
 n = int(counter.read_text()) if counter.exists() else 0
 counter.write_text(str(n + 1))
 step = steps[n] if n < len(steps) else {"desc": "nothing left"}
+if os.environ.get("PROMPTS"):  # keep each prompt the agent was shown, in order
+    Path(os.environ["PROMPTS"], f"{n}.md").write_text(Path(os.environ["AUTORESEARCH_PROMPT_FILE"]).read_text())
 if "usage" in step:
     Path(os.environ["AUTORESEARCH_USAGE_FILE"]).write_text(json.dumps(step["usage"]))
 if "fail" in step:
@@ -47,8 +49,9 @@ for old, new in step.get("replace", {}).items():
 for command in step.get("shell", []):  # what an agent with a shell does besides editing
     import subprocess
     subprocess.run(command, shell=True, check=True)
-if os.environ.get("PROMPTS"):  # keep each prompt the agent was shown, in order
-    Path(os.environ["PROMPTS"], f"{n}.md").write_text(Path(os.environ["AUTORESEARCH_PROMPT_FILE"]).read_text())
+if "fail_after" in step:  # what it did stays: an agent that failed halfway
+    print(step["fail_after"], file=sys.stderr)
+    sys.exit(1)
 print("DESCRIPTION: " + step.get("desc", "a change"))
 '''
 
@@ -156,6 +159,31 @@ def test_an_agent_that_moves_head_to_a_line_of_its_own_starts_no_baseline_there(
     assert [x.status for x in got if x.kind == "experiment"] == ["noop", "keep"]
     assert git(root, "branch", "--show-current") == "autoresearch/t1" and head(root)[:7] == got[3].commit
     assert (root / "prepare.py").read_text() == harness and clean(root)
+
+
+def test_links_an_agent_leaves_in_its_own_folders_bring_in_nothing_and_send_out_nothing(tmp_path, agent):
+    """A confined agent that makes the notes a link to a file outside, and the state folder a link
+    to a folder outside: the next prompt holds nothing of that file, and nothing the engine
+    writes (the agent's transcript, the prompt, the loop's record) lands in that folder."""
+    root = tmp_path / "ws"
+    llm_like(root, branch="")
+    secret, outside = tmp_path / "secret.txt", tmp_path / "outside"
+    secret.write_text("TOP-SECRET-outside-the-workspace\n")
+    outside.mkdir()
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    env = agent([
+        {"fail_after": "planted", "shell": [f"rm -f notes.md && ln -s {secret} notes.md",
+                                            f"rm -rf .autoresearch && ln -s {outside} .autoresearch"]},
+        {"value": 0.5, "desc": "refused: the notes are a link"},
+        {"value": 0.5, "desc": "VALUE 1.0 -> 0.5"},
+    ])
+    r = loop(root, agent, "--tag", "t1", "--max-experiments", "2", env={**env, "PROMPTS": str(prompts)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(list(prompts.glob("*.md"))) == 3 and not any("TOP-SECRET" in p.read_text() for p in prompts.glob("*.md"))
+    assert list(outside.iterdir()) == []  # nothing written through the link
+    assert not (root / ".autoresearch").is_symlink()
+    assert [x.status for x in rows(root) if x.kind == "experiment"] == ["invalid", "keep"], r.stdout
 
 
 def test_max_cost_stops_the_loop_cleanly(tmp_path, agent):

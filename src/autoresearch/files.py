@@ -47,14 +47,34 @@ def atomic_write(path: Path, text: str | bytes) -> None:
         raise
 
 
+def _open_own(path: Path):
+    """`path` opened for reading only when it is a regular file of its own: not through a link
+    (at its last name), not a FIFO or a device (opened without blocking), else OSError."""
+    fh = open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)), "rb")
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise OSError(f"{path} is not a regular file")
+    return fh
+
+
+def read_own(path: Path, limit: int = 1 << 20) -> bytes | None:
+    """The bytes of the regular file at `path`, at most `limit` of them; None when there is none,
+    it is a link, a FIFO or a device, or it is larger. For files the agent can write: a link must
+    not bring another file in, a FIFO must not hold the engine, /dev/zero must not fill it."""
+    try:
+        with _open_own(path) as fh:
+            data = fh.read(limit + 1)
+    except OSError:
+        return None
+    return data if len(data) <= limit else None
+
+
 def read_tail(path: Path, limit: int) -> str | None:
     """The last `limit` bytes of a file as text, a cut first line dropped; None when unreadable,
     a link or not a regular file (logs lie where the agent writes: a link there must not show
     another file, a FIFO must not hold the reader)."""
     try:
-        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)), "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                return None
+        with _open_own(path) as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - limit))

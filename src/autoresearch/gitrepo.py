@@ -1,3 +1,4 @@
+# long module: every git call of the package is made here (one module for git, docs/architecture.md)
 """Git: every git call of the package goes through here (sealed by `gitseal`, run by `proc.run`).
 
 A research workspace is a git repository; a line of research is a branch
@@ -312,7 +313,9 @@ def reset_hard(root: Path, commit: str, keep: Iterable[str] = ()) -> None:
     saved: dict[str, bytes] = {}
     for name in keep:
         path = root / name
-        if path.is_file() and not path.is_symlink():
+        if path.is_symlink():
+            path.unlink()  # notes that are a link are no notes: it would stay, and be refused each time
+        elif path.is_file():
             saved[name] = path.read_bytes()
     index = Path(git(root, "rev-parse", "--path-format=absolute", "--git-path", "index").stdout.strip())
     index.unlink(missing_ok=True)

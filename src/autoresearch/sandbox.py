@@ -313,7 +313,8 @@ def card_devices(devices: tuple[str, ...], card: int | None) -> tuple[str, ...]:
 def python_dirs(hidden: tuple[Path, ...] = ()) -> list[Path]:
     """The Python installation the engine runs under, read-only in every jail, so that the run
     has the same interpreter and packages: its prefixes, the package folders of its import path
-    (site-packages, dist-packages) and the folder this package is imported from. Not the rest of
+    (site-packages, dist-packages), the folders their .pth files add (editable installs) and
+    the folder this package is imported from: what `python -I` imports from. Not the rest of
     the import path (the current folder of `python -m`, PYTHONPATH's folders): any folder of
     the user's may be there. A folder that is the root, the user's home or one of its parents,
     or that holds a `hidden` path (the workspace, the data cache), is left out: it would bring
@@ -324,7 +325,7 @@ def python_dirs(hidden: tuple[Path, ...] = ()) -> list[Path]:
     packages = [p for p in sys.path if os.path.basename(p.rstrip("/")) in ("site-packages", "dist-packages")]
     candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                   os.path.dirname(os.path.realpath(sys.executable)), str(Path(__file__).resolve().parent.parent),
-                  *packages]
+                  *packages, *(added for folder in packages for added in _pth_paths(folder))]
     for entry in candidates:
         if not entry or not os.path.isabs(entry):
             continue
@@ -348,6 +349,22 @@ def python_dirs(hidden: tuple[Path, ...] = ()) -> list[Path]:
         if not any(p == k or k in p.parents for k in kept):
             kept.append(p)
     return kept
+
+
+def _pth_paths(folder: str) -> list[str]:
+    """The folders the .pth files of a package folder add to the import path (as `site` reads
+    them: a line per folder, relative to the package folder; `import` lines run code, not read)."""
+    found = []
+    for pth in sorted(Path(folder).glob("*.pth")):
+        try:
+            lines = pth.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith(("#", "import ", "import\t")):
+                found.append(os.path.join(folder, line))
+    return found
 
 
 TEST_FOLDERS = ("test", "tests")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from autoresearch.errors import AutoresearchError
-from autoresearch.files import atomic_write
+from autoresearch.files import atomic_write, read_own, real_folder
 from autoresearch.pins import private_dir
 
 STATE_DIR = ".autoresearch"
@@ -94,14 +94,16 @@ def _record(cls: type[R], data: Any) -> R | None:
 
 
 def read_json(path: Path) -> Any:
+    """A record, or None; read only as a regular file of its own (the agent writes the state folder)."""
+    data = read_own(Path(path))
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        return json.loads(data) if data is not None else None
+    except ValueError:
         return None
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    real_folder(path.parent)  # a link in the state folder's place is replaced, never written through
     atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
@@ -146,7 +148,7 @@ class StateFolder:
 
     @property
     def diffs_dir(self) -> Path:
-        return self.path / "diffs"
+        return self.private / "diffs"
 
     # -- the run in flight, for watchers ---------------------------------------------
 

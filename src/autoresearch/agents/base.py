@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from autoresearch.errors import AutoresearchError
-from autoresearch.files import atomic_write
+from autoresearch.files import atomic_write, real_folder
 from autoresearch.proc import redact
 from autoresearch.research.results import usage_cost, usage_count
 
@@ -155,7 +155,6 @@ def keep_transcript(context: Context, text: str) -> None:
     """The last call's transcript, secrets blanked, in the state folder (agent.log); never an
     error (a transcript is a convenience, no experiment fails over it)."""
     try:
-        context.state_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(context.state_dir / TRANSCRIPT, redact(text))
+        atomic_write(real_folder(context.state_dir) / TRANSCRIPT, redact(text))
     except OSError:
         pass

@@ -51,7 +51,7 @@ from autoresearch.agents.base import Agent, Context, Proposal
 from autoresearch.agents.searchspace import (Param, changed_constants, derive, fit_device_batch, harness_seq_len,
                                              hyperparameters, values_of, vector_key)
 from autoresearch.errors import AutoresearchError
-from autoresearch.files import atomic_write
+from autoresearch.files import atomic_write, read_own, real_folder
 from autoresearch.research.history import History
 
 STATE_VERSION = 2  # 1: coordinate steps then TPE (its state is not carried over: the search starts afresh)
@@ -94,15 +94,16 @@ class BuiltinAgent(Agent):
 
     @staticmethod
     def _load(path: Path) -> dict | None:
+        raw = read_own(path, 16 * 1024 * 1024)
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = json.loads(raw) if raw is not None else None
+        except ValueError:
             return None
         return data if isinstance(data, dict) and data.get("version") == STATE_VERSION else None
 
     @staticmethod
     def _save(path: Path, state: dict) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        real_folder(real_folder(path.parent.parent) / path.parent.name)  # .autoresearch/builtin/, no link in either
         atomic_write(path, json.dumps(state, indent=1, default=_jsonable) + "\n")
 
     # -- the proposal ----------------------------------------------------------

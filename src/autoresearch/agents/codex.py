@@ -19,6 +19,7 @@ import shutil
 from autoresearch.agents import external
 from autoresearch.agents.base import Context, Proposal, Usage, description_from
 from autoresearch.errors import AutoresearchError
+from autoresearch.files import read_own, real_folder
 from autoresearch.proc import CallOutcome, redact
 
 TAIL = """
@@ -50,8 +51,7 @@ class CodexAgent(external.ProgramAgent):
         return cmd + ["-"]
 
     def invocation(self, context: Context, prompt: str) -> external.Invocation:
-        last_message = context.state_dir / "codex-last-message.txt"
-        context.state_dir.mkdir(parents=True, exist_ok=True)
+        last_message = real_folder(context.state_dir) / "codex-last-message.txt"
         last_message.unlink(missing_ok=True)
         env = dict(os.environ)
         if self.settings.base_url:
@@ -68,7 +68,8 @@ class CodexAgent(external.ProgramAgent):
                 raise AutoresearchError(f"codex failed: {redact(error)[:300]}")
             raise external.failed(self.name, outcome)
         last = call.output
-        final = last.read_text(errors="replace") if last and last.is_file() else (messages[-1] if messages else "")
+        written = read_own(last) if last else None
+        final = written.decode("utf-8", errors="replace") if written is not None else (messages[-1] if messages else "")
         first = next((line.strip() for line in final.splitlines() if line.strip()), "codex change")
         return Proposal(description_from(final, first), usage)
 

@@ -16,6 +16,7 @@ import os
 from autoresearch.agents import external
 from autoresearch.agents.base import Context, Proposal, Usage, description_from
 from autoresearch.errors import AutoresearchError
+from autoresearch.files import read_own
 from autoresearch.proc import CallOutcome
 
 
@@ -35,7 +36,7 @@ class CommandAgent(external.ProgramAgent):
     def invocation(self, context: Context, prompt: str) -> external.Invocation:
         if not self.command:
             raise AutoresearchError("agent 'command' needs --agent-command")
-        prompt_path = external.prompt_file(context, prompt, "prompt.md")
+        prompt_path = external.prompt_file(context, prompt, "prompt.md")  # the state folder made a real one
         for stale in (self._description_file(context), self._usage_file(context)):
             stale.unlink(missing_ok=True)
         env = dict(os.environ)
@@ -52,7 +53,8 @@ class CommandAgent(external.ProgramAgent):
             raise external.failed(self.name, outcome)
         lines = [line.strip() for line in outcome.stdout.splitlines() if line.strip()]
         path = self._description_file(context)
-        written = path.read_text(errors="replace").strip() if path.is_file() else ""
+        data = read_own(path)  # the agent writes it: a regular file of its own, or nothing
+        written = data.decode("utf-8", errors="replace").strip() if data is not None else ""
         if written:
             description = description_from(written, written.splitlines()[0])
         else:
@@ -69,10 +71,11 @@ class CommandAgent(external.ProgramAgent):
 
 
 def _usage(path) -> Usage | None:
-    if not path.is_file():
+    raw = read_own(path)
+    if raw is None:
         return None
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(raw)
         return Usage(data.get("tokens_in"), data.get("tokens_out"), data.get("cost_usd"))  # Usage bounds them
     except (ValueError, TypeError, AttributeError):
         return None  # a broken usage file costs the figures, not the experiment

@@ -27,7 +27,7 @@ from autoresearch import gitrepo, runlog
 from autoresearch.agents.base import Context
 from autoresearch.research.history import History
 from autoresearch.research.results import Row
-from autoresearch.files import read_tail
+from autoresearch.files import read_own, read_tail
 from autoresearch.runlog import RunLogs
 from autoresearch.workspace import Workspace
 
@@ -159,9 +159,10 @@ def commit_diff(ws: Workspace, commit: str) -> str:
     """The change a commit made to the editable files; cached in the state folder. "" if unknown."""
     if not _HASH.match(commit or "") or set(commit) == {"0"}:
         return ""
-    cache = ws.state.diffs_dir / f"{commit}.diff"
-    if cache.is_file():
-        return cache.read_text(errors="replace")
+    cache = ws.state.diffs_dir / f"{commit}.diff"  # in the engine's own folder
+    cached = read_own(cache, MAX_READ_BYTES)
+    if cached is not None:
+        return cached.decode("utf-8", errors="replace")
     text = gitrepo.commit_diff(ws.root, commit, ws.config.editable)
     if text is None:
         return ""
@@ -204,10 +205,13 @@ def crash_text(ws: Workspace, rows, lines: int = CRASH_LINES) -> str:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace") if path.is_file() else ""
-    except OSError:
-        return ""
+    """A file of the workspace for the prompt: "" unless a regular file of its own (the agent may
+    leave a link there to bring another file into the next prompt)."""
+    data = read_own(path, MAX_READ_BYTES)
+    return data.decode("utf-8", errors="replace") if data is not None else ""
+
+
+MAX_READ_BYTES = 8 * 1024 * 1024
 
 
 def _fence(name: str, text: str) -> str:

@@ -25,7 +25,7 @@ from typing import ClassVar, Mapping, Sequence
 from autoresearch import proc
 from autoresearch.agents.base import Agent, Context, Proposal, Usage, keep_transcript
 from autoresearch.errors import AutoresearchError
-from autoresearch.files import atomic_write
+from autoresearch.files import atomic_write, behind_a_link, real_folder
 from autoresearch.proc import CallOutcome, redact
 
 
@@ -87,6 +87,8 @@ def restore(context: Context) -> None:
     """Put the editable files back as the context saw them (after a timed-out call)."""
     for name, text in context.files.items():
         path = context.root / name
+        if behind_a_link(context.root, name):  # a folder made a link: the guard refuses the change
+            continue
         try:
             if not path.exists() or path.read_text(errors="replace") != text:
                 atomic_write(path, text)
@@ -107,7 +109,6 @@ def failed(name: str, outcome: CallOutcome) -> AutoresearchError:
 
 def prompt_file(context: Context, text: str, name: str = "prompt.md") -> Path:
     """Write the prompt where agent programs can read it: the ignored state folder."""
-    context.state_dir.mkdir(parents=True, exist_ok=True)
-    path = context.state_dir / name
+    path = real_folder(context.state_dir) / name  # a link in its place is replaced, not written through
     atomic_write(path, text)
     return path
