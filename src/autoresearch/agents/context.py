@@ -32,6 +32,7 @@ from autoresearch.runlog import RunLogs
 from autoresearch.workspace import Workspace
 
 MAX_CHARS = 64_000
+MAX_READ_BYTES = 8 * 1024 * 1024  # a file of the workspace larger than this is not read for the prompt
 HISTORY_ROWS = 25
 KEPT_DIFFS = 3
 DISCARDED_DIFFS = 3
@@ -156,7 +157,7 @@ _HASH = re.compile(r"^[0-9a-f]{7,40}$")
 
 
 def commit_diff(ws: Workspace, commit: str) -> str:
-    """The change a commit made to the editable files; cached in the state folder. "" if unknown."""
+    """The change a commit made to the editable files; cached in the engine's own folder. "" if unknown."""
     if not _HASH.match(commit or "") or set(commit) == {"0"}:
         return ""
     cache = ws.state.diffs_dir / f"{commit}.diff"  # in the engine's own folder
@@ -210,8 +211,6 @@ def _read(path: Path) -> str:
     data = read_own(path, MAX_READ_BYTES)
     return data.decode("utf-8", errors="replace") if data is not None else ""
 
-
-MAX_READ_BYTES = 8 * 1024 * 1024
 
 
 def _fence(name: str, text: str) -> str:
