@@ -212,7 +212,6 @@ def _read(path: Path) -> str:
     return data.decode("utf-8", errors="replace") if data is not None else ""
 
 
-
 def _fence(name: str, text: str) -> str:
     lang = "python" if name.endswith(".py") else ""
     fence = "````" if "```" in text else "```"
