@@ -397,3 +397,19 @@ def test_opt_is_not_bound(tmp_path):
         assert probe_exists(jail, folder / "tests_copy.py") == [False]
     finally:
         shutil.rmtree(folder)
+
+
+def test_a_python_bundled_by_another_program_under_usr_has_its_test_folders_masked(tmp_path, monkeypatch):
+    """pysource masks the test folders of every Python installation the jail shows: one that a
+    program bundles deep under /usr (a cloud SDK's, lib/python3.12) is one of them."""
+    usr = tmp_path / "usr"
+    tests_folder = usr / "lib" / "some-sdk" / "platform" / "bundled" / "lib" / "python3.12" / "site-packages" / "pkg" / "tests"
+    tests_folder.mkdir(parents=True)
+    (tests_folder / "test_pkg.py").write_text("def test_it():\n    assert True\n")
+    monkeypatch.setattr(bubblewrap, "SYSTEM_DIRS", (str(usr),))
+    sandbox.system_pythons.cache_clear()
+    try:
+        assert tests_folder.parents[2] in sandbox.python_roots()
+        assert tests_folder in sandbox.test_folders(sandbox.python_roots())
+    finally:
+        sandbox.system_pythons.cache_clear()

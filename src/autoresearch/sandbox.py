@@ -384,10 +384,30 @@ def test_folders(roots: tuple[Path, ...]) -> tuple[Path, ...]:
 
 
 def python_roots(hidden: tuple[Path, ...] = ()) -> tuple[Path, ...]:
-    """Every Python installation a jail shows: this interpreter's folders and the system's."""
-    system = [p for pattern in ("/usr/lib/python3*", "/usr/local/lib/python3*") for p in sorted(Path("/").glob(pattern[1:]))
-              if p.is_dir()]
-    return tuple(dict.fromkeys([*python_dirs(hidden), *system]))
+    """Every Python installation a jail shows: this interpreter's folders and every Python
+    folder under the system's (`/usr/lib/python3.11`, and one that another program bundles,
+    as a cloud SDK does under /usr/lib)."""
+    return tuple(dict.fromkeys([*python_dirs(hidden), *system_pythons()]))
+
+
+_PYTHON_FOLDER = re.compile(r"python[23](\.\d+)?")
+_NOT_PYTHON = {"include", "doc", "man", "locale", "__pycache__", "zoneinfo", "i18n", "icons", "terminfo"}
+
+
+@functools.lru_cache(maxsize=1)
+def system_pythons(depth: int = 7) -> tuple[Path, ...]:
+    """The folders named python3, python3.N (or python2...) under the system folders the jail
+    binds, looked for `depth` folders deep (about 0.2 s for a Debian /usr), links not followed."""
+    found: list[Path] = []
+    for top in bubblewrap.SYSTEM_DIRS:
+        if os.path.islink(top) or not os.path.isdir(top):
+            continue
+        base = top.count("/")
+        for dirpath, dirnames, _ in os.walk(top):
+            deeper = dirpath.count("/") - base < depth
+            found += [Path(dirpath) / d for d in dirnames if _PYTHON_FOLDER.fullmatch(d)]
+            dirnames[:] = [d for d in dirnames if deeper and not _PYTHON_FOLDER.fullmatch(d) and d not in _NOT_PYTHON]
+    return tuple(sorted(found))
 
 
 def detect() -> Sandbox:
