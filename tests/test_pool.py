@@ -224,6 +224,8 @@ def test_slots_share_the_machine_and_never_mix_gpu_models():
     assert slots.oversubscribed(slots.local(2, cards=[], cpus=2), cpus=2) == ""
     warning = slots.oversubscribed(slots.local(3, cards=[], cpus=2), cpus=2)
     assert warning.startswith("warning: 3 workers on 2 CPU cores") and "--workers 2 or fewer" in warning
+    assert slots.shared_machine(slots.local(1, cards=[], cpus=2)) == ""
+    assert "share this machine" in slots.shared_machine(slots.local(2, cards=[], cpus=2))
     gpus = slots.local("auto", cards=h100s(4), environ={})
     assert [(s.name, s.gpu, dict(s.env)["CUDA_VISIBLE_DEVICES"]) for s in gpus] == [
         ("w1", 0, "GPU-0000"), ("w2", 1, "GPU-0001"), ("w3", 2, "GPU-0002"), ("w4", 3, "GPU-0003")]

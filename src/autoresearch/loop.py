@@ -366,6 +366,8 @@ class Loop:
                  f"run logs in {self.ws.state_dir.name}/workers/")
         if warning := slots.oversubscribed(seats):
             self.out(warning)
+        if runners is None and (note := slots.shared_machine(seats)):  # Ray's workers may be machines apart
+            self.out(note)
         pool.start()
         try:
             while True:

@@ -74,6 +74,16 @@ def oversubscribed(seats: list[Slot], cpus: int | None = None) -> str:
             f"better or worse than it is); use --workers {cpus} or fewer, unless the command waits rather than computes")
 
 
+def shared_machine(seats: list[Slot]) -> str:
+    """A note when several workers run on this machine ("" for one): their runs share its CPU
+    (and memory, disk, each its own GPU), so one run can slow another while it is measured."""
+    if len(seats) < 2:
+        return ""
+    return (f"note: the {len(seats)} workers share this machine, so a run can slow another worker's run while it "
+            f"is measured: a hostile train.py could get a change kept on such a comparison (docs/trust.md, "
+            f"not covered); where that matters, run one worker")
+
+
 def parse_count(value: str) -> int | str:
     """`--workers` as given: a positive number, or "auto"."""
     if value.strip().lower() == AUTO:
