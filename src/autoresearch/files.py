@@ -104,10 +104,10 @@ def behind_a_link(root: Path, path: str) -> bool:
     here = Path(root)
     for part in path.split("/")[:-1]:
         here = here / part
-        if here.is_symlink() or (os.path.lexists(here) and not here.is_dir()):
-            return True
         if not os.path.lexists(here):
             return False
+        if here.is_symlink() or not here.is_dir():
+            return True
     return False
 
 

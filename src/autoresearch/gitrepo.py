@@ -118,9 +118,9 @@ def _commit_id(root: Path, prefix: str) -> str | None:
     needs no lookup (git reads 40 hex digits as an id before any ref); a shorter one is listed
     with --disambiguate, which looks at objects only."""
     if len(prefix) == 40:
-        return prefix if has_commit(root, prefix) else None
+        return prefix if _is_commit(root, prefix) else None
     listed = git(root, "rev-parse", f"--disambiguate={prefix}", check=False).stdout.split()
-    commits = [sha for sha in listed if len(sha) == 40 and has_commit(root, sha)]
+    commits = [sha for sha in listed if len(sha) == 40 and _is_commit(root, sha)]
     return commits[0] if len(commits) == 1 else None
 
 
@@ -199,12 +199,12 @@ def changes(root: Path) -> list[str]:
     return sorted(set(paths))
 
 
-def changed_since(root: Path, commit: str, exclude: Iterable[str] = ()) -> list[str]:
+def changed_since(root: Path, commit: str) -> list[str]:
     """Paths whose content differs between `commit` and the working tree (untracked included,
     ignored files not), the tree read into an index of our own as `commit_off_branch` reads it:
     no bit or stat data the agent left in .git/index hides a change from this list that the
     commit would then hold."""
-    with _scratch_index(root, commit, exclude) as index:
+    with _scratch_index(root, commit) as index:
         out = run_git(root, ("diff", "--cached", "--name-only", "-z", "--no-renames", "--no-ext-diff",
                              "--no-textconv", commit, "--"), index=index).stdout
     return sorted(p for p in out.split("\0") if p)
@@ -258,8 +258,14 @@ def _holds(root: Path, sha: str) -> bool:
     return _blob_id(data, sha) == sha
 
 
+def _blob_hash(size: int, like: str):
+    """The hash git names a blob of `size` bytes by (SHA-1, or SHA-256 for ids as long as `like`),
+    its header fed; the bytes follow."""
+    return hashlib.new("sha256" if len(like) == 64 else "sha1", b"blob %d\0" % size, usedforsecurity=False)
+
+
 def _blob_id(data: bytes, like: str) -> str:
-    digest = hashlib.new("sha256" if len(like) == 64 else "sha1", b"blob %d\0" % len(data), usedforsecurity=False)
+    digest = _blob_hash(len(data), like)
     digest.update(data)
     return digest.hexdigest()
 
@@ -368,9 +374,11 @@ def is_ignored(root: Path, path: str) -> bool:
 
 
 def has_commit(root: Path, commit: str) -> bool:
-    if _COMMIT_ID.fullmatch(commit) and len(commit) < 40:
-        return _commit_id(root, commit) is not None
-    return git(root, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode == 0
+    return resolve(root, commit) is not None
+
+
+def _is_commit(root: Path, rev: str) -> bool:
+    return git(root, "cat-file", "-e", f"{rev}^{{commit}}", check=False).returncode == 0
 
 
 def _object(root: Path, commit: str) -> str:
@@ -443,7 +451,7 @@ def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo | None, fd: int, 
     applies attributes of the tree: end-of-line conversion, export-subst, export-ignore)."""
     if member is None:
         return False
-    digest = hashlib.new("sha256" if len(sha) == 64 else "sha1", b"blob %d\0" % member.size, usedforsecurity=False)
+    digest = _blob_hash(member.size, sha)
     source = tar.extractfile(member)
     while source is not None and (chunk := source.read(_CHUNK)):
         digest.update(chunk)

@@ -298,7 +298,10 @@ def start(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, *, st
     began = time.monotonic()
     log = open_unlinked(log_path)
     if shown is not None:
-        log = Tee(log, open_unlinked(shown))
+        try:
+            log = Tee(log, open_unlinked(shown))
+        except OSError:  # the agent removed its folder: only people's copy is missing
+            pass
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,

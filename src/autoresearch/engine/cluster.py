@@ -34,10 +34,10 @@ from autoresearch.config import CONFIG_NAME
 from autoresearch.engine.guard import Guard
 from autoresearch.engine.measure import Limits, Measurement
 from autoresearch.engine.earlystop import Reference
-from autoresearch.engine.runner import REQUIRE, Runner, own_log
+from autoresearch.engine.runner import REQUIRE, Runner, own_log, write_log
 from autoresearch.engine.slots import Slot, check_models, gpu_models, own_card
 from autoresearch.errors import AutoresearchError, MachineError, WorkerLost
-from autoresearch.files import open_unlinked, remove_tree
+from autoresearch.files import remove_tree
 from autoresearch.engine.lifecycle import Pen
 from autoresearch.state import Current
 from autoresearch.store import Journal
@@ -165,10 +165,7 @@ class RemoteRunner:
             raise WorkerLost(f"worker {self.slot.name} lost its node ({type(exc).__name__})") from exc
         finally:
             self.state.clear_current()
-        with open_unlinked(self.log_path) as fh:
-            fh.write(log)
-        with contextlib.suppress(OSError), open_unlinked(self.shown_path) as fh:
-            fh.write(log)
+        write_log(self.log_path, self.shown_path, log)
         return m
 
 

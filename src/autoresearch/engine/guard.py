@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from autoresearch import gitrepo
 from autoresearch.config import CONFIG_NAME
 from autoresearch.engine.command import runs_our_python
-from autoresearch.files import atomic_write
+from autoresearch.files import atomic_write, behind_a_link
 from autoresearch.research import keeprule
 from autoresearch.research.history import History
 from autoresearch.research.results import Row
@@ -325,11 +325,13 @@ class Guard:
         finally:
             for p, data in saved.items():
                 path = self.root / p
+                if behind_a_link(self.root, p):  # an ignored folder the reset left may be a link
+                    continue
                 if data is None:
                     path.unlink(missing_ok=True)
                 else:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(data)
+                    atomic_write(path, data)
 
     def back_to(self, branch: str) -> None:
         """HEAD on `branch` again, at its tip, whatever the tree held (the notes stay)."""

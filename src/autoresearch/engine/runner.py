@@ -243,11 +243,7 @@ class Runner:
         return outcome, log, evaluation
 
     def _log(self, data: bytes, *, append: bool) -> None:
-        """Write into the run's log, the engine's and the one shown (a failure of the shown copy aside)."""
-        with open_unlinked(self.log_path, append=append) as fh:
-            fh.write(data)
-        with contextlib.suppress(OSError), open_unlinked(self.shown_path, append=append) as fh:
-            fh.write(data)
+        write_log(self.log_path, self.shown_path, data, append=append)
 
     def _start_evaluator(self, stage: "Stage", result_path: Path) -> "Jailed":
         """The evaluator process, started to wait for the hand-over (autoresearch.evaluator --wait)."""
@@ -271,6 +267,14 @@ class Runner:
         if not outcome.error and written.is_file() and not written.is_symlink():
             shutil.copyfile(written, result_path)
         return outcome
+
+
+def write_log(own: Path, shown: Path, data: bytes, *, append: bool = False) -> None:
+    """Write into a run's log, the engine's copy and the one shown (a failure of the shown copy aside)."""
+    with open_unlinked(own, append=append) as fh:
+        fh.write(data)
+    with contextlib.suppress(OSError), open_unlinked(shown, append=append) as fh:
+        fh.write(data)
 
 
 def own_log(ws: Workspace, worker: str = "") -> Path:
