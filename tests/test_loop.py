@@ -245,7 +245,7 @@ def test_kill_9_of_the_loop_mid_run_then_resume(tmp_path, agent, unjailed):
     env = agent([{"value": 0.5, "body": body, "desc": "slow change"}, {"value": 2.0, "desc": "after the crash"}])
     proc = start_loop(root, agent, "--tag", "k9", env=env)
     try:
-        assert wait_for(lambda: current(root) is not None and pidfile.exists(), timeout=60), proc.stderr
+        assert wait_for(lambda: current(root) is not None and pidfile.is_file() and pidfile.read_text(), timeout=60), proc.stderr
         frontier = rows(root)[0].commit
         train_pid = int(pidfile.read_text())
         os.kill(proc.pid, signal.SIGKILL)
@@ -274,7 +274,7 @@ def test_ctrl_c_kills_the_run_records_it_and_leaves_the_frontier(tmp_path, agent
     env = agent([{"value": 0.5, "body": body, "desc": "slow change"}])
     proc = start_loop(root, agent, env=env)
     try:
-        assert wait_for(lambda: current(root) is not None and pidfile.exists(), timeout=60)
+        assert wait_for(lambda: current(root) is not None and pidfile.is_file() and pidfile.read_text(), timeout=60)
         frontier = rows(root)[0].commit
         train_pid = int(pidfile.read_text())
         os.kill(proc.pid, sig)
@@ -311,7 +311,7 @@ def test_ctrl_c_during_a_confirmation_keeps_both_finished_runs(tmp_path, agent, 
     env = agent([{"value": 0.5, "body": body, "desc": "a win"}])
     proc = start_loop(root, agent, env=env)
     try:
-        assert wait_for(lambda: pidfile.exists() and current(root, "confirm") is not None, timeout=90)
+        assert wait_for(lambda: pidfile.is_file() and pidfile.read_text() and current(root, "confirm") is not None, timeout=90)
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -410,7 +410,7 @@ def test_kill_9_during_a_confirmation_records_the_finished_runs_at_the_next_star
     env = agent([{"value": 0.5, "body": body, "desc": "a win"}, {"value": 2.0, "desc": "after the crash"}])
     proc = start_loop(root, agent, env=env)
     try:
-        assert wait_for(lambda: pidfile.exists() and current(root, "confirm") is not None, timeout=90)
+        assert wait_for(lambda: pidfile.is_file() and pidfile.read_text() and current(root, "confirm") is not None, timeout=90)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -440,7 +440,7 @@ def test_a_keep_row_appended_after_kill_9_is_not_adopted(tmp_path, agent, unjail
     env = agent([{"value": 0.5, "body": body, "desc": "slow change"}, {"value": 2.0, "desc": "after the crash"}])
     proc = start_loop(root, agent, env=env)
     try:
-        assert wait_for(lambda: current(root) is not None and pidfile.exists(), timeout=60), proc.stderr
+        assert wait_for(lambda: current(root) is not None and pidfile.is_file() and pidfile.read_text(), timeout=60), proc.stderr
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
